@@ -1,0 +1,277 @@
+"""Read and write images and labels in the formats the field uses, keeping georeferencing.
+
+GeoTIFF goes through rasterio (CRS, transform, band-interleaved or pixel-interleaved, uint8/uint16, any band count);
+PNG and JPEG through Pillow. Images are ``H×W×C`` arrays in their stored dtype; labels are ``H×W`` uint8 class ids.
+A single-band label (a palette-mode PNG too: its pixel values are the palette indices) holds class ids; a 3-band label
+is colour-coded and is decoded through the ClassMap colours.
+
+Every write goes to a temporary name in the target folder and is renamed when complete, so an interrupted run never
+leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .classes import ClassMap
+
+FORMATS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+LABEL_SUFFIX = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".png"}  # JPEG is lossy: its labels are written as PNG
+IMAGE_SUFFIX = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".jpg"}
+
+Image.MAX_IMAGE_PIXELS = None  # aerial tiles are large by nature
+
+
+class RasterError(ValueError):
+    """A raster that cannot be read or written as asked; the message names the file and the fix."""
+
+
+@dataclass
+class Raster:
+    """Pixels plus where they came from: file format and, for GeoTIFF, the georeferencing."""
+
+    array: np.ndarray
+    format: str = "PNG"
+    path: Path | None = None
+    crs: Any = None
+    transform: Any = None
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None or (self.transform is not None and not self.transform.is_identity)
+
+    def window(self, row: int, col: int, height: int, width: int) -> "Raster":
+        """The pixels [row:row+height, col:col+width], with the transform moved to the window's corner."""
+        transform = self.transform
+        if transform is not None:
+            from rasterio.windows import Window, transform as window_transform
+
+            transform = window_transform(Window(col, row, width, height), transform)
+        return replace(self, array=self.array[row : row + height, col : col + width].copy(), transform=transform)
+
+    def like(self, array: np.ndarray) -> "Raster":
+        """Another raster on the same grid (same format and georeferencing) holding ``array``."""
+        if array.shape[:2] != self.array.shape[:2]:
+            raise RasterError(
+                f"{self.path}: new array {array.shape[:2]} does not match the raster's size {self.array.shape[:2]}"
+            )
+        return replace(self, array=array, tags={})
+
+
+def raster_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise RasterError(
+            f"{path}: unsupported file type {suffix!r}; paintseg reads and writes {', '.join(sorted(FORMATS))}"
+        )
+    return FORMATS[suffix]
+
+
+def is_raster(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in FORMATS
+
+
+# --------------------------------------------------------------------------------------------- reading
+def _read_any(path: Path) -> Raster:
+    if not path.is_file():
+        raise RasterError(f"{path}: no such file; check the path (and the name listed in the episode)")
+    fmt = raster_format(path)
+    if fmt == "GTiff":
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path) as src:
+                    data = src.read()  # (bands, H, W), whatever the interleave on disk
+                    return Raster(
+                        np.moveaxis(data, 0, -1), fmt, path, src.crs, src.transform, dict(src.tags())
+                    )
+        except RasterioIOError as e:
+            raise RasterError(f"{path}: unreadable GeoTIFF ({e}); re-export or replace the file") from None
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("P", "L", "RGB", "RGBA", "I;16", "I;16B", "I", "LA"):
+                arr = np.asarray(im)
+            else:
+                arr = np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RasterError(f"{path}: unreadable {fmt} ({e}); re-export or replace the file") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return Raster(arr, fmt, path)
+
+
+def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None) -> Raster:
+    """Read an image as H×W×C in its stored dtype.
+
+    ``rgb_bands`` picks bands (1-based, as GDAL counts them) in the order red, green, blue, e.g. ``(4, 3, 2)`` for
+    Sentinel-2; by default a 1- or 3-band image is returned whole and a 4+-band image gives its first three bands.
+    """
+    raster = _read_any(Path(path))
+    arr = raster.array
+    if raster.format == "PNG" and arr.shape[2] in (2, 4):  # drop alpha
+        arr = arr[..., : arr.shape[2] - 1]
+    bands = arr.shape[2]
+    if rgb_bands is None:
+        rgb_bands = (1,) if bands == 1 else (1, 2, 3)
+    for b in rgb_bands:
+        if not 1 <= b <= bands:
+            raise RasterError(
+                f"{path}: has {bands} band(s) but band {b} was asked for; pass rgb_bands within 1..{bands}"
+            )
+    arr = arr[..., [b - 1 for b in rgb_bands]]
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise RasterError(f"{path}: images must be uint8 or uint16, this one is {arr.dtype}; convert it first")
+    return replace(raster, array=np.ascontiguousarray(arr))
+
+
+def read_label(path: str | Path, classes: ClassMap | None = None) -> Raster:
+    """Read a label as H×W uint8 class ids (colour-coded labels decoded through ``classes``)."""
+    path = Path(path)
+    if raster_format(path) == "JPEG":
+        raise RasterError(f"{path}: JPEG is lossy and cannot hold exact labels; store labels as PNG or GeoTIFF")
+    raster = _read_any(path)
+    arr = raster.array
+    if arr.shape[2] in (1, 2):
+        ids = arr[..., 0]
+        if ids.dtype != np.uint8:
+            if ids.size and int(ids.max()) > 255:
+                raise RasterError(f"{path}: label value {int(ids.max())} is above 255; class ids must be 0..255")
+            ids = ids.astype(np.uint8)
+    elif arr.shape[2] >= 3:
+        if classes is None:
+            raise RasterError(f"{path}: a colour-coded (3-band) label needs a class map with colours (--classes)")
+        if arr.dtype != np.uint8:
+            raise RasterError(f"{path}: colour-coded labels must be uint8, this one is {arr.dtype}")
+        ids = classes.decode_colors(arr, path)
+    else:  # pragma: no cover - shapes above are exhaustive
+        raise RasterError(f"{path}: unexpected label shape {arr.shape}")
+    return replace(raster, array=np.ascontiguousarray(ids))
+
+
+# --------------------------------------------------------------------------------------------- writing
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _write_gtiff(path: Path, arr: np.ndarray, like: Raster | None, colormap: dict | None) -> None:
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    data = arr if arr.ndim == 3 else arr[..., None]
+    profile = {
+        "driver": "GTiff",
+        "height": data.shape[0],
+        "width": data.shape[1],
+        "count": data.shape[2],
+        "dtype": data.dtype.name,
+        "compress": "deflate",
+    }
+    if like is not None and like.crs is not None:
+        profile["crs"] = like.crs
+    if like is not None and like.transform is not None and not like.transform.is_identity:
+        profile["transform"] = like.transform
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.moveaxis(data, -1, 0))
+            if colormap is not None and data.shape[2] == 1 and data.dtype == np.uint8:
+                dst.write_colormap(1, colormap)
+
+
+def _finish(tmp: Path, path: Path) -> Path:
+    os.replace(tmp, path)
+    return path
+
+
+def write_image(path: str | Path, array: np.ndarray, like: Raster | None = None) -> Path:
+    """Write an H×W×C (or H×W) image; a GeoTIFF gets ``like``'s CRS and transform."""
+    path = Path(path)
+    fmt = raster_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial(path)
+    if fmt == "GTiff":
+        _write_gtiff(tmp, array, like, None)
+    else:
+        arr = array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+        if arr.dtype != np.uint8:
+            raise RasterError(f"{path}: {fmt} holds 8-bit images only; write {arr.dtype} imagery as .tif")
+        im = Image.fromarray(arr)
+        im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return _finish(tmp, path)
+
+
+def write_label(path: str | Path, label: np.ndarray, like: Raster | None = None,
+                classes: ClassMap | None = None) -> Path:
+    """Write H×W class ids as one band (PNG: palette mode, so viewers show the class colours)."""
+    path = Path(path)
+    fmt = raster_format(path)
+    if fmt == "JPEG":
+        raise RasterError(f"{path}: JPEG is lossy and cannot hold exact labels; write labels as .png or .tif")
+    if label.ndim != 2 or label.dtype != np.uint8:
+        raise RasterError(f"{path}: a label must be an H×W uint8 array, got {label.shape} {label.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial(path)
+    lut = (classes.lut() if classes is not None else _default_lut())
+    if fmt == "GTiff":
+        _write_gtiff(tmp, label, like, {i: (*map(int, lut[i]), 255) for i in range(256)})
+    else:
+        im = Image.frombytes("P", (label.shape[1], label.shape[0]), np.ascontiguousarray(label).tobytes())
+        im.putpalette(lut.reshape(-1).tolist())
+        im.save(tmp, format="PNG")
+    return _finish(tmp, path)
+
+
+def _default_lut() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    lut = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    lut[0] = 0
+    lut[255] = 128
+    return lut
+
+
+# --------------------------------------------------------------------------------------------- conversions
+def to_float(image: np.ndarray) -> np.ndarray:
+    """H×W×C uint8/uint16 → H×W×3 float32 in [0, 1] for models.
+
+    uint8 is divided by 255; uint16 is stretched per band between its 2nd and 98th percentiles. A 1-band image is
+    repeated to 3 bands.
+    """
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.dtype == np.uint8:
+        out = image.astype(np.float32) / 255.0
+    else:
+        img = image.astype(np.float32)
+        lo = np.percentile(img, 2, axis=(0, 1), keepdims=True)
+        hi = np.percentile(img, 98, axis=(0, 1), keepdims=True)
+        out = np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)
+    return np.ascontiguousarray(out[..., :3])
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Display version of any image: uint8 H×W×3."""
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image
+    return (to_float(image) * 255 + 0.5).astype(np.uint8)
