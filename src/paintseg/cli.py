@@ -1,0 +1,220 @@
+"""The `paintseg` command line: one thin function per subcommand; the work lives in the stage packages."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="paintseg: few-shot segmentation of aerial and satellite imagery. Build a few-shot episode from labelled "
+    "data, train segmentation models on base + novel classes, predict, and evaluate with the OpenEarthMap "
+    "few-shot protocol.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect and validate episodes.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _user_errors():
+    """Errors that are the user's input (bad file, bad option): print the message, exit 2, no traceback."""
+    from paintseg.data.classes import ClassMapError
+    from paintseg.data.episode import EpisodeError
+    from paintseg.data.raster import RasterError
+
+    errors: list[type[BaseException]] = [ClassMapError, EpisodeError, RasterError, FileNotFoundError]
+    for module, name in (("paintseg.data.split", "SplitError"), ("paintseg.evaluate.metrics", "EvaluationError"),
+                         ("paintseg.segment.train", "TrainError"), ("pydantic", "ValidationError")):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _user_errors() as e:  # noqa: B030 - tuple built at call time
+        _fail(str(e))
+
+
+# ------------------------------------------------------------------------------------------------- split
+@app.command()
+def split(
+    images: str = typer.Option(..., help="Glob of the images, e.g. 'data/*/images/*.jpg' (quote it). ** recurses."),
+    labels: str = typer.Option(..., help="Glob of the labels; paired with images by file stem (within a group)."),
+    classes: Path = typer.Option(..., help="classes.json with every class's id, name, role and colour(s)."),
+    novel: str = typer.Option(..., help="Novel class name(s), comma-separated; every other class becomes base."),
+    out: Path = typer.Option(..., help="New episode folder to write (OpenEarthMap few-shot layout)."),
+    shots: int = typer.Option(5, help="Support images per novel class."),
+    seed: int = typer.Option(0, help="Seed for the group assignment and the support choice."),
+    group: Optional[str] = typer.Option(
+        None, help="Regex on the path naming a group (e.g. 'Tile \\d+'); train, support and query never share a "
+        "group, so nearby pixels never leak between training and evaluation."),
+    tile: int = typer.Option(512, help="Cut larger images into tiles of this size (0 keeps images whole)."),
+    query_fraction: float = typer.Option(0.25, help="Share of the groups used as the query set."),
+    min_pixels: int = typer.Option(64, help="Least pixels of a novel class for an image to serve as its support."),
+) -> None:
+    """Build a few-shot episode from any fully labelled dataset.
+
+    Trainset labels keep the base classes only (novel pixels become background 0), each support label keeps only its
+    novel class, query labels keep everything - as in the OpenEarthMap few-shot challenge. Deterministic for a seed.
+    """
+    from paintseg.data.classes import ClassMap
+    from paintseg.data.split import format_summary, split_dataset
+
+    cmap = _run(ClassMap.load, classes)
+    names = [n.strip() for n in novel.split(",") if n.strip()]
+    summary = _run(split_dataset, images, labels, cmap, names, out, shots=shots, seed=seed, group=group,
+                   tile=tile or None, query_fraction=query_fraction, min_pixels=min_pixels)
+    typer.echo(format_summary(summary))
+    typer.echo(f"episode written to {out}")
+
+
+# ------------------------------------------------------------------------------------------------- data
+@data_app.command("check")
+def data_check(
+    episode: Path = typer.Argument(..., help="Episode folder (train.txt, val.json, trainset/, valset/)."),
+    split: str = typer.Option("valset", help="Which evaluation split to check: valset or testset."),
+    shots: int = typer.Option(5, help="Support images every novel class must have."),
+) -> None:
+    """Validate an episode and print every problem; exit code 1 if there is any."""
+    from paintseg.data.episode import Episode
+
+    ep = _run(Episode, episode, split)
+    problems = ep.problems(expected_shots=shots)
+    for p in problems:
+        typer.echo(f"- {p}")
+    n = len(ep.train) + len(ep.support_samples) + len(ep.query)
+    if problems:
+        typer.secho(f"{len(problems)} problem(s) in {episode} ({n} images checked)", fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.secho(f"ok: {episode} ({len(ep.train)} train, {len(ep.support_samples)} support, {len(ep.query)} query "
+                f"images; novel classes {', '.join(ep.classes.name(c) for c in ep.classes.novel_ids)})",
+                fg=typer.colors.GREEN)
+
+
+# ------------------------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    episode: Path = typer.Argument(..., help="Episode folder."),
+    out: Path = typer.Option(..., help="Run folder: config, checkpoints, log and model.pt are written here."),
+    synthetic: List[Path] = typer.Option([], help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
+    config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields; options given here override it."),
+    arch: Optional[str] = typer.Option(None, help="unet, unetplusplus, deeplabv3plus, fpn, upernet, segformer, ..."),
+    encoder: Optional[str] = typer.Option(None, help="segmentation_models_pytorch encoder, e.g. resnet18."),
+    encoder_weights: Optional[str] = typer.Option(None, help="'imagenet' to start from pretrained weights "
+                                                  "(downloaded on first use); default: none."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
+    batch: Optional[int] = typer.Option(None, help="Crops per step."),
+    crop: Optional[int] = typer.Option(None, help="Training crop size in pixels (multiple of 32)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (AdamW, cosine schedule)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights, sampling and augmentation."),
+    support_fraction: Optional[float] = typer.Option(None, help="Share of each batch drawn from the support set."),
+    synthetic_fraction: Optional[float] = typer.Option(None, help="Share drawn from the synthetic set(s)."),
+    dice_weight: Optional[float] = typer.Option(None, help="Weight of a Dice loss added to cross entropy."),
+    class_weights: Optional[str] = typer.Option(None, help="'none' or 'inverse-sqrt' (label frequencies)."),
+    learn_background: Optional[bool] = typer.Option(None, "--learn-background/--ignore-background",
+                                                    help="Train label 0 of train/support labels as a class "
+                                                    "(default: ignore it, it may hide other classes)."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
+    split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
+) -> None:
+    """Train a segmentation model on base + novel classes: trainset + support set (+ synthetic sets)."""
+    from paintseg.config import TrainConfig, load_yaml
+    from paintseg.data.episode import Episode
+    from paintseg.segment.train import train as train_model
+
+    base = _run(load_yaml, config, TrainConfig) if config else TrainConfig()
+    given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, steps=steps, batch=batch, crop=crop,
+                 lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
+                 dice_weight=dice_weight, class_weights=class_weights, learn_background=learn_background,
+                 checkpoint_every=checkpoint_every)
+    cfg = _run(TrainConfig.model_validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+    ep = _run(Episode, episode, split)
+    model_path = _run(train_model, ep, out, cfg, synthetic=list(synthetic), resume=resume)
+    typer.echo(f"model written to {model_path}")
+
+
+# ------------------------------------------------------------------------------------------------- predict
+def _expand(patterns: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for p in patterns:
+        matches = sorted(glob.glob(p, recursive=True)) if any(ch in p for ch in "*?[") else [p]
+        if not matches:
+            _fail(f"--images {p!r} matched no file; check the pattern (quote it so the shell does not expand it)")
+        paths.extend(Path(m) for m in matches)
+    return paths
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run folder written by `paintseg train` (holds model.pt)."),
+    out: Path = typer.Option(..., help="Folder for the predicted labels (+ color/ previews)."),
+    images: List[str] = typer.Option([], help="Image file, folder or quoted glob; repeatable."),
+    episode: Optional[Path] = typer.Option(None, help="Predict this episode's query images (instead of --images)."),
+    split: str = typer.Option("valset", help="With --episode: valset or testset."),
+    window: Optional[int] = typer.Option(None, help="Sliding-window size (default: the training crop)."),
+    overlap: float = typer.Option(0.25, help="Overlap between neighbouring windows, 0..0.9."),
+    batch: int = typer.Option(4, help="Windows per forward pass."),
+) -> None:
+    """Sliding-window prediction on images of any size: one single-band label per image, same stem, same format
+    (JPEG input gives PNG labels) and georeference, plus a colour preview in OUT/color/."""
+    from paintseg.segment.predict import predict as predict_images
+
+    paths = _expand(list(images))
+    if episode is not None:
+        from paintseg.data.episode import Episode
+
+        paths += [s.image for s in _run(Episode, episode, split).query]
+    if not paths:
+        _fail("nothing to predict: pass --images PATH (file, folder or glob) or --episode DIR")
+    written = _run(predict_images, run, paths, out, window=window, overlap=overlap, batch=batch)
+    typer.echo(f"{len(written)} label(s) written to {out}")
+
+
+# ------------------------------------------------------------------------------------------------- evaluate
+@app.command()
+def evaluate(
+    pred: Path = typer.Option(..., help="Folder of predicted labels (same stems as the query images)."),
+    episode: Path = typer.Option(..., help="Episode folder whose query labels are the ground truth."),
+    split: str = typer.Option("valset", help="valset or testset."),
+    out: Optional[Path] = typer.Option(None, help="Write the metrics JSON here."),
+    skip_absent: bool = typer.Option(False, help="Leave classes with an empty union out of the means "
+                                     "(default: they score 0, as in the challenge)."),
+) -> None:
+    """OpenEarthMap few-shot protocol: one confusion matrix over the query set; per-class IoU, base mIoU, novel
+    mIoU and score = 0.4 x base + 0.6 x novel (background not scored, ignore 255 not counted)."""
+    from paintseg.data.episode import Episode
+    from paintseg.evaluate.metrics import evaluate_predictions, format_table
+
+    ep = _run(Episode, episode, split)
+    metrics = _run(evaluate_predictions, pred, ep, skip_absent=skip_absent)
+    typer.echo(format_table(metrics))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".partial")
+        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+        tmp.replace(out)
+        typer.echo(f"metrics written to {out}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="paintseg")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
