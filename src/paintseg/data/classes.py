@@ -239,22 +239,29 @@ class ClassMap:
         """HxWx3 colour-coded label → HxW class ids. An unknown colour is an error naming the file and the colour."""
         if rgb.ndim != 3 or rgb.shape[2] < 3:
             raise ClassMapError(f"{source}: a colour-coded label needs 3 bands, got shape {rgb.shape}")
-        rgb = rgb[..., :3].astype(np.uint32)
-        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        rgb = rgb[..., :3]
+        code = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+        keys, ids = self._color_codes()
+        # searchsorted over the few known colours is linear in the pixels (np.unique would sort them all)
+        pos = np.minimum(np.searchsorted(keys, code), max(len(keys) - 1, 0))
+        found = keys[pos] == code if len(keys) else np.zeros(code.shape, bool)
+        if not found.all():
+            bad = code[~found]
+            u = int(bad.min())
+            n = int((bad == u).sum())
+            known = ", ".join(f"{col}={c.name}" for c in self.classes for col in c.colors)
+            raise ClassMapError(
+                f"{source}: colour {format_color(((u >> 16) & 255, (u >> 8) & 255, u & 255))} ({n} pixels) is "
+                f"not in the class map ({known}); add it to classes.json (a class's 'color' may be a list)"
+            )
+        return ids[pos]
+
+    def _color_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted 24-bit colour codes (0xRRGGBB) of every class colour, and the class id of each."""
         table: dict[int, int] = {}
         for c in self.classes:
             for col in c.colors:
                 r, g, b = parse_color(col, self.source)
                 table[(r << 16) | (g << 8) | b] = c.id
-        uniq, inverse = np.unique(code.ravel(), return_inverse=True)
-        ids = np.empty(len(uniq), np.uint8)
-        for i, u in enumerate(uniq.tolist()):
-            if u not in table:
-                n = int((inverse == i).sum())
-                known = ", ".join(f"{col}={c.name}" for c in self.classes for col in c.colors)
-                raise ClassMapError(
-                    f"{source}: colour {format_color(((u >> 16) & 255, (u >> 8) & 255, u & 255))} ({n} pixels) is "
-                    f"not in the class map ({known}); add it to classes.json (a class's 'color' may be a list)"
-                )
-            ids[i] = table[u]
-        return ids[inverse].reshape(code.shape)
+        keys = np.array(sorted(table), np.uint32)
+        return keys, np.array([table[k] for k in keys.tolist()], np.uint8)

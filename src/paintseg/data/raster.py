@@ -2,8 +2,9 @@
 
 GeoTIFF goes through rasterio (CRS, transform, band-interleaved or pixel-interleaved, uint8/uint16, any band count);
 PNG and JPEG through Pillow. Images are ``H×W×C`` arrays in their stored dtype; labels are ``H×W`` uint8 class ids.
-A single-band label (a palette-mode PNG too: its pixel values are the palette indices) holds class ids; a 3-band label
-is colour-coded and is decoded through the ClassMap colours.
+A single-band label holds class ids; a 3-band label is colour-coded and is decoded through the ClassMap colours. A
+palette-mode PNG label holds class ids as palette indices, unless its palette shows it is colour-coded (every used
+colour is a class colour, but not the colour of the class with that index): then its colours are decoded.
 
 Every write goes to a temporary name in the target folder and is renamed when complete, so an interrupted run never
 leaves a half-written file under the final name.
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .classes import ClassMap
+from .classes import ClassMap, parse_color
 
 FORMATS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 LABEL_SUFFIX = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".png"}  # JPEG is lossy: its labels are written as PNG
@@ -57,9 +58,11 @@ class Raster:
         return self.crs is not None or (self.transform is not None and not self.transform.is_identity)
 
     def window(self, row: int, col: int, height: int, width: int) -> "Raster":
-        """The pixels [row:row+height, col:col+width], with the transform moved to the window's corner."""
+        """The pixels [row:row+height, col:col+width], with the transform moved to the window's corner.
+
+        A raster without georeferencing keeps its (identity) transform, so a crop does not gain a made-up one."""
         transform = self.transform
-        if transform is not None:
+        if transform is not None and self.georeferenced:
             from rasterio.windows import Window, transform as window_transform
 
             transform = window_transform(Window(col, row, width, height), transform)
@@ -157,6 +160,9 @@ def read_label(path: str | Path, classes: ClassMap | None = None) -> Raster:
             if ids.size and int(ids.max()) > 255:
                 raise RasterError(f"{path}: label value {int(ids.max())} is above 255; class ids must be 0..255")
             ids = ids.astype(np.uint8)
+        palette = _png_palette(path) if raster.format == "PNG" else None
+        if palette is not None and classes is not None and _palette_is_colour_code(palette, ids, classes):
+            ids = classes.decode_colors(palette[ids], path)
     elif arr.shape[2] >= 3:
         if classes is None:
             raise RasterError(f"{path}: a colour-coded (3-band) label needs a class map with colours (--classes)")
@@ -166,6 +172,40 @@ def read_label(path: str | Path, classes: ClassMap | None = None) -> Raster:
     else:  # pragma: no cover - shapes above are exhaustive
         raise RasterError(f"{path}: unexpected label shape {arr.shape}")
     return replace(raster, array=np.ascontiguousarray(ids))
+
+
+def _png_palette(path: Path) -> np.ndarray | None:
+    """The 256×3 palette of a palette-mode PNG (missing entries black), or None for any other PNG."""
+    with Image.open(path) as im:
+        if im.mode != "P":
+            return None
+        flat = np.asarray(im.getpalette("RGB") or [], np.uint8)[: 256 * 3]
+    palette = np.zeros((256, 3), np.uint8)
+    palette.reshape(-1)[: flat.size] = flat
+    return palette
+
+
+def _palette_is_colour_code(palette: np.ndarray, ids: np.ndarray, classes: ClassMap) -> bool:
+    """Whether a palette-mode label encodes classes by colour rather than by index.
+
+    Some datasets (the Dubai aerial masks, for one) save colour-coded masks as palette PNGs whose palette order
+    differs from file to file, so the index of a pixel means nothing and its palette colour names the class. That is
+    the case when every used palette colour is a class colour but some used index is a class id drawn in another
+    colour. Otherwise (paintseg's own labels, whose palette is the class colours; arbitrary palettes) the indices are
+    the class ids.
+    """
+    used = np.flatnonzero(np.bincount(ids.reshape(-1), minlength=256))
+    colours: dict[tuple[int, int, int], int] = {}
+    for c in classes:
+        for col in c.colors:
+            colours[parse_color(col, classes.source)] = c.id
+    if not all(tuple(int(v) for v in palette[i]) in colours for i in used):
+        return False
+    for i in used:
+        own = {parse_color(col, classes.source) for c in classes if c.id == i for col in c.colors}
+        if own and tuple(int(v) for v in palette[i]) not in own:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------- writing

@@ -1,0 +1,388 @@
+"""Split any fully labelled dataset into a few-shot episode in the OpenEarthMap challenge layout.
+
+::
+
+    pairs = find_pairs("data/*/images/*.jpg", "data/*/masks/*.png", group=r"Tile \\d+")
+    summary = split_dataset("data/*/images/*.jpg", "data/*/masks/*.png", ClassMap.load("classes.json"),
+                            novel=["building"], out=Path("episode"), shots=5, group=r"Tile \\d+")
+    print(format_summary(summary))
+
+Images and labels are paired by file stem within a *group* (a place: a tile, a city, a scene; without ``group`` every
+pair is its own group). Large images are cut into ``tile``×``tile`` tiles. Whole groups go to one of three parts, so
+no place is seen in two of them:
+
+- query: about ``query_fraction`` of the groups; every tile with its full label (base and novel classes);
+- support: as few groups as needed to give each novel class ``shots`` tiles holding at least ``min_pixels`` of it;
+  a support label keeps only its one class (the rest 0, ignore 255 stays 255), a tile serves one class only;
+- train: the other groups; every tile with novel pixels set to background 0.
+
+Everything is random for the seed and deterministic: the same call writes the same bytes. The lists that make the
+folder an episode (``val.json``, then ``train.txt``) are written last, so a killed split never looks complete.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .classes import BACKGROUND, IGNORE, ClassMap, ClassMapError
+from .raster import (IMAGE_SUFFIX, LABEL_SUFFIX, RasterError, is_raster, raster_format, read_image, read_label,
+                     write_image, write_label)
+
+log = logging.getLogger(__name__)
+ROLES = ("train", "support", "query")
+
+
+class SplitError(ValueError):
+    """A dataset that cannot be split as asked; the message names the file or setting and what to change."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An image, its label, the group (place) it belongs to and the stem that paired them."""
+
+    image: Path
+    label: Path
+    group: str
+    stem: str
+
+
+@dataclass(frozen=True)
+class _Tile:
+    pair: int  # index into the pairs
+    row: int
+    col: int
+    height: int
+    width: int
+    name: str  # output file name without suffix
+
+
+# ------------------------------------------------------------------------------------------------ pairing
+def _glob(pattern: str, what: str) -> list[Path]:
+    paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if is_raster(p) and Path(p).is_file())
+    if not paths:
+        raise SplitError(f"no {what} match {pattern!r}; check the pattern (quote it so the shell does not expand "
+                         f"it; ** matches any folders) and that the files end in .tif, .png or .jpg")
+    return paths
+
+
+def _group_of(path: Path, regex: re.Pattern) -> str:
+    m = regex.search(str(path))
+    if m is None:
+        raise SplitError(f"{path}: --group \"{regex.pattern}\" does not match this path; give a regex that matches "
+                         f"every image and label path (e.g. --group \"Tile \\d+\")")
+    return m.group(1) if regex.groups else m.group(0)
+
+
+def find_pairs(images: str, labels: str, group: str | None = None) -> list[Pair]:
+    """Pair the files matched by two glob patterns by stem, within the group each path's ``group`` regex names.
+
+    The group is the whole regex match, or its first capture group if it has one. Without ``group`` every pair is
+    its own group (named by its stem) and stems must be unique. Returns the pairs sorted by group, then stem.
+    """
+    try:
+        regex = re.compile(group) if group else None
+    except re.error as e:
+        raise SplitError(f"--group \"{group}\" is not a valid regular expression ({e})") from None
+
+    def index(paths: list[Path], what: str) -> dict[tuple[str, str], Path]:
+        found: dict[tuple[str, str], Path] = {}
+        for p in paths:
+            key = (_group_of(p, regex) if regex else "", p.stem)
+            if key in found:
+                where = f" in group {key[0]!r}" if regex else ""
+                fix = ("make --group match a part of the path that tells them apart" if regex else
+                       "pass --group REGEX to pair files by stem within a group, e.g. --group \"Tile \\d+\"")
+                raise SplitError(f"two {what} have the stem {p.stem!r}{where}: {found[key]} and {p}; {fix}")
+            found[key] = p
+        return found
+
+    image_index = index(_glob(images, "images"), "images")
+    label_index = index(_glob(labels, "labels"), "labels")
+    missing = [p for key, p in image_index.items() if key not in label_index]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise SplitError(f"{len(missing)} image(s) have no label with the same stem"
+                         f"{' in the same group' if regex else ''} among {labels!r}: {shown}; "
+                         f"fix the --labels pattern or add the labels")
+    return [Pair(p, label_index[key], key[0] if regex else key[1], key[1]) for key, p in sorted(image_index.items())]
+
+
+# ------------------------------------------------------------------------------------------------ tiling
+def _offsets(size: int, tile: int | None) -> list[int]:
+    """Tile starts along one axis; the last tile ends at the edge (and may overlap the one before)."""
+    if tile is None or size <= tile:
+        return [0]
+    n = -(-size // tile)
+    return [i * tile for i in range(n - 1)] + [size - tile]
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
+def _probe(path: Path) -> tuple[int, int, int]:
+    """Height, width and band count of an image, from its header."""
+    try:
+        if raster_format(path) == "GTiff":
+            import rasterio
+
+            with rasterio.open(path) as src:
+                return src.height, src.width, src.count
+        with Image.open(path) as im:
+            return im.height, im.width, len(im.getbands())
+    except (OSError, RasterError) as e:
+        raise SplitError(f"{path}: unreadable image ({e}); re-export or remove it") from None
+
+
+def _label(path: Path, classes: ClassMap) -> np.ndarray:
+    try:
+        return read_label(path, classes).array
+    except (RasterError, ClassMapError) as e:
+        raise SplitError(str(e)) from None
+
+
+# ------------------------------------------------------------------------------------------------ assignment
+def _match(novel: list[int], shots: int, tiles: list[int], eligible: dict[int, np.ndarray]) -> dict[int, list[int]]:
+    """Up to ``shots`` distinct tiles per novel class (maximum bipartite matching; tiles tried in the given order)."""
+    slots = [c for c in novel for _ in range(shots)]
+    options = {c: [t for t in tiles if eligible[c][t]] for c in novel}
+    owner: dict[int, int] = {}  # tile -> slot
+
+    def augment(slot: int, seen: set[int]) -> bool:
+        for t in options[slots[slot]]:
+            if t not in seen:
+                seen.add(t)
+                if t not in owner or augment(owner[t], seen):
+                    owner[t] = slot
+                    return True
+        return False
+
+    for slot in range(len(slots)):
+        augment(slot, set())
+    chosen: dict[int, list[int]] = {c: [] for c in novel}
+    for t, slot in sorted(owner.items(), key=lambda kv: kv[1]):
+        chosen[slots[slot]].append(t)
+    return chosen
+
+
+def _assign(tile_groups: list[str], counts: np.ndarray, classes: ClassMap, shots: int, min_pixels: int,
+            query_fraction: float, rng: np.random.Generator,
+            hint: str) -> tuple[dict[str, list[str]], dict[int, list[int]]]:
+    """The groups of each role, and the support tiles of each novel class.
+
+    ``tile_groups[t]`` is tile t's group and ``counts[t]`` its pixels per label value; ``hint`` says how to get
+    more groups."""
+    names = sorted(set(tile_groups))
+    if len(names) < 3:
+        raise SplitError(f"found {len(names)} group(s) ({', '.join(names)}); an episode needs at least 3 (train, "
+                         f"support, query kept apart by group); {hint}")
+    order = [names[i] for i in rng.permutation(len(names))]
+    tile_rank = rng.permutation(len(tile_groups))
+    members: dict[str, list[int]] = {g: [] for g in names}
+    for t in np.argsort(tile_rank, kind="stable").tolist():
+        members[tile_groups[t]].append(t)
+    novel = classes.novel_ids
+    eligible = {c: counts[:, c] >= min_pixels for c in novel}
+
+    support: list[str] = []
+    while True:  # greedy: add the group that best fills the missing shots, first in the seed's order on ties
+        chosen = _match(novel, shots, [t for g in support for t in members[g]], eligible)
+        deficit = {c: shots - len(chosen[c]) for c in novel}
+        if not any(deficit.values()):
+            break
+        free = [g for g in order if g not in support]
+        gains = [sum(min(d, int(eligible[c][members[g]].sum())) for c, d in deficit.items()) for g in free]
+        if len(free) <= 2 or max(gains) == 0:
+            short = [c for c in novel if deficit[c]]
+            lines = "; ".join(
+                f"novel class {classes.name(c)!r} (id {c}) has {len(chosen[c])} usable support tile(s) with >= "
+                f"{min_pixels} pixels of it ({int(eligible[c].sum())} such tiles in all {len(names)} groups), "
+                f"needs {shots}" for c in short)
+            raise SplitError(f"not enough support images: {lines}. One group must stay for train and one for query "
+                             f"and a tile serves one class only; lower --shots, lower --min-pixels, use a smaller "
+                             f"--tile (more, smaller tiles) or a --group regex that makes smaller groups")
+        support.append(free[gains.index(max(gains))])
+
+    rest = [g for g in order if g not in support]
+    n_query = min(max(1, round(query_fraction * len(names))), len(rest) - 1)
+    present = {g: sum(int(counts[members[g], c].sum() > 0) for c in novel) for g in rest}
+    query = sorted(rest, key=lambda g: -present[g])[:n_query]  # prefer groups showing every novel class
+    groups = {"train": sorted(g for g in rest if g not in query), "support": sorted(support), "query": sorted(query)}
+    return groups, {c: sorted(ts) for c, ts in chosen.items()}
+
+
+def _relabel(label: np.ndarray, role: str, classes: ClassMap, class_id: int | None) -> np.ndarray:
+    if role == "train":
+        return np.where(np.isin(label, classes.novel_ids), BACKGROUND, label).astype(np.uint8)
+    if role == "support":
+        keep = (label == class_id) | (label == IGNORE)
+        return np.where(keep, label, BACKGROUND).astype(np.uint8)
+    return label
+
+
+def _count(counts: np.ndarray, role: str, classes: ClassMap, class_id: int | None) -> np.ndarray:
+    """Pixels per label value after :func:`_relabel`, from the tile's original counts."""
+    c = counts.copy()
+    if role == "train":
+        novel = classes.novel_ids
+        c[BACKGROUND] += c[novel].sum()
+        c[novel] = 0
+    elif role == "support":
+        kept = np.zeros_like(c)
+        kept[[class_id, IGNORE]] = c[[class_id, IGNORE]]
+        kept[BACKGROUND] = c.sum() - kept.sum()
+        c = kept
+    return c
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------------ the split
+def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str], out: Path, shots: int = 5,
+                  seed: int = 0, group: str | None = None, tile: int | None = 512, query_fraction: float = 0.25,
+                  min_pixels: int = 64, progress: bool = True) -> dict:
+    """Write a few-shot episode of ``novel`` classes to ``out`` from a fully labelled dataset; return its summary.
+
+    ``images``/``labels`` are glob patterns (see :func:`find_pairs`), ``classes`` decodes the labels (colour-coded
+    ones through the class colours) and is saved, with ``novel`` made the novel classes, as ``out/classes.json``.
+    """
+    out = Path(out)
+    if (out / "train.txt").exists():
+        raise SplitError(f"{out / 'train.txt'} exists: {out} already holds an episode; pass a new --out or delete it")
+    if not novel:
+        raise SplitError("no novel class given; pass --novel NAME (one of the class names in classes.json)")
+    if shots < 1 or min_pixels < 1 or tile is not None and tile < 1 or not 0 < query_fraction < 1:
+        raise SplitError(f"need shots >= 1, min_pixels >= 1, tile >= 1 and 0 < query_fraction < 1; got shots={shots}, "
+                         f"min_pixels={min_pixels}, tile={tile}, query_fraction={query_fraction}")
+    try:
+        classes = classes.with_novel(novel)
+    except ClassMapError as e:
+        raise SplitError(str(e)) from None
+    pairs = find_pairs(images, labels, group)
+    valid = classes.valid_values
+
+    # pass 1: check every pair, cut its label into tiles and count the pixels of each class in each tile
+    tiles: list[_Tile] = []
+    counts: list[np.ndarray] = []
+    bands: list[int] = []
+    for i, pair in enumerate(tqdm(pairs, desc="scan labels", unit="pair", disable=not progress)):
+        height, width, n_bands = _probe(pair.image)
+        bands.append(n_bands)
+        label = _label(pair.label, classes)
+        if label.shape != (height, width):
+            raise SplitError(f"{pair.label}: label is {label.shape[1]}x{label.shape[0]} but its image {pair.image} is "
+                             f"{width}x{height}; image and label must have the same size")
+        hist = np.bincount(label.reshape(-1), minlength=256)
+        unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
+        if unknown:
+            raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are {sorted(valid)} (add them "
+                             f"to classes.json or fix the label)")
+        prefix = f"{pair.group}_{pair.stem}" if group else pair.stem
+        th, tw = min(height, tile or height), min(width, tile or width)
+        for ri, row in enumerate(_offsets(height, tile)):
+            for ci, col in enumerate(_offsets(width, tile)):
+                tiles.append(_Tile(i, row, col, th, tw, _sanitize(f"{prefix}_r{ri}_c{ci}")))
+                counts.append(np.bincount(label[row : row + th, col : col + tw].reshape(-1), minlength=256))
+    seen: dict[str, _Tile] = {}
+    for t in tiles:
+        if t.name in seen:
+            raise SplitError(f"{pairs[seen[t.name].pair].image} and {pairs[t.pair].image} both give the tile name "
+                             f"{t.name!r} (names keep only A-Z a-z 0-9 _ . -); rename one of them")
+        seen[t.name] = t
+
+    hint = "pass a --group regex that matches more groups" if group else "add images (each pair is its own group)"
+    count_matrix = np.stack(counts)
+    groups, support = _assign([pairs[t.pair].group for t in tiles], count_matrix, classes, shots, min_pixels,
+                              query_fraction, np.random.default_rng(seed), hint)
+    role_of_group = {g: role for role, names in groups.items() for g in names}
+    jobs: dict[int, tuple[str, int | None]] = {}  # tile -> (role, support class)
+    for t, tl in enumerate(tiles):
+        role = role_of_group[pairs[tl.pair].group]
+        if role != "support":
+            jobs[t] = (role, None)
+    for cid, chosen in support.items():
+        jobs.update({t: ("support", cid) for t in chosen})
+
+    # pass 2: read the pairs again; cut, relabel and write the tiles that are used
+    log.info("writing episode to %s", out)
+    out.mkdir(parents=True, exist_ok=True)
+    classes.save(out / "classes.json")
+    by_pair: dict[int, list[int]] = {}
+    for t in sorted(jobs):
+        by_pair.setdefault(tiles[t].pair, []).append(t)
+    names: dict[str, list[str]] = {role: [] for role in ROLES}
+    support_names: dict[int, list[str]] = {cid: [] for cid in support}
+    for i in tqdm(sorted(by_pair), desc="write tiles", unit="pair", disable=not progress):
+        pair = pairs[i]
+        fmt = raster_format(pair.image)
+        try:
+            image = read_image(pair.image, tuple(range(1, bands[i] + 1)) if fmt == "GTiff" else None)
+        except RasterError as e:
+            raise SplitError(str(e)) from None
+        label = _label(pair.label, classes)
+        for t in by_pair[i]:
+            tl, (role, cid) = tiles[t], jobs[t]
+            folder = out / ("trainset" if role == "train" else "valset")
+            window = image.window(tl.row, tl.col, tl.height, tl.width)
+            lab = _relabel(label[tl.row : tl.row + tl.height, tl.col : tl.col + tl.width], role, classes, cid)
+            file_name = tl.name + IMAGE_SUFFIX[fmt]
+            write_image(folder / "images" / file_name, window.array, like=window)
+            write_label(folder / "labels" / (tl.name + LABEL_SUFFIX[fmt]), lab, like=window, classes=classes)
+            names[role].append(file_name)
+            if cid is not None:
+                support_names[cid].append(file_name)
+
+    summary = _summary(tiles, count_matrix, jobs, groups, classes)
+    config = {"images": images, "labels": labels, "group": group, "novel": list(novel), "shots": shots, "seed": seed,
+              "tile": tile, "query_fraction": query_fraction, "min_pixels": min_pixels}
+    _write_text(out / "split.json", json.dumps({"config": config, "summary": summary}, indent=1) + "\n")
+    val = {"support_set": {str(c): sorted(v) for c, v in sorted(support_names.items())},
+           "query_set": sorted(names["query"])}
+    _write_text(out / "val.json", json.dumps(val, indent=1) + "\n")
+    _write_text(out / "train.txt", "".join(n + "\n" for n in sorted(names["train"])))
+    return summary
+
+
+def _summary(tiles: list[_Tile], counts: np.ndarray, jobs: dict[int, tuple[str, int | None]],
+             groups: dict[str, list[str]], classes: ClassMap) -> dict:
+    totals = {role: np.zeros(256, np.int64) for role in ROLES}
+    images = dict.fromkeys(ROLES, 0)
+    for t, (role, cid) in jobs.items():
+        totals[role] += _count(counts[t], role, classes, cid)
+        images[role] += 1
+    summary: dict = {role: {"images": images[role], "groups": groups[role],
+                            "pixels": {classes.name(v): int(n) for v, n in enumerate(totals[role]) if n}}
+                     for role in ROLES}
+    summary["unused_tiles"] = len(tiles) - len(jobs)
+    summary["warnings"] = [f"novel class {classes.name(c)!r} (id {c}) has no pixels in the query set, so its IoU "
+                           f"cannot be measured; try another --seed or a larger --query-fraction"
+                           for c in classes.novel_ids if totals["query"][c] == 0]
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The summary of :func:`split_dataset` as a text table: images, groups and pixels per class per part."""
+    classes = list(dict.fromkeys(name for role in ROLES for name in summary[role]["pixels"]))
+    rows = [["", *ROLES], ["images", *(f"{summary[r]['images']:,}" for r in ROLES)],
+            ["groups", *(f"{len(summary[r]['groups']):,}" for r in ROLES)]]
+    rows += [[name, *(f"{summary[r]['pixels'].get(name, 0):,}" for r in ROLES)] for name in classes]
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, width)))
+             for row in rows]
+    if summary.get("unused_tiles"):
+        lines.append(f"{summary['unused_tiles']:,} tile(s) of the support groups are not used (not a support shot)")
+    lines += [f"warning: {w}" for w in summary.get("warnings", [])]
+    return "\n".join(lines)
