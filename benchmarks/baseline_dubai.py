@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 DUBAI = REPO.parent / "shared" / "data" / "dubai_aerial"
 
 
+def _repo_relative(path: str) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else path
+
+
 def run(cmd: list[str], timings: dict, stage: str) -> None:
     print("$ " + shlex.join(cmd), flush=True)
     t = time.time()
@@ -35,7 +40,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DUBAI, help="dubai_aerial folder (default: ../shared/data/...)")
     ap.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "baseline_dubai")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "baseline_dubai.json")
-    ap.add_argument("--steps", type=int, default=450)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
@@ -69,9 +74,7 @@ def main() -> None:
     train_summary = json.loads((run_dir / "train_summary.json").read_text())
     result = {
         "benchmark": "baseline_dubai",
-        "command": "python " + shlex.join([str(Path(sys.argv[0]).relative_to(REPO)
-                                                if Path(sys.argv[0]).resolve().is_relative_to(REPO) else sys.argv[0])]
-                                          + sys.argv[1:]),
+        "command": "python " + shlex.join([_repo_relative(sys.argv[0])] + sys.argv[1:]),
         "model": {"arch": "unet", "encoder": "resnet18", "encoder_weights": None},
         "budget": {"steps": args.steps, "batch": args.batch, "crop": args.crop, "seed": args.seed},
         "metrics": {k: metrics[k] for k in ("per_class_iou", "base_miou", "novel_miou", "score")},

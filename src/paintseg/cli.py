@@ -27,26 +27,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _user_errors():
-    """Errors that are the user's input (bad file, bad option): print the message, exit 2, no traceback."""
-    from paintseg.data.classes import ClassMapError
-    from paintseg.data.episode import EpisodeError
-    from paintseg.data.raster import RasterError
-
-    errors: list[type[BaseException]] = [ClassMapError, EpisodeError, RasterError, FileNotFoundError]
-    for module, name in (("paintseg.data.split", "SplitError"), ("paintseg.evaluate.metrics", "EvaluationError"),
-                         ("paintseg.segment.train", "TrainError"), ("pydantic", "ValidationError")):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
-
-
 def _run(fn, *args, **kwargs):
+    """Call into a stage; bad input (a PaintsegError, whose message names the file and the fix) is printed and the
+    command exits with code 2, without a traceback."""
+    from paintseg.errors import PaintsegError
+
     try:
         return fn(*args, **kwargs)
-    except _user_errors() as e:  # noqa: B030 - tuple built at call time
+    except (PaintsegError, FileNotFoundError) as e:
         _fail(str(e))
 
 
@@ -134,7 +122,7 @@ def train(
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
     """Train a segmentation model on base + novel classes: trainset + support set (+ synthetic sets)."""
-    from paintseg.config import TrainConfig, load_yaml
+    from paintseg.config import TrainConfig, load_yaml, validate
     from paintseg.data.episode import Episode
     from paintseg.segment.train import train as train_model
 
@@ -143,10 +131,10 @@ def train(
                  lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
                  dice_weight=dice_weight, class_weights=class_weights, learn_background=learn_background,
                  checkpoint_every=checkpoint_every)
-    cfg = _run(TrainConfig.model_validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}})
+    cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}, TrainConfig,
+               "options")
     ep = _run(Episode, episode, split)
-    model_path = _run(train_model, ep, out, cfg, synthetic=list(synthetic), resume=resume)
-    typer.echo(f"model written to {model_path}")
+    _run(train_model, ep, out, cfg, synthetic=list(synthetic), resume=resume)
 
 
 # ------------------------------------------------------------------------------------------------- predict
@@ -199,7 +187,7 @@ def evaluate(
     """OpenEarthMap few-shot protocol: one confusion matrix over the query set; per-class IoU, base mIoU, novel
     mIoU and score = 0.4 x base + 0.6 x novel (background not scored, ignore 255 not counted)."""
     from paintseg.data.episode import Episode
-    from paintseg.evaluate.metrics import evaluate_predictions, format_table
+    from paintseg.evaluate.metrics import evaluate_predictions, format_table, to_json
 
     ep = _run(Episode, episode, split)
     metrics = _run(evaluate_predictions, pred, ep, skip_absent=skip_absent)
@@ -207,7 +195,7 @@ def evaluate(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".partial")
-        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+        tmp.write_text(to_json(metrics))
         tmp.replace(out)
         typer.echo(f"metrics written to {out}")
 

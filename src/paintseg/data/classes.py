@@ -19,12 +19,14 @@ from typing import Iterable
 
 import numpy as np
 
+from paintseg.errors import PaintsegError
+
 BACKGROUND = 0
 IGNORE = 255
 ROLES = ("background", "base", "novel", "ignore")
 
 
-class ClassMapError(ValueError):
+class ClassMapError(PaintsegError):
     """A classes.json file (or a colour-coded label) that cannot be understood."""
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from paintseg.errors import PaintsegError
 from .classes import BACKGROUND, IGNORE, ClassMap, ClassMapError
 from .raster import FORMATS, Raster, RasterError, read_image, read_label
 
 SPLIT_LISTS = {"valset": "val.json", "testset": "test.json"}
 
 
-class EpisodeError(ValueError):
+class EpisodeError(PaintsegError):
     """An episode folder that does not have the challenge layout; the message names the file and the fix."""
 
 

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from paintseg.errors import PaintsegError
 from .classes import ClassMap, parse_color
 
 FORMATS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -30,7 +31,7 @@ IMAGE_SUFFIX = {"GTiff": ".tif", "PNG": ".png", "JPEG": ".jpg"}
 Image.MAX_IMAGE_PIXELS = None  # aerial tiles are large by nature
 
 
-class RasterError(ValueError):
+class RasterError(PaintsegError):
     """A raster that cannot be read or written as asked; the message names the file and the fix."""
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from paintseg.errors import PaintsegError
 from .classes import BACKGROUND, IGNORE, ClassMap, ClassMapError
 from .raster import (IMAGE_SUFFIX, LABEL_SUFFIX, RasterError, is_raster, raster_format, read_image, read_label,
                      write_image, write_label)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 ROLES = ("train", "support", "query")
 
 
-class SplitError(ValueError):
+class SplitError(PaintsegError):
     """A dataset that cannot be split as asked; the message names the file or setting and what to change."""
 
 

@@ -16,6 +16,7 @@ Percentages are ``100 * IoU`` rounded to 4 decimals.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from paintseg.data.classes import IGNORE, ClassMap
 from paintseg.data.episode import Episode, Sample
 from paintseg.data.raster import FORMATS, read_label
+from paintseg.errors import PaintsegError
 
 BASE_WEIGHT = 0.4
 NOVEL_WEIGHT = 0.6
@@ -32,7 +34,7 @@ PREDICTION_SUFFIXES = tuple(s for s, fmt in FORMATS.items() if fmt != "JPEG")
 _DECIMALS = 4
 
 
-class EvaluationError(ValueError):
+class EvaluationError(PaintsegError):
     """Predictions that cannot be evaluated against an episode; the message names the files and the fix."""
 
 
@@ -251,3 +253,18 @@ def format_table(metrics: dict) -> str:
     if "images" in metrics:
         lines.append(f"{metrics['images']} query image(s)")
     return "\n".join(lines)
+
+
+def to_json(metrics: dict) -> str:
+    """The metrics as strict JSON: a mean over no class (``nan``) is written as ``null``."""
+
+    def clean(value):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(metrics), indent=1, allow_nan=False) + "\n"

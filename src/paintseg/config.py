@@ -1,0 +1,151 @@
+"""Configs as pydantic models: YAML in, validated with messages that say what to pass, echoed into run folders.
+
+``load_yaml(path, TrainConfig)`` reads and validates a YAML file; ``dump_yaml(config, path)`` writes one (to a
+temporary name, then renamed, so a killed process never leaves half a file).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from paintseg.errors import PaintsegError
+
+M = TypeVar("M", bound=BaseModel)
+
+# Architectures of segmentation_models_pytorch that paintseg.segment.models.build_model knows (kept here as plain
+# names so that validating a config does not import torch).
+SEGMENTATION_ARCHS = ("unet", "unetplusplus", "deeplabv3plus", "deeplabv3", "fpn", "pspnet", "linknet", "manet",
+                      "pan", "upernet", "segformer", "dpt")
+# Smallest crop an architecture accepts (PAN's pyramid pools the stride-32 features down to 1/8 of their size).
+MIN_CROP = {"pan": 128}
+
+
+class ConfigError(PaintsegError):
+    """A config file that cannot be read or does not validate; the message names the file and each bad field."""
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides how a segmentation model is trained (``paintseg train``).
+
+    The batch mixes three pools: the base-class trainset, the k-shot support set and, when given, synthetic sets.
+    ``support_fraction`` and ``synthetic_fraction`` are their shares of each batch; the trainset gets the rest. A pool
+    that is empty gives its share to the others.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str = Field("unet", description="segmentation_models_pytorch architecture, e.g. unet, fpn, segformer.")
+    encoder: str = Field("resnet18", description="smp encoder name, or 'tu-<timm model>' for any timm encoder.")
+    encoder_weights: str | None = Field(
+        None, description="Pretrained encoder weights, e.g. 'imagenet' (downloaded on first use); None: random init.")
+    steps: int = Field(1000, ge=1, description="Optimisation steps.")
+    batch: int = Field(8, ge=1, description="Crops per step.")
+    crop: int = Field(256, description="Training crop size in pixels (multiple of 32).")
+    lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate (use ~1e-4 with pretrained encoders).")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps before the cosine decay.")
+    seed: int = Field(0, description="Seed for the initial weights, the batch sampling and the augmentation.")
+    support_fraction: float = Field(0.25, description="Share of each batch drawn from the support set.")
+    synthetic_fraction: float = Field(0.5, description="Share of each batch drawn from the synthetic sets.")
+    dice_weight: float = Field(0.0, ge=0, description="Weight of a Dice loss added to the cross entropy.")
+    class_weights: Literal["none", "inverse-sqrt"] = Field(
+        "none", description="Cross-entropy class weights: 'inverse-sqrt' of each class's share of sampled pixels.")
+    learn_background: bool = Field(
+        False, description="Train label 0 as a class. By default 0 is ignored: in trainset and support labels it "
+        "also covers classes that split does not label.")
+    checkpoint_every: int = Field(100, ge=1, description="Write checkpoints/last.pt every N steps.")
+    rgb_bands: list[int] | None = Field(
+        None, description="1-based bands read as red, green, blue (e.g. [4, 3, 2]); default: the first three.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes preparing batches.")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        name = value.lower()
+        if name not in SEGMENTATION_ARCHS:
+            raise ValueError(f"unknown arch {value!r}; choose one of {', '.join(SEGMENTATION_ARCHS)}")
+        return name
+
+    @field_validator("support_fraction", "synthetic_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"{value} is not a fraction in [0, 1) (e.g. 0.25 for a quarter of each batch)")
+        return value
+
+    @field_validator("rgb_bands")
+    @classmethod
+    def _bands(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if len(value) not in (1, 3) or any(b < 1 for b in value):
+            raise ValueError(f"rgb_bands {value} must be 1 or 3 band numbers counted from 1, e.g. [4, 3, 2]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if self.crop % 32:
+            lower, upper = max(32, self.crop // 32 * 32), (self.crop // 32 + 1) * 32
+            raise ValueError(f"crop {self.crop} is not a multiple of 32, which smp architectures need; "
+                             f"use {lower} or {upper}")
+        need = MIN_CROP.get(self.arch, 32)
+        if self.crop < need:
+            raise ValueError(f"crop {self.crop} is too small for arch {self.arch!r}; use crop >= {need}")
+        if self.support_fraction + self.synthetic_fraction > 1:
+            raise ValueError(f"support_fraction {self.support_fraction} + synthetic_fraction "
+                             f"{self.synthetic_fraction} exceed 1; the trainset gets 1 minus their sum")
+        if self.arch == "dpt" and not self.encoder.startswith("tu-"):
+            raise ValueError(f"arch 'dpt' needs a timm ViT encoder such as 'tu-vit_tiny_patch16_224', "
+                             f"not {self.encoder!r}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------- YAML
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(config)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def validate(data: dict[str, Any], model: type[M], source: str = "config") -> M:
+    """``model.model_validate(data)``, with a :class:`ConfigError` naming ``source`` and every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: invalid {model.__name__}:\n{_describe(e)}") from None
+
+
+def load_yaml(path: str | Path, model: type[M]) -> M:
+    """Read a YAML mapping from ``path`` and validate it as ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file; pass the path of a YAML file with {model.__name__} fields")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e}); fix the file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of {model.__name__} fields (key: value lines), "
+                          f"got {type(data).__name__}")
+    return validate(data, model, str(path))
+
+
+def dump_yaml(obj: BaseModel | dict[str, Any], path: str | Path) -> Path:
+    """Write a config (or a plain mapping) as YAML, to a temporary name first and then renamed into place."""
+    path = Path(path)
+    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,259 @@
+"""Train a segmentation model on base + novel classes together (generalised few-shot).
+
+``train(episode, out, config)`` fills the RUN folder ``out``::
+
+    RUN/
+      config.yaml             {"train": TrainConfig, "episode": path, "split": ..., "synthetic": [paths], "seed": ...}
+      classes.json            the episode's ClassMap (channel i predicts label value i)
+      log.jsonl               one line per step: {"step", "loss", "lr", "seconds"}
+      checkpoints/last.pt     model, optimizer, scheduler, step, RNG state; every checkpoint_every steps and at the end
+      model.pt                {"state_dict", "arch", "encoder", "num_classes", "crop", "rgb_bands", ...} at the end
+      train_summary.json      steps, wall seconds, seconds/step, final loss, peak RSS
+
+Every file is written to a temporary name and renamed, so a killed run leaves only complete files and resumes from
+``checkpoints/last.pt`` (``resume=True``) with exactly the batches and weights an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from segmentation_models_pytorch.losses import DiceLoss
+from torch import nn
+from tqdm import tqdm
+
+from paintseg.errors import PaintsegError
+from .. import __version__
+from ..config import TrainConfig, dump_yaml
+from ..data.classes import IGNORE, ClassMap
+from ..data.episode import Episode
+from .data import TrainingSampler, batches
+from .models import Segmenter, build_model
+
+log = logging.getLogger(__name__)
+
+# Settings that may change when a run is resumed: they do not change the trained weights of the steps done so far.
+RESUMABLE_CHANGES = ("steps", "num_workers", "checkpoint_every")
+
+
+class TrainError(PaintsegError):
+    """A run that cannot be started or resumed as asked; the message says what to pass instead."""
+
+
+def _record(episode: Episode, config: TrainConfig, synthetic: Sequence[Path]) -> dict[str, Any]:
+    return {"train": config.model_dump(mode="json"), "episode": str(episode.root.resolve()),
+            "split": episode.split, "synthetic": [str(Path(s).resolve()) for s in synthetic],
+            "seed": config.seed, "paintseg_version": __version__}
+
+
+def _differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for key in ("episode", "split", "synthetic"):
+        if saved.get(key) != new[key]:
+            out.append(f"{key}: run has {saved.get(key)!r}, now {new[key]!r}")
+    old_cfg, new_cfg = saved.get("train", {}), new["train"]
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if key not in RESUMABLE_CHANGES and old_cfg.get(key) != new_cfg.get(key):
+            out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")
+    return out
+
+
+def _save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _keep_log(path: Path, upto: int) -> None:
+    """Drop log lines past ``upto`` (steps a killed run did after its last checkpoint; they are redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= upto:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    _write_text(path, "".join(line + "\n" for line in keep))
+
+
+def _lr_factor(config: TrainConfig):
+    """Linear warm-up to the peak learning rate, then cosine decay to zero at ``config.steps``."""
+    warmup, total = config.warmup_steps, config.steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def _say(message: str, progress: bool) -> None:
+    log.info(message)
+    if progress:
+        tqdm.write(message, file=sys.stderr)
+
+
+def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Sequence[str | Path] = (),
+          resume: bool = False, progress: bool = True, device: str | None = None) -> Path:
+    """Train ``config.arch``/``config.encoder`` on the episode's trainset + support set (+ synthetic sets).
+
+    Writes the RUN folder ``out`` (see the module docstring) and returns the path of ``model.pt``. ``resume=True``
+    continues from ``checkpoints/last.pt`` (and returns at once when ``model.pt`` already holds ``config.steps``);
+    the config must match the saved one except for ``steps``, ``num_workers`` and ``checkpoint_every``.
+    ``device`` defaults to CUDA when available.
+    """
+    out = Path(out)
+    synthetic = [Path(s) for s in synthetic]
+    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
+    log_path, config_path = out / "log.jsonl", out / "config.yaml"
+    record = _record(episode, config, synthetic)
+
+    if not resume and (ckpt_path.exists() or model_path.exists()):
+        raise TrainError(f"{out}: this run folder already holds a trained or partly trained model; pass --resume "
+                         f"(resume=True) to continue it, or a new --out folder to start another run")
+    start = 0
+    if resume and config_path.exists():
+        import yaml
+
+        saved = yaml.safe_load(config_path.read_text()) or {}
+        diffs = _differences(saved, record)
+        if diffs:
+            raise TrainError(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
+                             f"{', '.join(RESUMABLE_CHANGES)} may change): " + "; ".join(diffs)
+                             + ". Pass the run's settings or a new --out folder")
+    checkpoint = None
+    if resume and ckpt_path.exists():
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        start = int(checkpoint["step"])
+        if start > config.steps:
+            raise TrainError(f"{ckpt_path}: the run is already at step {start}, past steps={config.steps}; pass "
+                             f"steps >= {start} to continue it, or a new --out folder")
+        if start == config.steps and model_path.exists():
+            _say(f"{model_path}: already trained for {start} steps; nothing to do", progress)
+            return model_path
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(record, config_path)
+    episode.classes.save(out / "classes.json")
+    if checkpoint is None and log_path.exists():
+        log_path.unlink()  # a run killed before its first checkpoint starts over
+    _keep_log(log_path, start)
+
+    sampler = TrainingSampler(episode, config, synthetic, progress=progress)
+    num_classes = episode.classes.num_classes
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, config.encoder, num_classes,
+                        encoder_weights=None if checkpoint else config.encoder_weights).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        factor = _lr_factor(config)  # `steps` may have changed: continue on the new schedule
+        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base_lr * factor(scheduler.last_epoch)
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if torch.cuda.is_available() and checkpoint.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+
+    weight = None
+    if config.class_weights == "inverse-sqrt":
+        weight = torch.from_numpy(sampler.class_weights()).to(device)
+    cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
+    dice = DiceLoss("multiclass", ignore_index=IGNORE) if config.dice_weight > 0 else None
+
+    _say(f"training {config.arch}/{config.encoder} ({num_classes} channels) on {device} for steps "
+         f"{start}..{config.steps} into {out}; {sampler.describe()}", progress)
+    model.train()
+    losses: list[float] = []
+    wall_start = last = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not progress)
+    with open(log_path, "a") as log_file, bar:
+        for step, images, labels in batches(sampler, start):
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            if (labels != IGNORE).any():
+                loss = cross_entropy(logits, labels)
+                if dice is not None:
+                    loss = loss + config.dice_weight * dice(logits, labels)
+            else:  # every pixel of the batch is ignore: nothing to learn from it
+                loss = logits.sum() * 0.0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            done, now = step + 1, time.perf_counter()
+            value = float(loss.detach())
+            losses.append(value)
+            log_file.write(json.dumps({"step": done, "loss": round(value, 6), "lr": lr,
+                                       "seconds": round(now - last, 4)}) + "\n")
+            log_file.flush()
+            last = now
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}")
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state(),
+                       "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                      ckpt_path)
+    wall = time.perf_counter() - wall_start
+
+    _save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": config.arch,
+           "encoder": config.encoder, "num_classes": num_classes, "crop": config.crop,
+           "rgb_bands": config.rgb_bands, "learn_background": config.learn_background, "step": config.steps,
+           "classes": episode.classes.to_dict(), "paintseg_version": __version__}, model_path)
+    ran = config.steps - start
+    summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
+               "seconds_per_step": round(wall / ran, 4) if ran else None,
+               "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
+               "last_loss": losses[-1] if losses else None, "device": device,
+               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+    _write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    _say(f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+    return model_path
+
+
+def load_model(run: str | Path, device: str | None = None) -> tuple[Segmenter, ClassMap, dict[str, Any]]:
+    """The trained model of a RUN folder (in eval mode), its ClassMap and the rest of ``model.pt`` as ``meta``."""
+    run = Path(run)
+    model_path = run / "model.pt"
+    if not model_path.is_file():
+        hint = (" Training stopped before the end: run `paintseg train` again with --resume and the same --out to "
+                "finish it." if (run / "checkpoints" / "last.pt").exists() else
+                " Train one with `paintseg train EPISODE --out RUN`.")
+        raise TrainError(f"{run}: no model.pt in this run folder.{hint}")
+    meta = torch.load(model_path, map_location="cpu", weights_only=True)
+    state = meta.pop("state_dict")
+    model = build_model(meta["arch"], meta["encoder"], int(meta["num_classes"]), encoder_weights=None)
+    model.load_state_dict(state)
+    classes_path = run / "classes.json"
+    classes = ClassMap.load(classes_path) if classes_path.is_file() else ClassMap.from_dict(meta["classes"])
+    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval(), classes, meta
