@@ -10,46 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_COLORS, tiny_classes
+from conftest import H, POOL, W, make_dataset, scene, tiny_classes
 from paintseg.data.classes import ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label
 from paintseg.data.split import Pair, SplitError, find_pairs, format_summary, split_dataset
-
-H, W = 80, 96  # every tiny image; with tile 64: rows start at 0 and 16, columns at 0 and 32 -> 4 tiles
-POOL = 4  # the novel class of tiny_classes()
-
-
-def scene(rng: np.random.Generator, pools: int) -> tuple[np.ndarray, np.ndarray]:
-    """A field with water, a road, ``pools`` 10x10 novel squares and an ignore border; (image, label)."""
-    label = np.full((H, W), 1, np.uint8)
-    label[:, int(rng.integers(0, 40)) :][:, :20] = 2
-    label[int(rng.integers(0, H - 6)) :][:5] = 3
-    for _ in range(pools):
-        y, x = int(rng.integers(0, H - 10)), int(rng.integers(0, W - 10))
-        label[y : y + 10, x : x + 10] = POOL
-    label[[0, -1], :] = label[:, [0, -1]] = 255  # every tile touches the image edge
-    image = np.zeros((H, W, 3), np.float32)
-    for cid, col in TINY_COLORS.items():
-        image[label == cid] = col
-    image += rng.normal(0, 10, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), label
-
-
-def make_dataset(root: Path, groups: int = 6, per_group: int = 2, pools: int = 1, seed: int = 0) -> Path:
-    """``root/area_<g>/{images,labels}/img_<k>.png``: RGB images and colour-coded RGB labels (as many datasets ship).
-
-    The last group has no novel class, so the split has to look for it."""
-    rng = np.random.default_rng(seed)
-    lut = tiny_classes().lut()
-    for g in range(1, groups + 1):
-        for k in range(per_group):
-            image, label = scene(rng, pools if g < groups else 0)
-            for sub, arr in (("images", image), ("labels", lut[label])):
-                (root / f"area_{g}" / sub).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(root / f"area_{g}" / sub / f"img_{k}.png")
-    return root
-
 
 def split(data: Path, out: Path, **kw) -> dict:
     args = {"shots": 2, "seed": 0, "group": r"area_\d+", "tile": 64, "min_pixels": 16, "progress": False} | kw

@@ -1,0 +1,97 @@
+"""The `paintseg` command line end to end: split → data check → train → predict → evaluate, and its error paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_dataset, tiny_classes
+from paintseg.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def classes_file(tmp_path: Path) -> Path:
+    return tiny_classes().save(tmp_path / "classes.json")
+
+
+def test_whole_user_path(tmp_path: Path, classes_file: Path) -> None:
+    data = make_dataset(tmp_path / "data")
+    episode, run, pred = tmp_path / "episode", tmp_path / "run", tmp_path / "pred"
+
+    r = invoke("split", "--images", data / "*/images/*.png", "--labels", data / "*/labels/*.png",
+               "--classes", classes_file, "--novel", "pool", "--group", r"area_\d+", "--tile", "64", "--shots", "2",
+               "--min-pixels", "16", "--out", episode)
+    assert r.exit_code == 0, r.output
+    assert "episode written to" in r.output and (episode / "val.json").is_file()
+
+    r = invoke("data", "check", episode, "--shots", "2")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("ok:") and "novel classes pool" in r.output
+
+    r = invoke("train", episode, "--out", run, "--arch", "unet", "--encoder", "tu-resnet10t", "--steps", "6",
+               "--batch", "2", "--crop", "64", "--checkpoint-every", "3")
+    assert r.exit_code == 0, r.output
+    assert (run / "model.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    assert len((run / "log.jsonl").read_text().splitlines()) == 6
+
+    r = invoke("predict", run, "--episode", episode, "--out", pred)
+    assert r.exit_code == 0, r.output
+    n_query = len(json.loads((episode / "val.json").read_text())["query_set"])
+    assert f"{n_query} label(s) written" in r.output
+    assert len(list(pred.glob("*.png"))) == n_query and len(list((pred / "color").glob("*.png"))) == n_query
+
+    r = invoke("evaluate", "--pred", pred, "--episode", episode, "--out", tmp_path / "metrics.json")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["per_class_iou"]) == {"field", "water", "road", "pool"}
+    expected = 0.4 * metrics["base_miou"] + 0.6 * metrics["novel_miou"]
+    assert metrics["score"] == pytest.approx(expected, abs=1e-3)
+    assert "score (0.4 base + 0.6 novel)" in r.output
+
+    # a second train into the same run folder without --resume is refused, and nothing is lost
+    before = (run / "model.pt").read_bytes()
+    r = invoke("train", episode, "--out", run, "--arch", "unet", "--encoder", "tu-resnet10t", "--steps", "6",
+               "--batch", "2", "--crop", "64")
+    assert r.exit_code == 2 and "--resume" in r.output
+    assert (run / "model.pt").read_bytes() == before
+
+
+def test_data_check_reports_problems_with_exit_1(tiny_episode: Path) -> None:
+    (tiny_episode / "valset" / "labels" / "query_0.png").unlink()
+    r = invoke("data", "check", tiny_episode, "--shots", "2")
+    assert r.exit_code == 1
+    assert "query_0.png" in r.output and "1 problem(s)" in r.output
+
+
+def test_user_errors_exit_2_with_the_file_and_no_traceback(tmp_path: Path, tiny_episode: Path) -> None:
+    r = invoke("split", "--images", "x/*.png", "--labels", "y/*.png", "--classes", tmp_path / "missing.json",
+               "--novel", "pool", "--out", tmp_path / "ep")
+    assert r.exit_code == 2
+    assert "missing.json: no such classes file" in r.output and "Traceback" not in r.output
+
+    r = invoke("train", tiny_episode, "--out", tmp_path / "run", "--crop", "60")
+    assert r.exit_code == 2 and "crop" in r.output and "Traceback" not in r.output
+
+    r = invoke("predict", tmp_path / "no-run", "--images", tiny_episode / "valset/images", "--out", tmp_path / "p")
+    assert r.exit_code == 2 and "no-run" in r.output
+
+    r = invoke("evaluate", "--pred", tmp_path / "empty", "--episode", tiny_episode)
+    assert r.exit_code == 2 and "paintseg predict" in r.output
+
+    r = invoke("predict", tmp_path / "no-run", "--images", str(tmp_path / "nothing-*.tif"), "--out", tmp_path / "p")
+    assert r.exit_code == 2 and "matched no file" in r.output
+
+
+def test_every_subcommand_has_help() -> None:
+    for cmd in (["split"], ["data", "check"], ["train"], ["predict"], ["evaluate"]):
+        r = invoke(*cmd, "--help")
+        assert r.exit_code == 0 and "Usage" in r.output
