@@ -1,0 +1,141 @@
+"""Compose: paste painted windows back into their full scenes and write the synthetic training set.
+
+A synthetic set has the same layout as an episode's trainset, so `paintseg train --synthetic SYN` reads it::
+
+    SYN/images/<name>   SYN/labels/<stem>.<png|tif>   SYN/manifest.jsonl
+
+The image keeps the scene's format and georeference; the label is the scene's label with the object mask set to
+the novel class id. The window is blended into the scene only inside the mask, with a feathered edge, so the rest
+of the scene keeps its original pixels exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from paintseg.data.episode import Episode
+from paintseg.data.raster import IMAGE_SUFFIX, LABEL_SUFFIX, read_image, write_image, write_label
+from paintseg.errors import PaintsegError
+from paintseg.generate.candidates import load_candidate
+from paintseg.generate.masks import Box
+
+
+@dataclass
+class Insertion:
+    """One painted object to put into a scene: the painted window, where it goes, and its exact object mask."""
+
+    window: Box  # scene coordinates
+    painted: np.ndarray  # uint8 h×w×3, the window after painting (same size as the window)
+    paint_mask: np.ndarray  # bool h×w, the pixels the generator was allowed to change (blend region)
+    object_mask: np.ndarray  # bool h×w, the pixels labelled as the novel class
+    class_id: int
+
+
+def feather(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Soft alpha from a boolean mask: 1 deep inside, falling to 0 at the mask's edge over about ``radius`` pixels.
+
+    The alpha never leaves the mask, so pixels outside it keep their original values exactly."""
+    m = mask.astype(np.float32)
+    if radius <= 0 or not mask.any():
+        return m
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(dist / float(radius), 0.0, 1.0) * m
+
+
+def compose(image: np.ndarray, label: np.ndarray, insertions: list[Insertion],
+            feather_radius: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Paste every insertion into a copy of (image, label); insertions must not overlap."""
+    if image.shape[:2] != label.shape:
+        raise PaintsegError(f"compose: image {image.shape[:2]} and label {label.shape} differ in size")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise PaintsegError(f"compose: scenes must be 8-bit RGB (got {image.dtype}, shape {image.shape}); painting "
+                            f"16-bit or multi-band imagery is not supported yet - export 8-bit RGB scenes first")
+    out_image = image.copy()
+    out_label = label.copy()
+    taken = np.zeros(label.shape, bool)
+    for ins in insertions:
+        w = ins.window
+        h_, w_ = w.height, w.width
+        if ins.painted.shape[:2] != (h_, w_) or ins.paint_mask.shape != (h_, w_) or ins.object_mask.shape != (h_, w_):
+            raise PaintsegError(
+                f"compose: window {tuple(w)} is {w_}x{h_} but the painted window is "
+                f"{ins.painted.shape[1]}x{ins.painted.shape[0]}; resize the candidate back to the window first"
+            )
+        if w.x0 < 0 or w.y0 < 0 or w.x1 > label.shape[1] or w.y1 > label.shape[0]:
+            raise PaintsegError(f"compose: window {tuple(w)} lies outside the {label.shape[1]}x{label.shape[0]} scene")
+        region = (slice(w.y0, w.y1), slice(w.x0, w.x1))
+        if (taken[region] & ins.paint_mask).any():
+            raise PaintsegError(f"compose: insertion at {tuple(w)} overlaps an earlier one in the same scene")
+        taken[region] |= ins.paint_mask
+        alpha = feather(ins.paint_mask, feather_radius)[..., None]
+        base = out_image[region].astype(np.float32)
+        painted = ins.painted[..., : base.shape[2]].astype(np.float32)
+        blended = alpha * painted + (1 - alpha) * base
+        out_image[region] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+        lab = out_label[region]
+        lab[ins.object_mask] = ins.class_id
+    return out_image, out_label
+
+
+def composed_scenes(manifest: Path) -> set[str]:
+    """Scenes already written into a synthetic set (their instance lines are in SYN/manifest.jsonl)."""
+    if not Path(manifest).is_file():
+        return set()
+    return {json.loads(line)["scene"] for line in Path(manifest).read_text().splitlines() if line.strip()}
+
+
+def compose_set(episode: Episode, out: Path, chosen: list[dict], feather_radius: float = 2.0,
+                progress: bool = True) -> int:
+    """Write the synthetic set: every chosen candidate (a candidates-manifest entry, one per placement, with
+    ``object_mask`` optionally replaced by a refined mask under ``entry["refined_mask"]``) pasted into its scene.
+
+    Scenes are written whole (several placements per scene), in the scene's own format and georeference, with one
+    ``SYN/manifest.jsonl`` line per instance. Scenes already in the manifest are skipped, so a killed run resumes.
+    Returns the number of scenes written now."""
+    out = Path(out)
+    candidates_dir = out / "candidates"
+    manifest = out / "manifest.jsonl"
+    done = composed_scenes(manifest)
+    by_scene: dict[str, list[dict]] = defaultdict(list)
+    for entry in chosen:
+        by_scene[entry["scene"]].append(entry)
+    samples = {s.name: s for s in episode.train}
+    written = 0
+    todo = [name for name in sorted(by_scene) if name not in done]
+    for scene in tqdm(todo, desc="compose", unit="scene", disable=not progress):
+        sample = samples[scene]
+        raster = read_image(sample.image)
+        label = episode.read_label(sample).array
+        insertions = []
+        for entry in by_scene[scene]:
+            cand, window = load_candidate(candidates_dir, entry)
+            obj = entry.get("refined_mask")
+            insertions.append(Insertion(window, cand.image, cand.paint_mask,
+                                        cand.object_mask if obj is None else obj, int(entry["class_id"])))
+        image, new_label = compose(raster.array, label, insertions, feather_radius)
+        stem = f"{sample.stem}_syn"
+        image_name = stem + IMAGE_SUFFIX[raster.format]
+        write_image(out / "images" / image_name, image, like=raster)
+        write_label(out / "labels" / (stem + LABEL_SUFFIX[raster.format]), new_label, like=raster,
+                    classes=episode.classes)
+        lines = []
+        for entry, ins in zip(by_scene[scene], insertions):
+            lines.append(json.dumps({
+                "image": image_name, "scene": scene, "placement": entry["placement"],
+                "candidate": entry["candidate"], "backend": entry["backend"], "class_id": entry["class_id"],
+                "reference": entry["reference"], "reference_source": entry["reference_source"],
+                "box": entry["box"], "window": entry["window"], "seed": entry["seed"],
+                "score": entry.get("score"), "refine": entry.get("refine", "none"),
+                "mask_pixels": int(ins.object_mask.sum()), "kept": True,
+            }))
+        with open(manifest, "a") as f:
+            f.write("\n".join(lines) + "\n")
+        written += 1
+    return written

@@ -1,0 +1,195 @@
+"""Candidates: K painted context windows per placement, from any backend (diffusion, copy-paste, pretrained).
+
+A backend sees :class:`WindowJob` s - the scene's context window at its native resolution, the inpaint mask and the
+reference - and returns K :class:`Candidate` s per job, each the whole window after painting (same size) with the
+pixels it changed and the pixels that are the new object. Everything about files lives here, so backends stay pure.
+
+On disk (``SYN/candidates/``; file names in the manifest are relative to it)::
+
+    p000012_k1.png           candidate window k of placement 12
+    p000012_k1_mask.png      its object mask (255 = object)
+    p000012_k1_paint.png     the pixels it changed, where that is neither its object mask nor the inpaint mask
+    p000012_inpaint.png      the inpaint mask the backend was given
+    manifest.jsonl           one line per candidate, appended when a placement is complete
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from paintseg.data.episode import Episode
+from paintseg.data.raster import read_image, to_uint8
+from paintseg.errors import PaintsegError
+
+from .masks import Box, make_mask
+from .placement import Placement
+from .references import Reference
+
+
+@dataclass
+class WindowJob:
+    """One placement, ready to paint: the native-resolution window, the inpaint mask and the reference."""
+
+    index: int
+    placement: Placement
+    reference: Reference
+    window_image: np.ndarray  # uint8 h×w×3
+    mask: np.ndarray  # bool h×w, True = paint here
+    box: Box  # the placement box in window coordinates
+
+
+@dataclass
+class Candidate:
+    """A painted window (same size as the job's window)."""
+
+    image: np.ndarray  # uint8 h×w×3
+    paint_mask: np.ndarray  # bool h×w: pixels the backend changed (the blend region when composing)
+    object_mask: np.ndarray  # bool h×w: pixels of the new object (the label, until curation refines it)
+
+
+class Backend(Protocol):
+    name: str
+
+    def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]: ...
+
+
+class SceneCache:
+    """Trainset scenes by name, read once and kept while they are in use (a small LRU)."""
+
+    def __init__(self, episode: Episode, size: int = 16):
+        self.episode = episode
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._samples = {s.name: s for s in episode.train}
+
+    def image(self, name: str) -> np.ndarray:
+        if name in self._items:
+            self._items.move_to_end(name)
+            return self._items[name]
+        if name not in self._samples:
+            raise PaintsegError(f"{self.episode.root / 'train.txt'}: placement scene {name!r} is not a trainset image; "
+                                f"the placements belong to another episode - delete placements.jsonl to re-plan")
+        image = to_uint8(read_image(self._samples[name].image).array)
+        self._items[name] = image
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return image
+
+
+def make_job(index: int, placement: Placement, references: Sequence[Reference], scenes: SceneCache) -> WindowJob:
+    """Cut the placement's window out of its scene and draw its inpaint mask (seeded by the placement)."""
+    image = scenes.image(placement.scene)
+    w = placement.window
+    window = np.ascontiguousarray(image[w.y0 : w.y1, w.x0 : w.x1])
+    box = Box(*placement.box).shift(-w.x0, -w.y0)
+    reference = references[placement.reference]
+    rng = np.random.default_rng(placement.seed)
+    mask = make_mask(placement.mask_kind, window.shape[:2], box, rng, ref_mask=reference.mask)
+    return WindowJob(index, placement, reference, window, mask, box)
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def candidate_file(index: int, k: int) -> str:
+    return f"p{index:06d}_k{k}.png"
+
+
+def done_placements(manifest: Path) -> set[int]:
+    """Placement indices whose candidates are all written (their manifest lines exist)."""
+    if not manifest.is_file():
+        return set()
+    done = set()
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            done.add(int(json.loads(line)["placement"]))
+    return done
+
+
+def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backend, out: Path, candidates: int,
+                     batch: int, total: int, progress: bool = True) -> int:
+    """Paint every job with the backend in batches; write each candidate into ``out`` (the candidates folder) and
+    append its manifest lines.
+
+    A placement's manifest lines are appended only after all its files are written, so a killed run resumes by
+    skipping the placements already in the manifest. Returns the number of placements painted now."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.jsonl"
+    painted = 0
+    bar = tqdm(total=total, desc=f"paint ({backend.name})", unit="placement", disable=not progress)
+    pending: list[WindowJob] = []
+
+    def flush() -> None:
+        nonlocal painted
+        if not pending:
+            return
+        results = backend.paint(pending, candidates)
+        lines = []
+        for job, cands in zip(pending, results):
+            inpaint_file = f"p{job.index:06d}_inpaint.png"
+            _save_png(out / inpaint_file, job.mask.astype(np.uint8) * 255)
+            for k, cand in enumerate(cands):
+                image_file = candidate_file(job.index, k)
+                mask_file = image_file.replace(".png", "_mask.png")
+                _save_png(out / image_file, cand.image)
+                _save_png(out / mask_file, cand.object_mask.astype(np.uint8) * 255)
+                if np.array_equal(cand.paint_mask, cand.object_mask):
+                    paint_file = mask_file
+                elif np.array_equal(cand.paint_mask, job.mask):
+                    paint_file = inpaint_file
+                else:
+                    paint_file = image_file.replace(".png", "_paint.png")
+                    _save_png(out / paint_file, cand.paint_mask.astype(np.uint8) * 255)
+                lines.append(json.dumps({
+                    "placement": job.index, "candidate": k, "backend": backend.name,
+                    "class_id": job.placement.class_id, "reference": job.placement.reference,
+                    "reference_source": job.reference.source, "scene": job.placement.scene,
+                    "box": list(job.placement.box), "window": list(job.placement.window),
+                    "mask_kind": job.placement.mask_kind, "seed": job.placement.seed,
+                    "file": image_file, "mask_file": mask_file, "paint_file": paint_file,
+                    "inpaint_file": inpaint_file,
+                    "object_pixels": int(cand.object_mask.sum()),
+                }))
+        with open(manifest, "a") as f:
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        painted += len(pending)
+        bar.update(len(pending))
+        pending.clear()
+
+    for job in jobs:
+        pending.append(job)
+        if len(pending) >= batch:
+            flush()
+    flush()
+    bar.close()
+    return painted
+
+
+def read_manifest(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        raise PaintsegError(f"{path}: no manifest; run `paintseg generate` to write candidates first")
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def load_candidate(out: Path, entry: dict) -> tuple[Candidate, Box]:
+    """A written candidate back from disk (``out`` is the candidates folder) with its window box."""
+    out = Path(out)
+    image = np.asarray(Image.open(out / entry["file"]).convert("RGB"))
+    obj = np.asarray(Image.open(out / entry["mask_file"])) > 127
+    paint = np.asarray(Image.open(out / entry["paint_file"])) > 127
+    return Candidate(image, paint, obj), Box(*entry["window"])

@@ -1,0 +1,112 @@
+"""From an episode to painted candidates (and, with ``select="first"``, a ready synthetic set), resumable.
+
+Reads the episode, cuts the references, plans the placements, paints K candidates per placement with a backend and,
+until curation chooses better, composes the first candidate of each placement into its scene with the inpaint mask
+as the label. Every step writes into SYN and is skipped when its output is already complete there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from paintseg.config import dump_yaml
+from paintseg.data.episode import Episode
+from paintseg.errors import PaintsegError
+
+from .candidates import Backend, SceneCache, done_placements, make_job, read_manifest, write_candidates
+from .masks import MASK_KINDS
+from .placement import load_placements, plan_placements, prior_summary, save_placements
+from .references import extract_references, references_summary, save_references
+
+SELECTIONS = ("first", "none")
+
+
+def _settings_guard(out: Path, settings: dict) -> None:
+    """Write SYN/generate.yaml, or check that a resumed run asks for the same thing."""
+    path = out / "generate.yaml"
+    if path.is_file():
+        import yaml
+
+        old = yaml.safe_load(path.read_text()) or {}
+        diff = [f"{k}: was {old.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
+                if old.get(k) != settings.get(k)]
+        if diff:
+            raise PaintsegError(f"{path}: this folder was generated with other settings ({'; '.join(diff)}); pass a "
+                                f"new --out, or the same settings to resume")
+        return
+    dump_yaml(settings, path)
+
+
+def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50, candidates: int = 4,
+             seed: int = 0, prior: str = "context", mask_kinds: tuple[str, ...] = MASK_KINDS, batch: int = 8,
+             select: str = "first", backend_settings: dict | None = None, progress: bool = True) -> dict:
+    """Run references → placements → candidates (→ compose) into ``out``; returns a summary dict."""
+    if select not in SELECTIONS:
+        raise PaintsegError(f"unknown --select {select!r}; use one of {', '.join(SELECTIONS)}")
+    if per_class < 1 or candidates < 1:
+        raise PaintsegError(f"--per-class ({per_class}) and --candidates ({candidates}) must be at least 1")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"episode": str(episode.root.resolve()), "split": episode.split, "backend": backend.name,
+                "per_class": per_class, "candidates": candidates, "seed": seed, "prior": prior,
+                "mask_kinds": list(mask_kinds), **(backend_settings or {})}
+    _settings_guard(out, settings)
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    references = extract_references(episode)
+    if not (out / "references" / "references.jsonl").is_file():
+        save_references(references, out / "references", episode.classes)
+    timings["references"] = time.time() - t
+
+    t = time.time()
+    plan = out / "placements.jsonl"
+    if plan.is_file():
+        placements = load_placements(plan)
+        prior_info = json.loads((out / "prior.json").read_text()) if (out / "prior.json").is_file() else {}
+    else:
+        from .placement import ContextPrior
+
+        context = ContextPrior.fit(episode, references) if prior == "context" else None
+        placements = plan_placements(episode, references, per_class, seed=seed, prior=prior, mask_kinds=mask_kinds,
+                                     progress=progress, context=context)
+        prior_info = prior_summary(context, episode.classes) if context is not None else {}
+        (out / "prior.json").write_text(json.dumps(prior_info, indent=1) + "\n")
+        save_placements(placements, plan)
+    timings["placement"] = time.time() - t
+
+    t = time.time()
+    cand_dir = out / "candidates"
+    done = done_placements(cand_dir / "manifest.jsonl")
+    todo = sorted((i for i in range(len(placements)) if i not in done), key=lambda i: (placements[i].scene, i))
+    scenes = SceneCache(episode)
+    jobs = (make_job(i, placements[i], references, scenes) for i in todo)
+    write_candidates(jobs, backend, cand_dir, candidates, batch, total=len(todo), progress=progress)
+    timings["paint"] = time.time() - t
+    manifest = read_manifest(cand_dir / "manifest.jsonl")
+
+    composed = 0
+    if select == "first":
+        from paintseg.curate.compose import compose_set
+
+        t = time.time()
+        chosen = [e for e in manifest if e["candidate"] == 0]
+        composed = compose_set(episode, out, chosen, progress=progress)
+        timings["compose"] = time.time() - t
+
+    per_class_counts = Counter(episode.classes.name(p.class_id) for p in placements)
+    summary = {
+        "references": references_summary(references, episode.classes),
+        "placements": dict(per_class_counts),
+        "candidates": len(manifest),
+        "painted_now": len(todo),
+        "composed_scenes_now": composed,
+        "prior": prior_info,
+        "seconds": {k: round(v, 2) for k, v in timings.items()},
+        "seconds_per_candidate": round(timings["paint"] / max(len(todo) * candidates, 1), 4) if todo else None,
+    }
+    (out / "generate_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary

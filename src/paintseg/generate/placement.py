@@ -1,0 +1,398 @@
+"""Placement: where to paint each new instance — scene, box, context window, mask shape and seed.
+
+Novel objects have typical surroundings (boats lie on water, cars on roads). :class:`ContextPrior` learns them from
+the support set: the share of each base class in a ring around every reference instance. Support labels carry only
+their novel class, so the base classes there come from a *base predictor* (image → base-class ids); by default a
+small Gaussian pixel classifier (:class:`PixelClassifier`) fitted on the trainset.
+
+:func:`plan_placements` then, for each placement, takes a reference (cycling through the class's references in random
+order), a box of the reference's size (± ``size_jitter``), ``candidates`` random positions in random trainset scenes,
+scores each by the Bhattacharyya coefficient between the base-class histogram of the trainset *label* in the ring
+around the box and the class prior, and draws one with probability ∝ score ** ``temperature`` — mostly fitting
+surroundings, sometimes not. ``prior="uniform"`` draws scenes and positions uniformly. Boxes never cover mostly
+ignore pixels and never overlap another box in the same scene. Boxes are ``(x0, y0, x1, y1)``, half-open, in scene
+pixels. Everything is deterministic for the seed::
+
+    refs = extract_references(episode)
+    plan = plan_placements(episode, refs, per_class=200, seed=0)
+    save_placements(plan, "run/placements.jsonl")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from paintseg.data.classes import IGNORE, ClassMap
+from paintseg.data.episode import Episode
+from paintseg.data.raster import to_uint8
+from paintseg.errors import PaintsegError
+from .masks import MASK_KINDS, Box
+from .references import Reference
+
+log = logging.getLogger(__name__)
+
+PRIORS = ("context", "uniform")
+BasePredictor = Callable[[np.ndarray], np.ndarray]  # uint8 H×W×3 image -> H×W base-class ids
+FEATURE_SCALES = (5, 15)  # box-filter sizes (pixels) of the pixel classifier's features
+
+
+class PlacementError(PaintsegError):
+    """Placement settings or data that cannot give a plan; the message names the setting or file and the fix."""
+
+
+@dataclass
+class Placement:
+    """One instance to paint: into which trainset scene, from which reference, where, and with which mask shape."""
+
+    scene: str  # trainset image name (an episode.train_names entry)
+    class_id: int
+    reference: int  # index into the references list
+    box: Box  # where the instance goes, scene pixel coordinates
+    window: Box  # square context window (scene coordinates) holding the box; painted, then pasted back
+    mask_kind: str  # one of MASK_KINDS
+    seed: int  # drives mask shape and sampling noise downstream
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "box": list(self.box), "window": list(self.window)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Placement":
+        return cls(str(data["scene"]), int(data["class_id"]), int(data["reference"]), Box(*map(int, data["box"])),
+                   Box(*map(int, data["window"])), str(data["mask_kind"]), int(data["seed"]))
+
+
+# --------------------------------------------------------------------------------------------- base predictor
+def pixel_features(image: np.ndarray) -> np.ndarray:
+    """Cheap local features per pixel, H×W×8 float32: at each of FEATURE_SCALES the box-blurred RGB and the local
+    standard deviation of the grey level (texture)."""
+    img = to_uint8(image).astype(np.float32) / 255.0
+    gray = img.mean(axis=2)
+    feats = []
+    for k in FEATURE_SCALES:
+        mean = cv2.blur(gray, (k, k))
+        var = cv2.blur(gray * gray, (k, k)) - mean * mean
+        feats += [cv2.blur(img, (k, k)), np.sqrt(np.maximum(var, 0))[..., None]]
+    return np.concatenate(feats, axis=2)
+
+
+class PixelClassifier:
+    """A Gaussian classifier (one full-covariance Gaussian per base class, class priors from pixel counts) on
+    :func:`pixel_features`. Calling it on an image gives H×W base-class ids."""
+
+    def __init__(self, class_ids: Sequence[int], means: np.ndarray, covariances: np.ndarray, log_priors: np.ndarray):
+        self.class_ids = np.asarray(class_ids, np.uint8)
+        self.means = np.asarray(means, np.float64)
+        chol = np.linalg.cholesky(np.asarray(covariances, np.float64))
+        self._whiten = np.linalg.inv(chol).transpose(0, 2, 1)  # z = (x - mean) @ whiten  has unit covariance
+        self._offset = np.asarray(log_priors) - np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+
+    @classmethod
+    def fit(cls, episode: Episode, max_images: int = 32, pixels_per_class: int = 1500, seed: int = 0,
+            progress: bool = False) -> "PixelClassifier":
+        """Fit on up to ``max_images`` random trainset images, at most ``pixels_per_class`` random pixels of each base
+        class per image (0 and 255 ignored)."""
+        base = np.array(episode.classes.base_ids, np.int64)
+        rng = np.random.default_rng(seed)
+        samples = episode.train
+        picked = sorted(rng.permutation(len(samples))[:max_images].tolist())
+        xs: list[list[np.ndarray]] = [[] for _ in base]
+        counts = np.zeros(len(base), np.float64)
+        for i in tqdm(picked, desc="fit base predictor", unit="image", disable=not progress):
+            label = episode.read_label(samples[i]).array
+            feats = pixel_features(episode.read_image(samples[i]).array)
+            if feats.shape[:2] != label.shape:
+                raise PlacementError(f"{samples[i].label}: label size {label.shape} differs from its image "
+                                     f"{feats.shape[:2]}; run `paintseg data check` on the episode")
+            for j, cid in enumerate(base):
+                idx = np.flatnonzero(label.reshape(-1) == cid)
+                counts[j] += len(idx)
+                if len(idx) > pixels_per_class:
+                    idx = rng.choice(idx, pixels_per_class, replace=False)
+                xs[j].append(feats.reshape(-1, feats.shape[2])[idx])
+        keep = [j for j in range(len(base)) if counts[j] > 1]
+        if not keep:
+            raise PlacementError(f"{episode.root / 'train.txt'}: the trainset labels hold no base-class pixels, so "
+                                 f"no base predictor can be fitted; pass base_predictor= or use prior='uniform'")
+        means, covs = [], []
+        for j in keep:
+            x = np.concatenate(xs[j]).astype(np.float64)  # at least 2 rows: counts[j] > 1
+            cov = np.cov(x, rowvar=False)
+            covs.append(cov + np.eye(x.shape[1]) * (1e-4 + 0.01 * np.trace(cov) / x.shape[1]))  # shrunk: invertible
+            means.append(x.mean(axis=0))
+        priors = np.log(counts[keep] / counts[keep].sum())
+        return cls(base[keep], np.stack(means), np.stack(covs), priors)
+
+    def log_posteriors(self, image: np.ndarray) -> np.ndarray:
+        """H×W×C unnormalised log posteriors, C = len(class_ids)."""
+        feats = pixel_features(image)
+        x = feats.reshape(-1, feats.shape[2]).astype(np.float64)
+        out = np.empty((x.shape[0], len(self.class_ids)))
+        for c in range(len(self.class_ids)):
+            z = (x - self.means[c]) @ self._whiten[c]
+            out[:, c] = self._offset[c] - 0.5 * np.einsum("ij,ij->i", z, z)
+        return out.reshape(*feats.shape[:2], -1)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.class_ids[np.argmax(self.log_posteriors(image), axis=2)]
+
+
+# --------------------------------------------------------------------------------------------- context
+def _codes(label: np.ndarray, base_ids: Sequence[int]) -> np.ndarray:
+    """Label → bin codes: base class i → i, ignore → B, anything else (background, novel) → B + 1."""
+    lut = np.full(256, len(base_ids) + 1, np.uint8)
+    lut[IGNORE] = len(base_ids)
+    lut[np.asarray(base_ids, np.int64)] = np.arange(len(base_ids))
+    return lut[label]
+
+
+def _grow(box: Box, by: int, height: int, width: int) -> Box:
+    return Box(box.x0 - by, box.y0 - by, box.x1 + by, box.y1 + by).clip(height, width)
+
+
+def _counts(codes: np.ndarray, box: Box, bins: int) -> np.ndarray:
+    return np.bincount(codes[box.y0 : box.y1, box.x0 : box.x1].reshape(-1), minlength=bins)
+
+
+def _normalise(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total > 0 else np.zeros(len(counts))
+
+
+def ring_histogram(label: np.ndarray, box: Box, ring: int, base_ids: Sequence[int]) -> np.ndarray:
+    """Share of each base class (in ``base_ids`` order) among the labelled base pixels of the frame ``ring`` pixels
+    wide around ``box``; background, novel and ignore pixels do not count. All zeros when there are none."""
+    codes = _codes(label, base_ids)
+    n = len(base_ids)
+    grown = _grow(box, ring, *label.shape)
+    return _normalise((_counts(codes, grown, n + 2) - _counts(codes, box, n + 2))[:n])
+
+
+@dataclass
+class ContextPrior:
+    """For each novel class, the mean share of each base class in the ring around its support instances."""
+
+    base_ids: list[int]
+    histograms: dict[int, np.ndarray]  # novel class id -> shares over base_ids (sums to 1)
+    instances: dict[int, int] = field(default_factory=dict)  # novel class id -> references that contributed
+    ring: int = 8
+
+    @classmethod
+    def fit(cls, episode: Episode, references: list[Reference], base_predictor: BasePredictor | None = None,
+            ring: int = 8) -> "ContextPrior":
+        """Predict base classes on each support image (``base_predictor``, default :meth:`PixelClassifier.fit` on
+        the trainset) and average, per class, the normalised base-class histogram of the ring around each instance
+        (the instance dilated by ``ring`` pixels, minus novel and ignore pixels)."""
+        base_ids = list(episode.classes.base_ids)
+        predictor = base_predictor if base_predictor is not None else PixelClassifier.fit(episode)
+        novel = np.array(episode.classes.novel_ids + [IGNORE], np.int64)
+        kernel = np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)
+        samples = {(s.name, s.class_id): s for s in episode.support_samples}
+        sums: dict[int, np.ndarray] = {}
+        used: dict[int, int] = {}
+        for key in sorted({(r.source, r.class_id) for r in references}):
+            if key not in samples:
+                raise PlacementError(f"reference source {key[0]!r} (class {key[1]}) is not a support image of "
+                                     f"{episode.root}; extract the references from this episode")
+            sample = samples[key]
+            excluded = np.isin(episode.read_label(sample).array, novel)
+            codes = _codes(np.asarray(predictor(to_uint8(episode.read_image(sample).array)), np.uint8), base_ids)
+            for ref in (r for r in references if (r.source, r.class_id) == key):
+                full = np.zeros(codes.shape, np.uint8)
+                full[ref.box.y0 : ref.box.y1, ref.box.x0 : ref.box.x1] = ref.mask
+                region = _grow(ref.instance_box, ring, *codes.shape)
+                rows, cols = slice(region.y0, region.y1), slice(region.x0, region.x1)
+                inst = full[rows, cols]
+                ringed = (cv2.dilate(inst, kernel) > 0) & (inst == 0) & ~excluded[rows, cols]
+                hist = np.bincount(codes[rows, cols][ringed], minlength=len(base_ids) + 2)[: len(base_ids)]
+                if hist.sum() > 0:
+                    sums[ref.class_id] = sums.get(ref.class_id, 0) + _normalise(hist)
+                    used[ref.class_id] = used.get(ref.class_id, 0) + 1
+        for cid in sorted({r.class_id for r in references} - set(sums)):
+            log.warning("class %s: no base pixels around any reference; its placements ignore context", cid)
+        return cls(base_ids, {c: sums[c] / used[c] for c in sorted(sums)}, used, ring)
+
+    def score(self, class_id: int, histograms: np.ndarray) -> np.ndarray | float:
+        """Bhattacharyya coefficient (0: disjoint, 1: identical) between the class prior and one ring histogram
+        (1-D) or each row of a 2-D array; 1 for a class without a prior, 0 for an empty histogram."""
+        h = np.asarray(histograms, np.float64)
+        prior = self.histograms.get(class_id)
+        if prior is None:
+            out = np.ones(h.shape[:-1])
+        else:
+            out = np.sqrt(np.clip(h, 0, None) * prior).sum(axis=-1)
+        return float(out) if h.ndim == 1 else out
+
+    def to_dict(self) -> dict:
+        return {"base_ids": self.base_ids, "ring": self.ring,
+                "instances": {str(k): v for k, v in self.instances.items()},
+                "histograms": {str(k): [float(x) for x in v] for k, v in self.histograms.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ContextPrior":
+        return cls([int(i) for i in data["base_ids"]], {int(k): np.asarray(v) for k, v in data["histograms"].items()},
+                   {int(k): int(v) for k, v in data.get("instances", {}).items()}, int(data.get("ring", 8)))
+
+
+def prior_summary(prior: ContextPrior, classes: ClassMap) -> dict:
+    """Class name → {base class name: share}, largest share first (for reports: "building: 60 % land, 30 % road")."""
+    out = {}
+    for cid, hist in prior.histograms.items():
+        order = np.argsort(-hist, kind="stable")
+        out[classes.name(cid)] = {classes.name(prior.base_ids[i]): round(float(hist[i]), 3) for i in order}
+    return out
+
+
+# --------------------------------------------------------------------------------------------- windows
+def window_for(box: Box, scene_hw: tuple[int, int], rng: np.random.Generator,
+               coverage: tuple[float, float] = (0.10, 0.25)) -> Box:
+    """A square window holding ``box`` so that the box covers a share of it drawn uniformly from ``coverage``.
+
+    The box sits at a random offset inside; the window is then shifted (never shrunk) into the scene. It is never
+    smaller than the box's longer side (so a very elongated box covers less than ``coverage[0]``) and never larger
+    than the scene's shorter side (a scene too small for the ideal window gets the largest square that fits).
+    """
+    lo, hi = coverage
+    if not 0 < lo <= hi <= 1:
+        raise PlacementError(f"coverage {coverage} must satisfy 0 < low <= high <= 1 (for example (0.10, 0.25))")
+    height, width = scene_hw
+    area = max(box.area, 1)
+    side = int(round(np.sqrt(area / rng.uniform(lo, hi))))
+    smallest, largest = int(np.ceil(np.sqrt(area / hi))), int(np.floor(np.sqrt(area / lo)))
+    if smallest <= largest:  # keep the rounded side inside the coverage range when integers allow
+        side = min(max(side, smallest), largest)
+    side = min(max(side, box.width, box.height, 1), height, width)
+    x0 = int(rng.integers(box.x1 - side, box.x0 + 1)) if side >= box.width else box.x0
+    y0 = int(rng.integers(box.y1 - side, box.y0 + 1)) if side >= box.height else box.y0
+    x0, y0 = min(max(x0, 0), width - side), min(max(y0, 0), height - side)
+    return Box(x0, y0, x0 + side, y0 + side)
+
+
+# --------------------------------------------------------------------------------------------- planning
+def _overlaps(a: Box, b: Box) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _draw(rng: np.random.Generator, scenes: list[np.ndarray], size: tuple[int, int], taken: dict[int, list[Box]],
+          count: int, ring: int, bins: int, max_ignore: float) -> tuple[list[tuple[int, Box]], list[np.ndarray]]:
+    """``count`` random boxes of ``size`` (clipped to the scene) in random scenes; the free ones (at most
+    ``max_ignore`` ignore, no overlap with ``taken``) as (scene, box), and the base-class ring histogram of each."""
+    spots, hists = [], []
+    for s in rng.integers(0, len(scenes), count).tolist():
+        height, width = scenes[s].shape
+        w, h = min(size[0], width), min(size[1], height)
+        x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        box = Box(x0, y0, x0 + w, y0 + h)
+        inside = _counts(scenes[s], box, bins + 2)
+        if inside[bins] <= max_ignore * box.area and not any(_overlaps(box, b) for b in taken.get(s, [])):
+            spots.append((s, box))
+            hists.append(_normalise((_counts(scenes[s], _grow(box, ring, height, width), bins + 2) - inside)[:bins]))
+    return spots, hists
+
+
+def plan_placements(episode: Episode, references: list[Reference], per_class: int, seed: int = 0,
+                    prior: str = "context", size_jitter: float = 0.2, mask_kinds: Sequence[str] = MASK_KINDS,
+                    coverage: tuple[float, float] = (0.10, 0.25), progress: bool = True, *,
+                    context: ContextPrior | None = None, base_predictor: BasePredictor | None = None,
+                    ring: int = 8, candidates: int = 64, temperature: float = 8.0, max_ignore: float = 0.5,
+                    rounds: int = 8) -> list[Placement]:
+    """``per_class`` placements for every class of ``references``, ordered by class (see the module docstring).
+
+    ``context`` is a fitted :class:`ContextPrior` (fitted here with ``base_predictor`` and ``ring`` when None and
+    ``prior="context"``). A box may cover at most ``max_ignore`` ignore pixels. When ``rounds`` draws of
+    ``candidates`` positions give no free, valid spot, that placement is skipped with a warning.
+    """
+    if prior not in PRIORS:
+        raise PlacementError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
+    if not mask_kinds or any(k not in MASK_KINDS for k in mask_kinds):
+        raise PlacementError(f"mask kinds {list(mask_kinds)} must be a non-empty subset of {', '.join(MASK_KINDS)}")
+    if per_class < 0 or not 0 <= size_jitter < 1 or candidates < 1 or rounds < 1 or temperature < 0:
+        raise PlacementError(f"need per_class >= 0, 0 <= size_jitter < 1, candidates >= 1, rounds >= 1 and "
+                             f"temperature >= 0; got {per_class}, {size_jitter}, {candidates}, {rounds}, {temperature}")
+    if not references:
+        raise PlacementError("no references to place; extract them from the support set first (extract_references)")
+    if not episode.train_names:
+        raise PlacementError(f"{episode.root / 'train.txt'}: lists no trainset scenes to paint into")
+    if prior == "uniform":
+        context = None
+    elif context is None:
+        context = ContextPrior.fit(episode, references, base_predictor, ring)
+    base_ids, ring = (context.base_ids, context.ring) if context is not None else (episode.classes.base_ids, ring)
+    n, names = len(base_ids), episode.train_names
+    scenes = [_codes(episode.read_label(s).array, base_ids)
+              for s in tqdm(episode.train, desc="read scenes", unit="label", disable=not progress)]
+    taken: dict[int, list[Box]] = {}  # scene index -> boxes placed in it
+    plan: list[Placement] = []
+    classes = sorted({r.class_id for r in references})
+    bar = tqdm(total=per_class * len(classes), desc="plan placements", unit="placement", disable=not progress)
+    for cid in classes:
+        rng = np.random.default_rng([seed, cid])
+        mine = [i for i, r in enumerate(references) if r.class_id == cid]
+        queue: list[int] = []
+        for _ in range(per_class):
+            if not queue:
+                queue = [mine[i] for i in rng.permutation(len(mine))]
+            ref_index = queue.pop(0)
+            inst = references[ref_index].instance_box
+            factor = rng.uniform(1 - size_jitter, 1 + size_jitter)
+            size = (max(1, int(round(inst.width * factor))), max(1, int(round(inst.height * factor))))
+            found = None
+            for _ in range(rounds):
+                spots, hists = _draw(rng, scenes, size, taken, candidates, ring, n, max_ignore)
+                if not spots:
+                    continue
+                weights = np.ones(len(spots))
+                if context is not None:  # p ∝ score ** temperature; when nothing fits at all, any free spot
+                    weights = np.asarray(context.score(cid, np.stack(hists)), np.float64) ** temperature
+                    weights = weights if weights.sum() > 0 else np.ones(len(spots))
+                found = spots[int(rng.choice(len(spots), p=weights / weights.sum()))]
+                break
+            bar.update(1)
+            if found is None:
+                log.warning("class %s: no free spot for a %dx%d box after %d x %d candidates; placement skipped "
+                            "(lower per_class or add trainset scenes)", cid, size[0], size[1], rounds, candidates)
+                continue
+            s, box = found
+            taken.setdefault(s, []).append(box)
+            window = window_for(box, scenes[s].shape, rng, coverage)
+            kind = mask_kinds[int(rng.integers(len(mask_kinds)))]
+            plan.append(Placement(names[s], cid, ref_index, box, window, kind, int(rng.integers(2**31 - 1))))
+    bar.close()
+    return plan
+
+
+# --------------------------------------------------------------------------------------------- storage
+def save_placements(placements: list[Placement], path: str | Path) -> Path:
+    """One JSON object per line (:meth:`Placement.to_dict`), written to a temporary name and renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in placements))
+    os.replace(tmp, path)
+    log.info("wrote %d placements to %s", len(placements), path)
+    return path
+
+
+def load_placements(path: str | Path) -> list[Placement]:
+    """Read what :func:`save_placements` wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlacementError(f"{path}: no such placements file; write it with save_placements (or the plan stage)")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Placement.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise PlacementError(f"{path}: line {n} is not a placement ({e!r}); rewrite the file with "
+                                 f"save_placements") from None
+    return out

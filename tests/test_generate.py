@@ -1,0 +1,158 @@
+"""Candidates, the copy-paste backend, composition and the generate pipeline (resume included) on tiny episodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+from rasterio.crs import CRS
+
+from conftest import make_tiny_episode
+from paintseg.config import TrainConfig
+from paintseg.curate.compose import Insertion, compose, feather
+from paintseg.data.episode import Episode
+from paintseg.data.raster import read_image, read_label
+from paintseg.errors import PaintsegError
+from paintseg.generate.candidates import Candidate, SceneCache, make_job, read_manifest
+from paintseg.generate.copy_paste import CopyPasteBackend
+from paintseg.generate.masks import Box
+from paintseg.generate.pipeline import generate
+from paintseg.generate.placement import Placement
+from paintseg.generate.references import extract_references
+from paintseg.segment.data import TrainingSampler
+
+POOL = 4
+
+
+def _job(episode: Episode, box=Box(20, 20, 30, 30), window=Box(10, 10, 42, 42), kind="rectangle"):
+    refs = extract_references(episode)
+    placement = Placement(episode.train_names[0], POOL, 0, box, window, kind, 7)
+    return make_job(0, placement, refs, SceneCache(episode)), refs
+
+
+def test_job_cuts_the_window_and_draws_the_mask_inside_it(tiny_episode: Path) -> None:
+    ep = Episode(tiny_episode)
+    job, _ = _job(ep)
+    scene = read_image(ep.train[0].image).array
+    assert np.array_equal(job.window_image, scene[10:42, 10:42])
+    assert job.box == Box(10, 10, 20, 20)
+    ys, xs = np.nonzero(job.mask)
+    assert ys.min() <= 10 and ys.max() >= 19 and xs.min() <= 10 and xs.max() >= 19  # covers the box
+    again, _ = _job(ep)
+    assert np.array_equal(again.mask, job.mask)  # seeded by the placement
+
+
+def test_copy_paste_pastes_the_reference_through_its_mask(tiny_episode: Path) -> None:
+    ep = Episode(tiny_episode)
+    job, refs = _job(ep)
+    cands = CopyPasteBackend(feather_radius=0).paint([job], 3)[0]
+    assert len(cands) == 3
+    first = cands[0]
+    assert first.object_mask[job.box.y0 : job.box.y1, job.box.x0 : job.box.x1].all()  # a square pool fills its box
+    assert not first.object_mask[: job.box.y0].any()
+    assert np.array_equal(first.image[~first.object_mask], job.window_image[~first.object_mask])
+    pool_colour = refs[0].image[refs[0].mask].mean(0)
+    assert np.abs(first.image[first.object_mask].mean(0) - pool_colour).max() < 15
+
+
+def test_feather_stays_inside_the_mask() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    alpha = feather(mask, 3)
+    assert alpha[~mask].max() == 0 and alpha[10, 10] == 1 and 0 < alpha[5, 10] < 1
+
+
+def test_compose_label_is_the_object_mask_and_the_rest_is_untouched() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    label = np.ones((40, 50), np.uint8)
+    painted = np.full((20, 20, 3), 200, np.uint8)
+    paint = np.zeros((20, 20), bool)
+    paint[4:16, 4:16] = True
+    obj = np.zeros((20, 20), bool)
+    obj[6:14, 6:14] = True
+    out_img, out_lab = compose(image, label, [Insertion(Box(10, 5, 30, 25), painted, paint, obj, 9)])
+    expected = np.zeros((40, 50), bool)
+    expected[11:19, 16:24] = True
+    assert np.array_equal(out_lab == 9, expected)
+    assert (out_lab[~expected] == 1).all()
+    outside = np.ones((40, 50), bool)
+    outside[9:21, 14:26] = False
+    assert np.array_equal(out_img[outside], image[outside])
+    assert (out_img[15, 20] == 200).all()
+    with pytest.raises(PaintsegError, match="overlaps"):
+        compose(image, label, [Insertion(Box(10, 5, 30, 25), painted, paint, obj, 9)] * 2)
+    with pytest.raises(PaintsegError, match="resize the candidate back"):
+        compose(image, label, [Insertion(Box(10, 5, 31, 25), painted, paint, obj, 9)])
+
+
+def test_generate_copy_paste_writes_a_synthetic_set_the_trainer_reads(tiny_episode: Path, tmp_path: Path) -> None:
+    ep = Episode(tiny_episode)
+    syn = tmp_path / "syn"
+    summary = generate(ep, CopyPasteBackend(), syn, per_class=5, candidates=2, seed=3, progress=False)
+    assert summary["placements"] == {"pool": 5} and summary["candidates"] == 10
+    cands = read_manifest(syn / "candidates" / "manifest.jsonl")
+    assert sorted((e["placement"], e["candidate"]) for e in cands) == [(p, k) for p in range(5) for k in range(2)]
+    assert all((syn / "candidates" / e["file"]).is_file() for e in cands)
+    instances = [json.loads(line) for line in (syn / "manifest.jsonl").read_text().splitlines()]
+    assert len(instances) == 5
+    for image_name in {i["image"] for i in instances}:
+        lab = read_label(syn / "labels" / image_name).array
+        pixels = sum(i["mask_pixels"] for i in instances if i["image"] == image_name)
+        assert int((lab == POOL).sum()) == pixels
+    sampler = TrainingSampler(ep, TrainConfig(crop=32, batch=4), synthetic=[syn])
+    assert len(sampler.pools["synthetic"]) == len({i["image"] for i in instances})
+
+
+class _Interrupted(RuntimeError):
+    pass
+
+
+class _FlakyBackend(CopyPasteBackend):
+    """Paints one batch, then dies - like a killed run."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def paint(self, jobs, candidates):
+        self.calls += 1
+        if self.calls > 1:
+            raise _Interrupted()
+        return super().paint(jobs, candidates)
+
+
+def test_generate_resumes_after_interruption_without_duplicates(tiny_episode: Path, tmp_path: Path) -> None:
+    ep = Episode(tiny_episode)
+    syn = tmp_path / "syn"
+    with pytest.raises(_Interrupted):
+        generate(ep, _FlakyBackend(), syn, per_class=6, candidates=2, batch=2, progress=False)
+    assert len(read_manifest(syn / "candidates" / "manifest.jsonl")) == 4  # one batch of 2 placements x 2
+    summary = generate(ep, CopyPasteBackend(), syn, per_class=6, candidates=2, batch=2, progress=False)
+    assert summary["painted_now"] == 4
+    cands = read_manifest(syn / "candidates" / "manifest.jsonl")
+    assert sorted((e["placement"], e["candidate"]) for e in cands) == [(p, k) for p in range(6) for k in range(2)]
+    with pytest.raises(PaintsegError, match="per_class: was 6, now 7"):
+        generate(ep, CopyPasteBackend(), syn, per_class=7, candidates=2, batch=2, progress=False)
+
+
+def test_generate_keeps_geotiff_georeference(tmp_path: Path) -> None:
+    root = make_tiny_episode(tmp_path / "ep", fmt=".tif")
+    # give the trainset scenes a CRS and transform, as real GeoTIFF scenes have
+    from paintseg.data.raster import write_image
+
+    transform = Affine(0.5, 0, 300000, 0, -0.5, 5000000)
+    for p in (root / "trainset" / "images").glob("*.tif"):
+        r = read_image(p)
+        r.crs, r.transform = CRS.from_epsg(32633), transform
+        write_image(p, r.array, like=r)
+    syn = tmp_path / "syn"
+    generate(Episode(root), CopyPasteBackend(), syn, per_class=3, candidates=1, progress=False)
+    out = sorted((syn / "images").glob("*.tif"))
+    assert out
+    r = read_image(out[0])
+    assert r.crs == CRS.from_epsg(32633) and r.transform == transform
+    assert read_label(sorted((syn / "labels").glob("*.tif"))[0]).crs == CRS.from_epsg(32633)

@@ -1,0 +1,218 @@
+"""placement: context windows, the context prior, the base predictor and plans, on tiny episodes in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paintseg.data.classes import ClassMap
+from paintseg.data.episode import Episode
+from paintseg.data.raster import read_label, write_image, write_label
+from paintseg.data.split import split_dataset
+from paintseg.generate.masks import MASK_KINDS, Box
+from paintseg.generate.placement import (ContextPrior, PixelClassifier, Placement, PlacementError, load_placements,
+                                         plan_placements, prior_summary, ring_histogram, save_placements, window_for)
+from paintseg.generate.references import extract_references
+
+from conftest import SHARED_DATA, TINY_COLORS, tiny_classes
+
+WATER, FIELD_WATER_ROAD = 2, [1, 2, 3]
+
+
+def _paint(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    image = np.zeros((*label.shape, 3), np.float32)
+    for cid, col in TINY_COLORS.items():
+        image[label == cid] = col
+    return np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+
+
+def make_water_episode(root: Path, n_train: int = 6, shots: int = 3, seed: int = 0) -> Path:
+    """An episode whose pools always lie in the middle of a water band; trainset scenes are 96x96 fields with a
+    32-px vertical water band and a road."""
+    rng = np.random.default_rng(seed)
+    classes = tiny_classes()
+    root.mkdir(parents=True)
+    classes.save(root / "classes.json")
+    train = []
+    for i in range(n_train):
+        lab = np.full((96, 96), 1, np.uint8)
+        w0 = int(rng.integers(0, 64))
+        lab[:, w0 : w0 + 32] = 2
+        r0 = int(rng.integers(0, 90))
+        lab[r0 : r0 + 6, :] = 3
+        write_image(root / f"trainset/images/train_{i}.png", _paint(lab, rng))
+        write_label(root / f"trainset/labels/train_{i}.png", lab, classes=classes)
+        train.append(f"train_{i}.png")
+    support = []
+    for i in range(shots):
+        lab = np.full((64, 64), 1, np.uint8)
+        w0 = int(rng.integers(0, 24))
+        lab[:, w0 : w0 + 40] = 2
+        lab[56:62, :] = 3
+        y0 = int(rng.integers(10, 40))
+        lab[y0 : y0 + 8, w0 + 16 : w0 + 24] = 4
+        write_image(root / f"valset/images/support_{i}.png", _paint(lab, rng))
+        write_label(root / f"valset/labels/support_{i}.png", np.where(lab == 4, 4, 0).astype(np.uint8),
+                    classes=classes)
+        support.append(f"support_{i}.png")
+    (root / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "val.json").write_text(json.dumps({"support_set": {"4": support}, "query_set": []}))
+    return root
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return outer.x0 <= inner.x0 and outer.y0 <= inner.y0 and inner.x1 <= outer.x1 and inner.y1 <= outer.y1
+
+
+# --------------------------------------------------------------------------------------------- windows
+def test_window_for_coverage_and_bounds_for_many_boxes():
+    rng = np.random.default_rng(0)
+    height, width = 200, 300
+    coverages = []
+    for _ in range(2000):
+        w, h = (int(v) for v in rng.integers(1, 41, 2))
+        x0 = int(rng.choice([0, width - w, rng.integers(0, width - w + 1)]))  # at the edges or anywhere
+        y0 = int(rng.choice([0, height - h, rng.integers(0, height - h + 1)]))
+        box = Box(x0, y0, x0 + w, y0 + h)
+        win = window_for(box, (height, width), rng)
+        assert win.width == win.height and _inside(win, Box(0, 0, width, height)) and _inside(box, win)
+        if max(w, h) <= int(np.floor(np.sqrt(w * h / 0.10))):  # not too elongated for 10 % coverage
+            coverages.append(box.area / win.area)
+    assert len(coverages) > 1500
+    assert 0.10 <= min(coverages) < 0.12 and 0.23 < max(coverages) <= 0.25
+
+
+def test_window_for_small_scenes_take_the_largest_square():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        win = window_for(Box(5, 3, 25, 23), (30, 50), rng)  # ideal side 40..63 > 30
+        assert win.width == win.height == 30 and _inside(win, Box(0, 0, 50, 30)) and _inside(Box(5, 3, 25, 23), win)
+    win = window_for(Box(10, 5, 50, 15), (30, 60), rng)  # box wider than the scene is high
+    assert win.width == 30 and _inside(win, Box(0, 0, 60, 30))
+    win = window_for(Box(2, 2, 42, 4), (200, 200), rng)  # elongated: the window is at least the long side
+    assert win.width == 40 and _inside(Box(2, 2, 42, 4), win)
+    with pytest.raises(PlacementError, match="coverage"):
+        window_for(Box(0, 0, 4, 4), (64, 64), rng, coverage=(0.3, 0.2))
+
+
+# --------------------------------------------------------------------------------------------- predictor and prior
+def test_base_predictor_is_accurate_on_tiny_scenes(tiny_episode: Path):
+    ep = Episode(tiny_episode)
+    predictor = PixelClassifier.fit(ep)
+    assert sorted(predictor.class_ids.tolist()) == FIELD_WATER_ROAD
+    correct = total = 0
+    for s in ep.query:  # unseen scenes
+        label = read_label(s.label).array
+        pred = predictor(ep.read_image(s).array)
+        known = np.isin(label, FIELD_WATER_ROAD)
+        correct += int((pred[known] == label[known]).sum())
+        total += int(known.sum())
+    assert correct / total > 0.8
+
+
+def test_context_prior_prefers_water_and_guides_placement(tmp_path: Path):
+    ep = Episode(make_water_episode(tmp_path / "ep"))
+    refs = extract_references(ep)
+    prior = ContextPrior.fit(ep, refs)
+    summary = prior_summary(prior, ep.classes)
+    assert list(summary) == ["pool"] and list(summary["pool"])[0] == "water" and summary["pool"]["water"] > 0.9
+    assert prior.instances == {4: 3}
+    assert prior.score(4, np.array([0.0, 1.0, 0.0])) == pytest.approx(np.sqrt(prior.histograms[4][1]))
+    assert ContextPrior.from_dict(json.loads(json.dumps(prior.to_dict()))).histograms[4] == pytest.approx(
+        prior.histograms[4])
+
+    labels = {n: read_label(tmp_path / "ep/trainset/labels" / n).array for n in ep.train_names}
+
+    def water_share(plan: list[Placement]) -> float:
+        shares = [ring_histogram(labels[p.scene], p.box, 8, FIELD_WATER_ROAD)[1] for p in plan]
+        return float(np.mean([s > 0.5 for s in shares]))
+
+    context = water_share(plan_placements(ep, refs, per_class=40, context=prior, progress=False))
+    uniform = water_share(plan_placements(ep, refs, per_class=40, prior="uniform", progress=False))
+    print(f"ring mostly water: context {context:.2f}, uniform {uniform:.2f}")
+    assert context > 0.7 and uniform < 0.45 and context - uniform > 0.3
+
+
+# --------------------------------------------------------------------------------------------- plans
+def test_plan_is_deterministic_non_overlapping_and_inside(tiny_episode: Path, tmp_path: Path):
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    prior = ContextPrior.fit(ep, refs)
+    plan = plan_placements(ep, refs, per_class=40, seed=3, context=prior, progress=False)
+    again = plan_placements(ep, refs, per_class=40, seed=3, context=prior, progress=False)
+    other = plan_placements(ep, refs, per_class=40, seed=4, context=prior, progress=False)
+    assert [p.to_dict() for p in plan] == [p.to_dict() for p in again] != [p.to_dict() for p in other]
+    assert len(plan) == 40 and {p.class_id for p in plan} == {4}
+    assert {p.reference for p in plan[:2]} == {0, 1}  # references are cycled: both used in every two placements
+    assert {p.mask_kind for p in plan} == set(MASK_KINDS) and len({p.seed for p in plan}) == 40
+    scene = Box(0, 0, 64, 64)
+    for i, p in enumerate(plan):
+        assert p.scene in ep.train_names and _inside(p.box, p.window) and _inside(p.window, scene)
+        inst = refs[p.reference].instance_box
+        assert 0.8 * inst.width - 1 <= p.box.width <= 1.2 * inst.width + 1
+        for q in plan[i + 1 :]:
+            assert p.scene != q.scene or not _overlap(p.box, q.box)
+    path = save_placements(plan, tmp_path / "plan/placements.jsonl")
+    assert len(path.read_text().splitlines()) == 40 and load_placements(path) == plan
+    assert Placement.from_dict(json.loads(json.dumps(plan[0].to_dict()))) == plan[0]
+
+
+def test_boxes_never_cover_mostly_ignore(tiny_episode: Path):
+    ep = Episode(tiny_episode)
+    for s in ep.train:
+        label = read_label(s.label).array.copy()
+        label[:, :40] = 255
+        write_label(s.label, label, classes=ep.classes)
+    refs = extract_references(ep)
+    plan = plan_placements(ep, refs, per_class=20, prior="uniform", mask_kinds=("rectangle",), progress=False)
+    assert len(plan) == 20 and {p.mask_kind for p in plan} == {"rectangle"}
+    for p in plan:
+        label = read_label(tiny_episode / "trainset/labels" / p.scene).array
+        assert (label[p.box.y0 : p.box.y1, p.box.x0 : p.box.x1] == 255).mean() <= 0.5
+
+
+def test_bad_settings_are_errors(tiny_episode: Path, tmp_path: Path):
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    with pytest.raises(PlacementError, match="unknown prior 'nearby'"):
+        plan_placements(ep, refs, 1, prior="nearby", progress=False)
+    with pytest.raises(PlacementError, match="mask kinds"):
+        plan_placements(ep, refs, 1, mask_kinds=("circle",), progress=False)
+    with pytest.raises(PlacementError, match="no references"):
+        plan_placements(ep, [], 1, progress=False)
+    with pytest.raises(PlacementError, match="no such placements file"):
+        load_placements(tmp_path / "none.jsonl")
+
+
+# --------------------------------------------------------------------------------------------- real data
+@pytest.fixture(scope="module")
+def dubai(tmp_path_factory: pytest.TempPathFactory) -> Episode:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA}")
+    data = SHARED_DATA / "dubai_aerial"
+    out = tmp_path_factory.mktemp("dubai") / "episode"
+    split_dataset(str(data / "*/images/*.jpg"), str(data / "*/masks/*.png"),
+                  ClassMap.load(data / "classes-paintseg.json"), ["building"], out, shots=5, group=r"Tile \d+",
+                  tile=512, progress=False)
+    return Episode(out)
+
+
+@pytest.mark.realdata
+def test_dubai_references_and_placements(shared_data: Path, dubai: Episode):
+    refs = extract_references(dubai)
+    assert len(refs) >= 5 and {r.class_id for r in refs} == {5}
+    prior = ContextPrior.fit(dubai, refs)
+    print("building prior:", prior_summary(prior, dubai.classes))
+    plan = plan_placements(dubai, refs, per_class=20, context=prior, progress=False)
+    assert len(plan) == 20
+    for p in plan:
+        height, width = read_label(dubai.train[dubai.train_names.index(p.scene)].label).array.shape
+        assert _inside(p.box, Box(0, 0, width, height)) and _inside(p.window, Box(0, 0, width, height))
+        assert p.box.width >= 1 and p.box.height >= 1
