@@ -1,0 +1,341 @@
+"""Refine: find the painted object's own pixels inside the inpaint mask.
+
+The inpaint mask says where the generator was *allowed* to paint, not the outline of what it painted. A refiner
+looks at the painted window and returns the object's pixels:
+
+- ``none``: the inpaint mask itself (no refinement; the baseline).
+- ``grabcut``: OpenCV GrabCut initialised from the inpaint mask - inside it *probable foreground*, a thin band of
+  ``margin`` pixels just outside it *probable background*, the rest *sure background*. When GrabCut fails (it
+  throws, or finds no foreground) the refiner returns the inpaint mask and records why in ``last_fallback``.
+- ``sam``: segment_anything from a checkpoint; prompts are a positive point at the inpaint mask's centroid (as in
+  the paper), the mask's box, or both; of SAM's three masks the one with the highest predicted IoU is kept, and
+  only inside the inpaint mask dilated by ``dilate`` pixels.
+
+Every refiner also takes a ``box`` (half-open ``x0, y0, x1, y1`` pixels); with no inpaint mask the box is the
+mask. :func:`mask_coverage_check` then rejects candidates whose refined mask covers too little or too much of
+the inpaint mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+import torch
+from segment_anything import SamPredictor, sam_model_registry
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from paintseg.errors import PaintsegError
+from paintseg.generate.masks import Box, mask_box
+
+log = logging.getLogger(__name__)
+
+REFINERS = ("none", "grabcut", "sam")
+SAM_PROMPTS = ("point", "box", "both")
+
+
+class Refiner(Protocol):
+    """Anything with a ``name`` and a ``refine`` that turns (painted window, inpaint mask) into the object mask."""
+
+    name: str
+
+    def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None,
+               box: Box | None = None) -> np.ndarray: ...
+
+
+def _inputs(image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None) -> tuple[np.ndarray, Box]:
+    """Validate a refine call; return the inpaint mask (the box filled in when no mask is given) and the box."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise PaintsegError(f"refine: the image must be 8-bit RGB H×W×3 (got {image.dtype}, shape {image.shape})")
+    h, w = image.shape[:2]
+    if box is not None:
+        box = Box(*map(int, box)).clip(h, w)
+        if box.width <= 0 or box.height <= 0:
+            raise PaintsegError(f"refine: box {tuple(box)} is empty or outside the {w}x{h} image")
+    if inpaint_mask is None:
+        if box is None:
+            raise PaintsegError("refine: give an inpaint mask or a box (neither was given)")
+        mask = np.zeros((h, w), bool)
+        mask[box.y0 : box.y1, box.x0 : box.x1] = True
+        return mask, box
+    mask = np.asarray(inpaint_mask).astype(bool)
+    if mask.shape != (h, w):
+        raise PaintsegError(f"refine: inpaint mask {mask.shape} and image {(h, w)} differ in size")
+    if not mask.any():
+        raise PaintsegError("refine: the inpaint mask is empty; there is nothing to refine")
+    return mask, mask_box(mask) if box is None else box
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """The mask grown by ``pixels`` (a disc), same shape; ``pixels <= 0`` returns a copy."""
+    if pixels <= 0:
+        return mask.copy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+class NoneRefiner:
+    """No refinement: the object is the whole inpaint mask (or the box, when only a box is given)."""
+
+    name = "none"
+
+    def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None = None) -> np.ndarray:
+        return _inputs(image, inpaint_mask, box)[0].copy()
+
+
+class GrabCutRefiner:
+    """OpenCV GrabCut seeded by the inpaint mask.
+
+    Inside the mask is probable foreground, a band of ``margin`` pixels just outside it probable background (so
+    the object may reach a little past the mask, and the background model sees the surroundings first), the rest
+    sure background; a given box is used only when there is no mask. The result never leaves mask + band.
+    ``last_fallback`` is None after a successful call, else the reason the inpaint mask was returned instead;
+    ``fallbacks`` counts such calls. OpenCV's RNG is seeded with ``seed`` before each call, so results are
+    reproducible."""
+
+    name = "grabcut"
+
+    def __init__(self, iterations: int = 5, margin: int = 6, seed: int = 0):
+        if iterations < 1:
+            raise PaintsegError(f"grabcut: iterations must be at least 1 (got {iterations})")
+        self.iterations = iterations
+        self.margin = max(int(margin), 1)
+        self.seed = seed
+        self.last_fallback: str | None = None
+        self.fallbacks = 0
+
+    def _fallback(self, mask: np.ndarray, reason: str) -> np.ndarray:
+        self.last_fallback = reason
+        self.fallbacks += 1
+        log.info("grabcut fell back to the inpaint mask: %s", reason)
+        return mask.copy()
+
+    def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None = None) -> np.ndarray:
+        mask, _ = _inputs(image, inpaint_mask, box)
+        self.last_fallback = None
+        band = dilate(mask, self.margin)
+        if band.all():
+            return self._fallback(mask, "the inpaint mask and its margin cover the whole image; "
+                                        "GrabCut has no background to learn from")
+        seeds = np.full(mask.shape, cv2.GC_BGD, np.uint8)
+        seeds[band] = cv2.GC_PR_BGD
+        seeds[mask] = cv2.GC_PR_FGD
+        bgd = np.zeros((1, 65), np.float64)
+        fgd = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(self.seed)
+        try:
+            cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), seeds, None, bgd, fgd, self.iterations,
+                        cv2.GC_INIT_WITH_MASK)
+        except cv2.error as e:
+            return self._fallback(mask, f"cv2.grabCut failed: {str(e).strip().splitlines()[-1]}")
+        out = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+        if not out.any():
+            return self._fallback(mask, "GrabCut found no foreground")
+        return out
+
+
+# --- SAM ----------------------------------------------------------------------------------------------------
+
+
+def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
+    """A tiny SAM (about 0.2 M parameters, 256 px input) built from segment_anything's own classes.
+
+    It exists for tests and smoke runs (a checkpoint can be made in a second without network), never for quality:
+    randomly initialised or briefly trained, its masks mean nothing. Mirrors ``segment_anything.build_sam._build_sam``
+    with small numbers, and loads a checkpoint the same way (``torch.load`` + ``load_state_dict``)."""
+    prompt_embed_dim, image_size, patch_size = 32, 256, 16
+    embedding_size = image_size // patch_size
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=2, embed_dim=64, img_size=image_size, mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=2, patch_size=patch_size,
+            qkv_bias=True, use_rel_pos=True, global_attn_indexes=(1,), window_size=4, out_chans=prompt_embed_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_embed_dim, image_embedding_size=(embedding_size, embedding_size),
+            input_image_size=(image_size, image_size), mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_embed_dim, mlp_dim=64, num_heads=2),
+            transformer_dim=prompt_embed_dim, iou_head_depth=3, iou_head_hidden_dim=32,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    sam.eval()
+    if checkpoint is not None:
+        with open(checkpoint, "rb") as f:
+            state_dict = torch.load(f, map_location="cpu")
+        sam.load_state_dict(state_dict)
+    return sam
+
+
+# segment_anything's builders ("default" = "vit_h") plus our tiny test model.
+SAM_BUILDERS: dict[str, Callable[..., Sam]] = {**sam_model_registry, "vit_tiny": build_sam_vit_tiny}
+
+# What each model type's image encoder looks like in a state dict: (patch-embedding width, number of blocks).
+_SAM_SHAPES = {"vit_h": (1280, 32), "vit_l": (1024, 24), "vit_b": (768, 12), "vit_tiny": (64, 2)}
+
+
+def _encoder_shape(state: dict[str, Any]) -> tuple[int, int] | None:
+    weight = state.get("image_encoder.patch_embed.proj.weight")
+    blocks = {k.split(".")[2] for k in state if k.startswith("image_encoder.blocks.")}
+    if not isinstance(weight, torch.Tensor) or not blocks:
+        return None
+    return int(weight.shape[0]), len(blocks)
+
+
+def _mismatch(model_state: dict[str, torch.Tensor], state: dict[str, Any], limit: int = 3) -> str:
+    """The keys and shapes that differ between a model and a checkpoint, briefly."""
+    missing = [k for k in model_state if k not in state]
+    extra = [k for k in state if k not in model_state]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in model_state.items()
+              if isinstance(state.get(k), torch.Tensor) and state[k].shape != v.shape]
+    parts = []
+    for what, items in (("missing keys", missing), ("unexpected keys", extra), ("shape mismatches (file vs model)",
+                                                                               shapes)):
+        if items:
+            more = f" and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"{len(items)} {what}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts) or "the state dict does not fit the model"
+
+
+def load_sam(checkpoint: str | Path, model_type: str = "vit_b") -> Sam:
+    """Build a SAM of ``model_type`` and load ``checkpoint`` into it, with errors that name the file and the fix."""
+    if model_type not in SAM_BUILDERS:
+        raise PaintsegError(f"unknown SAM model type {model_type!r}; use one of {', '.join(SAM_BUILDERS)}")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise PaintsegError(f"{path}: SAM checkpoint not found; download one (e.g. sam_vit_b_01ec64.pth) from "
+                            f"https://github.com/facebookresearch/segment-anything#model-checkpoints and pass its path")
+    try:
+        with open(path, "rb") as f:
+            state = torch.load(f, map_location="cpu")
+    except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
+        raise PaintsegError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    if isinstance(state, dict) and not any(str(k).startswith("image_encoder.") for k in state):
+        state = state.get("model", state.get("state_dict", state))  # checkpoints that wrap the state dict
+    if not isinstance(state, dict):
+        raise PaintsegError(f"{path}: holds a {type(state).__name__}, not a SAM state dict")
+    want = "vit_h" if model_type == "default" else model_type
+    found = _encoder_shape(state)
+    if found is not None and found != _SAM_SHAPES[want]:
+        guess = [t for t, shape in _SAM_SHAPES.items() if shape == found]
+        looks = f"this looks like a {guess[0]} checkpoint" if guess else "this is no SAM model type we know"
+        raise PaintsegError(f"{path}: {looks} (image encoder width {found[0]}, {found[1]} blocks), but model type "
+                            f"{model_type!r} expects width {_SAM_SHAPES[want][0]}, {_SAM_SHAPES[want][1]} blocks; "
+                            f"pass the matching model type (one of {', '.join(SAM_BUILDERS)})")
+    sam = SAM_BUILDERS[model_type](checkpoint=None)
+    try:
+        sam.load_state_dict(state)
+    except RuntimeError as e:
+        raise PaintsegError(f"{path}: does not fit SAM model type {model_type!r}: {_mismatch(sam.state_dict(), state)}"
+                            f"; pass the matching model type (one of {', '.join(SAM_BUILDERS)})") from e
+    return sam.eval()
+
+
+def mask_centroid_point(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the mask's centroid, or of the mask pixel nearest to it when the centroid is outside the mask."""
+    ys, xs = np.nonzero(mask)
+    cx, cy = int(round(xs.mean())), int(round(ys.mean()))
+    if mask[cy, cx]:
+        return cx, cy
+    i = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
+    return int(xs[i]), int(ys[i])
+
+
+class SamRefiner:
+    """segment_anything's predictor prompted from the inpaint mask; the result kept inside the mask + ``dilate`` px.
+
+    ``prompt`` is ``point`` (a positive point at the mask's centroid), ``box`` (the given box, else the mask's
+    box) or ``both``. The checkpoint is loaded when the refiner is made, so a bad path or model type fails fast."""
+
+    name = "sam"
+
+    def __init__(self, checkpoint: str | Path, model_type: str = "vit_b", prompt: str = "point", dilate: int = 8,
+                 device: str | torch.device | None = None):
+        if prompt not in SAM_PROMPTS:
+            raise PaintsegError(f"unknown SAM prompt {prompt!r}; use one of {', '.join(SAM_PROMPTS)}")
+        self.checkpoint = Path(checkpoint)
+        self.model_type = model_type
+        self.prompt = prompt
+        self.dilate = int(dilate)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.predictor = SamPredictor(load_sam(checkpoint, model_type).to(self.device))
+
+    def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None = None) -> np.ndarray:
+        mask, box = _inputs(image, inpaint_mask, box)
+        points = labels = box_xyxy = None
+        if self.prompt in ("point", "both"):
+            x, y = mask_centroid_point(mask)
+            points, labels = np.array([[x + 0.5, y + 0.5]], np.float32), np.array([1])  # pixel centres
+        if self.prompt in ("box", "both"):
+            box_xyxy = np.array(box, np.float32)  # half-open pixel box = continuous xyxy
+        self.predictor.set_image(image, image_format="RGB")
+        masks, scores, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box_xyxy,
+                                                  multimask_output=True)
+        best = np.asarray(masks[int(np.argmax(scores))], bool)
+        return best & dilate(mask, self.dilate)
+
+
+# --- checks and the factory ------------------------------------------------------------------------------------
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}".rstrip("0").rstrip(".")
+
+
+def mask_coverage_check(refined: np.ndarray, inpaint: np.ndarray, min_cover: float = 0.2,
+                        max_cover: float = 0.98) -> str | None:
+    """None when the refined mask is plausible, else why not.
+
+    Coverage = |refined ∧ inpaint| / |inpaint|. Below ``min_cover`` (20 %) the refiner found only a fragment, or
+    the generator painted next to nothing; above ``max_cover`` (98 %) the refiner found no outline at all (a
+    GrabCut fallback, or SAM taking the whole region) - painted objects rarely fill a rectangle or blob mask
+    exactly, while a silhouette-shaped object that does still loses a few edge pixels to refinement. An empty
+    refined mask is always rejected. The ``none`` refiner returns the inpaint mask (coverage 100 %), so callers
+    skip this check for it. Reasons start with "empty", "too little" or "too much", for counting."""
+    if not 0 <= min_cover <= max_cover <= 1:
+        raise PaintsegError(f"coverage thresholds must satisfy 0 <= min ({min_cover}) <= max ({max_cover}) <= 1")
+    refined, inpaint = np.asarray(refined, bool), np.asarray(inpaint, bool)
+    if refined.shape != inpaint.shape:
+        raise PaintsegError(f"coverage check: refined mask {refined.shape} and inpaint mask {inpaint.shape} differ")
+    if not refined.any():
+        return "empty: the refined mask has no pixels"
+    if not inpaint.any():
+        return "empty: the inpaint mask has no pixels"
+    cover = float((refined & inpaint).sum()) / float(inpaint.sum())
+    if cover < min_cover:
+        return f"too little: refined mask covers {_pct(cover)} % of the inpaint mask (< {_pct(min_cover)} %)"
+    if cover > max_cover:
+        return f"too much: refined mask covers {_pct(cover)} % of the inpaint mask (> {_pct(max_cover)} %)"
+    return None
+
+
+def refine_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; 1.0 when both are empty."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    if pred.shape != gt.shape:
+        raise PaintsegError(f"refine_iou: masks differ in size ({pred.shape} vs {gt.shape})")
+    union = int((pred | gt).sum())
+    return 1.0 if union == 0 else int((pred & gt).sum()) / union
+
+
+def build_refiner(name: str, sam_checkpoint: str | Path | None = None, sam_model_type: str = "vit_b",
+                  sam_prompt: str = "point") -> Refiner:
+    """The refiner called ``name`` (one of REFINERS), made from CLI-style options."""
+    if name == "none":
+        return NoneRefiner()
+    if name == "grabcut":
+        return GrabCutRefiner()
+    if name == "sam":
+        if sam_checkpoint is None:
+            raise PaintsegError("--refine sam needs --sam-checkpoint PATH (a segment_anything checkpoint, e.g. "
+                                "sam_vit_b_01ec64.pth, with --sam-model-type matching it); or use --refine grabcut")
+        return SamRefiner(sam_checkpoint, sam_model_type, sam_prompt)
+    raise PaintsegError(f"unknown refiner {name!r}; use one of {', '.join(REFINERS)}")
