@@ -200,6 +200,152 @@ def evaluate(
         typer.echo(f"metrics written to {out}")
 
 
+# ------------------------------------------------------------------------------------------------- generator
+generator_app = typer.Typer(help="Train the exemplar-conditioned inpainting generator.", no_args_is_help=True)
+app.add_typer(generator_app, name="generator")
+
+
+@generator_app.command("train")
+def generator_train(
+    episode: Path = typer.Argument(..., help="Episode folder; the generator learns from its trainset + support scenes "
+                                   "(no novel-class labels needed)."),
+    out: Path = typer.Option(..., help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
+    config: Optional[Path] = typer.Option(None, help="YAML with GeneratorConfig fields; options here override it."),
+    size: Optional[str] = typer.Option(None, help="tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
+    batch: Optional[int] = typer.Option(None, help="Training pairs per step."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights, pairs, noise and samples."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
+    sample_every: Optional[int] = typer.Option(None, help="Write a sample grid PNG every N steps."),
+    split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
+) -> None:
+    """Self-supervised training: hide an instance (or a random region) of a real scene under an inpaint mask and
+    learn to paint it back from a strongly augmented crop of itself, so the model learns to paint what a reference
+    shows, fitted to its surroundings."""
+    from paintseg.config import GeneratorConfig, load_yaml, validate
+    from paintseg.data.episode import Episode
+    from paintseg.generate.diffusion.train import train_generator
+
+    base = _run(load_yaml, config, GeneratorConfig) if config else GeneratorConfig()
+    given = dict(size=size, steps=steps, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+                 sample_every=sample_every)
+    cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}},
+               GeneratorConfig, "options")
+    _run(train_generator, _run(Episode, episode, split), out, cfg, resume=resume)
+
+
+@app.command()
+def generate(
+    episode: Path = typer.Argument(..., help="Episode folder (references come from its support set, scenes from "
+                                   "its trainset)."),
+    generator: str = typer.Option(..., help="A generator folder written by `paintseg generator train`, or "
+                                  "'copy-paste' for the copy-paste baseline."),
+    out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
+    per_class: int = typer.Option(50, help="Placements per novel class."),
+    candidates: int = typer.Option(4, help="Candidates painted per placement."),
+    steps: int = typer.Option(50, help="Sampling steps (diffusion)."),
+    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (diffusion)."),
+    scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion)."),
+    prior: str = typer.Option("context", help="Where to paint: 'context' (surroundings like the support set's) or "
+                              "'uniform'."),
+    batch: int = typer.Option(8, help="Placements painted per batch."),
+    seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
+    select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
+                               "placement; 'first': candidate 0, unscored; 'none': write candidates only."),
+    filter: str = typer.Option("handcrafted", help="Similarity encoder: 'handcrafted' (no weights), 'generator:GEN' "
+                               "(the generator's reference encoder) or 'open_clip:MODEL:CHECKPOINT' (e.g. RemoteCLIP)."),
+    score_mode: str = typer.Option("region", help="'region': the painted box, inpaint region emphasised; 'window': "
+                                   "the whole crop (the paper's scoring)."),
+    keep: str = typer.Option("all", help="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
+                             "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'."),
+    refine: str = typer.Option("none", help="Object mask: 'none' (the inpaint mask), 'grabcut' or 'sam'."),
+    sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),
+    sam_model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l, vit_h."),
+    sam_prompt: str = typer.Option("point", help="SAM prompt: 'point' (mask centroid, the paper), 'box' or 'both'."),
+    min_cover: float = typer.Option(0.2, help="Reject a refined mask covering less than this share of the inpaint "
+                                    "mask."),
+    max_cover: float = typer.Option(1.0, help="Reject a refined mask covering more than this share (e.g. 0.98 "
+                                    "rejects paintings where no outline was found; default: off)."),
+    split: str = typer.Option("valset", help="valset or testset support set."),
+) -> None:
+    """Paint novel-class references into trainset scenes: N placements per class x K candidates, a manifest line per
+    candidate, and (with --select first) a synthetic set that `paintseg train --synthetic` reads."""
+    from paintseg.data.episode import Episode
+    from paintseg.generate.pipeline import generate as run_generate
+
+    ep = _run(Episode, episode, split)
+    if generator == "copy-paste":
+        from paintseg.generate.copy_paste import CopyPasteBackend
+
+        backend, settings = CopyPasteBackend(), {}
+    else:
+        from paintseg.generate.diffusion.backend import DiffusionBackend
+
+        backend = _run(DiffusionBackend, Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
+                       seed=seed)
+        settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
+                    "scheduler": scheduler}
+    curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
+                         sam_model_type, sam_prompt, min_cover, max_cover)
+    summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
+                   batch=batch, select=select, backend_settings=settings, curation=curation)
+    typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
+                          indent=1))
+    if summary["curation"] is not None:
+        from paintseg.curate.pipeline import format_summary
+
+        typer.echo(format_summary(summary["curation"]))
+    typer.echo(f"synthetic set written to {out}")
+
+
+def _curation(filter: Optional[str], score_mode: str, keep: str, refine: str, sam_checkpoint: Optional[Path],
+              sam_model_type: str, sam_prompt: str, min_cover: float, max_cover: float) -> dict:
+    """The keyword arguments of paintseg.curate.pipeline.curate from the command-line options."""
+    from paintseg.curate.pipeline import KeepRule
+    from paintseg.curate.refine import build_refiner
+    from paintseg.curate.score import MODES, build_encoder
+
+    if score_mode not in MODES:
+        _fail(f"--score-mode {score_mode!r}: use one of {', '.join(MODES)}")
+    return dict(encoder=_run(build_encoder, filter) if filter not in (None, "none") else None,
+                refiner=_run(build_refiner, refine, sam_checkpoint, sam_model_type, sam_prompt),
+                keep_rule=_run(KeepRule.parse, keep), mode=score_mode, min_cover=min_cover, max_cover=max_cover)
+
+
+@app.command()
+def curate(
+    source: Path = typer.Argument(..., help="Folder written by `paintseg generate` (references/, candidates/)."),
+    episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
+    out: Optional[Path] = typer.Option(None, help="Synthetic set to write (default: SOURCE itself). Use a new "
+                                       "folder per setting to compare filters or refiners on the same paintings."),
+    filter: str = typer.Option("handcrafted", help="Encoder ('handcrafted', 'generator:GEN', "
+                               "'open_clip:MODEL:CHECKPOINT') or 'none' (candidate 0, unscored)."),
+    score_mode: str = typer.Option("region", help="'region' or 'window' (the paper's whole-crop scoring)."),
+    keep: str = typer.Option("all", help="'all', '0.6', 'top:0.5' or '0.6,top:0.5' (per class)."),
+    refine: str = typer.Option("none", help="'none', 'grabcut' or 'sam'."),
+    sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),
+    sam_model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l, vit_h."),
+    sam_prompt: str = typer.Option("point", help="'point', 'box' or 'both'."),
+    min_cover: float = typer.Option(0.2, help="Least share of the inpaint mask a refined mask must cover."),
+    max_cover: float = typer.Option(1.0, help="Largest share of the inpaint mask a refined mask may cover "
+                                    "(default: off)."),
+    split: str = typer.Option("valset", help="valset or testset."),
+) -> None:
+    """Re-curate painted candidates without repainting: score, keep the best per placement, filter per class,
+    refine the object masks, compose a synthetic set and print what was kept and why the rest was rejected."""
+    from paintseg.curate.pipeline import curate as run_curate
+    from paintseg.curate.pipeline import format_summary
+    from paintseg.data.episode import Episode
+
+    options = _curation(filter, score_mode, keep, refine, sam_checkpoint, sam_model_type, sam_prompt, min_cover,
+                        max_cover)
+    summary = _run(run_curate, _run(Episode, episode, split), source, out, **options)
+    typer.echo(format_summary(summary))
+    typer.echo(f"synthetic set written to {out or source}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="paintseg")
 

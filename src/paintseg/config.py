@@ -105,6 +105,116 @@ class TrainConfig(BaseModel):
         return self
 
 
+
+# Presets of paintseg.generate.diffusion.model.SIZES and the shapes of paintseg.generate.masks.MASK_KINDS, kept here
+# as plain names so that validating a config does not import torch (a test checks that they agree).
+GENERATOR_SIZES = ("tiny", "small", "base")
+GENERATOR_MASK_KINDS = ("rectangle", "bezier", "silhouette")
+
+
+class GeneratorConfig(BaseModel):
+    """Everything that decides how the exemplar-conditioned inpainting model is trained (``paintseg train-generator``).
+
+    Training pairs are cut from the episode's trainset and support scenes: an instance (or, with
+    ``random_region_prob``, a random region) is hidden under an inpaint mask and must be painted back from an
+    augmented crop of itself. ``resolution`` and ``ref_size`` default to the size preset's.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: str = Field("small", description="Model preset: tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU).")
+    resolution: int | None = Field(None, description="Context window side in pixels; default: the preset's.")
+    ref_size: int | None = Field(None, description="Reference crop side in pixels; default: the preset's.")
+    steps: int = Field(20000, ge=1, description="Optimisation steps.")
+    batch: int = Field(8, ge=1, description="Training pairs per step.")
+    lr: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_steps: int = Field(200, ge=0, description="Linear warm-up steps before the cosine decay.")
+    seed: int = Field(0, ge=0, description="Seed for the initial weights, the pairs, the noise and the samples.")
+    prediction_type: Literal["epsilon", "v_prediction"] = Field(
+        "v_prediction", description="What the network predicts: the velocity ('v_prediction', learns the painted "
+        "colours much sooner in pixel space) or the noise ('epsilon').")
+    cond_drop: float = Field(0.2, description="Share of pairs trained with the null reference (classifier-free "
+                             "guidance needs it).")
+    ema_decay: float = Field(0.999, description="Decay of the exponential moving average of the weights.")
+    mask_weight: float = Field(1.0, ge=1, description="Weight of the pixels under the inpaint mask in the MSE "
+                               "(1: plain MSE; larger: learn the painted region first).")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0: no clipping.")
+    checkpoint_every: int = Field(500, ge=1, description="Write checkpoints/last.pt every N steps.")
+    sample_every: int = Field(1000, ge=1, description="Write a sample grid samples/step_NNNNNN.png every N steps.")
+    sample_count: int = Field(4, ge=1, le=32, description="Fixed validation pairs painted into each sample grid.")
+    sample_steps: int = Field(25, ge=1, description="DDIM steps used for the sample grids.")
+    sample_guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale of the sample grids.")
+    mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS), description="Inpaint mask shapes drawn at random: "
+                                  "rectangle, bezier, silhouette.")
+    random_region_prob: float = Field(0.1, description="Share of pairs that hide a random region instead of an "
+                                      "instance.")
+    box_fraction: tuple[float, float] = Field(
+        (0.10, 0.25), description="Range of the share of the context window that the instance's box covers.")
+    min_instance_pixels: int = Field(16, ge=1, description="Smallest connected component used as an instance.")
+    rgb_bands: list[int] | None = Field(
+        None, description="1-based bands read as red, green, blue (e.g. [4, 3, 2]); default: the first three.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes preparing batches.")
+
+    @field_validator("size")
+    @classmethod
+    def _known_size(cls, value: str) -> str:
+        name = value.lower()
+        if name not in GENERATOR_SIZES:
+            raise ValueError(f"unknown size {value!r}; choose one of {', '.join(GENERATOR_SIZES)}")
+        return name
+
+    @field_validator("resolution", "ref_size")
+    @classmethod
+    def _side(cls, value: int | None) -> int | None:
+        if value is not None and (value < 16 or value % 8):
+            raise ValueError(f"{value} is not a side the model can use; pass a multiple of 8 that is at least 16, "
+                             f"e.g. {max(16, (value + 7) // 8 * 8)}")
+        return value
+
+    @field_validator("cond_drop", "random_region_prob")
+    @classmethod
+    def _probability(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"{value} is not a probability in [0, 1) (e.g. 0.2 for one pair in five)")
+        return value
+
+    @field_validator("ema_decay")
+    @classmethod
+    def _decay(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError(f"ema_decay {value} must be in [0, 1), e.g. 0.999 (0 keeps the raw weights)")
+        return value
+
+    @field_validator("mask_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"give at least one mask kind of {', '.join(GENERATOR_MASK_KINDS)}")
+        bad = [k for k in value if k not in GENERATOR_MASK_KINDS]
+        if bad:
+            raise ValueError(f"unknown mask kind(s) {bad}; use {', '.join(GENERATOR_MASK_KINDS)}")
+        return value
+
+    @field_validator("box_fraction")
+    @classmethod
+    def _box_fraction(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"box_fraction {list(value)} must be [low, high] with 0 < low <= high <= 1, "
+                             f"e.g. [0.10, 0.25]")
+        return value
+
+    @field_validator("rgb_bands")
+    @classmethod
+    def _bands(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if len(value) not in (1, 3) or any(b < 1 for b in value):
+            raise ValueError(f"rgb_bands {value} must be 1 or 3 band numbers counted from 1, e.g. [4, 3, 2]")
+        return value
+
+
 # --------------------------------------------------------------------------------------------------- YAML
 def _describe(error: ValidationError) -> str:
     lines = []
@@ -149,3 +259,18 @@ def dump_yaml(obj: BaseModel | dict[str, Any], path: str | Path) -> Path:
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     os.replace(tmp, path)
     return path
+
+
+def guard_settings(path: str | Path, settings: dict[str, Any], what: str = "this folder") -> None:
+    """Record the settings that produced a stage's folder (``path``, YAML), or, when the folder already has them,
+    check that a resumed run asks for exactly the same; otherwise stop before anything is overwritten."""
+    path = Path(path)
+    if path.is_file():
+        old = yaml.safe_load(path.read_text()) or {}
+        diff = [f"{k}: was {old.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
+                if old.get(k) != settings.get(k)]
+        if diff:
+            raise ConfigError(f"{path}: {what} was written with other settings ({'; '.join(diff)}); pass a new "
+                              f"--out, or the same settings to resume")
+        return
+    dump_yaml(settings, path)

@@ -12,6 +12,7 @@ of the scene keeps its original pixels exactly.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,31 +85,48 @@ def compose(image: np.ndarray, label: np.ndarray, insertions: list[Insertion],
     return out_image, out_label
 
 
-def composed_scenes(manifest: Path) -> set[str]:
-    """Scenes already written into a synthetic set (their instance lines are in SYN/manifest.jsonl)."""
-    if not Path(manifest).is_file():
-        return set()
-    return {json.loads(line)["scene"] for line in Path(manifest).read_text().splitlines() if line.strip()}
+def _manifest_lines(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def compose_set(episode: Episode, out: Path, chosen: list[dict], feather_radius: float = 2.0,
-                progress: bool = True) -> int:
-    """Write the synthetic set: every chosen candidate (a candidates-manifest entry, one per placement, with
-    ``object_mask`` optionally replaced by a refined mask under ``entry["refined_mask"]``) pasted into its scene.
+def _instance_line(entry: dict, image: str | None, mask_pixels: int | None, why: str | None) -> str:
+    return json.dumps({
+        "image": image, "scene": entry["scene"], "placement": entry["placement"], "candidate": entry["candidate"],
+        "backend": entry["backend"], "class_id": entry["class_id"], "reference": entry["reference"],
+        "reference_source": entry["reference_source"], "box": entry["box"], "window": entry["window"],
+        "seed": entry["seed"], "score": entry.get("score"), "refine": entry.get("refine", "none"),
+        "mask_pixels": mask_pixels, "kept": why is None, **({"why": why} if why is not None else {}),
+    })
+
+
+def compose_set(episode: Episode, out: Path, chosen: list[dict], candidates_dir: Path | None = None,
+                rejected: list[dict] = (), feather_radius: float = 2.0, progress: bool = True) -> int:
+    """Write the synthetic set ``out``: every chosen candidate (a candidates-manifest entry, one per placement; its
+    ``refined_mask``, when present, replaces the candidate's object mask as the label) pasted into its scene.
 
     Scenes are written whole (several placements per scene), in the scene's own format and georeference, with one
-    ``SYN/manifest.jsonl`` line per instance. Scenes already in the manifest are skipped, so a killed run resumes.
-    Returns the number of scenes written now."""
+    ``out/manifest.jsonl`` line per instance; ``rejected`` entries (with their ``why``) get a line with
+    ``"kept": false``. Scenes already in the manifest are skipped, so a killed run resumes. Returns the number of
+    scenes written now."""
     out = Path(out)
-    candidates_dir = out / "candidates"
+    candidates_dir = Path(candidates_dir) if candidates_dir is not None else out / "candidates"
     manifest = out / "manifest.jsonl"
-    done = composed_scenes(manifest)
+    previous = [e for e in _manifest_lines(manifest) if e.get("kept", True)]
+    done = {e["scene"] for e in previous}
     by_scene: dict[str, list[dict]] = defaultdict(list)
     for entry in chosen:
         by_scene[entry["scene"]].append(entry)
     samples = {s.name: s for s in episode.train}
     written = 0
     todo = [name for name in sorted(by_scene) if name not in done]
+    if previous and not todo and not rejected:
+        return 0
+    # rewrite the manifest with the kept lines only; rejected lines are appended once, at the end
+    tmp = manifest.with_name(".manifest.jsonl.partial")
+    tmp.write_text("".join(json.dumps(e) + "\n" for e in previous))
+    os.replace(tmp, manifest)
     for scene in tqdm(todo, desc="compose", unit="scene", disable=not progress):
         sample = samples[scene]
         raster = read_image(sample.image)
@@ -125,17 +143,11 @@ def compose_set(episode: Episode, out: Path, chosen: list[dict], feather_radius:
         write_image(out / "images" / image_name, image, like=raster)
         write_label(out / "labels" / (stem + LABEL_SUFFIX[raster.format]), new_label, like=raster,
                     classes=episode.classes)
-        lines = []
-        for entry, ins in zip(by_scene[scene], insertions):
-            lines.append(json.dumps({
-                "image": image_name, "scene": scene, "placement": entry["placement"],
-                "candidate": entry["candidate"], "backend": entry["backend"], "class_id": entry["class_id"],
-                "reference": entry["reference"], "reference_source": entry["reference_source"],
-                "box": entry["box"], "window": entry["window"], "seed": entry["seed"],
-                "score": entry.get("score"), "refine": entry.get("refine", "none"),
-                "mask_pixels": int(ins.object_mask.sum()), "kept": True,
-            }))
         with open(manifest, "a") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write("".join(_instance_line(e, image_name, int(ins.object_mask.sum()), None) + "\n"
+                            for e, ins in zip(by_scene[scene], insertions)))
         written += 1
+    if rejected:
+        with open(manifest, "a") as f:
+            f.write("".join(_instance_line(e, None, None, e["why"]) + "\n" for e in rejected))
     return written

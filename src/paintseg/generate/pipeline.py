@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from paintseg.config import dump_yaml
+from paintseg.config import guard_settings
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 
@@ -21,29 +21,18 @@ from .masks import MASK_KINDS
 from .placement import load_placements, plan_placements, prior_summary, save_placements
 from .references import extract_references, references_summary, save_references
 
-SELECTIONS = ("first", "none")
-
-
-def _settings_guard(out: Path, settings: dict) -> None:
-    """Write SYN/generate.yaml, or check that a resumed run asks for the same thing."""
-    path = out / "generate.yaml"
-    if path.is_file():
-        import yaml
-
-        old = yaml.safe_load(path.read_text()) or {}
-        diff = [f"{k}: was {old.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
-                if old.get(k) != settings.get(k)]
-        if diff:
-            raise PaintsegError(f"{path}: this folder was generated with other settings ({'; '.join(diff)}); pass a "
-                                f"new --out, or the same settings to resume")
-        return
-    dump_yaml(settings, path)
+SELECTIONS = ("best", "first", "none")
 
 
 def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50, candidates: int = 4,
              seed: int = 0, prior: str = "context", mask_kinds: tuple[str, ...] = MASK_KINDS, batch: int = 8,
-             select: str = "first", backend_settings: dict | None = None, progress: bool = True) -> dict:
-    """Run references → placements → candidates (→ compose) into ``out``; returns a summary dict."""
+             select: str = "first", backend_settings: dict | None = None, curation: dict | None = None,
+             progress: bool = True) -> dict:
+    """Run references → placements → candidates (→ curate and compose) into ``out``; returns a summary dict.
+
+    ``select``: ``"best"`` curates with ``curation`` (keyword arguments of :func:`paintseg.curate.pipeline.curate`:
+    encoder, refiner, keep_rule, mode, ...); ``"first"`` composes candidate 0 of every placement, unscored (with
+    ``curation``'s refiner, if any); ``"none"`` stops after painting."""
     if select not in SELECTIONS:
         raise PaintsegError(f"unknown --select {select!r}; use one of {', '.join(SELECTIONS)}")
     if per_class < 1 or candidates < 1:
@@ -53,7 +42,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     settings = {"episode": str(episode.root.resolve()), "split": episode.split, "backend": backend.name,
                 "per_class": per_class, "candidates": candidates, "seed": seed, "prior": prior,
                 "mask_kinds": list(mask_kinds), **(backend_settings or {})}
-    _settings_guard(out, settings)
+    guard_settings(out / "generate.yaml", settings, "this synthetic set")
     timings: dict[str, float] = {}
 
     t = time.time()
@@ -88,14 +77,16 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     timings["paint"] = time.time() - t
     manifest = read_manifest(cand_dir / "manifest.jsonl")
 
-    composed = 0
-    if select == "first":
-        from paintseg.curate.compose import compose_set
+    curated = None
+    if select != "none":
+        from paintseg.curate.pipeline import curate
 
         t = time.time()
-        chosen = [e for e in manifest if e["candidate"] == 0]
-        composed = compose_set(episode, out, chosen, progress=progress)
-        timings["compose"] = time.time() - t
+        options = dict(curation or {})
+        if select == "first":
+            options["encoder"] = None
+        curated = curate(episode, out, out, progress=progress, **options)
+        timings["curate"] = time.time() - t
 
     per_class_counts = Counter(episode.classes.name(p.class_id) for p in placements)
     summary = {
@@ -103,7 +94,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
         "placements": dict(per_class_counts),
         "candidates": len(manifest),
         "painted_now": len(todo),
-        "composed_scenes_now": composed,
+        "curation": curated,
         "prior": prior_info,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "seconds_per_candidate": round(timings["paint"] / max(len(todo) * candidates, 1), 4) if todo else None,

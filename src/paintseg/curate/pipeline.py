@@ -1,0 +1,170 @@
+"""Curate: painted candidates → a clean synthetic training set.
+
+Reads what `paintseg generate` wrote (``SRC/references``, ``SRC/candidates``) and writes a synthetic set (``OUT``, which
+may be SRC itself): score every candidate against its reference, keep the best of K per placement, keep per class the
+placements above a threshold or in the top fraction, refine each kept object's mask (SAM, GrabCut or the inpaint
+mask), reject refined masks that cover too little or too much of the inpaint mask, and compose the rest into their
+scenes. Candidates are never repainted, so ablations (no filter, no refinement) share one set of paintings.
+
+``OUT/manifest.jsonl`` has one line per placement: kept, or why it was rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from paintseg.config import guard_settings
+from paintseg.data.episode import Episode
+from paintseg.errors import PaintsegError
+from paintseg.generate.candidates import load_candidate, read_manifest
+from paintseg.generate.masks import Box
+from paintseg.generate.references import load_references
+
+from .compose import compose_set
+from .refine import NoneRefiner, Refiner, mask_coverage_check
+from .score import DEFAULT_MODE, Encoder, keep, score_manifest, select_best
+
+
+@dataclass
+class KeepRule:
+    """Which best-of-K placements survive, per class: score ≥ threshold and/or within the top fraction."""
+
+    threshold: float | None = None
+    top_fraction: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "KeepRule":
+        """``"all"``/None, ``"0.6"`` (threshold), ``"top:0.5"`` (fraction) or ``"0.6,top:0.5"`` (both)."""
+        rule = cls()
+        if text is None or text.strip() in ("", "all"):
+            return rule
+        for part in text.split(","):
+            part = part.strip()
+            try:
+                if part.startswith("top:"):
+                    rule.top_fraction = float(part[4:])
+                    if not 0 < rule.top_fraction <= 1:
+                        raise ValueError
+                else:
+                    rule.threshold = float(part)
+            except ValueError:
+                raise PaintsegError(f"--keep {text!r}: use 'all', a score threshold such as '0.6', a fraction "
+                                    f"such as 'top:0.5' (0 < f <= 1), or both: '0.6,top:0.5'") from None
+        return rule
+
+
+def _refined_path(candidates_dir: Path, entry: dict, method: str) -> Path:
+    return candidates_dir / entry["file"].replace(".png", f"_refined_{method}.png")
+
+
+def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Encoder | None = None,
+           refiner: Refiner | None = None, keep_rule: KeepRule | None = None, mode: str = DEFAULT_MODE,
+           min_cover: float = 0.2, max_cover: float = 1.0, feather_radius: float = 2.0,
+           progress: bool = True) -> dict:
+    """Score → select → keep → refine → compose (see the module docstring). ``encoder=None`` keeps candidate 0 of
+    every placement unscored (the no-filter ablation); ``refiner=None`` labels the inpaint mask. Returns a summary."""
+    source = Path(source)
+    out = Path(out) if out is not None else source
+    candidates_dir = source / "candidates"
+    entries = read_manifest(candidates_dir / "manifest.jsonl")
+    references = load_references(source / "references")
+    refiner = refiner or NoneRefiner()
+    keep_rule = keep_rule or KeepRule()
+    out.mkdir(parents=True, exist_ok=True)
+    guard_settings(out / "curate.yaml", {
+        "source": str(source.resolve()), "encoder": encoder.name if encoder is not None else None, "mode": mode,
+        "refine": refiner.name, "threshold": keep_rule.threshold, "top_fraction": keep_rule.top_fraction,
+        "min_cover": min_cover, "max_cover": max_cover, "feather_radius": feather_radius,
+    }, "this synthetic set's curation")
+    seconds: dict[str, float] = {}
+    by_key = {(int(e["placement"]), int(e["candidate"])): e for e in entries}
+    placements = sorted({int(e["placement"]) for e in entries})
+
+    t = time.time()
+    if encoder is not None:
+        scores = score_manifest(encoder, candidates_dir, entries, references, mode)
+        best = select_best(scores)
+        scores_file = out / "scores.json"
+        tmp = scores_file.with_name(".scores.json.partial")
+        tmp.write_text(json.dumps({"encoder": encoder.name, "mode": mode,
+                                   "scores": {str(p): [round(float(v), 6) for v in s] for p, s in scores.items()}}))
+        os.replace(tmp, scores_file)
+    else:
+        best = {p: (0, None) for p in placements}
+    seconds["score"] = time.time() - t
+
+    rejected: dict[int, str] = {}
+    if encoder is not None and (keep_rule.threshold is not None or keep_rule.top_fraction is not None):
+        _, rejected = keep([(p, int(by_key[(p, 0)]["class_id"]), s) for p, (_, s) in best.items()],
+                           keep_rule.threshold, keep_rule.top_fraction)
+
+    t = time.time()
+    chosen: list[dict] = []
+    for p in tqdm([p for p in placements if p not in rejected], desc=f"refine ({refiner.name})", unit="placement",
+                  disable=not progress):
+        k, s = best[p]
+        entry = dict(by_key[(p, k)], score=s, refine=refiner.name)
+        if refiner.name == "none":
+            chosen.append(entry)
+            continue
+        path = _refined_path(candidates_dir, entry, refiner.name)
+        cand, window = load_candidate(candidates_dir, entry)
+        if path.is_file():
+            refined = np.asarray(Image.open(path)) > 127
+        else:
+            box = Box(*entry["box"]).shift(-window.x0, -window.y0)
+            refined = refiner.refine(cand.image, cand.paint_mask, box)
+            tmp = path.with_name(f".{path.name}.partial")
+            Image.fromarray(refined.astype(np.uint8) * 255).save(tmp, format="PNG")
+            os.replace(tmp, path)
+        reason = mask_coverage_check(refined, cand.paint_mask, min_cover, max_cover)
+        if reason is not None:
+            rejected[p] = f"refine: {reason}"
+            continue
+        entry["refined_mask"] = refined & cand.paint_mask
+        chosen.append(entry)
+    seconds["refine"] = time.time() - t
+
+    t = time.time()
+    compose_set(episode, out, chosen, candidates_dir=candidates_dir, feather_radius=feather_radius,
+                rejected=[dict(by_key[(p, best[p][0])], score=best[p][1], refine=refiner.name, why=why)
+                          for p, why in sorted(rejected.items())], progress=progress)
+    seconds["compose"] = time.time() - t
+
+    reasons = Counter(_reason_key(why) for why in rejected.values())
+    summary = {
+        "placements": len(placements), "candidates": len(entries), "kept": len(chosen),
+        "rejected": dict(reasons), "encoder": encoder.name if encoder is not None else None, "mode": mode,
+        "refine": refiner.name, "keep": {"threshold": keep_rule.threshold, "top_fraction": keep_rule.top_fraction},
+        "kept_per_class": dict(Counter(episode.classes.name(int(e["class_id"])) for e in chosen)),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+    (out / "curate_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _reason_key(why: str) -> str:
+    """Group rejection reasons for the summary: 'below threshold', 'refine: too little', ..."""
+    if why.startswith("refine: "):
+        return "refine: " + why[len("refine: "):].split(":")[0]
+    return why
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a small table: placements, candidates, kept, rejected by reason."""
+    rows = [("placements", summary["placements"]), ("candidates", summary["candidates"]),
+            ("kept", summary["kept"])]
+    rows += [(f"rejected: {why}", n) for why, n in sorted(summary["rejected"].items())]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{name:<{width}}  {value:>6}" for name, value in rows]
+    lines.append(f"(filter: {summary['encoder'] or 'none'}, {summary['mode']} mode; refine: {summary['refine']})")
+    return "\n".join(lines)

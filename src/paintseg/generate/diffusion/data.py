@@ -1,0 +1,305 @@
+"""Self-supervised training pairs for the inpainting model, cut from the episode's labelled scenes.
+
+Every trainset and support image is read once into memory with its label; every connected component of a labelled
+class (not background 0, not ignore 255) of at least ``min_instance_pixels`` pixels whose box can cover a share in
+``config.box_fraction`` of a square window inside the image is an *instance*. One pair:
+
+1. an instance of a random scene - or, with ``random_region_prob``, a random region (a Bézier blob in a random box);
+2. a square context window inside the image that holds the instance's box, sized so that the box covers a random
+   share in ``box_fraction`` of it, resized to the model resolution R;
+3. an inpaint mask over the instance, of a random kind of ``mask_kinds`` (``paintseg.generate.masks``; the
+   silhouette is the instance's own mask);
+4. the reference: a square crop around the instance from the same image (+ its object mask), resized to
+   ``ref_size`` and strongly augmented (flips, 90° rotations, rescale/crop, elastic warp, blur, colour jitter), so
+   that copying its pixels into the hole does not pay and the model must learn *what* the object is.
+
+Images are tensors in [-1, 1]; masks are {0, 1} floats. Pair ``i`` of step ``s`` depends only on ``(seed, s)``, so a
+resumed run sees the pairs an uninterrupted one would; the validation pairs depend only on the seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from paintseg.config import GeneratorConfig
+from paintseg.data.classes import BACKGROUND, IGNORE
+from paintseg.data.episode import Episode
+from paintseg.data.raster import read_image, read_label, to_uint8
+from ..masks import Box, bezier_mask, make_mask, mask_box
+from .model import GeneratorError, spec_for
+from .sample import resize_square, to_tensor
+
+MIN_SCENE = 16  # smallest scene side used for training
+MAX_INSTANCES_PER_IMAGE = 512  # components remembered per image (the largest ones)
+REFERENCE_PAD = 0.15  # the reference crop is the instance's box grown by this share of its longer side, each side
+VALIDATION_TAG = 7_777_777  # second seed word of the validation pairs (training pairs use the step there)
+JITTER = {"brightness": 0.25, "contrast": 0.25, "saturation": 0.25, "hue": 0.03}
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One connected component: the scene it lies in, its box (image pixels) and its mask inside the box."""
+
+    scene: int
+    class_id: int
+    box: Box
+    mask: np.ndarray  # bool box.height × box.width
+
+
+@dataclass
+class PairBatch:
+    """A batch of training pairs (R: model resolution, r: reference size)."""
+
+    target: Tensor  # B×3×R×R in [-1, 1]: the context window
+    masked: Tensor  # B×3×R×R: the window with the inpaint region set to 0
+    mask: Tensor  # B×1×R×R in {0, 1}: 1 = paint here
+    reference: Tensor  # B×3×r×r in [-1, 1]: augmented crop of the instance
+    ref_mask: Tensor  # B×1×r×r in {0, 1}: its (augmented) object mask
+    boxes: Tensor  # B×4 int64: the instance's box (x0, y0, x1, y1) in window pixels at resolution R
+    class_ids: Tensor  # B int64: the instance's class, -1 for a random region
+
+    def to(self, device: str | torch.device) -> "PairBatch":
+        return PairBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+def _instances(scene: int, label: np.ndarray, config: GeneratorConfig) -> list[Instance]:
+    """Components of every labelled class whose box fits a window as ``box_fraction`` asks."""
+    lo, hi = config.box_fraction
+    side_max = min(label.shape)
+    found: list[tuple[int, Instance]] = []
+    for value in np.flatnonzero(np.bincount(label.ravel(), minlength=256)):
+        if value in (BACKGROUND, IGNORE):
+            continue
+        count, comp, stats, _ = cv2.connectedComponentsWithStats((label == value).astype(np.uint8), connectivity=8)
+        for i in range(1, count):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if area < config.min_instance_pixels:
+                continue
+            smallest = max(int(np.ceil(np.sqrt(w * h / hi))), w, h)
+            if smallest > min(int(np.sqrt(w * h / lo)), side_max):
+                continue  # too elongated or too large for a window it covers lo..hi of
+            box = Box(x, y, x + w, y + h)
+            found.append((area, Instance(scene, int(value), box, comp[y : y + h, x : x + w] == i)))
+    found.sort(key=lambda item: -item[0])
+    return [inst for _, inst in found[:MAX_INSTANCES_PER_IMAGE]]
+
+
+class PairSampler:
+    """All training scenes in memory, and the deterministic training pairs of any step."""
+
+    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], config: GeneratorConfig,
+                 sources: list[str] | None = None):
+        self.config = config
+        spec = spec_for(config)
+        self.resolution, self.ref_size = spec.resolution, spec.ref_size
+        self.images, self.labels = images, labels
+        self.sources = sources or [f"scene {i}" for i in range(len(images))]
+        if not images:
+            raise GeneratorError("no training scenes: the episode's train.txt and support set are empty")
+        for image, source in zip(images, self.sources):
+            if min(image.shape[:2]) < MIN_SCENE:
+                raise GeneratorError(f"{source}: the scene is {image.shape[1]}x{image.shape[0]} pixels; training "
+                                     f"scenes must be at least {MIN_SCENE}x{MIN_SCENE}, remove it from the lists")
+        self.instances = [_instances(i, lab, config) for i, lab in enumerate(labels)]
+        self.scenes_with_instances = [i for i, found in enumerate(self.instances) if found]
+        if not self.scenes_with_instances and config.random_region_prob == 0:
+            raise GeneratorError(f"no usable instances in {len(images)} scenes (connected components of a labelled "
+                                 f"class with >= {config.min_instance_pixels} pixels whose box can cover "
+                                 f"{list(config.box_fraction)} of a window); lower min_instance_pixels, widen "
+                                 f"box_fraction or set random_region_prob > 0")
+
+    @classmethod
+    def from_episode(cls, episode: Episode, config: GeneratorConfig, progress: bool = False) -> "PairSampler":
+        """Read the episode's trainset and support images and labels (each once)."""
+        images, labels, sources = [], [], []
+        samples = episode.train + episode.support_samples
+        for sample in tqdm(samples, desc="loading scenes", unit="img", disable=not progress, leave=False):
+            if sample.label is None:
+                raise GeneratorError(f"{sample.image}: no label with stem {sample.stem!r} in "
+                                     f"{sample.image.parent.parent / 'labels'}; add it or remove the name")
+            image = to_uint8(read_image(sample.image, config.rgb_bands).array)
+            label = read_label(sample.label, episode.classes).array
+            if label.shape != image.shape[:2]:
+                raise GeneratorError(f"{sample.label}: label is {label.shape[1]}x{label.shape[0]} but its image "
+                                     f"{Path(sample.image).name} is {image.shape[1]}x{image.shape[0]}; image and "
+                                     f"label must have the same size")
+            images.append(image)
+            labels.append(label)
+            sources.append(str(sample.image))
+        return cls(images, labels, config, sources)
+
+    @property
+    def num_instances(self) -> int:
+        return sum(len(found) for found in self.instances)
+
+    def describe(self) -> str:
+        return (f"{len(self.images)} scenes, {self.num_instances} instances, random regions "
+                f"{self.config.random_region_prob:.0%}")
+
+    # ---------------------------------------------------------------------------------------------- pairs
+    def batch(self, step: int) -> PairBatch:
+        """The ``config.batch`` pairs of training step ``step``."""
+        rng = np.random.default_rng([self.config.seed, step])
+        return _stack([self.pair(rng) for _ in range(self.config.batch)])
+
+    def validation(self, count: int) -> PairBatch:
+        """``count`` fixed pairs (same for every step of a run with this seed) for the sample grids."""
+        return _stack([self.pair(np.random.default_rng([self.config.seed, VALIDATION_TAG, i + 1]))
+                       for i in range(count)])
+
+    def pair(self, rng: np.random.Generator) -> dict[str, Tensor]:
+        """One training pair drawn with ``rng``."""
+        if not self.scenes_with_instances or rng.random() < self.config.random_region_prob:
+            inst = self._random_region(rng)
+        else:
+            found = self.instances[self.scenes_with_instances[int(rng.integers(len(self.scenes_with_instances)))]]
+            inst = found[int(rng.integers(len(found)))]
+        image = self.images[inst.scene]
+        h, w = image.shape[:2]
+        R = self.resolution
+
+        # context window: square, inside the image, holding the box, box covering lo..hi of it
+        lo, hi = self.config.box_fraction
+        b = inst.box
+        s_min = min(max(int(np.ceil(np.sqrt(b.area / hi))), b.width, b.height), h, w)
+        s_max = max(min(int(np.sqrt(b.area / lo)), h, w), s_min)
+        side = int(rng.integers(s_min, s_max + 1))
+        x0 = int(rng.integers(max(0, b.x1 - side), min(b.x0, w - side) + 1))
+        y0 = int(rng.integers(max(0, b.y1 - side), min(b.y0, h - side) + 1))
+        window = resize_square(image[y0 : y0 + side, x0 : x0 + side], R)
+        object_mask = np.zeros((side, side), np.uint8)
+        object_mask[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0] = inst.mask
+        object_r = resize_square(object_mask, R, nearest=True) > 0
+        box = b.shift(-x0, -y0).scale(R / side).clip(R, R)
+        if not object_r.any():
+            object_r[box.y0 : box.y1, box.x0 : box.x1] = True
+
+        kind = self.config.mask_kinds[int(rng.integers(len(self.config.mask_kinds)))]
+        inpaint = make_mask(kind, (R, R), box, rng, ref_mask=object_r)
+
+        target = to_tensor(window)[0]
+        mask = torch.from_numpy(inpaint.astype(np.float32))[None]
+        reference, ref_mask = self._reference(image, inst, rng)
+        return {"target": target, "masked": target * (1 - mask), "mask": mask, "reference": reference,
+                "ref_mask": ref_mask, "boxes": torch.tensor(list(box), dtype=torch.int64),
+                "class_ids": torch.tensor(inst.class_id, dtype=torch.int64)}
+
+    def _random_region(self, rng: np.random.Generator) -> Instance:
+        """A Bézier blob in a random box of a random scene, as if it were an instance (class -1)."""
+        scene = int(rng.integers(len(self.images)))
+        h, w = self.images[scene].shape[:2]
+        lo, hi = self.config.box_fraction
+        side = int(rng.integers(max(min(h, w) // 2, 8), min(h, w) + 1))
+        area = rng.uniform(lo, hi) * side * side
+        aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+        bw = int(np.clip(round(np.sqrt(area * aspect)), 2, side))
+        bh = int(np.clip(round(area / bw), 2, side))
+        x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+        blob = bezier_mask((bh, bw), Box(0, 0, bw, bh), rng)
+        tight = mask_box(blob)
+        return Instance(scene, -1, tight.shift(x0, y0), blob[tight.y0 : tight.y1, tight.x0 : tight.x1])
+
+    def _reference(self, image: np.ndarray, inst: Instance, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """The square crop around the instance (+ object mask), resized to ref_size, augmented."""
+        h, w = image.shape[:2]
+        b = inst.box
+        side = min(int(round(max(b.width, b.height) * (1 + 2 * REFERENCE_PAD))), h, w)
+        cx, cy = (b.x0 + b.x1) // 2, (b.y0 + b.y1) // 2
+        x0 = int(np.clip(cx - side // 2, 0, w - side))
+        y0 = int(np.clip(cy - side // 2, 0, h - side))
+        crop_mask = np.zeros((side, side), np.uint8)
+        ys, xs = np.nonzero(inst.mask)
+        ys, xs = ys + b.y0 - y0, xs + b.x0 - x0
+        keep = (ys >= 0) & (ys < side) & (xs >= 0) & (xs < side)
+        crop_mask[ys[keep], xs[keep]] = 1
+        r = self.ref_size
+        rgb = resize_square(image[y0 : y0 + side, x0 : x0 + side], r)
+        return augment_reference(rgb, resize_square(crop_mask, r, nearest=True) > 0, rng)
+
+
+def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """Strong, ``rng``-driven augmentation of a reference (uint8 r×r×3) and its object mask (bool r×r).
+
+    Flips and 90° rotations, a random rescale (zoom in by cropping, or zoom out onto a grey canvas), a smooth
+    elastic warp, a Gaussian blur, and brightness/contrast/saturation/hue jitter (OpenCV on the small crop: cheap
+    enough to run in the training loop). The mask follows every geometric step; a warp that would empty it is
+    skipped. Returns ``3×r×r`` in [-1, 1] and ``1×r×r`` in {0, 1}.
+    """
+    r = rgb.shape[0]
+    x = np.concatenate([rgb.astype(np.float32) / 255, mask[..., None].astype(np.float32)], 2)  # r×r×4 in [0, 1]
+    x = np.rot90(x, int(rng.integers(4)))
+    if rng.random() < 0.5:
+        x = x[:, ::-1]
+    if rng.random() < 0.5:
+        x = x[::-1]
+    x = np.ascontiguousarray(x)
+    if rng.random() < 0.7:  # zoom in: crop a random 65-100 % square and scale it back up
+        c = int(round(r * rng.uniform(0.65, 1.0)))
+        top, left = (int(v) for v in rng.integers(0, r - c + 1, 2))
+        x = cv2.resize(x[top : top + c, left : left + c], (r, r), interpolation=cv2.INTER_LINEAR)
+    elif rng.random() < 0.5:  # zoom out: shrink onto a grey canvas (mask 0 around it)
+        c = max(4, int(round(r * rng.uniform(0.7, 1.0))))
+        top, left = (int(v) for v in rng.integers(0, r - c + 1, 2))
+        canvas = np.full_like(x, 0.5)
+        canvas[..., 3] = 0
+        canvas[top : top + c, left : left + c] = cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA)
+        x = canvas
+    if rng.random() < 0.7:  # elastic: a smooth random displacement field, up to ~4 % of the side
+        field = cv2.GaussianBlur(rng.uniform(-1, 1, (r, r, 2)).astype(np.float32), (0, 0), max(r / 8, 1.0))
+        field *= rng.uniform(0.01, 0.04) * r / max(float(np.abs(field).max()), 1e-6)
+        grid_y, grid_x = np.mgrid[0:r, 0:r].astype(np.float32)
+        warped = cv2.remap(x, grid_x + field[..., 0], grid_y + field[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT)
+        if (warped[..., 3] > 0.5).any():
+            x = warped
+    if rng.random() < 0.4:
+        x[..., :3] = cv2.GaussianBlur(np.ascontiguousarray(x[..., :3]), (0, 0), float(rng.uniform(0.3, 1.2)) * r / 32)
+    image = np.clip(x[..., :3], 0, 1)
+    grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
+    image = image * (1 + rng.uniform(-JITTER["brightness"], JITTER["brightness"]))
+    contrast = 1 + rng.uniform(-JITTER["contrast"], JITTER["contrast"])
+    image = (image - grey.mean()) * contrast + grey.mean()
+    saturation = 1 + rng.uniform(-JITTER["saturation"], JITTER["saturation"])
+    image = np.clip((image - grey[..., None]) * saturation + grey[..., None], 0, 1).astype(np.float32)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float input: hue in degrees
+    hsv[..., 0] = (hsv[..., 0] + 360 * rng.uniform(-JITTER["hue"], JITTER["hue"])) % 360
+    image = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0, 1)
+    out = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))) * 2 - 1
+    return out.contiguous(), torch.from_numpy(x[..., 3] > 0.5).float()[None].contiguous()
+
+
+def _stack(pairs: list[dict[str, Tensor]]) -> PairBatch:
+    return PairBatch(**{key: torch.stack([p[key] for p in pairs]) for key in pairs[0]})
+
+
+def _as_is(item: tuple[int, PairBatch]) -> tuple[int, PairBatch]:
+    return item
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    def __init__(self, sampler: PairSampler, start: int):
+        self.sampler, self.start = sampler, start
+
+    def __len__(self) -> int:
+        return self.sampler.config.steps - self.start
+
+    def __getitem__(self, index: int) -> tuple[int, PairBatch]:
+        return self.start + index, self.sampler.batch(self.start + index)
+
+
+def batches(sampler: PairSampler, start: int = 0) -> Iterator[tuple[int, PairBatch]]:
+    """``(step, batch)`` for steps ``start .. config.steps - 1``, prepared by ``num_workers`` processes."""
+    workers = sampler.config.num_workers
+    loader = torch.utils.data.DataLoader(_StepBatches(sampler, start), batch_size=None, shuffle=False,
+                                         num_workers=workers, collate_fn=_as_is,
+                                         prefetch_factor=2 if workers else None)
+    for step, batch in loader:
+        yield int(step), batch

@@ -1,0 +1,313 @@
+"""Train the exemplar-conditioned inpainting model on an episode's own scenes (self-supervised).
+
+``train_generator(episode, out, config)`` fills the GEN folder ``out``::
+
+    GEN/
+      config.yaml              {"generator": GeneratorConfig, "episode": path, "split": ..., "seed": ...}
+      log.jsonl                one line per step: {"step", "loss", "lr", "seconds"}
+      checkpoints/last.pt      weights, EMA weights, optimizer, LR schedule, step, RNG; every checkpoint_every steps
+      samples/step_NNNNNN.png  every sample_every steps: one row per validation pair, reference | masked window |
+                               painted (EMA weights) | target
+      model.pt                 the EMA weights + model spec + noise schedule + config (load_generator reads it)
+      train_summary.json       steps, wall seconds, seconds/step, final loss, peak RSS, parameters
+
+The recipe: DDPM noise (1000 steps, squaredcos_cap_v2), MSE on ε or v, the reference replaced by the null embedding
+for ``cond_drop`` of the pairs, AdamW with linear warm-up and cosine decay, gradient clipping, an EMA of the weights.
+Every file is written to a temporary name and renamed; pairs and noise depend only on ``(seed, step)``, so a killed
+run resumed from ``checkpoints/last.pt`` ends with the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from paintseg import __version__
+from paintseg.config import GeneratorConfig, dump_yaml
+from paintseg.data.episode import Episode
+from paintseg.errors import PaintsegError
+from .data import PairBatch, PairSampler, batches
+from .model import PaintModel, build_generator, save_generator
+from .sample import paint, to_uint8
+
+log = logging.getLogger(__name__)
+
+# Settings that may change when a run is resumed: they do not change the weights of the steps done so far.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "sample_every", "sample_count", "sample_steps",
+                     "sample_guidance", "num_workers")
+NOISE_TAG = 9_999_991  # second seed word of the per-step noise / timesteps / reference drops
+
+
+class GeneratorTrainError(PaintsegError):
+    """A generator run that cannot be started or resumed as asked; the message says what to pass instead."""
+
+
+class EMA:
+    """Exponential moving average of a model's floating-point weights, with the usual warm-up
+    (decay ``min(ema_decay, (1 + n) / (10 + n))`` at update ``n``) so that short runs are not stuck near the
+    initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value.detach(), 1 - decay)
+            else:
+                self.shadow[key].copy_(value)
+        self.updates += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shadow": self.shadow, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+        self.updates = int(state["updates"])
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _record(episode: Episode, config: GeneratorConfig) -> dict[str, Any]:
+    return {"generator": config.model_dump(mode="json"), "episode": str(episode.root.resolve()),
+            "split": episode.split, "seed": config.seed, "paintseg_version": __version__}
+
+
+def _differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = [f"{key}: run has {saved.get(key)!r}, now {new[key]!r}" for key in ("episode", "split")
+           if saved.get(key) != new[key]]
+    old_cfg, new_cfg = saved.get("generator", {}), new["generator"]
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if key not in RESUMABLE_CHANGES and old_cfg.get(key) != new_cfg.get(key):
+            out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")
+    return out
+
+
+def _save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _keep_log(path: Path, upto: int) -> None:
+    """Drop log lines past ``upto`` (steps a killed run did after its last checkpoint; they are redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= upto:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    _write_text(path, "".join(line + "\n" for line in keep))
+
+
+def lr_factor(config: GeneratorConfig):
+    """Linear warm-up to the peak learning rate, then cosine decay to zero at ``config.steps``."""
+    warmup, total = config.warmup_steps, config.steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(1, total - warmup), 1.0)))
+
+    return factor
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def _say(message: str, progress: bool) -> None:
+    log.info(message)
+    if progress:
+        tqdm.write(message, file=sys.stderr)
+
+
+def step_noise(config: GeneratorConfig, step: int, batch: PairBatch, num_timesteps: int,
+               device: str | torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Noise, timesteps and reference drops of training step ``step`` (they depend only on seed and step)."""
+    generator = torch.Generator().manual_seed(int(np.random.default_rng([config.seed, NOISE_TAG, step])
+                                                  .integers(2**62)))
+    size = batch.target.shape[0]
+    noise = torch.randn(tuple(batch.target.shape), generator=generator)
+    t = torch.randint(0, num_timesteps, (size,), generator=generator)
+    drop = torch.rand(size, generator=generator) < config.cond_drop
+    return noise.to(device), t.to(device), drop.to(device)
+
+
+def weighted_mse(pred: Tensor, wanted: Tensor, mask: Tensor, mask_weight: float) -> Tensor:
+    """MSE with the pixels under the inpaint mask weighted ``mask_weight`` (1: the plain MSE)."""
+    if mask_weight == 1:
+        return torch.nn.functional.mse_loss(pred, wanted)
+    weight = 1 + (mask_weight - 1) * mask
+    return ((pred - wanted).square() * weight).sum() / (weight.sum() * pred.shape[1])
+
+
+def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConfig, path: Path) -> Path:
+    """Paint ``pairs`` with ``model`` and write one row per pair: reference | masked | painted | target."""
+    generator = torch.Generator().manual_seed(config.seed)
+    device = next(model.parameters()).device
+    pairs = pairs.to(device)
+    painted = paint(model, pairs.masked, pairs.mask, pairs.reference, pairs.ref_mask, steps=config.sample_steps,
+                    guidance=config.sample_guidance, generator=generator)
+    size = pairs.target.shape[-1]
+    shown_ref = pairs.reference * (0.6 + 0.4 * pairs.ref_mask)  # darken what lies outside the object mask
+    panels = [to_uint8(shown_ref, size), to_uint8(pairs.masked), to_uint8(painted), to_uint8(pairs.target)]
+    gap = 2
+    rows, cols = pairs.target.shape[0], len(panels)
+    grid = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 255, np.uint8)
+    for i in range(rows):
+        for j, panel in enumerate(panels):
+            y, x = gap + i * (size + gap), gap + j * (size + gap)
+            grid[y : y + size, x : x + size] = panel[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    Image.fromarray(grid).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- training
+def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, resume: bool = False,
+                    progress: bool = True, device: str | None = None) -> Path:
+    """Train a :class:`PaintModel` on the episode's trainset + support scenes; returns the path of ``model.pt``.
+
+    ``resume=True`` continues from ``checkpoints/last.pt`` (and returns at once when ``model.pt`` already holds
+    ``config.steps``); the config must match the run's ``config.yaml`` except for ``RESUMABLE_CHANGES``.
+    ``device`` defaults to CUDA when available.
+    """
+    out = Path(out)
+    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
+    log_path, config_path = out / "log.jsonl", out / "config.yaml"
+    record = _record(episode, config)
+
+    if not resume and (ckpt_path.exists() or model_path.exists()):
+        raise GeneratorTrainError(f"{out}: this folder already holds a trained or partly trained generator; pass "
+                                  f"--resume (resume=True) to continue it, or a new --out folder to start another")
+    if resume and config_path.exists():
+        import yaml
+
+        diffs = _differences(yaml.safe_load(config_path.read_text()) or {}, record)
+        if diffs:
+            raise GeneratorTrainError(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
+                                      f"{', '.join(RESUMABLE_CHANGES)} may change): " + "; ".join(diffs)
+                                      + ". Pass the run's settings or a new --out folder")
+    start, checkpoint = 0, None
+    if resume and ckpt_path.exists():
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        start = int(checkpoint["step"])
+        if start > config.steps:
+            raise GeneratorTrainError(f"{ckpt_path}: the run is already at step {start}, past steps={config.steps}; "
+                                      f"pass steps >= {start} to continue it, or a new --out folder")
+        if start == config.steps and model_path.exists():
+            _say(f"{model_path}: already trained for {start} steps; nothing to do", progress)
+            return model_path
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(record, config_path)
+    if checkpoint is None and log_path.exists():
+        log_path.unlink()  # a run killed before its first checkpoint starts over
+    _keep_log(log_path, start)
+
+    sampler = PairSampler.from_episode(episode, config, progress=progress)
+    validation = sampler.validation(config.sample_count)
+    torch.manual_seed(config.seed)
+    model = build_generator(config).to(device)
+    ema_model = build_generator(config).to(device).eval()  # holds the EMA weights while sample grids are painted
+    ema = EMA(model, config.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        ema.load_state_dict(checkpoint["ema"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        factor = lr_factor(config)  # `steps` may have changed: continue on the new schedule
+        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base_lr * factor(scheduler.last_epoch)
+        torch.set_rng_state(checkpoint["torch_rng"])
+    noise_scheduler = model.noise_scheduler()
+    num_timesteps = noise_scheduler.config.num_train_timesteps
+
+    _say(f"training generator {config.size!r} ({model.num_parameters / 1e6:.2f} M parameters, "
+         f"{model.spec.resolution} px, {config.prediction_type}) on {device} for steps {start}..{config.steps} "
+         f"into {out}; {sampler.describe()}", progress)
+    model.train()
+    losses: list[float] = []
+    wall_start = last = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, desc="train generator", unit="step", disable=not progress)
+    with open(log_path, "a") as log_file, bar:
+        for step, batch in batches(sampler, start):
+            batch = batch.to(device)
+            noise, t, drop = step_noise(config, step, batch, num_timesteps, device)
+            noisy = noise_scheduler.add_noise(batch.target, noise, t)
+            wanted = noise if config.prediction_type == "epsilon" else \
+                noise_scheduler.get_velocity(batch.target, noise, t)
+            tokens = model.encode_reference(batch.reference, batch.ref_mask, drop)
+            pred = model(noisy, batch.masked, batch.mask, tokens, t)
+            loss = weighted_mse(pred, wanted, batch.mask, config.mask_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            ema.update(model)
+            done, now = step + 1, time.perf_counter()
+            value = float(loss.detach())
+            losses.append(value)
+            log_file.write(json.dumps({"step": done, "loss": round(value, 6), "lr": lr,
+                                       "seconds": round(now - last, 4)}) + "\n")
+            log_file.flush()
+            last = now
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}")
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                _save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state()},
+                      ckpt_path)
+            if done % config.sample_every == 0 or done == config.steps:
+                ema_model.load_state_dict(ema.shadow)
+                write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png")
+                last = time.perf_counter()  # painting the grid is not training time
+    wall = time.perf_counter() - wall_start
+
+    save_generator(model, ema.shadow, config, out, record=record, step=config.steps)
+    ran = config.steps - start
+    summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
+               "seconds_per_step": round(wall / ran, 4) if ran else None,
+               "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
+               "last_loss": losses[-1] if losses else None, "parameters": model.num_parameters,
+               "size": config.size, "resolution": model.spec.resolution, "device": device,
+               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+    _write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    _say(f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+    return model_path
