@@ -100,7 +100,8 @@ def test_tiny_forward_shapes():
     torch.manual_seed(0)
     model = build_generator(GeneratorConfig(size="tiny"))
     spec = model.spec
-    ref, ref_mask = torch.rand(2, 3, spec.ref_size, spec.ref_size) * 2 - 1, torch.ones(2, 1, spec.ref_size, spec.ref_size)
+    r = spec.ref_size
+    ref, ref_mask = torch.rand(2, 3, r, r) * 2 - 1, torch.ones(2, 1, r, r)
     tokens = model.encode_reference(ref, ref_mask)
     assert tokens.shape == (2, spec.grid**2 + 1, spec.token_dim)
     assert model.reference_encoder.embed(ref, ref_mask).shape == (2, spec.token_dim)
@@ -200,9 +201,11 @@ def test_paint_keeps_known_pixels_and_both_schedulers_run():
         assert torch.equal(out[outside], scene[outside])
         assert not torch.equal(out[~outside], scene[~outside])
         assert np.array_equal(to_uint8(out)[~masks], windows[~masks])
-    a = paint(model, scene, mask, reference, ref_mask, steps=2, guidance=1.0, generator=torch.Generator().manual_seed(1))
-    b = paint(model, scene, mask, reference, ref_mask, steps=2, guidance=1.0, generator=torch.Generator().manual_seed(1))
+    a, b = (paint(model, scene, mask, reference, ref_mask, steps=2, guidance=g,
+                  generator=torch.Generator().manual_seed(1)) for g in (1.0, 1.0))
     assert torch.equal(a, b)
+    unconditional = paint(model, scene, mask, reference, ref_mask, steps=2, guidance=0.0)
+    assert torch.equal(unconditional[outside], scene[outside])
     with pytest.raises(GeneratorError, match="mask must be a B×1×S×S tensor"):
         paint(model, scene, mask[:, 0], reference, ref_mask)
     with pytest.raises(GeneratorError, match="unknown scheduler 'euler'"):

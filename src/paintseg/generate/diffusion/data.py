@@ -230,8 +230,8 @@ def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generato
 
     Flips and 90° rotations, a random rescale (zoom in by cropping, or zoom out onto a grey canvas), a smooth
     elastic warp, a Gaussian blur, and brightness/contrast/saturation/hue jitter (OpenCV on the small crop: cheap
-    enough to run in the training loop). The mask follows every geometric step; a warp that would empty it is
-    skipped. Returns ``3×r×r`` in [-1, 1] and ``1×r×r`` in {0, 1}.
+    enough to run in the training loop). The mask follows every geometric step; a zoom or warp that would empty
+    it is undone. Returns ``3×r×r`` in [-1, 1] and ``1×r×r`` in {0, 1}.
     """
     r = rgb.shape[0]
     x = np.concatenate([rgb.astype(np.float32) / 255, mask[..., None].astype(np.float32)], 2)  # r×r×4 in [0, 1]
@@ -240,7 +240,7 @@ def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generato
         x = x[:, ::-1]
     if rng.random() < 0.5:
         x = x[::-1]
-    x = np.ascontiguousarray(x)
+    x = flipped = np.ascontiguousarray(x)
     if rng.random() < 0.7:  # zoom in: crop a random 65-100 % square and scale it back up
         c = int(round(r * rng.uniform(0.65, 1.0)))
         top, left = (int(v) for v in rng.integers(0, r - c + 1, 2))
@@ -260,15 +260,17 @@ def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generato
                            borderMode=cv2.BORDER_REFLECT)
         if (warped[..., 3] > 0.5).any():
             x = warped
+    if not (x[..., 3] > 0.5).any():  # the zoom cut the object out: keep the flipped crop
+        x = flipped.copy()
     if rng.random() < 0.4:
         x[..., :3] = cv2.GaussianBlur(np.ascontiguousarray(x[..., :3]), (0, 0), float(rng.uniform(0.3, 1.2)) * r / 32)
-    image = np.clip(x[..., :3], 0, 1)
-    grey = image @ np.array([0.299, 0.587, 0.114], np.float32)
-    image = image * (1 + rng.uniform(-JITTER["brightness"], JITTER["brightness"]))
-    contrast = 1 + rng.uniform(-JITTER["contrast"], JITTER["contrast"])
-    image = (image - grey.mean()) * contrast + grey.mean()
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    image = np.clip(x[..., :3], 0, 1) * (1 + rng.uniform(-JITTER["brightness"], JITTER["brightness"]))
+    mean = float((image @ luma).mean())
+    image = (image - mean) * (1 + rng.uniform(-JITTER["contrast"], JITTER["contrast"])) + mean
+    grey = (image @ luma)[..., None]
     saturation = 1 + rng.uniform(-JITTER["saturation"], JITTER["saturation"])
-    image = np.clip((image - grey[..., None]) * saturation + grey[..., None], 0, 1).astype(np.float32)
+    image = np.clip((image - grey) * saturation + grey, 0, 1).astype(np.float32)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)  # float input: hue in degrees
     hsv[..., 0] = (hsv[..., 0] + 360 * rng.uniform(-JITTER["hue"], JITTER["hue"])) % 360
     image = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0, 1)
