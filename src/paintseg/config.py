@@ -113,7 +113,7 @@ GENERATOR_MASK_KINDS = ("rectangle", "bezier", "silhouette")
 
 
 class GeneratorConfig(BaseModel):
-    """Everything that decides how the exemplar-conditioned inpainting model is trained (``paintseg train-generator``).
+    """Everything that decides how the exemplar-conditioned inpainting model is trained (``paintseg generator train``).
 
     Training pairs are cut from the episode's trainset and support scenes: an instance (or, with
     ``random_region_prob``, a random region) is hidden under an inpaint mask and must be painted back from an

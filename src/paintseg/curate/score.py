@@ -219,7 +219,7 @@ def build_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> Enc
         return HandcraftedEncoder()
     if kind == "generator" and rest:
         if not Path(rest).exists():
-            raise ScoreError(f"{rest}: no such generator folder; train one with `paintseg train-generator EPISODE "
+            raise ScoreError(f"{rest}: no such generator folder; train one with `paintseg generator train EPISODE "
                              f"--out GEN` and pass generator:GEN")
         return GeneratorEncoder(rest, device)
     if kind == "open_clip":
