@@ -95,3 +95,33 @@ def test_every_subcommand_has_help() -> None:
     for cmd in (["split"], ["data", "check"], ["train"], ["predict"], ["evaluate"]):
         r = invoke(*cmd, "--help")
         assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_generator_train_generate_curate_and_train_on_the_synthetic_set(tiny_episode: Path, tmp_path: Path) -> None:
+    gen, syn, run = tmp_path / "gen", tmp_path / "syn", tmp_path / "run"
+    r = invoke("generator", "train", tiny_episode, "--out", gen, "--size", "tiny", "--steps", "4", "--batch", "2",
+               "--checkpoint-every", "2", "--sample-every", "4")
+    assert r.exit_code == 0, r.output
+    assert (gen / "model.pt").is_file() and list((gen / "samples").glob("*.png"))
+
+    r = invoke("generate", tiny_episode, "--generator", gen, "--out", syn, "--per-class", "3", "--candidates", "2",
+               "--steps", "3", "--refine", "grabcut", "--keep", "all")
+    assert r.exit_code == 0, r.output
+    assert "synthetic set written to" in r.output and "placements" in r.output
+    lines = [json.loads(line) for line in (syn / "candidates" / "manifest.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and {line["backend"] for line in lines} == {"diffusion"}
+    instances = [json.loads(line) for line in (syn / "manifest.jsonl").read_text().splitlines()]
+    assert len(instances) == 3 and all(i["refine"] == "grabcut" for i in instances)
+
+    r = invoke("curate", syn, "--episode", tiny_episode, "--out", tmp_path / "syn-nofilter", "--filter", "none")
+    assert r.exit_code == 0, r.output
+    assert "kept" in r.output and (tmp_path / "syn-nofilter" / "manifest.jsonl").is_file()
+
+    kept = [i for i in instances if i["kept"]]
+    r = invoke("train", tiny_episode, "--out", run, "--synthetic", syn, "--arch", "unet", "--encoder",
+               "tu-resnet10t", "--steps", "2", "--batch", "2", "--crop", "64")
+    assert r.exit_code == 0, r.output
+    assert f"synthetic: {len({i['image'] for i in kept})} images" in r.output
+
+    r = invoke("generate", tiny_episode, "--generator", tmp_path / "no-gen", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "no-gen" in r.output and "paintseg generator train" in r.output
