@@ -270,8 +270,8 @@ def generate(
                                     "rejects paintings where no outline was found; default: off)."),
     split: str = typer.Option("valset", help="valset or testset support set."),
 ) -> None:
-    """Paint novel-class references into trainset scenes: N placements per class x K candidates, a manifest line per
-    candidate, and (with --select first) a synthetic set that `paintseg train --synthetic` reads."""
+    """Paint novel-class references into trainset scenes (N placements per class x K candidates), keep the best
+    candidate per placement, refine its mask and compose a synthetic set that `paintseg train --synthetic` reads."""
     from paintseg.data.episode import Episode
     from paintseg.generate.pipeline import generate as run_generate
 
