@@ -16,7 +16,7 @@ from paintseg.curate.compose import Insertion, compose, feather
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label
 from paintseg.errors import PaintsegError
-from paintseg.generate.candidates import Candidate, SceneCache, make_job, read_manifest
+from paintseg.generate.candidates import SceneCache, make_job, read_manifest
 from paintseg.generate.copy_paste import CopyPasteBackend
 from paintseg.generate.masks import Box
 from paintseg.generate.pipeline import generate

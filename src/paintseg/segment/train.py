@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +28,8 @@ from torch import nn
 from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
+from paintseg.runs import config_differences, keep_log, lr_factor, peak_rss_mb, save_torch, say, write_text
+
 from .. import __version__
 from ..config import TrainConfig, dump_yaml
 from ..data.classes import IGNORE, ClassMap
@@ -55,67 +53,18 @@ def _record(episode: Episode, config: TrainConfig, synthetic: Sequence[Path]) ->
             "seed": config.seed, "paintseg_version": __version__}
 
 
-def _differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    out = []
-    for key in ("episode", "split", "synthetic"):
-        if saved.get(key) != new[key]:
-            out.append(f"{key}: run has {saved.get(key)!r}, now {new[key]!r}")
-    old_cfg, new_cfg = saved.get("train", {}), new["train"]
-    for key in sorted(set(old_cfg) | set(new_cfg)):
-        if key not in RESUMABLE_CHANGES and old_cfg.get(key) != new_cfg.get(key):
-            out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")
-    return out
 
 
-def _save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
-def _keep_log(path: Path, upto: int) -> None:
-    """Drop log lines past ``upto`` (steps a killed run did after its last checkpoint; they are redone)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= upto:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by the kill
-            continue
-    _write_text(path, "".join(line + "\n" for line in keep))
 
 
-def _lr_factor(config: TrainConfig):
-    """Linear warm-up to the peak learning rate, then cosine decay to zero at ``config.steps``."""
-    warmup, total = config.warmup_steps, config.steps
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
 
 
-def _peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
-def _say(message: str, progress: bool) -> None:
-    log.info(message)
-    if progress:
-        tqdm.write(message, file=sys.stderr)
 
 
 def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Sequence[str | Path] = (),
@@ -141,7 +90,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
         import yaml
 
         saved = yaml.safe_load(config_path.read_text()) or {}
-        diffs = _differences(saved, record)
+        diffs = config_differences(saved, record, ("episode", "split", "synthetic"), "train", RESUMABLE_CHANGES)
         if diffs:
             raise TrainError(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
                              f"{', '.join(RESUMABLE_CHANGES)} may change): " + "; ".join(diffs)
@@ -154,7 +103,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
             raise TrainError(f"{ckpt_path}: the run is already at step {start}, past steps={config.steps}; pass "
                              f"steps >= {start} to continue it, or a new --out folder")
         if start == config.steps and model_path.exists():
-            _say(f"{model_path}: already trained for {start} steps; nothing to do", progress)
+            say(log, f"{model_path}: already trained for {start} steps; nothing to do", progress)
             return model_path
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -163,7 +112,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     episode.classes.save(out / "classes.json")
     if checkpoint is None and log_path.exists():
         log_path.unlink()  # a run killed before its first checkpoint starts over
-    _keep_log(log_path, start)
+    keep_log(log_path, start)
 
     sampler = TrainingSampler(episode, config, synthetic, progress=progress)
     num_classes = episode.classes.num_classes
@@ -171,12 +120,12 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     model = build_model(config.arch, config.encoder, num_classes,
                         encoder_weights=None if checkpoint else config.encoder_weights).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        factor = _lr_factor(config)  # `steps` may have changed: continue on the new schedule
+        factor = lr_factor(config.warmup_steps, config.steps)  # `steps` may have changed: continue on the new schedule
         for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
             group["lr"] = base_lr * factor(scheduler.last_epoch)
         torch.set_rng_state(checkpoint["torch_rng"])
@@ -189,7 +138,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     dice = DiceLoss("multiclass", ignore_index=IGNORE) if config.dice_weight > 0 else None
 
-    _say(f"training {config.arch}/{config.encoder} ({num_classes} channels) on {device} for steps "
+    say(log, f"training {config.arch}/{config.encoder} ({num_classes} channels) on {device} for steps "
          f"{start}..{config.steps} into {out}; {sampler.describe()}", progress)
     model.train()
     losses: list[float] = []
@@ -220,13 +169,13 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
             if done % config.checkpoint_every == 0 or done == config.steps:
-                _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state(),
                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                       ckpt_path)
     wall = time.perf_counter() - wall_start
 
-    _save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": config.arch,
+    save_torch({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": config.arch,
            "encoder": config.encoder, "num_classes": num_classes, "crop": config.crop,
            "rgb_bands": config.rgb_bands, "learn_background": config.learn_background, "step": config.steps,
            "classes": episode.classes.to_dict(), "paintseg_version": __version__}, model_path)
@@ -235,9 +184,9 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
                "seconds_per_step": round(wall / ran, 4) if ran else None,
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
                "last_loss": losses[-1] if losses else None, "device": device,
-               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(_peak_rss_mb(), 1)}
-    _write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
-    _say(f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    say(log, f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     return model_path
 
 

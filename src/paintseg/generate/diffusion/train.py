@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,8 @@ from paintseg import __version__
 from paintseg.config import GeneratorConfig, dump_yaml
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
+from paintseg.runs import config_differences, keep_log, lr_factor, peak_rss_mb, save_torch, say, write_text
+
 from .data import PairBatch, PairSampler, batches
 from .model import PaintModel, build_generator, save_generator
 from .sample import paint, to_uint8
@@ -89,64 +88,18 @@ def _record(episode: Episode, config: GeneratorConfig) -> dict[str, Any]:
             "split": episode.split, "seed": config.seed, "paintseg_version": __version__}
 
 
-def _differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    out = [f"{key}: run has {saved.get(key)!r}, now {new[key]!r}" for key in ("episode", "split")
-           if saved.get(key) != new[key]]
-    old_cfg, new_cfg = saved.get("generator", {}), new["generator"]
-    for key in sorted(set(old_cfg) | set(new_cfg)):
-        if key not in RESUMABLE_CHANGES and old_cfg.get(key) != new_cfg.get(key):
-            out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")
-    return out
 
 
-def _save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
-def _keep_log(path: Path, upto: int) -> None:
-    """Drop log lines past ``upto`` (steps a killed run did after its last checkpoint; they are redone)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= upto:
-                keep.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by the kill
-            continue
-    _write_text(path, "".join(line + "\n" for line in keep))
 
 
-def lr_factor(config: GeneratorConfig):
-    """Linear warm-up to the peak learning rate, then cosine decay to zero at ``config.steps``."""
-    warmup, total = config.warmup_steps, config.steps
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(1, total - warmup), 1.0)))
-
-    return factor
 
 
-def _peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
-def _say(message: str, progress: bool) -> None:
-    log.info(message)
-    if progress:
-        tqdm.write(message, file=sys.stderr)
 
 
 def step_noise(config: GeneratorConfig, step: int, batch: PairBatch, num_timesteps: int,
@@ -213,7 +166,8 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     if resume and config_path.exists():
         import yaml
 
-        diffs = _differences(yaml.safe_load(config_path.read_text()) or {}, record)
+        diffs = config_differences(yaml.safe_load(config_path.read_text()) or {}, record, ("episode", "split"),
+                                   "generator", RESUMABLE_CHANGES)
         if diffs:
             raise GeneratorTrainError(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
                                       f"{', '.join(RESUMABLE_CHANGES)} may change): " + "; ".join(diffs)
@@ -226,7 +180,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             raise GeneratorTrainError(f"{ckpt_path}: the run is already at step {start}, past steps={config.steps}; "
                                       f"pass steps >= {start} to continue it, or a new --out folder")
         if start == config.steps and model_path.exists():
-            _say(f"{model_path}: already trained for {start} steps; nothing to do", progress)
+            say(log, f"{model_path}: already trained for {start} steps; nothing to do", progress)
             return model_path
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -234,7 +188,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     dump_yaml(record, config_path)
     if checkpoint is None and log_path.exists():
         log_path.unlink()  # a run killed before its first checkpoint starts over
-    _keep_log(log_path, start)
+    keep_log(log_path, start)
 
     sampler = PairSampler.from_episode(episode, config, progress=progress)
     validation = sampler.validation(config.sample_count)
@@ -243,20 +197,20 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     ema_model = build_generator(config).to(device).eval()  # holds the EMA weights while sample grids are painted
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         ema.load_state_dict(checkpoint["ema"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        factor = lr_factor(config)  # `steps` may have changed: continue on the new schedule
+        factor = lr_factor(config.warmup_steps, config.steps)  # `steps` may have changed: continue on the new schedule
         for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
             group["lr"] = base_lr * factor(scheduler.last_epoch)
         torch.set_rng_state(checkpoint["torch_rng"])
     noise_scheduler = model.noise_scheduler()
     num_timesteps = noise_scheduler.config.num_train_timesteps
 
-    _say(f"training generator {config.size!r} ({model.num_parameters / 1e6:.2f} M parameters, "
+    say(log, f"training generator {config.size!r} ({model.num_parameters / 1e6:.2f} M parameters, "
          f"{model.spec.resolution} px, {config.prediction_type}) on {device} for steps {start}..{config.steps} "
          f"into {out}; {sampler.describe()}", progress)
     model.train()
@@ -291,7 +245,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
             if done % config.checkpoint_every == 0 or done == config.steps:
-                _save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                save_torch({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state()},
                       ckpt_path)
             if done % config.sample_every == 0 or done == config.steps:
@@ -307,7 +261,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
                "last_loss": losses[-1] if losses else None, "parameters": model.num_parameters,
                "size": config.size, "resolution": model.spec.resolution, "device": device,
-               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(_peak_rss_mb(), 1)}
-    _write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
-    _say(f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    say(log, f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     return model_path

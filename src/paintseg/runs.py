@@ -1,0 +1,84 @@
+"""What every training run folder shares: atomic writes, the step log, the resume check, the LR schedule.
+
+Both trainers (segmentation RUN folders and generator GEN folders) write every file to a temporary name and rename it,
+keep ``log.jsonl`` in step with the last checkpoint, refuse to resume with settings that would change the weights,
+and warm up linearly before a cosine decay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm import tqdm
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write text to a temporary name, then rename."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def keep_log(path: Path, upto: int) -> None:
+    """Drop log lines past ``upto`` (steps a killed run did after its last checkpoint; they are redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= upto:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by the kill
+            continue
+    write_text(path, "".join(line + "\n" for line in keep))
+
+
+def config_differences(saved: dict[str, Any], new: dict[str, Any], keys: Sequence[str], section: str,
+                       resumable: Sequence[str]) -> list[str]:
+    """What differs between a run's recorded settings and a new request: the top-level ``keys`` and every field of
+    ``section`` except the ``resumable`` ones (those that do not change the weights of the steps already done)."""
+    out = [f"{key}: run has {saved.get(key)!r}, now {new[key]!r}" for key in keys if saved.get(key) != new[key]]
+    old_cfg, new_cfg = saved.get(section, {}), new[section]
+    for key in sorted(set(old_cfg) | set(new_cfg)):
+        if key not in resumable and old_cfg.get(key) != new_cfg.get(key):
+            out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")
+    return out
+
+
+def lr_factor(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up to the peak learning rate, then cosine decay to zero at ``total`` steps."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(1, total - warmup), 1.0)))
+
+    return factor
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def say(log: logging.Logger, message: str, progress: bool) -> None:
+    """Log a message, and show it above the progress bar when there is one."""
+    log.info(message)
+    if progress:
+        tqdm.write(message, file=sys.stderr)
