@@ -44,12 +44,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--class-weights", default="inverse-sqrt", choices=("inverse-sqrt", "none"))
     args = ap.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: Dubai data not found; pass --data PATH/TO/dubai_aerial")
 
     paintseg = [sys.executable, "-m", "paintseg"]
-    episode, run_dir, pred = args.work / "episode", args.work / f"run_s{args.steps}", args.work / f"pred_s{args.steps}"
+    tag = f"s{args.steps}_{args.class_weights}"
+    episode, run_dir, pred = args.work / "episode", args.work / f"run_{tag}", args.work / f"pred_{tag}"
     timings: dict[str, float] = {}
     t0 = time.time()
     if not (episode / "val.json").is_file():
@@ -61,12 +63,12 @@ def main() -> None:
     run(paintseg + ["data", "check", str(episode)], timings, "data_check")
     train_cmd = paintseg + ["train", str(episode), "--out", str(run_dir), "--arch", "unet", "--encoder", "resnet18",
                             "--steps", str(args.steps), "--batch", str(args.batch), "--crop", str(args.crop),
-                            "--seed", str(args.seed)]
+                            "--seed", str(args.seed), "--class-weights", args.class_weights]
     if (run_dir / "checkpoints").is_dir():
         train_cmd.append("--resume")
     run(train_cmd, timings, "train")
     run(paintseg + ["predict", str(run_dir), "--episode", str(episode), "--out", str(pred)], timings, "predict")
-    metrics_path = args.work / f"metrics_s{args.steps}.json"
+    metrics_path = args.work / f"metrics_{tag}.json"
     run(paintseg + ["evaluate", "--pred", str(pred), "--episode", str(episode), "--out", str(metrics_path)],
         timings, "evaluate")
 
@@ -76,7 +78,8 @@ def main() -> None:
         "benchmark": "baseline_dubai",
         "command": "python " + shlex.join([_repo_relative(sys.argv[0])] + sys.argv[1:]),
         "model": {"arch": "unet", "encoder": "resnet18", "encoder_weights": None},
-        "budget": {"steps": args.steps, "batch": args.batch, "crop": args.crop, "seed": args.seed},
+        "budget": {"steps": args.steps, "batch": args.batch, "crop": args.crop, "seed": args.seed,
+                   "class_weights": args.class_weights},
         "metrics": {k: metrics[k] for k in ("per_class_iou", "base_miou", "novel_miou", "score")},
         "query_images": metrics.get("images"),
         "train": train_summary,

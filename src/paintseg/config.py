@@ -54,7 +54,8 @@ class TrainConfig(BaseModel):
     synthetic_fraction: float = Field(0.5, description="Share of each batch drawn from the synthetic sets.")
     dice_weight: float = Field(0.0, ge=0, description="Weight of a Dice loss added to the cross entropy.")
     class_weights: Literal["none", "inverse-sqrt"] = Field(
-        "none", description="Cross-entropy class weights: 'inverse-sqrt' of each class's share of sampled pixels.")
+        "inverse-sqrt", description="Cross-entropy class weights: 'inverse-sqrt' of each class's share of sampled "
+        "pixels (default; without it a novel class with ~1 % of the labelled pixels is never predicted), or 'none'.")
     learn_background: bool = Field(
         False, description="Train label 0 as a class. By default 0 is ignored: in trainset and support labels it "
         "also covers classes that split does not label.")

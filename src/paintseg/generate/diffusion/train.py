@@ -216,6 +216,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     model.train()
     losses: list[float] = []
     wall_start = last = time.perf_counter()
+    grid_seconds = 0.0
     bar = tqdm(total=config.steps, initial=start, desc="train generator", unit="step", disable=not progress)
     with open(log_path, "a") as log_file, bar:
         for step, batch in batches(sampler, start):
@@ -249,15 +250,18 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                        "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state()},
                       ckpt_path)
             if done % config.sample_every == 0 or done == config.steps:
+                grid_start = time.perf_counter()
                 ema_model.load_state_dict(ema.shadow)
                 write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png")
+                grid_seconds += time.perf_counter() - grid_start
                 last = time.perf_counter()  # painting the grid is not training time
     wall = time.perf_counter() - wall_start
 
     save_generator(model, ema.shadow, config, out, record=record, step=config.steps)
     ran = config.steps - start
     summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
-               "seconds_per_step": round(wall / ran, 4) if ran else None,
+               "seconds_per_step": round((wall - grid_seconds) / ran, 4) if ran else None,
+               "sample_grid_seconds": round(grid_seconds, 3),
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
                "last_loss": losses[-1] if losses else None, "parameters": model.num_parameters,
                "size": config.size, "resolution": model.spec.resolution, "device": device,
