@@ -41,7 +41,37 @@ def baseline_dubai(r: dict) -> str:
     ])
 
 
-BLOCKS = {"baseline_dubai": baseline_dubai}
+def generator_dubai(r: dict) -> str:
+    b, c, f, sp = r["budget"], r["conditioning"], r["faithfulness"], r["speed"]
+    classes = [k for k in c if k not in ("all", "by_mask_kind")]
+    rows = ["| class | PSNR true / wrong / none (dB) | true beats wrong | SSIM true / wrong | painted region "
+            "classified as the reference's class |", "|---|---|---|---|---|"]
+    for k in classes + ["all"]:
+        x, y = c[k], f[k]
+        rows.append(f"| {k} | {x['psnr_true']:.2f} / {x['psnr_wrong']:.2f} / {x['psnr_null']:.2f} | "
+                    f"{x['psnr_true_beats_wrong']:.0f} % | {x['ssim_true']:.3f} / {x['ssim_wrong']:.3f} | "
+                    f"{y['painted_true_ref']:.0f} % (real: {y['real_patch']:.0f} %) |")
+    return "\n".join([
+        f"**Generator on Dubai** (`{b['size']}`, {b['steps']} steps of batch {b['batch']} on {b['threads']} CPU "
+        f"thread; {c['all']['n']} held-out query instances, DDIM {b['eval_ddim_steps']} steps, guidance "
+        f"{b['guidance']}; PSNR/SSIM inside the mask; patch classifier chance = 20 %):",
+        "",
+        *rows,
+        "",
+        f"True reference beats a wrong one on {c['all']['psnr_true_beats_wrong']:.0f} % of instances (sign test "
+        f"p = {c['all']['psnr_sign_test_p']}); 'real' is the same classifier on the real pixels at the same spot, the "
+        f"ceiling for a perfect painting. Training {sp['train_seconds_per_step']} s/step; painting "
+        f"{sp['paint_seconds_per_candidate_diffusion']} s per candidate (copy-paste "
+        f"{sp['paint_seconds_per_candidate_copy_paste']} s); peak RSS {r['peak_rss_mb']['train_generator']:.0f} MB "
+        f"training. Measured on {r['machine']['cpu_count']} cores shared with other jobs (load "
+        f"{r['machine']['load_average_1_5_15_min']['end'][0]}), {r['date']}.",
+        f"Produced by `{r['command']}` → `benchmarks/results/generator_dubai.json`.",
+        "",
+        "![reference | scene + mask | 4 candidates | composed](benchmarks/results/generator_dubai_grid.png)",
+    ])
+
+
+BLOCKS = {"baseline_dubai": baseline_dubai, "generator_dubai": generator_dubai}
 
 
 def main() -> None:
@@ -53,10 +83,10 @@ def main() -> None:
             print(f"{path}: not there yet; block {name} left as it is")
             continue
         block = render(json.loads(path.read_text()))
-        pattern = re.compile(rf"(<!-- RESULTS:{name} -->\n).*?(\n<!-- /RESULTS:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- RESULTS:{name} -->\n)(?:.*?\n)?(<!-- /RESULTS:{name} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"README.md has no <!-- RESULTS:{name} --> block; add the two marker lines")
-        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
         print(f"README block {name} written from {path.relative_to(REPO)}")
     readme.write_text(text)
 

@@ -212,7 +212,7 @@ def test_build_encoder_errors_name_the_file_and_the_fix(tmp_path: Path):
     assert isinstance(build_encoder("handcrafted"), HandcraftedEncoder)
     with pytest.raises(ScoreError, match="unknown encoder 'clip'; use 'handcrafted', 'generator:GEN'"):
         build_encoder("clip")
-    with pytest.raises(ScoreError, match="nogen: no such generator folder; train one with `paintseg train-gen"):
+    with pytest.raises(ScoreError, match="nogen: no such generator folder; train one with `paintseg generator train"):
         build_encoder(f"generator:{tmp_path / 'nogen'}")
     with pytest.raises(PaintsegError, match="no generator model.pt here"):
         build_encoder(f"generator:{tmp_path}")
