@@ -116,8 +116,8 @@ def test_refined_masks_become_the_labels(painted, tmp_path: Path) -> None:
     for image in {line["image"] for line in kept}:
         label = read_label(out / "labels" / image).array
         assert int((label == POOL).sum()) == sum(line["mask_pixels"] for line in kept if line["image"] == image)
-    # refined masks are cached next to the candidates, so a second curation does not refine again
-    assert len(list((syn / "candidates").glob("*_refined_grabcut.png"))) == 6
+    # refined masks are cached in the curated set, so a resumed curation does not refine again
+    assert len(list((out / "refined").glob("*_grabcut.png"))) == 6
 
 
 def test_curation_settings_are_guarded(painted, tmp_path: Path) -> None:
@@ -128,3 +128,30 @@ def test_curation_settings_are_guarded(painted, tmp_path: Path) -> None:
     assert again["kept"] == 6 and len(_lines(out / "manifest.jsonl")) == 6
     with pytest.raises(ConfigError, match="refine: was 'none', now 'grabcut'"):
         curate(ep, syn, out, encoder=HandcraftedEncoder(), refiner=GrabCutRefiner(), progress=False)
+
+
+class _NoOutline:
+    """A refiner that never finds an outline (like GrabCut on a flat painting): it falls back to the inpaint mask."""
+
+    name = "flat"
+
+    def __init__(self):
+        self.last_fallback = None
+
+    def refine(self, image, inpaint_mask, box=None):
+        self.last_fallback = "no foreground found"
+        return inpaint_mask.copy()
+
+
+def test_refiner_fallbacks_are_rejected_not_labelled(painted, tmp_path: Path) -> None:
+    ep, syn = painted
+    summary = curate(ep, syn, tmp_path / "flat", encoder=HandcraftedEncoder(), refiner=_NoOutline(), progress=False)
+    assert summary["kept"] == 0 and summary["rejected"] == {"refine: no outline": 6}
+    lines = _lines(tmp_path / "flat" / "manifest.jsonl")
+    assert all(line["why"] == "refine: no outline (no foreground found)" for line in lines)
+
+
+def test_keep_rule_without_scores_is_an_error(painted, tmp_path: Path) -> None:
+    ep, syn = painted
+    with pytest.raises(PaintsegError, match="--keep needs scores"):
+        curate(ep, syn, tmp_path / "x", encoder=None, keep_rule=KeepRule(top_fraction=0.5), progress=False)

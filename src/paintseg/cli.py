@@ -256,8 +256,9 @@ def generate(
                                "placement; 'first': candidate 0, unscored; 'none': write candidates only."),
     filter: str = typer.Option("handcrafted", help="Similarity encoder: 'handcrafted' (no weights), 'generator:GEN' "
                                "(the generator's reference encoder) or 'open_clip:MODEL:CHECKPOINT' (e.g. RemoteCLIP)."),
-    score_mode: str = typer.Option("region", help="'region': the painted box, inpaint region emphasised; 'window': "
-                                   "the whole crop (the paper's scoring)."),
+    score_mode: str = typer.Option("window", help="'window': the whole crop (the paper's scoring; ranked best in "
+                                   "benchmarks/curation_dubai.py); 'region': the painted box, inpaint region "
+                                   "emphasised."),
     keep: str = typer.Option("all", help="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
                              "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'."),
     refine: str = typer.Option("none", help="Object mask: 'none' (the inpaint mask), 'grabcut' or 'sam'."),
@@ -322,7 +323,7 @@ def curate(
                                        "folder per setting to compare filters or refiners on the same paintings."),
     filter: str = typer.Option("handcrafted", help="Encoder ('handcrafted', 'generator:GEN', "
                                "'open_clip:MODEL:CHECKPOINT') or 'none' (candidate 0, unscored)."),
-    score_mode: str = typer.Option("region", help="'region' or 'window' (the paper's whole-crop scoring)."),
+    score_mode: str = typer.Option("window", help="'window' (the paper's whole-crop scoring) or 'region'."),
     keep: str = typer.Option("all", help="'all', '0.6', 'top:0.5' or '0.6,top:0.5' (per class)."),
     refine: str = typer.Option("none", help="'none', 'grabcut' or 'sam'."),
     sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),

@@ -62,8 +62,13 @@ class KeepRule:
         return rule
 
 
-def _refined_path(candidates_dir: Path, entry: dict, method: str) -> Path:
-    return candidates_dir / entry["file"].replace(".png", f"_refined_{method}.png")
+def refiner_settings(refiner: Refiner) -> dict:
+    """The refiner's name and plain settings (checkpoint, model type, prompt, iterations, ...): what decides its
+    masks, so cached masks are reused only for the same settings."""
+    plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in sorted(vars(refiner).items())
+             if not k.startswith("_") and k not in ("last_fallback", "fallbacks")
+             and isinstance(v, (str, int, float, bool, Path, type(None)))}
+    return {"name": refiner.name, **plain}
 
 
 def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Encoder | None = None,
@@ -80,9 +85,12 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
     refiner = refiner or NoneRefiner()
     keep_rule = keep_rule or KeepRule()
     out.mkdir(parents=True, exist_ok=True)
+    if encoder is None and (keep_rule.threshold is not None or keep_rule.top_fraction is not None):
+        raise PaintsegError("--keep needs scores: pass a --filter encoder (e.g. handcrafted), or --keep all with "
+                            "--filter none")
     guard_settings(out / "curate.yaml", {
         "source": str(source.resolve()), "encoder": encoder.name if encoder is not None else None, "mode": mode,
-        "refine": refiner.name, "threshold": keep_rule.threshold, "top_fraction": keep_rule.top_fraction,
+        "refine": refiner.name, "refiner": refiner_settings(refiner), "threshold": keep_rule.threshold, "top_fraction": keep_rule.top_fraction,
         "min_cover": min_cover, "max_cover": max_cover, "feather_radius": feather_radius,
     }, "this synthetic set's curation")
     seconds: dict[str, float] = {}
@@ -116,16 +124,24 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
         if refiner.name == "none":
             chosen.append(entry)
             continue
-        path = _refined_path(candidates_dir, entry, refiner.name)
+        path = out / "refined" / entry["file"].replace(".png", f"_{refiner.name}.png")
+        fallback_file = path.with_suffix(".fallback.txt")
         cand, window = load_candidate(candidates_dir, entry)
         if path.is_file():
             refined = np.asarray(Image.open(path)) > 127
         else:
             box = Box(*entry["box"]).shift(-window.x0, -window.y0)
             refined = refiner.refine(cand.image, cand.paint_mask, box)
+            fallback = getattr(refiner, "last_fallback", None)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fallback:
+                fallback_file.write_text(fallback + "\n")
             tmp = path.with_name(f".{path.name}.partial")
             Image.fromarray(refined.astype(np.uint8) * 255).save(tmp, format="PNG")
             os.replace(tmp, path)
+        if fallback_file.is_file():  # the refiner found no outline and returned the inpaint mask
+            rejected[p] = f"refine: no outline ({fallback_file.read_text().strip()})"
+            continue
         reason = mask_coverage_check(refined, cand.paint_mask, min_cover, max_cover)
         if reason is not None:
             rejected[p] = f"refine: {reason}"
@@ -153,9 +169,9 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
 
 
 def _reason_key(why: str) -> str:
-    """Group rejection reasons for the summary: 'below threshold', 'refine: too little', ..."""
+    """Group rejection reasons for the summary: 'below threshold', 'refine: too little', 'refine: no outline', ..."""
     if why.startswith("refine: "):
-        return "refine: " + why[len("refine: "):].split(":")[0]
+        return "refine: " + why[len("refine: "):].split(":")[0].split(" (")[0]
     return why
 
 
