@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -76,7 +77,8 @@ def main() -> None:
     train_summary = json.loads((run_dir / "train_summary.json").read_text())
     result = {
         "benchmark": "baseline_dubai",
-        "command": "python " + shlex.join([_repo_relative(sys.argv[0])] + sys.argv[1:]),
+        "command": (f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else "")
+                   + "python " + shlex.join([_repo_relative(sys.argv[0])] + sys.argv[1:]),
         "model": {"arch": "unet", "encoder": "resnet18", "encoder_weights": None},
         "budget": {"steps": args.steps, "batch": args.batch, "crop": args.crop, "seed": args.seed,
                    "class_weights": args.class_weights},
@@ -85,7 +87,7 @@ def main() -> None:
         "train": train_summary,
         "stage_seconds": timings,
         "wall_seconds": round(time.time() - t0, 1),
-        "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d"),
     }
