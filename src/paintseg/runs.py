@@ -82,3 +82,41 @@ def say(log: logging.Logger, message: str, progress: bool) -> None:
     log.info(message)
     if progress:
         tqdm.write(message, file=sys.stderr)
+
+
+def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
+             resumable: Sequence[str], error: type[Exception], what: str) -> tuple[int, dict | None] | None:
+    """Open a run folder for training: refuse to start over a run without ``resume``, refuse to resume with settings
+    that would change the weights, load ``checkpoints/last.pt``, record ``config.yaml`` and cut ``log.jsonl`` back to
+    the checkpoint. Returns ``(start step, checkpoint or None)``, or None when ``model.pt`` already holds ``steps``.
+    ``error`` is the trainer's error class and ``what`` names what the folder holds ("model", "generator")."""
+    from paintseg.config import dump_yaml
+
+    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
+    log_path, config_path = out / "log.jsonl", out / "config.yaml"
+    if not resume and (ckpt_path.exists() or model_path.exists()):
+        raise error(f"{out}: this folder already holds a trained or partly trained {what}; pass --resume "
+                    f"(resume=True) to continue it, or a new --out folder to start another run")
+    if resume and config_path.exists():
+        import yaml
+
+        diffs = config_differences(yaml.safe_load(config_path.read_text()) or {}, record, keys, section, resumable)
+        if diffs:
+            raise error(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
+                        f"{', '.join(resumable)} may change): " + "; ".join(diffs)
+                        + ". Pass the run's settings or a new --out folder")
+    start, checkpoint = 0, None
+    if resume and ckpt_path.exists():
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        start = int(checkpoint["step"])
+        if start > steps:
+            raise error(f"{ckpt_path}: the run is already at step {start}, past steps={steps}; pass steps >= "
+                        f"{start} to continue it, or a new --out folder")
+        if start == steps and model_path.exists():
+            return None
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(record, config_path)
+    if checkpoint is None and log_path.exists():
+        log_path.unlink()  # a run killed before its first checkpoint starts over
+    keep_log(log_path, start)
+    return start, checkpoint

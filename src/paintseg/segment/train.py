@@ -28,10 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
-from paintseg.runs import config_differences, keep_log, lr_factor, peak_rss_mb, save_torch, say, write_text
+from paintseg.runs import lr_factor, open_run, peak_rss_mb, save_torch, say, write_text
 
 from .. import __version__
-from ..config import TrainConfig, dump_yaml
+from ..config import TrainConfig
 from ..data.classes import IGNORE, ClassMap
 from ..data.episode import Episode
 from .data import TrainingSampler, batches
@@ -79,40 +79,17 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     out = Path(out)
     synthetic = [Path(s) for s in synthetic]
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
-    log_path, config_path = out / "log.jsonl", out / "config.yaml"
+    log_path = out / "log.jsonl"
     record = _record(episode, config, synthetic)
 
-    if not resume and (ckpt_path.exists() or model_path.exists()):
-        raise TrainError(f"{out}: this run folder already holds a trained or partly trained model; pass --resume "
-                         f"(resume=True) to continue it, or a new --out folder to start another run")
-    start = 0
-    if resume and config_path.exists():
-        import yaml
-
-        saved = yaml.safe_load(config_path.read_text()) or {}
-        diffs = config_differences(saved, record, ("episode", "split", "synthetic"), "train", RESUMABLE_CHANGES)
-        if diffs:
-            raise TrainError(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
-                             f"{', '.join(RESUMABLE_CHANGES)} may change): " + "; ".join(diffs)
-                             + ". Pass the run's settings or a new --out folder")
-    checkpoint = None
-    if resume and ckpt_path.exists():
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        start = int(checkpoint["step"])
-        if start > config.steps:
-            raise TrainError(f"{ckpt_path}: the run is already at step {start}, past steps={config.steps}; pass "
-                             f"steps >= {start} to continue it, or a new --out folder")
-        if start == config.steps and model_path.exists():
-            say(log, f"{model_path}: already trained for {start} steps; nothing to do", progress)
-            return model_path
-
+    opened = open_run(out, record, config.steps, resume, ("episode", "split", "synthetic"), "train",
+                      RESUMABLE_CHANGES, TrainError, "model")
+    if opened is None:
+        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress)
+        return model_path
+    start, checkpoint = opened
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_yaml(record, config_path)
     episode.classes.save(out / "classes.json")
-    if checkpoint is None and log_path.exists():
-        log_path.unlink()  # a run killed before its first checkpoint starts over
-    keep_log(log_path, start)
 
     sampler = TrainingSampler(episode, config, synthetic, progress=progress)
     num_classes = episode.classes.num_classes

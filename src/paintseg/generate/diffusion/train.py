@@ -33,10 +33,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from paintseg import __version__
-from paintseg.config import GeneratorConfig, dump_yaml
+from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
-from paintseg.runs import config_differences, keep_log, lr_factor, peak_rss_mb, save_torch, say, write_text
+from paintseg.runs import lr_factor, open_run, peak_rss_mb, save_torch, say, write_text
 
 from .data import PairBatch, PairSampler, batches
 from .model import PaintModel, build_generator, save_generator
@@ -157,38 +157,16 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     """
     out = Path(out)
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
-    log_path, config_path = out / "log.jsonl", out / "config.yaml"
+    log_path = out / "log.jsonl"
     record = _record(episode, config)
 
-    if not resume and (ckpt_path.exists() or model_path.exists()):
-        raise GeneratorTrainError(f"{out}: this folder already holds a trained or partly trained generator; pass "
-                                  f"--resume (resume=True) to continue it, or a new --out folder to start another")
-    if resume and config_path.exists():
-        import yaml
-
-        diffs = config_differences(yaml.safe_load(config_path.read_text()) or {}, record, ("episode", "split"),
-                                   "generator", RESUMABLE_CHANGES)
-        if diffs:
-            raise GeneratorTrainError(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
-                                      f"{', '.join(RESUMABLE_CHANGES)} may change): " + "; ".join(diffs)
-                                      + ". Pass the run's settings or a new --out folder")
-    start, checkpoint = 0, None
-    if resume and ckpt_path.exists():
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        start = int(checkpoint["step"])
-        if start > config.steps:
-            raise GeneratorTrainError(f"{ckpt_path}: the run is already at step {start}, past steps={config.steps}; "
-                                      f"pass steps >= {start} to continue it, or a new --out folder")
-        if start == config.steps and model_path.exists():
-            say(log, f"{model_path}: already trained for {start} steps; nothing to do", progress)
-            return model_path
-
+    opened = open_run(out, record, config.steps, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
+                      GeneratorTrainError, "generator")
+    if opened is None:
+        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress)
+        return model_path
+    start, checkpoint = opened
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_yaml(record, config_path)
-    if checkpoint is None and log_path.exists():
-        log_path.unlink()  # a run killed before its first checkpoint starts over
-    keep_log(log_path, start)
 
     sampler = PairSampler.from_episode(episode, config, progress=progress)
     validation = sampler.validation(config.sample_count)
