@@ -55,6 +55,7 @@ from generator_dubai import (
     build_classifier,
     patch_at,
     patch_classifier,
+    resolve_budget,
 )
 
 NOVEL = "building"
@@ -535,16 +536,7 @@ def main() -> None:
     args = ap.parse_args()
     defaults = {"fallback_steps": (300, 20), "per_class": (40, 3), "candidates": (4, 2), "gen_steps": (50, 5),
                 "query_instances": (200, 10), "patches_per_class": (2000, 300), "classifier_epochs": (12, 2)}
-    for key, (full, quick) in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-    tag = "curation_dubai_quick" if args.quick else "curation_dubai"
-    args.work = args.work or REPO / "benchmarks" / "work" / tag
-    args.out = args.out or REPO / "benchmarks" / "results" / f"{tag}.json"
-    if not args.data.is_dir():
-        sys.exit(f"{args.data}: Dubai data not found; pass --data PATH/TO/dubai_aerial")
-    if "OMP_NUM_THREADS" not in os.environ:
-        print("note: OMP_NUM_THREADS is not set; torch uses all cores (the recorded run used OMP_NUM_THREADS=1)")
+    resolve_budget(args, defaults, "curation_dubai")
     args.work.mkdir(parents=True, exist_ok=True)
 
     import torch

@@ -573,6 +573,22 @@ def heldout_grid(records: list[dict], folder: Path, out_png: Path) -> dict:
 
 
 # ================================================================================================ main
+def resolve_budget(args, defaults: dict[str, tuple], name: str) -> str:
+    """Fill unset budget flags with their full or --quick value, pick the work folder and results file (a quick run
+    never writes the recorded figures) and check the data folder."""
+    for key, (full, quick) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    tag = f"{name}_quick" if args.quick else name
+    args.work = args.work or REPO / "benchmarks" / "work" / tag
+    args.out = args.out or REPO / "benchmarks" / "results" / f"{tag}.json"
+    if not args.data.is_dir():
+        sys.exit(f"{args.data}: Dubai data not found; pass --data PATH/TO/dubai_aerial")
+    if "OMP_NUM_THREADS" not in os.environ:
+        print("note: OMP_NUM_THREADS is not set; torch uses all cores (the recorded run used OMP_NUM_THREADS=1)")
+    return tag
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DUBAI, help="dubai_aerial folder (default: ../shared/data/...)")
@@ -602,16 +618,7 @@ def main() -> None:
     args = ap.parse_args()
     defaults = dict(steps=(700, 10), instances=(12, 2), eval_steps=(50, 10), per_class=(16, 2), candidates=(4, 2),
                     gen_steps=(50, 10), patches_per_class=(2000, 300), classifier_epochs=(12, 2))
-    for key, (full, quick) in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-    tag = "generator_dubai_quick" if args.quick else "generator_dubai"
-    args.work = args.work or REPO / "benchmarks" / "work" / tag
-    args.out = args.out or REPO / "benchmarks" / "results" / f"{tag}.json"
-    if not args.data.is_dir():
-        sys.exit(f"{args.data}: Dubai data not found; pass --data PATH/TO/dubai_aerial")
-    if "OMP_NUM_THREADS" not in os.environ:
-        print("note: OMP_NUM_THREADS is not set; torch uses all cores (the recorded run used OMP_NUM_THREADS=1)")
+    tag = resolve_budget(args, defaults, "generator_dubai")
 
     import torch
 
