@@ -52,19 +52,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     timings["references"] = time.time() - t
 
     t = time.time()
-    plan = out / "placements.jsonl"
-    if plan.is_file():
-        placements = load_placements(plan)
-        prior_info = json.loads((out / "prior.json").read_text()) if (out / "prior.json").is_file() else {}
-    else:
-        from .placement import ContextPrior
-
-        context = ContextPrior.fit(episode, references) if prior == "context" else None
-        placements = plan_placements(episode, references, per_class, seed=seed, prior=prior, mask_kinds=mask_kinds,
-                                     progress=progress, context=context)
-        prior_info = prior_summary(context, episode.classes) if context is not None else {}
-        (out / "prior.json").write_text(json.dumps(prior_info, indent=1) + "\n")
-        save_placements(placements, plan)
+    placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress)
     timings["placement"] = time.time() - t
 
     t = time.time()
@@ -101,3 +89,26 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     }
     (out / "generate_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def plan(episode: Episode, references: list, out: Path, per_class: int, seed: int = 0, prior: str = "context",
+         mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True) -> tuple[list, dict]:
+    """The placements of ``out/placements.jsonl`` (and the context prior's summary, ``out/prior.json``), planned
+    and written there unless already present - so several backends can paint the very same placements: plan once,
+    copy both files into each backend's folder."""
+    out = Path(out)
+    path = out / "placements.jsonl"
+    if path.is_file():
+        info = json.loads((out / "prior.json").read_text()) if (out / "prior.json").is_file() else {}
+        return load_placements(path), info
+    from .placement import ContextPrior
+
+    context = ContextPrior.fit(episode, references) if prior == "context" else None
+    placements = plan_placements(episode, references, per_class, seed=seed, prior=prior, mask_kinds=mask_kinds,
+                                 progress=progress, context=context)
+    info = prior_summary(context, episode.classes) if context is not None else {}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".prior.json.partial").write_text(json.dumps(info, indent=1) + "\n")
+    (out / ".prior.json.partial").replace(out / "prior.json")
+    save_placements(placements, path)
+    return placements, info
