@@ -1,0 +1,403 @@
+"""The experiment report: one self-contained HTML page (figures embedded as PNG, inline CSS, no scripts) from
+``EXP/results.json`` and the stage folders it names, and an optional screenshot of it with headless Chromium::
+
+    write_report("runs/dubai")                               # -> runs/dubai/report.html
+    screenshot("runs/dubai/report.html", "runs/dubai/report.png")
+
+Sections: headline table (mean ± std over seeds, gain over the baseline), novel-IoU chart, per-class IoU, sample grids
+of the painted sets (reference, scene window, candidates with scores, chosen one, its label mask), prediction overlays
+on query images, stage timings, and how to read it. Missing pieces (no synthetic arm, a deleted folder) are named in
+their section instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+from paintseg.data.classes import ClassMap
+from paintseg.data.episode import SPLIT_LISTS, Episode
+from paintseg.errors import PaintsegError
+
+from .figures import data_uri, novel_chart, prediction_grid, sample_grid, stage_chart
+
+FIX = "run `paintseg run CONFIG --out EXP` first"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+# what one section may meet in a half-written or hand-edited experiment folder; drawn as a note, never fatal
+SOFT_ERRORS = (PaintsegError, OSError, KeyError, IndexError, TypeError, ValueError)
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; max-width: 1360px;
+       color: #222; padding: 0 16px; }
+h1 { margin-bottom: 4px; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 36px; }
+.meta { color: #555; font-size: 14px; line-height: 1.6; } code { background: #f4f4f4; padding: 1px 4px; }
+table { border-collapse: collapse; font-size: 14px; margin: 8px 0; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; } th { background: #f4f4f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.up { color: #1a7f37; } .down { color: #cf222e; } .novel { color: #8250df; }
+.missing { color: #9a6700; background: #fff8c5; padding: 4px 8px; display: inline-block; }
+img { max-width: 100%; display: block; margin: 8px 0; }
+.swatch { display: inline-block; width: 12px; height: 12px; border: 1px solid #888; margin: 0 4px 0 12px; }
+"""
+
+
+class ReportError(PaintsegError):
+    """No report can be written: results.json is missing or malformed, or no browser renders the screenshot."""
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_results(exp: str | Path) -> dict:
+    """``EXP/results.json``, checked for the keys the report needs."""
+    path = Path(exp) / "results.json"
+    if not path.is_file():
+        raise ReportError(f"{path}: missing; {FIX}")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: not valid JSON ({e}); {FIX} (or let it finish writing)") from None
+    if not isinstance(results, dict):
+        raise ReportError(f"{path}: expected a JSON object with runs and summary; {FIX}")
+    for key in ("arms", "models", "runs", "summary"):
+        if not isinstance(results.get(key), list):
+            raise ReportError(f"{path}: {key!r} is missing or not a list; {FIX}")
+    for key, fields in (("runs", ("arm", "model", "seed", "metrics")), ("summary", ("arm", "model"))):
+        for i, row in enumerate(results[key]):
+            if not isinstance(row, dict) or any(f not in row for f in fields):
+                raise ReportError(f"{path}: {key}[{i}] needs the fields {', '.join(fields)}; {FIX}")
+    return results
+
+
+def _path(exp: Path, value: str | None) -> Path | None:
+    if not value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else exp / p
+
+
+def _episode(exp: Path, results: dict) -> tuple[Episode | None, str | None]:
+    path = _path(exp, results.get("episode"))
+    if path is None:
+        return None, "results.json names no episode"
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    spec = config.get("episode") if isinstance(config.get("episode"), dict) else {}
+    split = results.get("split") or spec.get("set")  # which support/query lists the runs were scored on
+    try:
+        return Episode(path, split=split if split in SPLIT_LISTS else "valset"), None
+    except PaintsegError as e:
+        return None, f"episode {path} is missing or unreadable ({e})"
+
+
+# --------------------------------------------------------------------------------------------- formatting
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def _ok(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _pm(stat) -> str:
+    """``{"mean": 40.3, "std": 0.5}`` → ``40.30 ± 0.50``."""
+    if not isinstance(stat, dict) or not _ok(stat.get("mean")):
+        return "n/a"
+    std = stat.get("std")
+    return f"{stat['mean']:.2f} ± {std:.2f}" if _ok(std) else f"{stat['mean']:.2f}"
+
+
+def _gain(value) -> str:
+    if not _ok(value):
+        return "—"
+    css = "up" if value > 0 else "down" if value < 0 else ""
+    return f'<span class="{css}">{value:+.2f}</span>'
+
+
+def hms(seconds) -> str:
+    """Seconds as h:mm:ss."""
+    if not _ok(seconds):
+        return "n/a"
+    s = round(float(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{_esc(text)}</p>'
+
+
+def _img(fig, alt: str) -> str:
+    return f'<img alt="{_esc(alt)}" src="{data_uri(fig)}">'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _td(text: str, num: bool = True, bold: bool = False) -> str:
+    inner = f"<b>{text}</b>" if bold else text
+    return f'<td class="num">{inner}</td>' if num else f"<td>{inner}</td>"
+
+
+# --------------------------------------------------------------------------------------------- sections 1-4
+def _head(results: dict) -> str:
+    env = results.get("environment") or {}
+    env_line = " · ".join(f"{_esc(k)} {_esc(v)}" for k, v in env.items()) if isinstance(env, dict) else _esc(env)
+    name = _esc(results.get("name", "experiment"))
+    return (f"<h1>paintseg experiment: {name}</h1><div class=\"meta\">"
+            f"command: <code>{_esc(results.get('command', 'n/a'))}</code><br>"
+            f"report written {datetime.now().strftime('%Y-%m-%d %H:%M')} · wall time "
+            f"{hms(results.get('wall_seconds'))} · arms: {_esc(', '.join(results['arms']))} · models: "
+            f"{_esc(', '.join(results['models']))} · seeds: {_esc(', '.join(map(str, results.get('seeds', []))))}<br>"
+            f"environment: {env_line or 'n/a'}</div>"
+            + (_missing("partial results: the experiment has not finished (results.json says complete: false)")
+               if results.get("complete") is False else ""))
+
+
+def _headline(results: dict) -> str:
+    rows = results["summary"]
+    if not rows:
+        return "<h2>1. Results</h2>" + _missing("no summary rows in results.json: no run has finished")
+    best: dict[str, float] = {}
+    for r in rows:
+        v = (r.get("novel_miou") or {}).get("mean")
+        if _ok(v) and v > best.get(r["model"], -math.inf):
+            best[r["model"]] = v
+    out = []
+    for r in rows:
+        gain = r.get("gain") or {}
+        novel = (r.get("novel_miou") or {}).get("mean")
+        baseline = r["arm"] == "baseline"
+        is_best = _ok(novel) and novel == best.get(r["model"])
+        out.append([_td(_esc(r["arm"]), False), _td(_esc(r["model"]), False), _td(_esc(r.get("n", "?"))),
+                    _td(_pm(r.get("base_miou"))), _td(_pm(r.get("novel_miou")), bold=is_best),
+                    _td(_pm(r.get("score"))), _td("—" if baseline else _gain(gain.get("novel_miou"))),
+                    _td("—" if baseline else _gain(gain.get("score")))])
+    note = "" if any(r["arm"] == "baseline" for r in rows) else _missing("no baseline arm: gains are not available")
+    return ("<h2>1. Results (IoU %, mean ± std over seeds)</h2>" + note
+            + _table(["arm", "model", "n", "base mIoU", "novel mIoU", "score", "gain novel", "gain score"], out)
+            + "<p class=\"meta\">Bold: best novel mIoU per model. Gain: arm mean minus the baseline mean for the "
+              "same model.</p>")
+
+
+def _chart(results: dict) -> str:
+    means, stds, seeds = {}, {}, defaultdict(list)
+    for r in results["summary"]:
+        stat = r.get("novel_miou") or {}
+        if _ok(stat.get("mean")):
+            means[(r["arm"], r["model"])] = stat["mean"]
+            stds[(r["arm"], r["model"])] = stat.get("std") if _ok(stat.get("std")) else 0.0
+    for run in results["runs"]:
+        seeds[(run["arm"], run["model"])].append((run.get("metrics") or {}).get("novel_miou"))
+    title = "<h2>2. Novel-class IoU per arm</h2>"
+    if not means:
+        return title + _missing("no novel mIoU in the summary: nothing to chart")
+    arms = [a for a in results["arms"] if any(k[0] == a for k in means)]
+    models = [m for m in results["models"] if any(k[1] == m for k in means)]
+    return title + _img(novel_chart(arms, models, means, stds, dict(seeds)), "novel mIoU per arm") + (
+        "<p class=\"meta\">Bar: mean over seeds; error bar: std; dots: individual seeds.</p>")
+
+
+def _per_class(results: dict) -> str:
+    title = "<h2>3. Per-class IoU (%, mean ± std over seeds)</h2>"
+    rows = results["summary"]
+    names: list[str] = []
+    roles: dict[str, str] = {}
+    for run in results["runs"]:
+        roles.update((run.get("metrics") or {}).get("roles") or {})
+    for r in rows:
+        names += [n for n in (r.get("per_class_iou") or {}) if n not in names]
+    if not names:
+        return title + _missing("no per-class IoU in the summary")
+    novel = set(results.get("novel") or []) | {n for n, role in roles.items() if role == "novel"}
+    header = ["arm", "model"] + [f'<span class="novel">{_esc(n)} (novel)</span>' if n in novel else _esc(n)
+                                 for n in names]
+    body = [[_td(_esc(r["arm"]), False), _td(_esc(r["model"]), False)]
+            + [_td(_pm((r.get("per_class_iou") or {}).get(n))) for n in names] for r in rows]
+    return title + _table(header, body)
+
+
+# --------------------------------------------------------------------------------------------- section 5: samples
+def _summary_line(summary: dict) -> str:
+    rejected = ", ".join(f"{why} {n}" for why, n in sorted((summary.get("rejected") or {}).items())) or "none"
+    return (f"placements {summary.get('placements', '?')} · candidates {summary.get('candidates', '?')} · kept "
+            f"{summary.get('kept', '?')} · rejected: {rejected} · filter: {summary.get('encoder') or 'none'} · "
+            f"refine: {summary.get('refine', '?')}")
+
+
+def _paint_key(arm: str, paint: dict) -> str | None:
+    """The paint folder an arm's curated set was made from: its own, else the longest backend name it starts with."""
+    if arm in paint:
+        return arm
+    keys = sorted((k for k in paint if arm.startswith(k)), key=len, reverse=True)
+    return keys[0] if keys else (next(iter(paint)) if len(paint) == 1 else None)
+
+
+def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: str | None, n: int) -> str:
+    title = "<h2>4. Painted samples</h2>"
+    synthetic = results.get("synthetic") or []
+    if not synthetic:
+        return title + _missing("no synthetic arm in this experiment (baseline only): nothing was painted")
+    if n < 1:
+        return title + _missing("samples=0: no sample grids asked for")
+    first = synthetic[0]
+    curated, paint = first.get("curated") or {}, first.get("paint") or {}
+    order = results["arms"]
+    arms = sorted(curated, key=lambda a: (a != "diffusion", order.index(a) if a in order else len(order)))
+    intro = (f"<p class=\"meta\">Seed {_esc(first.get('seed', '?'))}; one row per placement: the reference "
+             f"(instance outlined), the scene window before painting (box in yellow), every candidate with its "
+             f"similarity score (✓ = chosen), the chosen candidate, and the mask that becomes its label.</p>")
+    out = [title, intro]
+    for arm in arms:
+        out.append(f"<h3>{_esc(arm)}</h3>")
+        summary = (first.get("summaries") or {}).get(arm)
+        cur, key = _path(exp, curated[arm]), _paint_key(arm, paint)
+        if summary is None and cur is not None and (cur / "curate_summary.json").is_file():
+            try:
+                summary = json.loads((cur / "curate_summary.json").read_text())
+            except (json.JSONDecodeError, OSError):
+                summary = None
+        if isinstance(summary, dict):
+            out.append(f"<p class=\"meta\">{_esc(_summary_line(summary))}</p>")
+        src = _path(exp, paint.get(key)) if key else None
+        if episode is None:
+            out.append(_missing(f"missing: {episode_note}"))
+        elif src is None or not src.is_dir():
+            out.append(_missing(f"missing: paint folder {src or '(not recorded)'} for {arm}"))
+        elif cur is None or not cur.is_dir():
+            out.append(_missing(f"missing: curated folder {cur or '(not recorded)'} for {arm}"))
+        else:
+            try:
+                out.append(_img(sample_grid(episode, src, cur, n), f"{arm} samples"))
+            except SOFT_ERRORS as e:
+                out.append(_missing(f"could not draw the {arm} samples from {src} and {cur}: {e}"))
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------------- section 6: predictions
+def _legend(classes: ClassMap) -> str:
+    items = "".join(f'<span class="swatch" style="background:rgb{tuple(int(v) for v in c.color)}"></span>'
+                    f"{_esc(c.name)}" for c in classes if c.role in ("background", "base", "novel"))
+    return f'<p class="meta">{items}</p>'
+
+
+def _overlays(exp: Path, results: dict, episode: Episode | None, episode_note: str | None, n: int) -> str:
+    title = "<h2>5. Predictions on query images</h2>"
+    if episode is None:
+        return title + _missing(f"missing: {episode_note}")
+    if n < 1:
+        return title + _missing("overlays=0: no prediction overlays asked for")
+    model, seeds = results["models"][0] if results["models"] else None, results.get("seeds") or []
+    columns, notes = [], []
+    for arm in results["arms"]:
+        runs = [r for r in results["runs"] if r["arm"] == arm and r["model"] == model]
+        runs.sort(key=lambda r: (seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds), str(r["seed"])))
+        if not runs:
+            notes.append(f"missing: no {arm} run of {model}")
+            continue
+        folder = _path(exp, runs[0].get("predictions"))
+        if folder is None or not folder.is_dir():
+            notes.append(f"missing: prediction folder {folder or '(not recorded)'} of {arm}")
+        columns.append((f"{arm} (seed {runs[0]['seed']})", folder))
+    queries = sorted(episode.query, key=lambda s: s.stem)[:n]
+    if not queries:
+        return title + "".join(map(_missing, notes)) + _missing(f"missing: the episode {episode.root} has no query "
+                                                                f"images")
+    try:
+        fig = prediction_grid(episode, queries, columns)
+    except SOFT_ERRORS as e:
+        return title + "".join(map(_missing, notes)) + _missing(f"could not draw the prediction overlays: {e}")
+    return (title + f"<p class=\"meta\">Model {_esc(model)}, first seed of each arm; label colours blended over the "
+                    f"image.</p>" + "".join(map(_missing, notes)) + _legend(episode.classes)
+            + _img(fig, "prediction overlays"))
+
+
+# --------------------------------------------------------------------------------------------- sections 7-8
+def _stages(results: dict) -> str:
+    title = "<h2>6. Stages</h2>"
+    stages = [s for s in results.get("stages") or [] if isinstance(s, dict)]
+    if not stages:
+        return title + _missing("no stages recorded in results.json")
+    rows = [[_td(_esc(s.get("stage", "?")), False), _td(_esc(s.get("folder", "")), False), _td(hms(s.get("seconds"))),
+             _td(f"{s['peak_rss_mb']:.0f}" if _ok(s.get("peak_rss_mb")) else "n/a"),
+             _td("yes" if s.get("cached") else "no", False)] for s in stages]
+    total = sum(s["seconds"] for s in stages if _ok(s.get("seconds")))
+    labels = [Path(s["folder"]).name if s.get("folder") else str(s.get("stage", "?")) for s in stages]
+    seconds = [float(s["seconds"]) if _ok(s.get("seconds")) else 0.0 for s in stages]
+    texts = [hms(v) + (" (cached)" if s.get("cached") else "") for v, s in zip(seconds, stages)]
+    chart = _img(stage_chart(labels, seconds, [bool(s.get("cached")) for s in stages], texts), "seconds per stage")
+    return (title + _table(["stage", "folder", "time (h:mm:ss)", "peak RSS MB", "cached"], rows)
+            + f"<p class=\"meta\">{len(stages)} stages, {hms(total)} in stages, {hms(results.get('wall_seconds'))} "
+              f"wall time of the last call. Time and memory are those recorded when a stage ran (a cached stage keeps "
+              f"them). Peak RSS is the resident memory of the paintseg process while the stage ran, so it includes "
+              f"what earlier stages of the same process still hold.</p>" + chart)
+
+
+HOW_TO_READ = """<h2>7. How to read this</h2><ul class="meta">
+<li>IoU is in percent, accumulated over all query images of the episode (one confusion matrix, not a mean of
+per-image IoUs). Base mIoU averages the base classes, novel mIoU the novel classes.</li>
+<li>score = 0.4 · base mIoU + 0.6 · novel mIoU, as in the OpenEarthMap few-shot protocol.</li>
+<li>mean ± std is over the seeds of an arm (sample std, ddof = 1; 0 with one seed); n is the number of seeds.</li>
+<li>Arms: baseline = real data only; copy-paste = references pasted into scenes; diffusion = painted by the
+exemplar-conditioned inpainting model, filtered by similarity and with refined masks; diffusion-no-filter and
+diffusion-no-refine drop one of those two steps.</li></ul>"""
+
+
+# --------------------------------------------------------------------------------------------- API
+def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
+    """Write ``EXP/report.html`` from ``EXP/results.json`` (see the module docstring) and return its path."""
+    exp = Path(exp)
+    results = load_results(exp)
+    episode, note = _episode(exp, results)
+    body = [_head(results), _headline(results), _chart(results), _per_class(results),
+            _samples(exp, results, episode, note, samples), _overlays(exp, results, episode, note, overlays),
+            _stages(results), HOW_TO_READ]
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "
+            f"{_esc(results.get('name', 'experiment'))}</title><style>{CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
+    out = exp / "report.html"
+    tmp = exp / ".report.html.partial"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def find_browser() -> str | None:
+    """The path of a Chromium-family browser on PATH, or None."""
+    return next((p for p in map(shutil.which, BROWSERS) if p), None)
+
+
+def screenshot(html_file: str | Path, png: str | Path, width: int = 1400, height: int = 4000,
+               browser: str | None = None) -> Path:
+    """Render ``html_file`` with headless Chromium into ``png`` (``width`` × ``height`` pixels); return its path."""
+    html_file, png = Path(html_file), Path(png)
+    browser = browser or find_browser()
+    if browser is None:
+        raise ReportError(f"no Chromium-family browser ({', '.join(BROWSERS)}) on PATH to render {html_file}; "
+                          f"install Debian's chromium: apt-get install chromium")
+    if not html_file.is_file():
+        raise ReportError(f"{html_file}: no such page; write it with write_report first")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png = png.resolve()
+    png.unlink(missing_ok=True)
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--disable-background-networking", "--hide-scrollbars", f"--window-size={width},{height}",
+           f"--screenshot={png}", html_file.resolve().as_uri()]
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise ReportError(f"{browser} did not render {html_file} within 120 s") from None
+    except OSError as e:
+        raise ReportError(f"{browser}: cannot run it ({e}); install Debian's chromium: apt-get install chromium") \
+            from None
+    if not png.is_file() or png.stat().st_size == 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        raise ReportError(f"{browser} wrote no screenshot {png} of {html_file} (exit code {proc.returncode}: "
+                          f"{' | '.join(tail) or 'no output'})")
+    return png

@@ -1,0 +1,202 @@
+"""The experiment report: a hand-made experiment folder (real paint and curated sets, fake predictions)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_tiny_episode
+from PIL import Image
+
+from paintseg.curate.pipeline import KeepRule, curate
+from paintseg.curate.refine import build_refiner
+from paintseg.curate.score import build_encoder
+from paintseg.data.episode import Episode
+from paintseg.data.raster import write_label
+from paintseg.errors import PaintsegError
+from paintseg.experiment.figures import sample_grid
+from paintseg.experiment.report import ReportError, find_browser, hms, screenshot, write_report
+from paintseg.generate.copy_paste import CopyPasteBackend
+from paintseg.generate.pipeline import generate
+
+CLASSES = ("field", "water", "road", "pool")
+BASE = ("field", "water", "road")
+STAGES = ("generator", "paint", "curate", "train", "predict")
+
+
+def _metrics(base: float, novel: float) -> dict:
+    return {"per_class_iou": {"field": base + 10, "water": base, "road": base - 10, "pool": novel},
+            "roles": {"field": "base", "water": "base", "road": "base", "pool": "novel"},
+            "base_miou": base, "novel_miou": novel, "score": 0.4 * base + 0.6 * novel}
+
+
+def _stat(mean: float, std: float) -> dict:
+    return {"mean": mean, "std": std}
+
+
+def _summary(arm: str, base: tuple, novel: tuple, gain: dict | None) -> dict:
+    score = (0.4 * base[0] + 0.6 * novel[0], 0.3)
+    return {"arm": arm, "model": "unet-resnet18", "n": 2, "base_miou": _stat(*base), "novel_miou": _stat(*novel),
+            "score": _stat(*score), "per_class_iou": {c: _stat(base[0], 1.0) for c in BASE} | {"pool": _stat(*novel)},
+            "gain": gain}
+
+
+def _predictions(episode: Episode, folder: Path, shift: int) -> None:
+    """The query labels themselves (shift 0) or shifted sideways: a perfect and a worse 'model'."""
+    for q in episode.query:
+        write_label(folder / f"{q.stem}.png", np.roll(episode.read_label(q).array, shift, axis=1),
+                    classes=episode.classes)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    """EXP with 2 arms (baseline, copy-paste) × 1 model × 2 seeds, a real painted set and a curated one."""
+    root = tmp_path_factory.mktemp("report")
+    episode = Episode(make_tiny_episode(root / "episode"))
+    exp = root / "exp"
+    paint, cur = exp / "stages/paint-copy-paste-s0-aa11", exp / "stages/curate-copy-paste-s0-bb22"
+    generate(episode, CopyPasteBackend(), paint, per_class=4, candidates=2, seed=0, select="none", progress=False)
+    summary = curate(episode, paint, cur, encoder=build_encoder("handcrafted"), refiner=build_refiner("grabcut"),
+                     keep_rule=KeepRule(top_fraction=0.5), progress=False)
+    runs = []
+    for arm, shift, metrics in (("baseline", 3, (_metrics(40.0, 2.0), _metrics(40.6, 2.8))),
+                                ("copy-paste", 0, (_metrics(41.0, 5.0), _metrics(41.4, 6.0)))):
+        for seed in (0, 1):
+            run = f"stages/train-{arm}-unet-resnet18-s{seed}"
+            _predictions(episode, exp / run / "pred", shift + seed)
+            runs.append({"arm": arm, "model": "unet-resnet18", "seed": seed, "run": run, "predictions": f"{run}/pred",
+                         "metrics": metrics[seed]})
+    results = {
+        "name": "tiny", "config": {"name": "tiny", "episode": {"path": str(episode.root), "set": "valset"}},
+        "episode": str(episode.root), "novel": ["pool"], "complete": True,
+        "arms": ["baseline", "copy-paste"], "models": ["unet-resnet18"], "seeds": [0, 1], "runs": runs,
+        "summary": [_summary("baseline", (40.3, 0.5), (2.4, 0.57), {"novel_miou": 0.0, "score": 0.0}),
+                    _summary("copy-paste", (41.2, 0.28), (5.5, 0.71), {"novel_miou": 3.1, "score": -1.25})],
+        "synthetic": [{"seed": 0, "paint": {"copy-paste": str(paint.relative_to(exp))},
+                       "curated": {"copy-paste": str(cur.relative_to(exp))}, "summaries": {"copy-paste": summary}}],
+        "stages": [{"stage": s, "folder": f"stages/{s}-x{i}", "seconds": 3725.4 if s == "train" else 12.0 * i,
+                    "peak_rss_mb": 900.0 + i, "cached": s == "paint"} for i, s in enumerate(STAGES)],
+        "wall_seconds": 3800.0, "environment": {"python": "3.11.7", "torch": "2.14.1", "threads": 1, "device": "cpu"},
+        "command": "paintseg run configs/tiny.yaml --out runs/tiny",
+    }
+    (exp / "results.json").write_text(json.dumps(results, indent=1))
+    return exp
+
+
+def _copy(experiment: Path, tmp_path: Path) -> Path:
+    exp = tmp_path / "exp"
+    shutil.copytree(experiment, exp)
+    return exp
+
+
+def _images(page: str) -> list[Image.Image]:
+    return [Image.open(io.BytesIO(base64.b64decode(b)))
+            for b in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)]
+
+
+def test_report_is_one_self_contained_page_with_every_section(experiment: Path) -> None:
+    out = write_report(experiment, samples=4, overlays=2)
+    assert out == experiment / "report.html" and not list(experiment.glob(".*partial"))
+    page = out.read_text()
+    # novel chart, copy-paste sample grid, prediction overlays, stage chart
+    images = _images(page)
+    assert page.count("data:image/png;base64,") == len(images) == 4
+    assert all(im.width > 300 and im.height > 150 for im in images)
+    assert "<script" not in page and 'src="http' not in page and "<link" not in page
+    assert "40.30 ± 0.50" in page and "5.50 ± 0.71" in page and "<b>5.50 ± 0.71</b>" in page  # best novel: bold
+    assert '<span class="up">+3.10</span>' in page and '<span class="down">-1.25</span>' in page
+    assert all(name in page for name in CLASSES) and "pool (novel)" in page
+    assert all(f"<td>{stage}</td>" in page for stage in STAGES)
+    assert "1:02:05" in page and "paintseg run configs/tiny.yaml" in page and "0.4 · base" in page
+    assert "kept 2" in page and "outside top fraction 2" in page  # the curation summary of the painted arm
+    assert 'class="missing"' not in page
+
+
+def test_missing_folders_are_named_not_fatal(experiment: Path, tmp_path: Path) -> None:
+    exp = _copy(experiment, tmp_path)
+    shutil.rmtree(exp / "stages/curate-copy-paste-s0-bb22")
+    shutil.rmtree(exp / "stages/train-copy-paste-unet-resnet18-s0/pred")
+    page = write_report(exp).read_text()
+    assert "missing: curated folder" in page and "curate-copy-paste-s0-bb22" in page
+    assert "missing: prediction folder" in page and "train-copy-paste-unet-resnet18-s0" in page
+    assert page.count("data:image/png;base64,") == 3  # the sample grid is gone; overlays show 'missing' tiles
+
+
+def test_baseline_only_experiment_says_nothing_was_painted(experiment: Path, tmp_path: Path) -> None:
+    exp = _copy(experiment, tmp_path)
+    results = json.loads((exp / "results.json").read_text())
+    results.update(arms=["baseline"], synthetic=[], runs=[r for r in results["runs"] if r["arm"] == "baseline"],
+                   summary=[dict(results["summary"][0], gain=None)])
+    results.update(episode=str(tmp_path / "gone"), complete=False)
+    (exp / "results.json").write_text(json.dumps(results))
+    page = write_report(exp).read_text()
+    assert "no synthetic arm in this experiment" in page and "partial results" in page
+    assert f"missing: episode {tmp_path / 'gone'}" in page
+    assert "<b>2.40 ± 0.57</b>" in page and "<td>copy-paste</td>" not in page
+
+
+def test_bad_results_json_raises_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"results\.json: missing; run `paintseg run CONFIG --out EXP` first"):
+        write_report(tmp_path)
+    (tmp_path / "results.json").write_text('{"runs": [')
+    with pytest.raises(PaintsegError, match=r"results\.json: not valid JSON"):
+        write_report(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"arms": [], "models": [], "runs": {}, "summary": []}))
+    with pytest.raises(ReportError, match=r"results\.json: 'runs' is missing or not a list"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
+def _captions(fig) -> list[str]:
+    return [ax.get_xlabel().replace("\n", " ") for ax in fig.axes]
+
+
+def test_sample_grid_shows_scores_choice_rejections_and_label_masks(experiment: Path, tmp_path: Path) -> None:
+    episode = Episode(json.loads((experiment / "results.json").read_text())["episode"])
+    paint, cur = experiment / "stages/paint-copy-paste-s0-aa11", experiment / "stages/curate-copy-paste-s0-bb22"
+    fig = sample_grid(episode, paint, cur, 3)
+    captions = _captions(fig)
+    assert len(fig.axes) == 3 * 6  # reference, scene, 2 candidates, chosen, mask
+    assert sum(c.endswith("✓") for c in captions) == 3 and sum(c.startswith("score 0.") for c in captions) == 6
+    assert "rejected: outside top fraction" in captions and "grabcut mask" in captions
+    assert any(c.startswith("support_") for c in captions) and any(c.startswith("train_") for c in captions)
+    # no filter, no refiner: candidate 0 unscored, labelled by its own object mask
+    curate(episode, paint, tmp_path / "plain", encoder=None, progress=False)
+    captions = _captions(sample_grid(episode, paint, tmp_path / "plain", 2))
+    assert captions.count("no score ✓") == 2 and captions.count("no score") == 2
+    assert captions.count("object mask (no refiner)") == 2 and "k0 kept" in captions
+
+
+def test_hms() -> None:
+    assert (hms(0.4), hms(59.6), hms(3725.4), hms(None)) == ("0:00:00", "0:01:00", "1:02:05", "n/a")
+
+
+def test_screenshot_without_a_browser_says_what_to_install(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("paintseg.experiment.report.shutil.which", lambda name: None)
+    assert find_browser() is None
+    with pytest.raises(ReportError, match="apt-get install chromium"):
+        screenshot(tmp_path / "report.html", tmp_path / "report.png")
+
+
+def test_screenshot_that_writes_nothing_is_an_error(experiment: Path, tmp_path: Path) -> None:
+    true = shutil.which("true")
+    if true is None:
+        pytest.skip("no `true` program")
+    (tmp_path / "page.html").write_text("<p>hi</p>")
+    with pytest.raises(ReportError, match="wrote no screenshot"):
+        screenshot(tmp_path / "page.html", tmp_path / "page.png", browser=true)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no chromium on PATH (apt-get install chromium)")
+def test_screenshot_renders_the_report(experiment: Path, tmp_path: Path) -> None:
+    page = write_report(experiment, samples=3, overlays=1)
+    png = screenshot(page, tmp_path / "shot.png", width=900, height=1200)
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert png.is_file() and image.shape[1] == 900
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10
