@@ -1,0 +1,234 @@
+"""The experiment config of ``paintseg run``: one YAML file, validated with pydantic, echoed into EXP/config.yaml.
+
+It names the episode (an existing folder, a split recipe over any labelled dataset, or the built-in demo scenes),
+the generator (a trained one, or its training settings), how candidates are painted and curated, the arms to
+compare, the segmentation models, their shared training budget and the seeds. Relative paths in the file are read
+relative to the file's own folder, so a config means the same thing from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from paintseg.config import GENERATOR_MASK_KINDS, ConfigError, GeneratorConfig, TrainConfig, validate
+
+ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
+DIFFUSION_ARMS = ("diffusion", "diffusion-no-filter", "diffusion-no-refine")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitRecipe(_Strict):
+    """Build the episode with ``paintseg split`` from a fully labelled dataset (see that command's options)."""
+
+    images: str = Field(..., description="Glob of the images, e.g. 'data/*/images/*.jpg'.")
+    labels: str = Field(..., description="Glob of the labels, paired with the images by stem.")
+    classes: str = Field(..., description="classes.json of the dataset.")
+    novel: list[str] = Field(..., min_length=1, description="Novel class names.")
+    shots: int = Field(5, ge=1)
+    seed: int = 0
+    group: str | None = Field(None, description="Regex naming a group (train, support and query never share one).")
+    tile: int = Field(512, ge=0)
+    query_fraction: float = Field(0.25, gt=0, lt=1)
+    min_pixels: int = Field(64, ge=1)
+
+
+class DemoScenes(_Strict):
+    """Procedural aerial-like scenes with a novel class (``paintseg.data.demo``)."""
+
+    scenes: int = Field(24, ge=1, description="Trainset scenes (base classes only).")
+    size: int = Field(256, ge=64, description="Scene side in pixels (a multiple of 32).")
+    shots: int = Field(5, ge=1)
+    query: int = Field(6, ge=1)
+    seed: int = 0
+
+
+class EpisodeSpec(_Strict):
+    """Exactly one of ``path``, ``split`` or ``demo``."""
+
+    path: str | None = Field(None, description="An episode folder in the OpenEarthMap few-shot layout.")
+    split: SplitRecipe | None = None
+    demo: DemoScenes | None = None
+    set: Literal["valset", "testset"] = Field("valset", description="Whose support and query sets are used.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "EpisodeSpec":
+        given = [k for k in ("path", "split", "demo") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of episode.path, episode.split or episode.demo (got "
+                             f"{', '.join(given) or 'none'})")
+        return self
+
+
+class GeneratorSpec(_Strict):
+    """A trained generator (``path``: a folder written by ``paintseg generator train``) or how to train one."""
+
+    path: str | None = None
+    train: GeneratorConfig | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "GeneratorSpec":
+        if (self.path is None) == (self.train is None):
+            raise ValueError("give exactly one of generator.path (a trained generator) or generator.train "
+                             "(its training settings)")
+        return self
+
+
+class GenerationSpec(_Strict):
+    """Painting (shared by every arm of a seed) and curation (which differs between the diffusion arms)."""
+
+    per_class: int = Field(30, ge=1, description="Placements per novel class and seed.")
+    candidates: int = Field(4, ge=1, description="Candidates painted per placement (the filter keeps the best).")
+    steps: int = Field(25, ge=1, description="Sampling steps.")
+    guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale.")
+    scheduler: Literal["ddim", "dpm++"] = "ddim"
+    batch: int = Field(8, ge=1, description="Placements painted per batch.")
+    prior: Literal["context", "uniform"] = "context"
+    mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS))
+    filter: str = Field("handcrafted", description="Similarity encoder: handcrafted, generator:GEN or "
+                        "open_clip:MODEL:CHECKPOINT ('generator' alone: the experiment's own generator).")
+    score_mode: Literal["window", "region"] = "window"
+    keep: str = Field("all", description="'all', a threshold '0.6', 'top:0.5' or both '0.6,top:0.5' (per class).")
+    refine: Literal["none", "grabcut", "sam"] = "grabcut"
+    sam_checkpoint: str | None = None
+    sam_model_type: str = "vit_b"
+    sam_prompt: Literal["point", "box", "both"] = "point"
+    min_cover: float = Field(0.2, ge=0, le=1)
+    max_cover: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("mask_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        bad = [k for k in value if k not in GENERATOR_MASK_KINDS]
+        if not value or bad:
+            raise ValueError(f"mask_kinds {value}: use one or more of {', '.join(GENERATOR_MASK_KINDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _sam(self) -> "GenerationSpec":
+        if self.refine == "sam" and self.sam_checkpoint is None:
+            raise ValueError("refine: sam needs sam_checkpoint (a SAM .pth file); or use refine: grabcut")
+        if self.refine == "none":
+            raise ValueError("refine: none would make the diffusion arm equal to diffusion-no-refine; use grabcut "
+                             "or sam (the ablation arm diffusion-no-refine is the one without refinement)")
+        if self.filter == "none":
+            raise ValueError("filter: none would make the diffusion arm equal to diffusion-no-filter; name an "
+                             "encoder (handcrafted, generator, open_clip:MODEL:CHECKPOINT)")
+        return self
+
+
+class ModelSpec(_Strict):
+    arch: str = "unet"
+    encoder: str = "resnet18"
+    encoder_weights: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.encoder}"
+
+
+class ReportSpec(_Strict):
+    samples: int = Field(6, ge=1, description="Placements shown in each sample grid.")
+    overlays: int = Field(3, ge=1, description="Query images shown with every arm's prediction.")
+
+
+class ExperimentConfig(_Strict):
+    """Everything ``paintseg run`` needs; see configs/*.yaml for annotated examples."""
+
+    name: str = "experiment"
+    episode: EpisodeSpec
+    generator: GeneratorSpec | None = None
+    generation: GenerationSpec = GenerationSpec()
+    arms: list[str] = Field(list(ARMS))
+    models: list[ModelSpec] = Field([ModelSpec()], min_length=1)
+    train: TrainConfig = Field(TrainConfig(), description="Shared segmentation training settings; arch, encoder, "
+                               "encoder_weights and seed come from models and seeds.")
+    seeds: list[int] = Field([0], min_length=1)
+    predict_overlap: float = Field(0.25, ge=0, le=0.9)
+    report: ReportSpec = ReportSpec()
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if a not in ARMS]
+        if not value or bad:
+            raise ValueError(f"arms {value}: choose from {', '.join(ARMS)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"arms {value} lists an arm twice")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"seeds {value} lists a seed twice")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[ModelSpec]) -> list[ModelSpec]:
+        names = [m.name for m in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"models {names} lists a model twice")
+        for m in value:  # the training config checks arch/encoder/crop together
+            TrainConfig(arch=m.arch, encoder=m.encoder)
+        return value
+
+    @model_validator(mode="after")
+    def _generator(self) -> "ExperimentConfig":
+        if any(a in DIFFUSION_ARMS for a in self.arms) and self.generator is None:
+            raise ValueError("the diffusion arms need a generator: give generator.train (settings) or "
+                             "generator.path (a trained generator)")
+        return self
+
+    def train_config(self, model: ModelSpec, seed: int) -> TrainConfig:
+        return self.train.model_copy(update={"arch": model.arch, "encoder": model.encoder,
+                                             "encoder_weights": model.encoder_weights, "seed": seed})
+
+
+def _resolve(value: str | None, base: Path) -> str | None:
+    if value is None or Path(value).is_absolute():
+        return value
+    return str(base / value)
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML; relative paths inside are made relative to the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment config; pass a YAML file such as configs/demo.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of experiment fields (name, episode, arms, ...)")
+    return resolve_paths(validate(data, ExperimentConfig, str(path)), path.resolve().parent)
+
+
+def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """A copy of ``config`` whose relative file paths are joined to ``base``."""
+    config = config.model_copy(deep=True)
+    ep = config.episode
+    ep.path = _resolve(ep.path, base)
+    if ep.split is not None:
+        for key in ("images", "labels", "classes"):
+            setattr(ep.split, key, _resolve(getattr(ep.split, key), base))
+    if config.generator is not None:
+        config.generator.path = _resolve(config.generator.path, base)
+    config.generation.sam_checkpoint = _resolve(config.generation.sam_checkpoint, base)
+    spec = config.generation.filter
+    for prefix in ("generator:", ):
+        if spec.startswith(prefix):
+            config.generation.filter = prefix + _resolve(spec[len(prefix):], base)
+    if spec.startswith("open_clip:"):
+        kind, model, ckpt = spec.split(":", 2) if spec.count(":") >= 2 else (spec, "", "")
+        if ckpt:
+            config.generation.filter = f"{kind}:{model}:{_resolve(ckpt, base)}"
+    return config

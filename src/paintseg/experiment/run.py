@@ -1,0 +1,421 @@
+"""``paintseg run``: arms × models × seeds from one config, every stage cached by the hash of what produced it.
+
+    EXP/
+      config.yaml                     the validated config, echoed (relative paths already resolved)
+      results.json                    every run's metrics, mean ± std per arm and model, stage times; rewritten after
+                                      each finished run ("complete": false until the last one)
+      report.html                     written by paintseg.experiment.report at the end
+      stages/<stage>-<hash>/          one folder per stage; stage.json (seconds, peak memory) marks it complete
+
+Stages, in the order they run (a stage reads only what the stages before it wrote):
+
+    episode-H                         the split recipe or the demo scenes, as an episode (absent for episode.path)
+    generator-H                       the inpainting generator, trained once and shared by every seed and arm
+    placements-sS-H                   where to paint, planned once per seed and shared by every painting backend
+    paint-diffusion-sS-H              K diffusion candidates per placement
+    paint-copy-paste-sS-H             the reference pasted at the same placements
+    curate-ARM-sS-H                   a synthetic set per arm: filter / refine settings differ, paintings are shared
+    train-ARM-MODEL-sS-H              a segmentation model on real (+ synthetic) data; eval/ holds its predictions
+                                      on the query set and metrics.json
+
+H is a hash of the settings that decide the stage's output and of the hashes of the stages it reads, so changing
+only the training budget re-trains without re-painting, and a stage is never reused for other settings. A killed run
+resumes: complete stages are skipped, and an interrupted stage continues where its own resume logic allows (the
+trainers from their last checkpoint, painting from the last finished placement, curation from the last composed
+scene).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from paintseg.config import dump_yaml
+from paintseg.errors import PaintsegError
+
+from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
+
+# curation of each painted arm: (painting backend, use the filter, use the refiner)
+ARM_CURATION = {
+    "copy-paste": ("copy-paste", False, False),
+    "diffusion": ("diffusion", True, True),
+    "diffusion-no-filter": ("diffusion", False, True),
+    "diffusion-no-refine": ("diffusion", True, False),
+}
+
+
+class ExperimentError(PaintsegError):
+    """An experiment that cannot run as configured (bad episode, missing generator, ...)."""
+
+
+def settings_hash(*parts: Any) -> str:
+    """A short, stable hash of JSON-able settings (keys sorted, paths as strings)."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.05):
+        import psutil
+
+        self._process, self.interval = psutil.Process(), interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+    @property
+    def mb(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+
+class Stages:
+    """Runs stages into EXP/stages/<name>-<hash>/, skipping complete ones, and records time and peak memory."""
+
+    def __init__(self, exp: Path, progress: bool = True):
+        self.exp, self.root, self.progress = exp, exp / "stages", progress
+        self.records: list[dict] = []
+
+    def folder(self, name: str, key: str) -> Path:
+        return self.root / f"{name}-{key}"
+
+    def run(self, name: str, folder: Path, work: Callable[[], Any]) -> dict:
+        """``work()`` fills ``folder`` unless ``folder/stage.json`` says it is complete; returns the stage record."""
+        marker = folder / "stage.json"
+        rel = str(folder.relative_to(self.exp)) if folder.is_relative_to(self.exp) else str(folder)
+        if marker.is_file():
+            record = dict(json.loads(marker.read_text()), cached=True)
+            self._say(f"[cached] {name}  ({rel})")
+        else:
+            self._say(f"[stage] {name}  -> {rel}")
+            folder.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            with PeakMemory() as memory:
+                work()
+            record = {"stage": name, "folder": rel, "seconds": round(time.perf_counter() - start, 2),
+                      "peak_rss_mb": memory.mb, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            tmp = marker.with_name(".stage.json.partial")
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+            os.replace(tmp, marker)
+            record = dict(record, cached=False)
+            self._say(f"[done]  {name}  {record['seconds']:.1f} s, peak {record['peak_rss_mb']:.0f} MB")
+        self.records.append(record)
+        return record
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+def _episode(config: ExperimentConfig, stages: Stages, progress: bool) -> tuple[Path, str]:
+    spec = config.episode
+    if spec.path is not None:
+        root = Path(spec.path)
+        return root, settings_hash("path", str(root.resolve()))
+    recipe = spec.split if spec.split is not None else spec.demo
+    kind = "split" if spec.split is not None else "demo"
+    key = settings_hash(kind, recipe.model_dump(mode="json"))
+    folder = stages.folder("episode", key)
+    root = folder / "episode"
+
+    def work() -> None:
+        partial = folder / "episode.partial"
+        shutil.rmtree(partial, ignore_errors=True)  # a split killed half-way starts over (it takes seconds)
+        if kind == "split":
+            from paintseg.data.classes import ClassMap
+            from paintseg.data.split import split_dataset
+
+            r = spec.split
+            split_dataset(r.images, r.labels, ClassMap.load(r.classes), r.novel, partial, shots=r.shots,
+                          seed=r.seed, group=r.group, tile=r.tile or None, query_fraction=r.query_fraction,
+                          min_pixels=r.min_pixels, progress=progress)
+            shutil.rmtree(root, ignore_errors=True)
+            os.replace(partial, root)
+        else:
+            from paintseg.data.demo import make_demo_episode
+
+            make_demo_episode(root, **spec.demo.model_dump(), progress=progress)
+
+    stages.run("episode", folder, work)
+    return root, key
+
+
+def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
+               ) -> tuple[Path, str]:
+    spec = config.generator
+    if spec.path is not None:
+        path = Path(spec.path)
+        if not path.exists():
+            raise ExperimentError(f"{path}: generator.path does not exist; train one with `paintseg generator "
+                                  f"train` or give generator.train settings instead")
+        return path, settings_hash("path", str(path.resolve()))
+    from paintseg.generate.diffusion.train import train_generator
+
+    key = settings_hash(episode_key, spec.train.model_dump(mode="json"))
+    folder = stages.folder("generator", key)
+    stages.run("generator", folder, lambda: train_generator(episode, folder, spec.train, resume=True,
+                                                            progress=progress))
+    return folder, key
+
+
+def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
+              seed: int, stages: Stages, progress: bool) -> dict[str, tuple[Path, str]]:
+    """Plan the seed's placements once, then paint them with every backend an arm needs."""
+    from paintseg.generate.pipeline import generate, plan
+    from paintseg.generate.references import extract_references
+
+    g = config.generation
+    place = {"per_class": g.per_class, "prior": g.prior, "mask_kinds": g.mask_kinds, "seed": seed}
+    place_key = settings_hash(episode_key, place)
+    place_dir = stages.folder(f"placements-s{seed}", place_key)
+    stages.run(f"placements s{seed}", place_dir, lambda: plan(
+        episode, extract_references(episode), place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress))
+
+    backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
+    painted: dict[str, tuple[Path, str]] = {}
+    for name in sorted(backends, reverse=True):  # diffusion first: the long one
+        if name == "diffusion":
+            gen_path, gen_key = generator
+            settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
+            key = settings_hash(place_key, gen_key, settings, g.candidates)
+            candidates = g.candidates
+        else:
+            settings, candidates = {}, 1  # the copy-paste baseline pastes candidate 0 as it is
+            key = settings_hash(place_key, "copy-paste")
+        folder = stages.folder(f"paint-{name}-s{seed}", key)
+
+        def work(name=name, folder=folder, settings=settings, candidates=candidates) -> None:
+            for file in ("placements.jsonl", "prior.json"):
+                if not (folder / file).is_file() and (place_dir / file).is_file():
+                    shutil.copyfile(place_dir / file, folder / file)
+            if name == "diffusion":
+                from paintseg.generate.diffusion.backend import DiffusionBackend
+
+                backend = DiffusionBackend(generator[0], seed=seed, **settings)
+                backend_settings = {"generator": str(generator[0].resolve()), **settings}
+            else:
+                from paintseg.generate.copy_paste import CopyPasteBackend
+
+                backend, backend_settings = CopyPasteBackend(), {}
+            generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
+                     prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch, select="none",
+                     backend_settings=backend_settings, progress=progress)
+
+        stages.run(f"paint {name} s{seed}", folder, work)
+        painted[name] = (folder, key)
+    return painted
+
+
+def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, str]],
+              generator: tuple[Path, str] | None, seed: int, stages: Stages, progress: bool
+              ) -> dict[str, tuple[Path, str]]:
+    from paintseg.curate.pipeline import KeepRule, curate
+    from paintseg.curate.refine import build_refiner
+    from paintseg.curate.score import build_encoder
+
+    g = config.generation
+    filter_spec = g.filter
+    if filter_spec == "generator":
+        if generator is None:
+            raise ExperimentError("generation.filter 'generator' needs the experiment's generator; add "
+                                  "generator.train or generator.path")
+        filter_spec = f"generator:{generator[0]}"
+    curated: dict[str, tuple[Path, str]] = {}
+    for arm in config.arms:
+        if arm not in ARM_CURATION:
+            continue
+        backend, use_filter, use_refiner = ARM_CURATION[arm]
+        source, source_key = painted[backend]
+        options = {"filter": filter_spec if use_filter else None, "mode": g.score_mode,
+                   "keep": g.keep if use_filter else "all",
+                   "refine": g.refine if use_refiner else "none", "sam_checkpoint": g.sam_checkpoint,
+                   "sam_model_type": g.sam_model_type, "sam_prompt": g.sam_prompt,
+                   "min_cover": g.min_cover, "max_cover": g.max_cover}
+        key = settings_hash(source_key, options)
+        folder = stages.folder(f"curate-{arm}-s{seed}", key)
+
+        def work(folder=folder, source=source, o=options) -> None:
+            encoder = build_encoder(o["filter"]) if o["filter"] else None
+            refiner = build_refiner(o["refine"], o["sam_checkpoint"], o["sam_model_type"], o["sam_prompt"])
+            curate(episode, source, folder, encoder=encoder, refiner=refiner, keep_rule=KeepRule.parse(o["keep"]),
+                   mode=o["mode"], min_cover=o["min_cover"], max_cover=o["max_cover"], progress=progress)
+
+        stages.run(f"curate {arm} s{seed}", folder, work)
+        curated[arm] = (folder, key)
+    return curated
+
+
+def _train_and_evaluate(config: ExperimentConfig, episode, episode_key: str, arm: str, model: ModelSpec,
+                        seed: int, synthetic: tuple[Path, str] | None, stages: Stages, progress: bool
+                        ) -> tuple[Path, dict]:
+    from paintseg.evaluate.metrics import evaluate_predictions
+    from paintseg.segment.predict import predict
+    from paintseg.segment.train import train
+
+    train_config = config.train_config(model, seed)
+    key = settings_hash(episode_key, synthetic[1] if synthetic else None, train_config.model_dump(mode="json"))
+    folder = stages.folder(f"train-{arm}-{model.name}-s{seed}", key)
+    syn = [synthetic[0]] if synthetic else []
+    stages.run(f"train {arm} {model.name} s{seed}", folder,
+               lambda: train(episode, folder, train_config, syn, resume=True, progress=progress))
+    eval_dir = folder / "eval"
+
+    def work() -> None:
+        shutil.rmtree(eval_dir / "pred", ignore_errors=True)
+        predict(folder, [s.image for s in episode.query], eval_dir / "pred", overlap=config.predict_overlap,
+                progress=progress)
+        metrics = evaluate_predictions(eval_dir / "pred", episode, progress=progress)
+        (eval_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+
+    stages.run(f"evaluate {arm} {model.name} s{seed}", eval_dir, work)
+    return folder, json.loads((eval_dir / "metrics.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------------- results
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": round(statistics.fmean(values), 3),
+            "std": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0}
+
+
+def summarize_runs(runs: list[dict], arms: list[str], models: list[str]) -> list[dict]:
+    """Mean and sample standard deviation over seeds per arm × model, and the gain over the baseline arm."""
+    rows = []
+    for model in models:
+        base = [r for r in runs if r["arm"] == "baseline" and r["model"] == model]
+        for arm in arms:
+            group = [r for r in runs if r["arm"] == arm and r["model"] == model]
+            if not group:
+                continue
+            row = {"arm": arm, "model": model, "n": len(group)}
+            for metric in ("base_miou", "novel_miou", "score"):
+                row[metric] = _mean_std([r["metrics"][metric] for r in group])
+            names = list(group[0]["metrics"]["per_class_iou"])
+            row["per_class_iou"] = {n: _mean_std([r["metrics"]["per_class_iou"][n] for r in group]) for n in names}
+            row["gain"] = None
+            if base:
+                row["gain"] = {m: round(row[m]["mean"] - statistics.fmean(r["metrics"][m] for r in base), 3)
+                               for m in ("base_miou", "novel_miou", "score")}
+            rows.append(row)
+    return rows
+
+
+def _environment() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "cpus": os.cpu_count(),
+            "platform": platform.platform()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = True, command: str | None = None,
+                   report: bool = True) -> dict:
+    """Run every stage of ``config`` into ``exp`` (resuming what is there) and return the results dict that is
+    also written to ``exp/results.json``; ``report=True`` writes ``exp/report.html`` at the end."""
+    from paintseg.data.episode import Episode
+
+    exp = Path(exp)
+    exp.mkdir(parents=True, exist_ok=True)
+    dump_yaml(config, exp / "config.yaml")
+    stages = Stages(exp, progress)
+    wall = time.perf_counter()
+
+    root, episode_key = _episode(config, stages, progress)
+    episode = Episode(root, config.episode.set)
+    problems = episode.problems(expected_shots=max(episode.shots, 1))  # any k-shot episode, k >= 1
+    if problems:
+        raise ExperimentError(f"{root}: the episode has problems ({'; '.join(problems[:3])}); fix them (see "
+                              f"`paintseg data check {root}`) and run again")
+    if not episode.classes.novel_ids:
+        raise ExperimentError(f"{root}: the episode has no novel class; name one in its classes.json")
+    generator = None
+    if any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator":
+        generator = _generator(config, episode, episode_key, stages, progress)
+
+    synthetic, curated_by_seed = [], {}
+    if any(a in ARM_CURATION for a in config.arms):
+        for seed in config.seeds:
+            painted = _painting(config, episode, episode_key, generator, seed, stages, progress)
+            curated = _curation(config, episode, painted, generator, seed, stages, progress)
+            curated_by_seed[seed] = curated
+            synthetic.append({
+                "seed": seed, "paint": {k: _rel(v[0], exp) for k, v in painted.items()},
+                "curated": {k: _rel(v[0], exp) for k, v in curated.items()},
+                "summaries": {k: json.loads((v[0] / "curate_summary.json").read_text()) for k, v in curated.items()},
+            })
+
+    results = {
+        "name": config.name, "config": config.model_dump(mode="json"), "episode": str(root.resolve()),
+        "novel": [episode.classes.name(i) for i in episode.classes.novel_ids], "arms": list(config.arms),
+        "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
+        "synthetic": synthetic, "stages": stages.records, "complete": False, "wall_seconds": None,
+        "environment": _environment(), "command": command,
+    }
+    for seed in config.seeds:
+        for arm in config.arms:
+            for model in config.models:
+                syn = curated_by_seed.get(seed, {}).get(arm)
+                folder, metrics = _train_and_evaluate(config, episode, episode_key, arm, model, seed, syn, stages,
+                                                      progress)
+                results["runs"].append({"arm": arm, "model": model.name, "seed": seed, "run": _rel(folder, exp),
+                                        "predictions": _rel(folder / "eval" / "pred", exp), "metrics": {
+                                            k: metrics[k] for k in ("per_class_iou", "roles", "base_miou",
+                                                                    "novel_miou", "score")}})
+                results["summary"] = summarize_runs(results["runs"], config.arms, results["models"])
+                results["wall_seconds"] = round(time.perf_counter() - wall, 1)
+                _write_json(exp / "results.json", results)
+    results["complete"] = True
+    results["wall_seconds"] = round(time.perf_counter() - wall, 1)
+    _write_json(exp / "results.json", results)
+    if report:
+        from .report import write_report
+
+        write_report(exp, samples=config.report.samples, overlays=config.report.overlays)
+    return results
+
+
+def _rel(path: Path, exp: Path) -> str:
+    return str(path.relative_to(exp)) if path.is_relative_to(exp) else str(path.resolve())
+
+
+def format_headline(results: dict) -> str:
+    """The headline table as plain text: base mIoU, novel mIoU and score per arm and model, mean ± std."""
+    lines = [f"{'arm':<22}{'model':<20}{'n':>3}  {'base mIoU':>14}  {'novel mIoU':>14}  {'score':>14}  "
+             f"{'novel gain':>10}"]
+    for row in results["summary"]:
+        cells = [f"{row[m]['mean']:6.2f} ± {row[m]['std']:5.2f}" for m in ("base_miou", "novel_miou", "score")]
+        gain = f"{row['gain']['novel_miou']:+10.2f}" if row["gain"] and row["arm"] != "baseline" else f"{'':>10}"
+        lines.append(f"{row['arm']:<22}{row['model']:<20}{row['n']:>3}  " + "  ".join(cells) + f"  {gain}")
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""paintseg run: config validation, stage caching by settings hash, results, resume after a kill, paintseg demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paintseg.config import ConfigError
+from paintseg.experiment.config import ExperimentConfig, load_experiment
+from paintseg.experiment.demo import DEMO_CONFIG, demo_config
+from paintseg.experiment.run import run_experiment, settings_hash, summarize_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny",
+    "episode": {"path": "episode"},
+    "generator": {"train": {"size": "tiny", "steps": 4, "batch": 2, "checkpoint_every": 2, "sample_every": 4,
+                            "warmup_steps": 1}},
+    "generation": {"per_class": 3, "candidates": 2, "steps": 2, "batch": 4},
+    "models": [{"arch": "unet", "encoder": "resnet18"}],
+    "train": {"steps": 3, "batch": 2, "crop": 64, "checkpoint_every": 2, "warmup_steps": 1},
+    "seeds": [0],
+}
+
+
+def write_config(folder: Path, data: dict) -> Path:
+    path = folder / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- config
+def test_config_paths_are_relative_to_the_file(tmp_path):
+    config = load_experiment(write_config(tmp_path, TINY))
+    assert config.episode.path == str(tmp_path / "episode")
+    assert config.arms == ["baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine"]
+    assert config.train_config(config.models[0], 7).seed == 7
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"arms": ["baseline", "painting"]}, "arms ['baseline', 'painting']: choose from"),
+    ({"arms": ["baseline", "baseline"]}, "lists an arm twice"),
+    ({"generator": None}, "the diffusion arms need a generator"),
+    ({"episode": {"path": "a", "demo": {}}}, "give exactly one of episode.path, episode.split or episode.demo"),
+    ({"generation": {"refine": "none"}}, "use grabcut or sam"),
+    ({"generation": {"refine": "sam"}}, "refine: sam needs sam_checkpoint"),
+    ({"seeds": [1, 1]}, "lists a seed twice"),
+    ({"train": {"crop": 100}}, "crop 100 is not a multiple of 32"),
+    ({"models": [{"arch": "unet"}, {"arch": "unet"}]}, "lists a model twice"),
+])
+def test_bad_configs_name_the_file_and_the_field(tmp_path, change, message):
+    path = write_config(tmp_path, {**TINY, **change})
+    with pytest.raises(ConfigError) as e:
+        load_experiment(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():
+    assert (REPO / "configs" / "demo.yaml").resolve() == DEMO_CONFIG.resolve()
+    full, quick = demo_config(), demo_config(quick=True)
+    assert full.arms == quick.arms and quick.train.steps < full.train.steps and quick.seeds == [0]
+    for name in ("dubai.yaml", "oem_fewshot.yaml"):
+        assert isinstance(load_experiment(REPO / "configs" / name), ExperimentConfig)
+
+
+def test_settings_hash_is_stable_and_sensitive():
+    assert settings_hash({"a": 1, "b": [1, 2]}) == settings_hash({"b": [1, 2], "a": 1})
+    assert settings_hash({"a": 1}) != settings_hash({"a": 2})
+    assert len(settings_hash("x")) == 10
+
+
+def test_summary_mean_std_and_gain():
+    def run(arm, seed, novel, base):
+        return {"arm": arm, "model": "m", "seed": seed, "metrics": {
+            "base_miou": base, "novel_miou": novel, "score": 0.4 * base + 0.6 * novel,
+            "per_class_iou": {"a": base, "n": novel}}}
+
+    runs = [run("baseline", 0, 2.0, 40.0), run("baseline", 1, 4.0, 42.0),
+            run("copy-paste", 0, 10.0, 40.0), run("copy-paste", 1, 14.0, 40.0)]
+    rows = {r["arm"]: r for r in summarize_runs(runs, ["baseline", "copy-paste"], ["m"])}
+    assert rows["baseline"]["novel_miou"] == {"mean": 3.0, "std": round(2 ** 0.5, 3)}
+    assert rows["copy-paste"]["gain"]["novel_miou"] == 9.0
+    assert rows["copy-paste"]["gain"]["base_miou"] == -1.0
+    assert rows["copy-paste"]["per_class_iou"]["n"]["mean"] == 12.0
+    assert rows["baseline"]["n"] == 2
+
+
+# ------------------------------------------------------------------------------------------------ running
+@pytest.mark.slow
+def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_path, tiny_episode):
+    config = load_experiment(write_config(tmp_path, TINY))
+    exp = tmp_path / "exp"
+    results = run_experiment(config, exp, progress=False)
+
+    saved = json.loads((exp / "results.json").read_text())
+    assert saved["complete"] is True and saved["novel"] == ["pool"]
+    assert [(r["arm"], r["seed"]) for r in saved["runs"]] == [(a, 0) for a in config.arms]
+    for r in saved["runs"]:
+        assert set(r["metrics"]["per_class_iou"]) == {"field", "water", "road", "pool"}
+        assert (exp / r["predictions"]).is_dir() and (exp / r["run"] / "model.pt").is_file()
+    assert [row["arm"] for row in saved["summary"]] == config.arms
+    assert saved["summary"][0]["gain"]["novel_miou"] == 0.0
+    # one generator, one placement plan per seed, one painting per backend, shared by the three diffusion arms
+    names = [s["stage"] for s in saved["stages"]]
+    assert names.count("generator") == 1 and names.count("placements s0") == 1
+    assert names.count("paint diffusion s0") == 1 and names.count("paint copy-paste s0") == 1
+    sources = {arm: yaml.safe_load((exp / path / "curate.yaml").read_text())["source"]
+               for arm, path in saved["synthetic"][0]["curated"].items()}
+    assert sources["diffusion"] == sources["diffusion-no-filter"] == sources["diffusion-no-refine"]
+    assert sources["copy-paste"] != sources["diffusion"]
+    place = (exp / saved["synthetic"][0]["paint"]["diffusion"] / "placements.jsonl").read_text()
+    assert place == (exp / saved["synthetic"][0]["paint"]["copy-paste"] / "placements.jsonl").read_text()
+    assert saved["synthetic"][0]["summaries"]["diffusion-no-filter"]["encoder"] is None
+    assert saved["synthetic"][0]["summaries"]["diffusion-no-refine"]["refine"] == "none"
+    for s in saved["stages"]:
+        assert s["seconds"] >= 0 and s["peak_rss_mb"] > 50 and s["cached"] is False
+    assert (exp / "report.html").is_file() and yaml.safe_load((exp / "config.yaml").read_text())["name"] == "tiny"
+    assert results["runs"] == saved["runs"]
+
+    longer = load_experiment(write_config(tmp_path, {**TINY, "train": {**TINY["train"], "steps": 4}}))
+    again = run_experiment(longer, exp, progress=False, report=False)
+    cached = {s["stage"]: s["cached"] for s in again["stages"]}
+    assert all(cached[k] for k in cached if not k.startswith(("train", "evaluate")))
+    assert not any(cached[k] for k in cached if k.startswith(("train", "evaluate")))
+    assert all(json.loads((exp / r["run"] / "train_summary.json").read_text())["steps"] == 4 for r in again["runs"])
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_where_it_stopped(tmp_path, tiny_episode):
+    data = {**TINY, "arms": ["baseline", "copy-paste"], "generator": None,
+            "train": {**TINY["train"], "steps": 30, "checkpoint_every": 2}}
+    config = write_config(tmp_path, data)
+    exp = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "paintseg", "run", str(config), "--out", str(exp), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:  # kill it in the middle of the first training (baseline)
+            ckpts = list(exp.glob("stages/train-baseline-*/checkpoints/last.pt"))
+            if ckpts and not list(exp.glob("stages/train-baseline-*/model.pt")):
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+        else:
+            pytest.fail("no checkpoint of the first training appeared within 120 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (exp / "results.json").is_file() or not json.loads((exp / "results.json").read_text())["complete"]
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((exp / "results.json").read_text())
+    assert results["complete"] and [r["arm"] for r in results["runs"]] == ["baseline", "copy-paste"]
+    cached = {s["stage"]: s["cached"] for s in results["stages"]}
+    assert cached["placements s0"] and cached["paint copy-paste s0"] and cached["curate copy-paste s0"]
+    assert not cached["train baseline unet-resnet18 s0"] and not cached["train copy-paste unet-resnet18 s0"]
+    run = exp / results["runs"][0]["run"]
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert 0 < summary["resumed_from"] < 30 and summary["steps"] == 30
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 31))  # the log was cut back to the checkpoint: no step twice, none missing
+
+
+def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
+    path = write_config(tmp_path, {**TINY, "arms": ["nope"]})
+    done = subprocess.run([sys.executable, "-m", "paintseg", "run", str(path), "--out", str(tmp_path / "e")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "choose from baseline" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "e").exists()
