@@ -47,7 +47,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"arms": ["baseline", "painting"]}, "arms ['baseline', 'painting']: choose from"),
+    ({"arms": ["baseline", "painting"]}, "arms ['baseline', 'painting']: choose one or more of"),
     ({"arms": ["baseline", "baseline"]}, "lists an arm twice"),
     ({"generator": None}, "the diffusion arms need a generator"),
     ({"episode": {"path": "a", "demo": {}}}, "give exactly one of episode.path, episode.split or episode.demo"),
@@ -176,5 +176,5 @@ def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
     path = write_config(tmp_path, {**TINY, "arms": ["nope"]})
     done = subprocess.run([sys.executable, "-m", "paintseg", "run", str(path), "--out", str(tmp_path / "e")],
                           capture_output=True, text=True)
-    assert done.returncode == 2 and "choose from baseline" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "choose one or more of baseline" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "e").exists()

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paintseg.config import GENERATOR_MASK_KINDS, ConfigError, GeneratorConfig, TrainConfig, validate
+from paintseg.config import GENERATOR_MASK_KINDS, GeneratorConfig, TrainConfig, load_yaml
 
 ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
 DIFFUSION_ARMS = ("diffusion", "diffusion-no-filter", "diffusion-no-refine")
@@ -105,10 +104,7 @@ class GenerationSpec(_Strict):
     @field_validator("mask_kinds")
     @classmethod
     def _kinds(cls, value: list[str]) -> list[str]:
-        bad = [k for k in value if k not in GENERATOR_MASK_KINDS]
-        if not value or bad:
-            raise ValueError(f"mask_kinds {value}: use one or more of {', '.join(GENERATOR_MASK_KINDS)}")
-        return value
+        return _among(value, GENERATOR_MASK_KINDS, "mask_kinds")
 
     @model_validator(mode="after")
     def _sam(self) -> "GenerationSpec":
@@ -156,26 +152,17 @@ class ExperimentConfig(_Strict):
     @field_validator("arms")
     @classmethod
     def _arms(cls, value: list[str]) -> list[str]:
-        bad = [a for a in value if a not in ARMS]
-        if not value or bad:
-            raise ValueError(f"arms {value}: choose from {', '.join(ARMS)}")
-        if len(set(value)) != len(value):
-            raise ValueError(f"arms {value} lists an arm twice")
-        return value
+        return _once(_among(value, ARMS, "arms"), "arms", "an arm")
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"seeds {value} lists a seed twice")
-        return value
+        return _once(value, "seeds", "a seed")
 
     @field_validator("models")
     @classmethod
     def _models(cls, value: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in value]
-        if len(set(names)) != len(names):
-            raise ValueError(f"models {names} lists a model twice")
+        _once([m.name for m in value], "models", "a model")
         for m in value:  # the training config checks arch/encoder/crop together
             TrainConfig(arch=m.arch, encoder=m.encoder)
         return value
@@ -192,6 +179,18 @@ class ExperimentConfig(_Strict):
                                              "encoder_weights": model.encoder_weights, "seed": seed})
 
 
+def _among(values: list[str], allowed: tuple[str, ...], field: str) -> list[str]:
+    if not values or any(v not in allowed for v in values):
+        raise ValueError(f"{field} {values}: choose one or more of {', '.join(allowed)}")
+    return values
+
+
+def _once(values: list, field: str, what: str) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{field} {values} lists {what} twice")
+    return values
+
+
 def _resolve(value: str | None, base: Path) -> str | None:
     if value is None or Path(value).is_absolute():
         return value
@@ -199,17 +198,9 @@ def _resolve(value: str | None, base: Path) -> str | None:
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML; relative paths inside are made relative to the file's folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such experiment config; pass a YAML file such as configs/demo.yaml")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e}); fix the file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of experiment fields (name, episode, arms, ...)")
-    return resolve_paths(validate(data, ExperimentConfig, str(path)), path.resolve().parent)
+    """Read and validate an experiment YAML (e.g. configs/demo.yaml); relative paths inside are made relative to
+    the file's folder."""
+    return resolve_paths(load_yaml(path, ExperimentConfig), Path(path).resolve().parent)
 
 
 def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
@@ -224,9 +215,8 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         config.generator.path = _resolve(config.generator.path, base)
     config.generation.sam_checkpoint = _resolve(config.generation.sam_checkpoint, base)
     spec = config.generation.filter
-    for prefix in ("generator:", ):
-        if spec.startswith(prefix):
-            config.generation.filter = prefix + _resolve(spec[len(prefix):], base)
+    if spec.startswith("generator:"):
+        config.generation.filter = "generator:" + _resolve(spec.removeprefix("generator:"), base)
     if spec.startswith("open_clip:"):
         kind, model, ckpt = spec.split(":", 2) if spec.count(":") >= 2 else (spec, "", "")
         if ckpt:
