@@ -146,6 +146,8 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(TrainConfig(), description="Shared segmentation training settings; arch, encoder, "
                                "encoder_weights and seed come from models and seeds.")
     seeds: list[int] = Field([0], min_length=1)
+    predict_window: int | None = Field(None, description="Sliding-window side for the query predictions (a multiple "
+                                       "of 32); default: the training crop.")
     predict_overlap: float = Field(0.25, ge=0, le=0.9)
     report: ReportSpec = ReportSpec()
 
@@ -153,6 +155,13 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _arms(cls, value: list[str]) -> list[str]:
         return _once(_among(value, ARMS, "arms"), "arms", "an arm")
+
+    @field_validator("predict_window")
+    @classmethod
+    def _window(cls, value: int | None) -> int | None:
+        if value is not None and (value < 32 or value % 32):
+            raise ValueError(f"predict_window {value} must be a multiple of 32 (at least 32), e.g. 512")
+        return value
 
     @field_validator("seeds")
     @classmethod

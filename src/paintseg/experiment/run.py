@@ -289,8 +289,8 @@ def _train_and_evaluate(config: ExperimentConfig, episode, episode_key: str, arm
 
     def work() -> None:
         shutil.rmtree(eval_dir / "pred", ignore_errors=True)
-        predict(folder, [s.image for s in episode.query], eval_dir / "pred", overlap=config.predict_overlap,
-                progress=progress)
+        predict(folder, [s.image for s in episode.query], eval_dir / "pred", window=config.predict_window,
+                overlap=config.predict_overlap, progress=progress)
         metrics = evaluate_predictions(eval_dir / "pred", episode, progress=progress)
         (eval_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
 
