@@ -106,7 +106,51 @@ def curation_dubai(r: dict) -> str:
     ])
 
 
-BLOCKS = {"baseline_dubai": baseline_dubai, "generator_dubai": generator_dubai, "curation_dubai": curation_dubai}
+def _ms(cell: dict) -> str:
+    return f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+
+
+def experiment(r: dict, name: str) -> str:
+    """The headline table of a `paintseg run` benchmark (benchmarks/experiment.py)."""
+    c = r["config"]
+    kept = {}
+    for entry in r["synthetic"]:
+        for arm, summary in entry["summaries"].items():
+            kept.setdefault(arm, []).append(summary["kept"])
+    rows = ["| arm | model | seeds | base mIoU | novel mIoU | score | novel gain | synthetic instances / seed |",
+            "|---|---|---|---|---|---|---|---|"]
+    for row in r["summary"]:
+        gain = "—" if not row["gain"] or row["arm"] == "baseline" else f"{row['gain']['novel_miou']:+.1f}"
+        k = kept.get(row["arm"])
+        rows.append(f"| {row['arm']} | {row['model']} | {row['n']} | {_ms(row['base_miou'])} | "
+                    f"{_ms(row['novel_miou'])} | {_ms(row['score'])} | {gain} | "
+                    f"{'—' if not k else f'{sum(k) / len(k):.0f}'} |")
+    minutes: dict[str, float] = {}
+    for s in r["stages"]:
+        kind = s["stage"].split()[0]
+        minutes[kind] = minutes.get(kind, 0.0) + s["seconds"] / 60
+    total = sum(minutes.values())
+    t, g = c["train"], c["generation"]
+    b = r["benchmark"]
+    return "\n".join([
+        f"**{r['name']}** (novel = {', '.join(r['novel'])}; IoU in %, mean ± std over seeds; gain = novel mIoU "
+        f"minus the baseline's):",
+        "",
+        *rows,
+        "",
+        f"Segmentation: {t['steps']} steps, batch {t['batch']}, crop {t['crop']}, no pretraining. Painting: "
+        f"{g['per_class']} placements × {g['candidates']} candidates per seed, {g['steps']} DDIM steps, filter "
+        f"{g['filter']} ({g['keep']}), refine {g['refine']}. Stage time (min): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
+        + f"; {total:.0f} min in all on {r['environment']['cpus']} CPU cores, peak RSS "
+        f"{max(s['peak_rss_mb'] for s in r['stages']):.0f} MB.",
+        f"Produced by `{b['command']}` (= `{b['paintseg_command']}`) → `benchmarks/results/experiment_{name}.json`; "
+        f"screenshot of its report.html: `benchmarks/results/experiment_{name}_report.png`.",
+    ])
+
+
+BLOCKS = {"baseline_dubai": baseline_dubai, "generator_dubai": generator_dubai, "curation_dubai": curation_dubai,
+          "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo")}
 
 
 def main() -> None:
