@@ -72,6 +72,30 @@ def lr_factor(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def checkpoint_state(step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: torch.optim.lr_scheduler.LRScheduler, **extra: Any) -> dict[str, Any]:
+    """What ``checkpoints/last.pt`` holds: weights, optimizer, LR schedule, step and RNG states (plus ``extra``, e.g.
+    the generator's EMA weights)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "step": step, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, **extra}
+
+
+def restore_checkpoint(checkpoint: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                       scheduler: torch.optim.lr_scheduler.LambdaLR, warmup: int, steps: int) -> None:
+    """Load what :func:`checkpoint_state` saved; the learning rate continues on the schedule for ``steps`` (which
+    may have changed since the checkpoint)."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    factor = lr_factor(warmup, steps)
+    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
+    torch.set_rng_state(checkpoint["torch_rng"])
+    if torch.cuda.is_available() and checkpoint.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+
+
 def peak_rss_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux

@@ -28,7 +28,16 @@ from torch import nn
 from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
-from paintseg.runs import lr_factor, open_run, peak_rss_mb, save_torch, say, write_text
+from paintseg.runs import (
+    checkpoint_state,
+    lr_factor,
+    open_run,
+    peak_rss_mb,
+    restore_checkpoint,
+    save_torch,
+    say,
+    write_text,
+)
 
 from .. import __version__
 from ..config import TrainConfig
@@ -99,15 +108,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        factor = lr_factor(config.warmup_steps, config.steps)  # `steps` may have changed: continue on the new schedule
-        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
-            group["lr"] = base_lr * factor(scheduler.last_epoch)
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if torch.cuda.is_available() and checkpoint.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, config.steps)
 
     weight = None
     if config.class_weights == "inverse-sqrt":
@@ -146,10 +147,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
             if done % config.checkpoint_every == 0 or done == config.steps:
-                save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state(),
-                       "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                      ckpt_path)
+                save_torch(checkpoint_state(done, model, optimizer, scheduler), ckpt_path)
     wall = time.perf_counter() - wall_start
 
     save_torch({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": config.arch,

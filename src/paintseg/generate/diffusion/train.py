@@ -36,7 +36,16 @@ from paintseg import __version__
 from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
-from paintseg.runs import lr_factor, open_run, peak_rss_mb, save_torch, say, write_text
+from paintseg.runs import (
+    checkpoint_state,
+    lr_factor,
+    open_run,
+    peak_rss_mb,
+    restore_checkpoint,
+    save_torch,
+    say,
+    write_text,
+)
 
 from .data import PairBatch, PairSampler, batches
 from .model import PaintModel, build_generator, save_generator
@@ -177,14 +186,8 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
+        restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, config.steps)
         ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        factor = lr_factor(config.warmup_steps, config.steps)  # `steps` may have changed: continue on the new schedule
-        for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
-            group["lr"] = base_lr * factor(scheduler.last_epoch)
-        torch.set_rng_state(checkpoint["torch_rng"])
     noise_scheduler = model.noise_scheduler()
     num_timesteps = noise_scheduler.config.num_train_timesteps
 
@@ -224,9 +227,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
             if done % config.checkpoint_every == 0 or done == config.steps:
-                save_torch({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "step": done, "torch_rng": torch.get_rng_state()},
-                      ckpt_path)
+                save_torch(checkpoint_state(done, model, optimizer, scheduler, ema=ema.state_dict()), ckpt_path)
             if done % config.sample_every == 0 or done == config.steps:
                 grid_start = time.perf_counter()
                 ema_model.load_state_dict(ema.shadow)
