@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from paintseg.errors import PaintsegError
 
@@ -23,6 +23,16 @@ SEGMENTATION_ARCHS = ("unet", "unetplusplus", "deeplabv3plus", "deeplabv3", "fpn
                       "pan", "upernet", "segformer", "dpt")
 # Smallest crop an architecture accepts (PAN's pyramid pools the stride-32 features down to 1/8 of their size).
 MIN_CROP = {"pan": 128}
+
+
+def _check_bands(value: list[int] | None) -> list[int] | None:
+    if value is not None and (len(value) not in (1, 3) or any(b < 1 for b in value)):
+        raise ValueError(f"rgb_bands {value} must be 1 or 3 band numbers counted from 1, e.g. [4, 3, 2]")
+    return value
+
+
+# the band choice of both trainers' configs: None (the first three bands), or 1 or 3 band numbers counted from 1
+RgbBands = Annotated[list[int] | None, AfterValidator(_check_bands)]
 
 
 class ConfigError(PaintsegError):
@@ -60,7 +70,7 @@ class TrainConfig(BaseModel):
         False, description="Train label 0 as a class. By default 0 is ignored: in trainset and support labels it "
         "also covers classes that split does not label.")
     checkpoint_every: int = Field(100, ge=1, description="Write checkpoints/last.pt every N steps.")
-    rgb_bands: list[int] | None = Field(
+    rgb_bands: RgbBands = Field(
         None, description="1-based bands read as red, green, blue (e.g. [4, 3, 2]); default: the first three.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes preparing batches.")
 
@@ -77,15 +87,6 @@ class TrainConfig(BaseModel):
     def _fraction(cls, value: float) -> float:
         if not 0 <= value < 1:
             raise ValueError(f"{value} is not a fraction in [0, 1) (e.g. 0.25 for a quarter of each batch)")
-        return value
-
-    @field_validator("rgb_bands")
-    @classmethod
-    def _bands(cls, value: list[int] | None) -> list[int] | None:
-        if value is None:
-            return None
-        if len(value) not in (1, 3) or any(b < 1 for b in value):
-            raise ValueError(f"rgb_bands {value} must be 1 or 3 band numbers counted from 1, e.g. [4, 3, 2]")
         return value
 
     @model_validator(mode="after")
@@ -153,7 +154,7 @@ class GeneratorConfig(BaseModel):
     box_fraction: tuple[float, float] = Field(
         (0.10, 0.25), description="Range of the share of the context window that the instance's box covers.")
     min_instance_pixels: int = Field(16, ge=1, description="Smallest connected component used as an instance.")
-    rgb_bands: list[int] | None = Field(
+    rgb_bands: RgbBands = Field(
         None, description="1-based bands read as red, green, blue (e.g. [4, 3, 2]); default: the first three.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes preparing batches.")
 
@@ -204,15 +205,6 @@ class GeneratorConfig(BaseModel):
         if not 0 < lo <= hi <= 1:
             raise ValueError(f"box_fraction {list(value)} must be [low, high] with 0 < low <= high <= 1, "
                              f"e.g. [0.10, 0.25]")
-        return value
-
-    @field_validator("rgb_bands")
-    @classmethod
-    def _bands(cls, value: list[int] | None) -> list[int] | None:
-        if value is None:
-            return None
-        if len(value) not in (1, 3) or any(b < 1 for b in value):
-            raise ValueError(f"rgb_bands {value} must be 1 or 3 band numbers counted from 1, e.g. [4, 3, 2]")
         return value
 
 
