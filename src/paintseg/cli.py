@@ -193,10 +193,9 @@ def evaluate(
     metrics = _run(evaluate_predictions, pred, ep, skip_absent=skip_absent)
     typer.echo(format_table(metrics))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".partial")
-        tmp.write_text(to_json(metrics))
-        tmp.replace(out)
+        from paintseg.files import write_text
+
+        write_text(out, to_json(metrics))
         typer.echo(f"metrics written to {out}")
 
 

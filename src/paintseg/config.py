@@ -6,7 +6,6 @@ temporary name, then renamed, so a killed process never leaves half a file).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -14,6 +13,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -247,11 +247,7 @@ def dump_yaml(obj: BaseModel | dict[str, Any], path: str | Path) -> Path:
     """Write a config (or a plain mapping) as YAML, to a temporary name first and then renamed into place."""
     path = Path(path)
     data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    return write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def guard_settings(path: str | Path, settings: dict[str, Any], what: str = "this folder") -> None:

@@ -19,19 +19,14 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm import tqdm
 
+from paintseg.files import write_text
+
 
 def save_torch(obj: Any, path: Path) -> None:
     """torch.save to a temporary name in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write text to a temporary name, then rename."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 

@@ -12,7 +12,6 @@ of the scene keeps its original pixels exactly.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from tqdm import tqdm
 from paintseg.data.episode import Episode
 from paintseg.data.raster import IMAGE_SUFFIX, LABEL_SUFFIX, read_image, write_image, write_label
 from paintseg.errors import PaintsegError
-from paintseg.generate.candidates import load_candidate
+from paintseg.files import write_text
+from paintseg.generate.candidates import load_candidate, read_jsonl
 from paintseg.generate.masks import Box
 
 
@@ -85,12 +85,6 @@ def compose(image: np.ndarray, label: np.ndarray, insertions: list[Insertion],
     return out_image, out_label
 
 
-def _manifest_lines(path: Path) -> list[dict]:
-    if not Path(path).is_file():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 def _instance_line(entry: dict, image: str | None, mask_pixels: int | None, why: str | None) -> str:
     return json.dumps({
         "image": image, "scene": entry["scene"], "placement": entry["placement"], "candidate": entry["candidate"],
@@ -113,7 +107,7 @@ def compose_set(episode: Episode, out: Path, chosen: list[dict], candidates_dir:
     out = Path(out)
     candidates_dir = Path(candidates_dir) if candidates_dir is not None else out / "candidates"
     manifest = out / "manifest.jsonl"
-    previous = [e for e in _manifest_lines(manifest) if e.get("kept", True)]
+    previous = [e for e in read_jsonl(manifest) if e.get("kept", True)]
     done = {e["scene"] for e in previous}
     by_scene: dict[str, list[dict]] = defaultdict(list)
     for entry in chosen:
@@ -124,9 +118,7 @@ def compose_set(episode: Episode, out: Path, chosen: list[dict], candidates_dir:
     if previous and not todo and not rejected:
         return 0
     # rewrite the manifest with the kept lines only; rejected lines are appended once, at the end
-    tmp = manifest.with_name(".manifest.jsonl.partial")
-    tmp.write_text("".join(json.dumps(e) + "\n" for e in previous))
-    os.replace(tmp, manifest)
+    write_text(manifest, "".join(json.dumps(e) + "\n" for e in previous))
     for scene in tqdm(todo, desc="compose", unit="scene", disable=not progress):
         sample = samples[scene]
         raster = read_image(sample.image)

@@ -12,7 +12,6 @@ scenes. Candidates are never repainted, so ablations (no filter, no refinement) 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from paintseg.config import guard_settings
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
+from paintseg.files import save_png, write_text
 from paintseg.generate.candidates import load_candidate, read_manifest
 from paintseg.generate.masks import Box
 from paintseg.generate.references import load_references
@@ -102,10 +102,8 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
         scores = score_manifest(encoder, candidates_dir, entries, references, mode)
         best = select_best(scores)
         scores_file = out / "scores.json"
-        tmp = scores_file.with_name(".scores.json.partial")
-        tmp.write_text(json.dumps({"encoder": encoder.name, "mode": mode,
-                                   "scores": {str(p): [round(float(v), 6) for v in s] for p, s in scores.items()}}))
-        os.replace(tmp, scores_file)
+        write_text(scores_file, json.dumps({"encoder": encoder.name, "mode": mode, "scores": {
+            str(p): [round(float(v), 6) for v in s] for p, s in scores.items()}}))
     else:
         best = {p: (0, None) for p in placements}
     seconds["score"] = time.time() - t
@@ -136,9 +134,7 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
             path.parent.mkdir(parents=True, exist_ok=True)
             if fallback:
                 fallback_file.write_text(fallback + "\n")
-            tmp = path.with_name(f".{path.name}.partial")
-            Image.fromarray(refined.astype(np.uint8) * 255).save(tmp, format="PNG")
-            os.replace(tmp, path)
+            save_png(path, refined.astype(np.uint8) * 255)
         if fallback_file.is_file():  # the refiner found no outline and returned the inpaint mask
             rejected[p] = f"refine: no outline ({fallback_file.read_text().strip()})"
             continue

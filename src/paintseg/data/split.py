@@ -34,6 +34,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
+
 from .classes import BACKGROUND, IGNORE, ClassMap, ClassMapError
 from .raster import (IMAGE_SUFFIX, LABEL_SUFFIX, RasterError, is_raster, raster_format, read_image, read_label,
                      write_image, write_label)
@@ -245,12 +247,6 @@ def _count(counts: np.ndarray, role: str, classes: ClassMap, class_id: int | Non
     return c
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 # ------------------------------------------------------------------------------------------------ the split
 def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str], out: Path, shots: int = 5,
                   seed: int = 0, group: str | None = None, tile: int | None = 512, query_fraction: float = 0.25,
@@ -349,11 +345,11 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
     summary = _summary(tiles, count_matrix, jobs, groups, classes)
     config = {"images": images, "labels": labels, "group": group, "novel": list(novel), "shots": shots, "seed": seed,
               "tile": tile, "query_fraction": query_fraction, "min_pixels": min_pixels}
-    _write_text(out / "split.json", json.dumps({"config": config, "summary": summary}, indent=1) + "\n")
+    write_text(out / "split.json", json.dumps({"config": config, "summary": summary}, indent=1) + "\n")
     val = {"support_set": {str(c): sorted(v) for c, v in sorted(support_names.items())},
            "query_set": sorted(names["query"])}
-    _write_text(out / "val.json", json.dumps(val, indent=1) + "\n")
-    _write_text(out / "train.txt", "".join(n + "\n" for n in sorted(names["train"])))
+    write_text(out / "val.json", json.dumps(val, indent=1) + "\n")
+    write_text(out / "train.txt", "".join(n + "\n" for n in sorted(names["train"])))
     return summary
 
 

@@ -24,7 +24,7 @@ from scipy import ndimage
 from paintseg.data.episode import Episode, Sample
 from paintseg.data.raster import read_image, read_label, to_uint8
 from paintseg.evaluate.metrics import PREDICTION_SUFFIXES
-from paintseg.generate.candidates import read_manifest
+from paintseg.generate.candidates import read_jsonl, read_manifest
 from paintseg.generate.references import load_references
 
 TILE = 256  # the largest side of an image tile, in pixels
@@ -206,10 +206,6 @@ def stage_chart(labels: list[str], seconds: list[float], cached: list[bool], tex
 
 
 # --------------------------------------------------------------------------------------------- grids from stage folders
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -259,7 +255,7 @@ def sample_grid(episode: Episode, paint: Path, cur: Path, n: int) -> Figure:
     for e in read_manifest(cand_dir / "manifest.jsonl"):
         by_placement[int(e["placement"])].append(e)
     refs = load_references(paint / "references")
-    curated = {int(e["placement"]): e for e in jsonl(cur / "manifest.jsonl")}
+    curated = {int(e["placement"]): e for e in read_jsonl(cur / "manifest.jsonl")}
     scores = json.loads((cur / "scores.json").read_text())["scores"] if (cur / "scores.json").is_file() else {}
     k_max = max(len(v) for v in by_placement.values())
     scenes = _Scenes(episode)

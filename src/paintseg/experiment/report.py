@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import shutil
 import subprocess
 from collections import defaultdict
@@ -25,6 +24,7 @@ from pathlib import Path
 from paintseg.data.classes import ClassMap
 from paintseg.data.episode import SPLIT_LISTS, Episode
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
 
 from .figures import data_uri, novel_chart, prediction_grid, sample_grid, stage_chart
 
@@ -361,11 +361,7 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "
             f"{_esc(results.get('name', 'experiment'))}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
-    out = exp / "report.html"
-    tmp = exp / ".report.html.partial"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text(exp / "report.html", page)
 
 
 def find_browser() -> str | None:

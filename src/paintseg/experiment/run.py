@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 from paintseg.config import dump_yaml
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
 
 from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 
@@ -108,7 +109,7 @@ class Stages:
     def run(self, name: str, folder: Path, work: Callable[[], Any]) -> dict:
         """``work()`` fills ``folder`` unless ``folder/stage.json`` says it is complete; returns the stage record."""
         marker = folder / "stage.json"
-        rel = str(folder.relative_to(self.exp)) if folder.is_relative_to(self.exp) else str(folder)
+        rel = _rel(folder, self.exp)
         if marker.is_file():
             record = dict(json.loads(marker.read_text()), cached=True)
             self._say(f"[cached] {name}  ({rel})")
@@ -120,9 +121,7 @@ class Stages:
                 work()
             record = {"stage": name, "folder": rel, "seconds": round(time.perf_counter() - start, 2),
                       "peak_rss_mb": memory.mb, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            tmp = marker.with_name(".stage.json.partial")
-            tmp.write_text(json.dumps(record, indent=1) + "\n")
-            os.replace(tmp, marker)
+            write_text(marker, json.dumps(record, indent=1) + "\n")
             record = dict(record, cached=False)
             self._say(f"[done]  {name}  {record['seconds']:.1f} s, peak {record['peak_rss_mb']:.0f} MB")
         self.records.append(record)
@@ -292,7 +291,7 @@ def _train_and_evaluate(config: ExperimentConfig, episode, episode_key: str, arm
         predict(folder, [s.image for s in episode.query], eval_dir / "pred", window=config.predict_window,
                 overlap=config.predict_overlap, progress=progress)
         metrics = evaluate_predictions(eval_dir / "pred", episode, progress=progress)
-        (eval_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        write_text(eval_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
 
     stages.run(f"evaluate {arm} {model.name} s{seed}", eval_dir, work)
     return folder, json.loads((eval_dir / "metrics.json").read_text())
@@ -332,12 +331,6 @@ def _environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "device": "cuda" if torch.cuda.is_available() else "cpu", "cpus": os.cpu_count(),
             "platform": platform.platform()}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = True, command: str | None = None,
@@ -395,10 +388,10 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
                                                                     "novel_miou", "score")}})
                 results["summary"] = summarize_runs(results["runs"], config.arms, results["models"])
                 results["wall_seconds"] = round(time.perf_counter() - wall, 1)
-                _write_json(exp / "results.json", results)
+                write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     results["complete"] = True
     results["wall_seconds"] = round(time.perf_counter() - wall, 1)
-    _write_json(exp / "results.json", results)
+    write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     if report:
         from .report import write_report
 

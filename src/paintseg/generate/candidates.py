@@ -29,6 +29,7 @@ from tqdm import tqdm
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
 from paintseg.errors import PaintsegError
+from paintseg.files import save_png
 
 from .masks import Box, make_mask
 from .placement import Placement
@@ -97,12 +98,6 @@ def make_job(index: int, placement: Placement, references: Sequence[Reference], 
     return WindowJob(index, placement, reference, window, mask, box)
 
 
-def _save_png(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
 def candidate_file(index: int, k: int) -> str:
     return f"p{index:06d}_k{k}.png"
 
@@ -140,19 +135,19 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
         lines = []
         for job, cands in zip(pending, results):
             inpaint_file = f"p{job.index:06d}_inpaint.png"
-            _save_png(out / inpaint_file, job.mask.astype(np.uint8) * 255)
+            save_png(out / inpaint_file, job.mask.astype(np.uint8) * 255)
             for k, cand in enumerate(cands):
                 image_file = candidate_file(job.index, k)
                 mask_file = image_file.replace(".png", "_mask.png")
-                _save_png(out / image_file, cand.image)
-                _save_png(out / mask_file, cand.object_mask.astype(np.uint8) * 255)
+                save_png(out / image_file, cand.image)
+                save_png(out / mask_file, cand.object_mask.astype(np.uint8) * 255)
                 if np.array_equal(cand.paint_mask, cand.object_mask):
                     paint_file = mask_file
                 elif np.array_equal(cand.paint_mask, job.mask):
                     paint_file = inpaint_file
                 else:
                     paint_file = image_file.replace(".png", "_paint.png")
-                    _save_png(out / paint_file, cand.paint_mask.astype(np.uint8) * 255)
+                    save_png(out / paint_file, cand.paint_mask.astype(np.uint8) * 255)
                 lines.append(json.dumps({
                     "placement": job.index, "candidate": k, "backend": backend.name,
                     "class_id": job.placement.class_id, "reference": job.placement.reference,
@@ -180,10 +175,17 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
     return painted
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a manifest (one per line; blank lines skipped); [] when the file does not exist yet."""
+    if not Path(path).is_file():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def read_manifest(path: Path) -> list[dict]:
     if not Path(path).is_file():
         raise PaintsegError(f"{path}: no manifest; run `paintseg generate` to write candidates first")
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def load_candidate(out: Path, entry: dict) -> tuple[Candidate, Box]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from paintseg.config import guard_settings
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
 
 from .candidates import Backend, SceneCache, done_placements, make_job, read_manifest, write_candidates
 from .masks import MASK_KINDS
@@ -107,8 +108,6 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
     placements = plan_placements(episode, references, per_class, seed=seed, prior=prior, mask_kinds=mask_kinds,
                                  progress=progress, context=context)
     info = prior_summary(context, episode.classes) if context is not None else {}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ".prior.json.partial").write_text(json.dumps(info, indent=1) + "\n")
-    (out / ".prior.json.partial").replace(out / "prior.json")
+    write_text(out / "prior.json", json.dumps(info, indent=1) + "\n")
     save_placements(placements, path)
     return placements, info

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,6 +34,8 @@ from paintseg.data.classes import IGNORE, ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
+
 from .masks import MASK_KINDS, Box
 from .references import Reference
 
@@ -373,10 +374,7 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
 def save_placements(placements: list[Placement], path: str | Path) -> Path:
     """One JSON object per line (:meth:`Placement.to_dict`), written to a temporary name and renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in placements))
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(p.to_dict()) + "\n" for p in placements))
     log.info("wrote %d placements to %s", len(placements), path)
     return path
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from paintseg.data.classes import ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8, write_image
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
+
 from .masks import Box, mask_box
 
 MANIFEST = "references.jsonl"
@@ -172,9 +173,7 @@ def save_references(refs: list[Reference], folder: str | Path, classes: ClassMap
         lines.append(json.dumps({"file": f"{stem}.png", "mask": f"{stem}_mask.png", "source": ref.source,
                                  "class_id": ref.class_id, "box": list(ref.box),
                                  "instance_box": list(ref.instance_box), "area": ref.area}))
-    tmp = folder / f".{MANIFEST}.partial"
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, folder / MANIFEST)
+    write_text(folder / MANIFEST, "".join(line + "\n" for line in lines))
     return folder
 
 

@@ -28,16 +28,8 @@ from torch import nn
 from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
-from paintseg.runs import (
-    checkpoint_state,
-    lr_factor,
-    open_run,
-    peak_rss_mb,
-    restore_checkpoint,
-    save_torch,
-    say,
-    write_text,
-)
+from paintseg.files import write_text
+from paintseg.runs import checkpoint_state, lr_factor, open_run, peak_rss_mb, restore_checkpoint, save_torch, say
 
 from .. import __version__
 from ..config import TrainConfig

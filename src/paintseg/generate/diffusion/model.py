@@ -12,7 +12,6 @@ tensors and plain values, so ``torch.load(weights_only=True)`` reads it) and ``c
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 from paintseg import __version__
 from paintseg.config import GeneratorConfig, dump_yaml, validate
 from paintseg.errors import PaintsegError
+from paintseg.runs import save_torch
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"
@@ -201,9 +201,7 @@ def save_generator(model: PaintModel, ema_state: dict[str, Tensor] | None, confi
                "config": config.model_dump(mode="json"), "step": step, "parameters": model.num_parameters,
                "paintseg_version": __version__}
     target = folder / "model.pt"
-    tmp = target.with_name(f".{target.name}.partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, target)
+    save_torch(payload, target)
     dump_yaml(record if record is not None else {"generator": config.model_dump(mode="json")},
               folder / "config.yaml")
     return target

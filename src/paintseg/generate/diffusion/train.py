@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
@@ -36,16 +34,8 @@ from paintseg import __version__
 from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
-from paintseg.runs import (
-    checkpoint_state,
-    lr_factor,
-    open_run,
-    peak_rss_mb,
-    restore_checkpoint,
-    save_torch,
-    say,
-    write_text,
-)
+from paintseg.files import save_png, write_text
+from paintseg.runs import checkpoint_state, lr_factor, open_run, peak_rss_mb, restore_checkpoint, save_torch, say
 
 from .data import PairBatch, PairSampler, batches
 from .model import PaintModel, build_generator, save_generator
@@ -148,11 +138,7 @@ def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConf
         for j, panel in enumerate(panels):
             y, x = gap + i * (size + gap), gap + j * (size + gap)
             grid[y : y + size, x : x + size] = panel[i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    Image.fromarray(grid).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    return save_png(path, grid)
 
 
 # --------------------------------------------------------------------------------------------- training
