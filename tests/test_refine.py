@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,18 +11,20 @@ import pytest
 import torch
 
 from paintseg.curate.refine import (
-    SAM_BUILDERS,
+    SAM_MODEL_TYPES,
     GrabCutRefiner,
     NoneRefiner,
     SamRefiner,
     build_refiner,
     build_sam_vit_tiny,
+    sam_builder,
     dilate,
     mask_centroid_point,
     mask_coverage_check,
     refine_iou,
 )
 from paintseg.errors import PaintsegError
+from paintseg.extras import MissingExtraError
 from paintseg.generate.masks import Box
 
 
@@ -170,7 +173,20 @@ def test_build_refiner(tiny_checkpoint: Path) -> None:
         build_refiner("sam")
     with pytest.raises(PaintsegError, match="unknown refiner 'magic'; use one of none, grabcut, sam"):
         build_refiner("magic")
-    assert {"vit_h", "vit_l", "vit_b", "vit_tiny"} <= set(SAM_BUILDERS)
+    assert {"vit_h", "vit_l", "vit_b", "vit_tiny"} <= set(SAM_MODEL_TYPES)
+    assert sam_builder("vit_tiny") is build_sam_vit_tiny and callable(sam_builder("vit_b"))
+    with pytest.raises(PaintsegError, match="unknown SAM model type 'vit_x'"):
+        sam_builder("vit_x")
+
+
+def test_sam_without_its_extra_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With segment_anything missing, asking for SAM is one line naming the extra; the other refiners still work."""
+    monkeypatch.setitem(sys.modules, "segment_anything", None)  # makes `import segment_anything` fail
+    with pytest.raises(MissingExtraError, match=r'--refine sam needs the package segment-anything.*'
+                                                r'pip install "paintseg\[sam\]"'):
+        build_refiner("sam", tmp_path / "sam.pth", "vit_b")
+    image, obj = disc_scene(size=48)
+    assert build_refiner("grabcut").refine(image, obj).shape == obj.shape
 
 
 def test_refine_input_errors() -> None:

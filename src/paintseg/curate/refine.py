@@ -21,16 +21,18 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import cv2
 import numpy as np
 import torch
-from segment_anything import SamPredictor, sam_model_registry
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from paintseg.errors import PaintsegError
+from paintseg.extras import require
 from paintseg.generate.masks import Box, mask_box
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +143,20 @@ class GrabCutRefiner:
 # --- SAM ----------------------------------------------------------------------------------------------------
 
 
+def _segment_anything(feature: str = "--refine sam"):
+    """segment_anything, imported only when SAM is used (it is the ``sam`` extra, not a core dependency)."""
+    return require("segment_anything", package="segment-anything", extra="sam", feature=feature)
+
+
 def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
     """A tiny SAM (about 0.2 M parameters, 256 px input) built from segment_anything's own classes.
 
     It exists for tests and smoke runs (a checkpoint can be made in a second without network), never for quality:
     randomly initialised or briefly trained, its masks mean nothing. Mirrors ``segment_anything.build_sam._build_sam``
     with small numbers, and loads a checkpoint the same way (``torch.load`` + ``load_state_dict``)."""
+    _segment_anything()
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
     prompt_embed_dim, image_size, patch_size = 32, 256, 16
     embedding_size = image_size // patch_size
     sam = Sam(
@@ -175,8 +185,17 @@ def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
     return sam
 
 
-# segment_anything's builders ("default" = "vit_h") plus our tiny test model.
-SAM_BUILDERS: dict[str, Callable[..., Sam]] = {**sam_model_registry, "vit_tiny": build_sam_vit_tiny}
+# segment_anything's model types ("default" = "vit_h") plus our tiny test model.
+SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_tiny")
+
+
+def sam_builder(model_type: str) -> Callable[..., Sam]:
+    """The function that builds a SAM of ``model_type`` (segment_anything's registry, or our tiny test model)."""
+    if model_type not in SAM_MODEL_TYPES:
+        raise PaintsegError(f"unknown SAM model type {model_type!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
+    if model_type == "vit_tiny":
+        return build_sam_vit_tiny
+    return _segment_anything().sam_model_registry[model_type]
 
 # What each model type's image encoder looks like in a state dict: (patch-embedding width, number of blocks).
 _SAM_SHAPES = {"vit_h": (1280, 32), "vit_l": (1024, 24), "vit_b": (768, 12), "vit_tiny": (64, 2)}
@@ -207,8 +226,7 @@ def _mismatch(model_state: dict[str, torch.Tensor], state: dict[str, Any], limit
 
 def load_sam(checkpoint: str | Path, model_type: str = "vit_b") -> Sam:
     """Build a SAM of ``model_type`` and load ``checkpoint`` into it, with errors that name the file and the fix."""
-    if model_type not in SAM_BUILDERS:
-        raise PaintsegError(f"unknown SAM model type {model_type!r}; use one of {', '.join(SAM_BUILDERS)}")
+    build = sam_builder(model_type)
     path = Path(checkpoint)
     if not path.is_file():
         raise PaintsegError(f"{path}: SAM checkpoint not found; download one (e.g. sam_vit_b_01ec64.pth) from "
@@ -229,13 +247,13 @@ def load_sam(checkpoint: str | Path, model_type: str = "vit_b") -> Sam:
         looks = f"this looks like a {guess[0]} checkpoint" if guess else "this is no SAM model type we know"
         raise PaintsegError(f"{path}: {looks} (image encoder width {found[0]}, {found[1]} blocks), but model type "
                             f"{model_type!r} expects width {_SAM_SHAPES[want][0]}, {_SAM_SHAPES[want][1]} blocks; "
-                            f"pass the matching model type (one of {', '.join(SAM_BUILDERS)})")
-    sam = SAM_BUILDERS[model_type](checkpoint=None)
+                            f"pass the matching model type (one of {', '.join(SAM_MODEL_TYPES)})")
+    sam = build(checkpoint=None)
     try:
         sam.load_state_dict(state)
     except RuntimeError as e:
         raise PaintsegError(f"{path}: does not fit SAM model type {model_type!r}: {_mismatch(sam.state_dict(), state)}"
-                            f"; pass the matching model type (one of {', '.join(SAM_BUILDERS)})") from e
+                            f"; pass the matching model type (one of {', '.join(SAM_MODEL_TYPES)})") from e
     return sam.eval()
 
 
@@ -266,7 +284,7 @@ class SamRefiner:
         self.prompt = prompt
         self.dilate = int(dilate)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.predictor = SamPredictor(load_sam(checkpoint, model_type).to(self.device))
+        self.predictor = _segment_anything().SamPredictor(load_sam(checkpoint, model_type).to(self.device))
 
     def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None = None) -> np.ndarray:
         mask, box = _inputs(image, inpaint_mask, box)

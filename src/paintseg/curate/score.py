@@ -41,6 +41,7 @@ from PIL import Image
 from scipy.stats import rankdata
 
 from paintseg.errors import PaintsegError
+from paintseg.extras import require
 from paintseg.generate.candidates import Candidate, load_candidate
 from paintseg.generate.masks import Box
 from paintseg.generate.references import Reference, padded_box
@@ -177,7 +178,7 @@ class OpenClipEncoder:
     its file stem). Masks are ignored: :func:`region` already emphasises the painted pixels."""
 
     def __init__(self, model: str, checkpoint: str | Path, device: str | None = None, batch: int = 64):
-        import open_clip
+        open_clip = require("open_clip", package="open_clip_torch", extra="clip", feature="the open_clip encoder")
 
         if model.endswith(".json") and Path(model).is_file():
             open_clip.add_model_config(model)
