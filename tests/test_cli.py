@@ -38,7 +38,7 @@ def test_whole_user_path(tmp_path: Path, classes_file: Path) -> None:
     assert r.output.startswith("ok:") and "novel classes pool" in r.output
 
     r = invoke("train", episode, "--out", run, "--arch", "unet", "--encoder", "tu-resnet10t", "--steps", "6",
-               "--batch", "2", "--crop", "64", "--checkpoint-every", "3")
+               "--batch", "2", "--crop", "64", "--checkpoint-every", "3", "--keep-checkpoint")
     assert r.exit_code == 0, r.output
     assert (run / "model.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
     assert len((run / "log.jsonl").read_text().splitlines()) == 6

@@ -217,9 +217,10 @@ def test_training_writes_the_run_folder(texture_episode, tmp_path):
     out = tmp_path / "gen"
     path = train_generator(texture_episode, out, quick_config(), progress=False)
     assert path == out / "model.pt"
-    for name in ("config.yaml", "log.jsonl", "checkpoints/last.pt", "samples/step_000002.png",
+    for name in ("config.yaml", "log.jsonl", "samples/step_000002.png",
                  "samples/step_000004.png", "model.pt", "train_summary.json"):
         assert (out / name).is_file(), name
+    assert not (out / "checkpoints").exists()  # dropped once model.pt is written (keep_checkpoint is off)
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["parameters"] > 0 and summary["peak_rss_mb"] > 0

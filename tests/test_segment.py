@@ -148,9 +148,9 @@ def trained(tmp_path_factory) -> tuple[Episode, Path]:
 
 def test_train_writes_run_folder_and_loss_decreases(trained) -> None:
     episode, run = trained
-    for name in ("config.yaml", "classes.json", "log.jsonl", "checkpoints/last.pt", "model.pt",
-                 "train_summary.json"):
+    for name in ("config.yaml", "classes.json", "log.jsonl", "model.pt", "train_summary.json"):
         assert (run / name).is_file(), name
+    assert not (run / "checkpoints").exists()  # the resume state is dropped once model.pt is written
     lines = [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
     assert [ln["step"] for ln in lines] == list(range(1, 121))
     losses = [ln["loss"] for ln in lines]
@@ -161,7 +161,18 @@ def test_train_writes_run_folder_and_loss_decreases(trained) -> None:
     assert summary["steps"] == 120 and summary["seconds_per_step"] > 0 and summary["peak_rss_mb"] > 0
     model, classes, meta = load_model(run)
     assert classes == episode.classes and meta["num_classes"] == 5 and meta["crop"] == 64
-    assert torch.load(run / "checkpoints/last.pt", weights_only=True)["step"] == 120
+    assert meta["step"] == 120
+
+
+def test_a_finished_run_without_its_checkpoint_is_done_or_says_how_to_continue(trained) -> None:
+    episode, run = trained
+    cfg = TrainConfig(**FAST, steps=120, checkpoint_every=50)
+    mtime = (run / "model.pt").stat().st_mtime_ns
+    assert train(episode, run, cfg, resume=True, progress=False) == run / "model.pt"
+    assert (run / "model.pt").stat().st_mtime_ns == mtime  # already done: not retrained from scratch
+    with pytest.raises(TrainError, match=r"finished at step 120 and its resume checkpoint was dropped.*"
+                                         r"pass steps=120.*--keep-checkpoint"):
+        train(episode, run, cfg.model_copy(update={"steps": 130}), resume=True, progress=False)
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tiny_episode: Path, tmp_path: Path, monkeypatch) -> None:
@@ -204,8 +215,10 @@ def test_resume_after_kill_equals_uninterrupted_run(tiny_episode: Path, tmp_path
 
 def test_resume_extends_a_finished_run_with_dice_and_class_weights(tiny_episode: Path, tmp_path: Path) -> None:
     episode = Episode(tiny_episode)
-    cfg = TrainConfig(**FAST, steps=4, checkpoint_every=2, dice_weight=0.5, class_weights="inverse-sqrt")
+    cfg = TrainConfig(**FAST, steps=4, checkpoint_every=2, dice_weight=0.5, class_weights="inverse-sqrt",
+                      keep_checkpoint=True)
     train(episode, tmp_path / "run", cfg, progress=False)
+    assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["step"] == 4
     train(episode, tmp_path / "run", cfg.model_copy(update={"steps": 6}), resume=True, progress=False)
     assert torch.load(tmp_path / "run/model.pt", weights_only=True)["step"] == 6
     assert len((tmp_path / "run/log.jsonl").read_text().splitlines()) == 6
@@ -281,3 +294,11 @@ def test_predict_input_errors(trained, tmp_path: Path) -> None:
         predict(run, [a], tmp_path / "pred", window=50, progress=False)
     with pytest.raises(TrainError, match="no model.pt"):
         predict(tmp_path, [a], tmp_path / "pred", progress=False)
+
+
+def test_encoder_learning_rate_scale(tiny_episode: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(**FAST, steps=2, checkpoint_every=2, encoder_lr_scale=0.1, keep_checkpoint=True)
+    train(Episode(tiny_episode), tmp_path / "run", cfg, progress=False)
+    groups = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert len(groups) == 2 and groups[0]["initial_lr"] == pytest.approx(0.1 * cfg.lr)
+    assert groups[1]["initial_lr"] == pytest.approx(cfg.lr)

@@ -58,6 +58,8 @@ class TrainConfig(BaseModel):
     crop: int = Field(256, description="Training crop size in pixels (multiple of 32).")
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate (use ~1e-4 with pretrained encoders).")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    encoder_lr_scale: float = Field(1.0, gt=0, le=1, description="The encoder's learning rate is lr times this "
+                                    "(e.g. 0.1 to fine-tune a pretrained encoder gently); 1: one rate for all.")
     warmup_steps: int = Field(20, ge=0, description="Linear warm-up steps before the cosine decay.")
     seed: int = Field(0, description="Seed for the initial weights, the batch sampling and the augmentation.")
     support_fraction: float = Field(0.25, description="Share of each batch drawn from the support set.")
@@ -70,6 +72,9 @@ class TrainConfig(BaseModel):
         False, description="Train label 0 as a class. By default 0 is ignored: in trainset and support labels it "
         "also covers classes that split does not label.")
     checkpoint_every: int = Field(100, ge=1, description="Write checkpoints/last.pt every N steps.")
+    keep_checkpoint: bool = Field(False, description="Keep checkpoints/last.pt (weights + optimizer, about 3x "
+                                  "model.pt) after a finished run, so it can be continued with more steps later; "
+                                  "default: drop it once model.pt is written.")
     rgb_bands: RgbBands = Field(
         None, description="1-based bands read as red, green, blue (e.g. [4, 3, 2]); default: the first three.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes preparing batches.")
@@ -143,6 +148,8 @@ class GeneratorConfig(BaseModel):
                                "(1: plain MSE; larger: learn the painted region first).")
     grad_clip: float = Field(1.0, ge=0, description="Clip the gradient norm to this; 0: no clipping.")
     checkpoint_every: int = Field(500, ge=1, description="Write checkpoints/last.pt every N steps.")
+    keep_checkpoint: bool = Field(False, description="Keep checkpoints/last.pt after a finished run (to continue "
+                                  "it with more steps later); default: drop it once model.pt is written.")
     sample_every: int = Field(1000, ge=1, description="Write a sample grid samples/step_NNNNNN.png every N steps.")
     sample_count: int = Field(4, ge=1, le=32, description="Fixed validation pairs painted into each sample grid.")
     sample_steps: int = Field(25, ge=1, description="DDIM steps used for the sample grids.")

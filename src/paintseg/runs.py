@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import resource
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -133,9 +134,29 @@ def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: 
                         f"{start} to continue it, or a new --out folder")
         if start == steps and model_path.exists():
             return None
+    elif resume and model_path.exists():  # a finished run whose resume checkpoint was dropped (keep_checkpoint off)
+        done = trained_steps(model_path)
+        if done == steps:
+            return None
+        raise error(f"{model_path}: the run finished at step {done} and its resume checkpoint was dropped "
+                    f"(keep_checkpoint is off), so it cannot continue to steps={steps}; pass steps={done}, or a new "
+                    f"--out folder (train with --keep-checkpoint to be able to continue a finished run)")
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(record, config_path)
     if checkpoint is None and log_path.exists():
         log_path.unlink()  # a run killed before its first checkpoint starts over
     keep_log(log_path, start)
     return start, checkpoint
+
+
+def trained_steps(model_path: Path) -> int | None:
+    """The step count a finished run's ``model.pt`` records (None when it records none)."""
+    step = torch.load(model_path, map_location="cpu", weights_only=True, mmap=True).get("step")
+    return None if step is None else int(step)
+
+
+def finish_run(out: Path, keep_checkpoint: bool) -> None:
+    """After ``model.pt`` is written: drop ``checkpoints/`` (the resume state, about three times the size of the
+    model with its optimizer moments) unless ``keep_checkpoint``."""
+    if not keep_checkpoint:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)

@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
-from paintseg.runs import checkpoint_state, lr_factor, open_run, peak_rss_mb, restore_checkpoint, save_torch, say
+from paintseg.runs import (checkpoint_state, finish_run, lr_factor, open_run, peak_rss_mb, restore_checkpoint,
+                           save_torch, say)
 
 from .. import __version__
 from ..config import TrainConfig
@@ -41,7 +42,7 @@ from .models import Segmenter, build_model
 log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed: they do not change the trained weights of the steps done so far.
-RESUMABLE_CHANGES = ("steps", "num_workers", "checkpoint_every")
+RESUMABLE_CHANGES = ("steps", "num_workers", "checkpoint_every", "keep_checkpoint")
 
 
 class TrainError(PaintsegError):
@@ -97,7 +98,11 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.encoder, num_classes,
                         encoder_weights=None if checkpoint else config.encoder_weights).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    encoder = list(model.net.encoder.parameters())
+    ids = {id(p) for p in encoder}
+    groups = [{"params": encoder, "lr": config.lr * config.encoder_lr_scale},
+              {"params": [p for p in model.parameters() if id(p) not in ids], "lr": config.lr}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, config.steps)
@@ -127,7 +132,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
+            lr = optimizer.param_groups[-1]["lr"]
             scheduler.step()
             done, now = step + 1, time.perf_counter()
             value = float(loss.detach())
@@ -153,6 +158,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
                "last_loss": losses[-1] if losses else None, "device": device,
                "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    finish_run(out, config.keep_checkpoint)
     say(log, f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     return model_path
 

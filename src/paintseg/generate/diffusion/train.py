@@ -35,7 +35,8 @@ from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.runs import checkpoint_state, lr_factor, open_run, peak_rss_mb, restore_checkpoint, save_torch, say
+from paintseg.runs import (checkpoint_state, finish_run, lr_factor, open_run, peak_rss_mb, restore_checkpoint,
+                           save_torch, say)
 
 from .data import PairBatch, PairSampler, batches
 from .model import PaintModel, build_generator, save_generator
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed: they do not change the weights of the steps done so far.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "sample_every", "sample_count", "sample_steps",
-                     "sample_guidance", "num_workers")
+                     "sample_guidance", "num_workers", "keep_checkpoint")
 NOISE_TAG = 9_999_991  # second seed word of the per-step noise / timesteps / reference drops
 
 
@@ -232,5 +233,6 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                "size": config.size, "resolution": model.spec.resolution, "device": device,
                "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    finish_run(out, config.keep_checkpoint)
     say(log, f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     return model_path
