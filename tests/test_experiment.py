@@ -16,7 +16,8 @@ import yaml
 from paintseg.config import ConfigError
 from paintseg.experiment.config import ExperimentConfig, load_experiment
 from paintseg.experiment.demo import DEMO_CONFIG, demo_config
-from paintseg.experiment.run import run_experiment, settings_hash, summarize_runs
+from paintseg.experiment.run import (Stages, folder_bytes, planned_stages, run_experiment, settings_hash,
+                                     summarize_runs)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,6 +95,32 @@ def test_summary_mean_std_and_gain():
     assert rows["baseline"]["n"] == 2
 
 
+def test_stage_lines_count_stages_and_estimate_the_time_left(tmp_path, capsys, monkeypatch):
+    stages = Stages(tmp_path, progress=True, total=4)
+    stages.upcoming = ["train", "evaluate", "train", "evaluate"]
+    clock = iter([0.0, 10.0, 100.0, 102.0])  # train takes 10 s, evaluate 2 s
+    with monkeypatch.context() as m:
+        m.setattr(time, "perf_counter", lambda: next(clock))
+        stages.run("train a", tmp_path / "t1", lambda: None)
+        stages.run("evaluate a", tmp_path / "e1", lambda: None)
+    stages.run("train b", tmp_path / "t1", lambda: None)  # complete already: cached
+    err = capsys.readouterr().err
+    assert "[stage 1/4] train a" in err
+    # this evaluate and the next at the 10 s average of all stages (none of their kind ran yet), the train at 10 s
+    assert "[stage 2/4, about 30 s left] evaluate a" in err
+    assert "[cached 3/4] train b" in err
+    assert stages.upcoming == ["evaluate"] and stages.estimate_left() == 2.0
+
+
+def test_planned_stages_follow_the_config():
+    config = ExperimentConfig.model_validate({**TINY, "seeds": [0, 1], "arms": ["baseline", "copy-paste"],
+                                              "generator": None})
+    assert planned_stages(config) == (["placements", "paint", "curate"] * 2 + ["train", "evaluate"] * 4)
+    full = ExperimentConfig.model_validate(TINY)
+    assert planned_stages(full)[:3] == ["generator", "placements", "paint"] and len(planned_stages(full)) == 1 + 1 + \
+        2 + 4 + 2 * 5
+
+
 # ------------------------------------------------------------------------------------------------ running
 @pytest.mark.slow
 def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_path, tiny_episode):
@@ -103,6 +130,10 @@ def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_pat
 
     saved = json.loads((exp / "results.json").read_text())
     assert saved["complete"] is True and saved["novel"] == ["pool"]
+    # every stage the plan counted ran, in the planned order; the folder's size is recorded
+    assert [s["stage"].split()[0] for s in saved["stages"]] == planned_stages(config)
+    assert saved["disk_mb"] == round(folder_bytes(exp) / 2**20, 1) > 0
+    assert not list(exp.glob("stages/*/checkpoints"))  # finished trainings drop their resume state
     assert [(r["arm"], r["seed"]) for r in saved["runs"]] == [(a, 0) for a in config.arms]
     for r in saved["runs"]:
         assert set(r["metrics"]["per_class_iou"]) == {"field", "water", "road", "pool"}

