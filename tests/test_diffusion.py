@@ -300,3 +300,26 @@ def test_painting_follows_the_reference_texture(texture_episode, tmp_path):
     print("mean-colour distance of the painted holes (reference -> {texture: distance}):", distance)
     assert distance[STRIPES][STRIPES] < distance[STRIPES][CHECKS]
     assert distance[CHECKS][CHECKS] < distance[CHECKS][STRIPES]
+
+
+def test_frozen_pretrained_reference_encoder_trains_only_its_mapper(texture_episode, tmp_path):
+    """reference_encoder: efficientnet-lite0 - Paint-by-Example's frozen image encoder + trainable mapper."""
+    from paintseg.pretrained import packaged_state
+
+    config = quick_config(steps=3, reference_encoder="efficientnet-lite0", sample_every=100)
+    train_generator(texture_episode, tmp_path / "gen", config, progress=False)
+    model, loaded = load_generator(tmp_path / "gen")
+    assert loaded.reference_encoder == "efficientnet-lite0" and model.spec.reference == "efficientnet-lite0"
+    backbone = model.reference_encoder.backbone.backbone
+    packaged = packaged_state("tf_efficientnet_lite0", [len(s) for s in backbone.blocks])
+    for key, value in backbone.state_dict().items():  # the ImageNet weights and BN statistics are untouched
+        assert torch.equal(value, packaged[key]), key
+    torch.manual_seed(config.seed)
+    fresh = build_generator(config)  # the initial weights of the run
+    trained = dict(model.reference_encoder.named_parameters())
+    moved = [k for k, v in fresh.reference_encoder.named_parameters() if not k.startswith("backbone.")
+             and not torch.equal(v, trained[k])]
+    assert moved and not any(p.requires_grad for p in model.reference_encoder.backbone.parameters())
+    ref, ref_mask = torch.rand(2, 3, 32, 32) * 2 - 1, torch.ones(2, 1, 32, 32)
+    assert model.encode_reference(ref, ref_mask).shape == (2, model.reference_encoder.num_tokens,
+                                                           model.spec.token_dim)

