@@ -125,6 +125,8 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Seed for weights, sampling and augmentation."),
     support_fraction: Optional[float] = typer.Option(None, help="Share of each batch drawn from the support set."),
     synthetic_fraction: Optional[float] = typer.Option(None, help="Share drawn from the synthetic set(s)."),
+    synthetic_context: Optional[int] = typer.Option(None, help="On synthetic images, learn only the novel pixels "
+                                                    "and those within this many pixels of them (0: all)."),
     dice_weight: Optional[float] = typer.Option(None, help="Weight of a Dice loss added to cross entropy."),
     class_weights: Optional[str] = typer.Option(None, help="'none' or 'inverse-sqrt' (label frequencies)."),
     learn_background: Optional[bool] = typer.Option(None, "--learn-background/--ignore-background",
@@ -146,6 +148,7 @@ def train(
     given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, encoder_lr_scale=encoder_lr_scale,
                  steps=steps, batch=batch, crop=crop,
                  lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
+                 synthetic_context=synthetic_context,
                  dice_weight=dice_weight, class_weights=class_weights, learn_background=learn_background,
                  checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}, TrainConfig,

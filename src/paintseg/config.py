@@ -64,6 +64,10 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, description="Seed for the initial weights, the batch sampling and the augmentation.")
     support_fraction: float = Field(0.25, description="Share of each batch drawn from the support set.")
     synthetic_fraction: float = Field(0.5, description="Share of each batch drawn from the synthetic sets.")
+    synthetic_context: int = Field(0, ge=0, description="On synthetic images the loss sees only the novel pixels "
+                                   "and the pixels within this many pixels of them (the rest is ignore), so the "
+                                   "few composed scenes teach the new objects, not their scenes over again; 0: the "
+                                   "whole scene.")
     dice_weight: float = Field(0.0, ge=0, description="Weight of a Dice loss added to the cross entropy.")
     class_weights: Literal["none", "inverse-sqrt"] = Field(
         "inverse-sqrt", description="Cross-entropy class weights: 'inverse-sqrt' of each class's share of sampled "

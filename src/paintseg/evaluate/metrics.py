@@ -175,7 +175,8 @@ def evaluate_predictions(pred_dir: str | Path, episode: Episode, skip_absent: bo
     Each query image's prediction is the single-band label file in ``pred_dir`` with the image's stem and a
     PNG or GeoTIFF suffix. Returns :func:`summarize` of the confusion matrix accumulated over the whole query set,
     plus ``"images"`` (how many were scored), ``"confusion_matrix"`` (nested lists, rows = target) and
-    ``"class_ids"`` (the ids of its rows and columns, ``0 .. K-1``).
+    ``"class_ids"`` (the ids of its rows and columns, ``0 .. K-1``) and ``"per_image_confusion"`` (each query image's
+    own matrix by stem, for bootstrap intervals over query tiles: paintseg.evaluate.significance).
 
     Raises:
         EvaluationError: the folder is missing, predictions are missing (all missing stems are checked before any
@@ -207,6 +208,7 @@ def evaluate_predictions(pred_dir: str | Path, episode: Episode, skip_absent: bo
 
     classes = episode.classes
     cm = ConfusionMatrix(classes.num_classes, IGNORE)
+    per_image: dict[str, list] = {}
     for sample, path in tqdm(pairs, desc="evaluate", unit="img", disable=not progress):
         target = episode.read_label(sample).array
         pred = read_label(path, classes).array
@@ -214,15 +216,18 @@ def evaluate_predictions(pred_dir: str | Path, episode: Episode, skip_absent: bo
             raise EvaluationError(f"{path}: prediction is {pred.shape[1]}x{pred.shape[0]} but the query label "
                                   f"{sample.label} is {target.shape[1]}x{target.shape[0]}; predict at the label's "
                                   f"full size")
+        before = cm.matrix.copy()
         try:
             cm.update(pred, target)
         except ValueError as e:
             raise EvaluationError(f"{path} (label {sample.label}): {e}") from None
+        per_image[sample.stem] = (cm.matrix - before).tolist()
 
     out = summarize(cm.matrix, classes, skip_absent)
     out["images"] = len(pairs)
     out["confusion_matrix"] = cm.matrix.tolist()
     out["class_ids"] = list(range(cm.num_classes))
+    out["per_image_confusion"] = per_image  # stem -> that image's matrix; they add up to confusion_matrix
     return out
 
 

@@ -104,13 +104,30 @@ def box_overlay(image: np.ndarray, box: tuple[int, int, int, int], color: str = 
     return small
 
 
-def label_overlay(image: np.ndarray, label: np.ndarray, lut: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Label colours (``lut``: 256×3, class id → RGB) blended over the image; both scaled to at most TILE px."""
+# Novel classes are drawn in colours no land-cover palette uses for a base class, and more opaquely, so the class
+# the experiment is about stands out in every overlay (a novel class's own colour may be close to a base class's).
+NOVEL_OVERLAY = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (255, 64, 64))
+NOVEL_ALPHA = 0.85
+
+
+def overlay_lut(classes) -> np.ndarray:
+    """The class map's display colours with the novel classes replaced by :data:`NOVEL_OVERLAY` colours."""
+    lut = classes.lut().copy()
+    for i, cid in enumerate(classes.novel_ids):
+        lut[cid] = NOVEL_OVERLAY[i % len(NOVEL_OVERLAY)]
+    return lut
+
+
+def label_overlay(image: np.ndarray, label: np.ndarray, lut: np.ndarray, alpha: float = 0.55,
+                  strong: tuple[int, ...] = ()) -> np.ndarray:
+    """Label colours (``lut``: 256×3, class id → RGB) blended over the image, the ``strong`` class ids at
+    :data:`NOVEL_ALPHA`; both scaled to at most TILE px."""
     image = fit(rgb(image))
     label = fit(label, nearest=True)
     if label.shape != image.shape[:2]:
         label = np.asarray(Image.fromarray(label).resize(image.shape[1::-1], Image.NEAREST))
-    out = (1 - alpha) * image.astype(np.float32) + alpha * lut[label].astype(np.float32)
+    a = np.where(np.isin(label, strong), NOVEL_ALPHA, alpha)[..., None] if strong else alpha
+    out = (1 - a) * image.astype(np.float32) + a * lut[label].astype(np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -307,15 +324,16 @@ def find_prediction(folder: Path, stem: str) -> Path | None:
 def prediction_grid(episode: Episode, queries: list[Sample], columns: list[tuple[str, Path | None]]) -> Figure:
     """One row per query image: the image | its ground truth | each (title, prediction folder) of ``columns``, as
     label colours blended over the image; a missing folder or file is a ``missing`` tile."""
-    lut = episode.classes.lut()
+    lut, novel = overlay_lut(episode.classes), tuple(episode.classes.novel_ids)
     rows = []
     for q in queries:
         image = rgb(episode.read_image(q).array)
-        row = [Tile(fit(image)), Tile(label_overlay(image, episode.read_label(q).array, lut) if q.label else None)]
+        row = [Tile(fit(image)), Tile(label_overlay(image, episode.read_label(q).array, lut, strong=novel)
+                                      if q.label else None)]
         for _, folder in columns:
             pred = find_prediction(folder, q.stem) if folder is not None and folder.is_dir() else None
             row.append(Tile(None if pred is None else label_overlay(image, read_label(pred, episode.classes).array,
-                                                                      lut)))
+                                                                      lut, strong=novel)))
         rows.append(row)
     return tile_grid(rows, [q.stem for q in queries], ["image", "ground truth"] + [c[0] for c in columns],
                      inches=2.6)

@@ -26,7 +26,7 @@ from paintseg.data.episode import SPLIT_LISTS, Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
-from .figures import data_uri, novel_chart, prediction_grid, sample_grid, stage_chart
+from .figures import data_uri, novel_chart, overlay_lut, prediction_grid, sample_grid, stage_chart
 
 FIX = "run `paintseg run CONFIG --out EXP` first"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -42,6 +42,7 @@ table { border-collapse: collapse; font-size: 14px; margin: 8px 0; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; } th { background: #f4f4f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .up { color: #1a7f37; } .down { color: #cf222e; } .novel { color: #8250df; }
+.verdict { font-size: 17px; margin: 6px 0 10px; }
 .missing { color: #9a6700; background: #fff8c5; padding: 4px 8px; display: inline-block; }
 img { max-width: 100%; display: block; margin: 8px 0; }
 .swatch { display: inline-block; width: 12px; height: 12px; border: 1px solid #888; margin: 0 4px 0 12px; }
@@ -146,14 +147,80 @@ def _td(text: str, num: bool = True, bold: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------------------------- sections 1-4
-def _head(results: dict) -> str:
+def _comparison(results: dict, arm: str, against: str, model: str | None = None) -> dict | None:
+    for c in results.get("comparisons") or []:
+        if c.get("arm") == arm and c.get("against") == against and (model is None or c.get("model") == model):
+            return c
+    return None
+
+
+def verdict_line(results: dict) -> str | None:
+    """One sentence: does painting beat copy-paste (else: the best synthetic arm vs the baseline), by how much, and
+    is that beyond noise. None when there is nothing to compare."""
+    comparisons = [c for c in results.get("comparisons") or [] if isinstance(c.get("novel_miou"), dict)]
+    if not comparisons:
+        return None
+    pick = next((c for c in comparisons if c["arm"] == "diffusion" and c["against"] == "copy-paste"), None)
+    if pick is None:
+        vs_base = [c for c in comparisons if c["against"] == "baseline"]
+        if not vs_base:
+            return None
+        pick = max(vs_base, key=lambda c: c["novel_miou"]["seeds"]["mean"] or -math.inf)
+    n = pick["novel_miou"]
+    seeds, tiles = n["seeds"], n.get("tiles")
+    mean = seeds["mean"]
+    if not _ok(mean):
+        return None
+    who = "painting (diffusion)" if pick["arm"] == "diffusion" else pick["arm"]
+    spread = f" ± {seeds['std']:.1f} (std of {seeds['n']} paired seeds)" if _ok(seeds.get("std")) else " (1 seed)"
+    tile = f"; query-tile 95 % interval [{tiles['low']:+.1f}, {tiles['high']:+.1f}]" if tiles else ""
+    return (f"{who} {'raised' if mean >= 0 else 'lowered'} novel IoU by {abs(mean):.1f}{spread} over "
+            f"{pick['against']} ({pick['model']}{tile}): {n['verdict']}.")
+
+
+def _setup(results: dict, episode: Episode | None) -> str:
+    """Shots, query size and the budgets, from the echoed config."""
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    parts = []
+    if episode is not None:
+        parts.append(f"{episode.shots} shots · {len(episode.train)} trainset / {len(episode.query)} query images")
+    train = config.get("train") or {}
+    models = ", ".join(f"{m.get('arch')}-{m.get('encoder')} ({m.get('encoder_weights') or 'from scratch'})"
+                       for m in config.get("models") or [])
+    if train:
+        parts.append(f"segmentation: {models}; {train.get('steps')} steps × batch {train.get('batch')} at crop "
+                     f"{train.get('crop')}, lr {train.get('lr')}, synthetic share {train.get('synthetic_fraction')}"
+                     + (f", synthetic context {train['synthetic_context']} px" if train.get("synthetic_context")
+                        else ""))
+    gen = ((config.get("generator") or {}).get("train")) or {}
+    if gen:
+        parts.append(f"generator: {gen.get('size')} ({gen.get('reference_encoder', 'cnn')} reference encoder), "
+                     f"{gen.get('steps')} steps × batch {gen.get('batch')}")
+    elif (config.get("generator") or {}).get("path"):
+        parts.append(f"generator: {_esc(config['generator']['path'])}")
+    g = config.get("generation") or {}
+    if g and results.get("synthetic"):
+        parts.append(f"painting: {g.get('per_class')} placements × {g.get('candidates')} candidates per class and "
+                     f"seed, {g.get('steps')} sampler steps; filter {g.get('filter')} (keep {g.get('keep')}), refine "
+                     f"{g.get('refine')}")
+    return "set-up: " + _esc(" · ".join(parts)) + "<br>" if parts else ""
+
+
+def _head(results: dict, episode: Episode | None = None) -> str:
     env = results.get("environment") or {}
     env_line = " · ".join(f"{_esc(k)} {_esc(v)}" for k, v in env.items()) if isinstance(env, dict) else _esc(env)
     name = _esc(results.get("name", "experiment"))
-    return (f"<h1>paintseg experiment: {name}</h1><div class=\"meta\">"
-            f"command: <code>{_esc(results.get('command', 'n/a'))}</code><br>"
-            f"report written {datetime.now().strftime('%Y-%m-%d %H:%M')} · wall time "
-            f"{hms(results.get('wall_seconds'))} · arms: {_esc(', '.join(results['arms']))} · models: "
+    stage_seconds = sum(s["seconds"] for s in results.get("stages") or []
+                        if isinstance(s, dict) and _ok(s.get("seconds")))
+    verdict = verdict_line(results)
+    disk = f" · folder {results['disk_mb']:.0f} MB" if _ok(results.get("disk_mb")) else ""
+    return (f"<h1>paintseg experiment: {name}</h1>"
+            + (f"<p class=\"verdict\"><b>{_esc(verdict)}</b></p>" if verdict else "")
+            + f"<div class=\"meta\">"
+            f"command: <code>{_esc(results.get('command', 'n/a'))}</code><br>" + _setup(results, episode) +
+            f"report written {datetime.now().strftime('%Y-%m-%d %H:%M')} · time in stages {hms(stage_seconds)} "
+            f"(every call, resumed runs included; {hms(results.get('wall_seconds'))} in the last call){disk} · arms: "
+            f"{_esc(', '.join(results['arms']))} · models: "
             f"{_esc(', '.join(results['models']))} · seeds: {_esc(', '.join(map(str, results.get('seeds', []))))}<br>"
             f"environment: {env_line or 'n/a'}</div>"
             + (_missing("partial results: the experiment has not finished (results.json says complete: false)")
@@ -177,13 +244,34 @@ def _headline(results: dict) -> str:
         is_best = _ok(novel) and novel == best.get(r["model"])
         out.append([_td(_esc(r["arm"]), False), _td(_esc(r["model"]), False), _td(_esc(r.get("n", "?"))),
                     _td(_pm(r.get("base_miou"))), _td(_pm(r.get("novel_miou")), bold=is_best),
-                    _td(_pm(r.get("score"))), _td("—" if baseline else _gain(gain.get("novel_miou"))),
-                    _td("—" if baseline else _gain(gain.get("score")))])
+                    _td(_pm(r.get("score"))),
+                    _td("—" if baseline else _gain(gain.get("novel_miou")) + _noise(results, r, "baseline")),
+                    _td("—" if baseline else _gain(gain.get("base_miou")) + _noise(results, r, "baseline",
+                                                                                   "base_miou")),
+                    _td("—" if baseline else _gain(gain.get("score"))),
+                    _td(_versus_copy_paste(results, r))])
     note = "" if any(r["arm"] == "baseline" for r in rows) else _missing("no baseline arm: gains are not available")
     return ("<h2>1. Results (IoU %, mean ± std over seeds)</h2>" + note
-            + _table(["arm", "model", "n", "base mIoU", "novel mIoU", "score", "gain novel", "gain score"], out)
+            + _table(["arm", "model", "n", "base mIoU", "novel mIoU", "score", "gain novel", "gain base",
+                      "gain score", "novel vs copy-paste"], out)
             + "<p class=\"meta\">Bold: best novel mIoU per model. Gain: arm mean minus the baseline mean for the "
-              "same model.</p>")
+              "same model. ✓ beyond noise: the 95 % t-interval of the per-seed paired differences and the 95 % "
+              "bootstrap interval over query tiles both exclude 0; ≈ within noise: one of them does not (with one "
+              "seed only the tile interval exists).</p>")
+
+
+def _noise(results: dict, row: dict, against: str, metric: str = "novel_miou") -> str:
+    c = _comparison(results, row["arm"], against, row["model"])
+    if not c or not isinstance(c.get(metric), dict):
+        return ""
+    return " ✓" if c[metric].get("beyond") else " ≈"
+
+
+def _versus_copy_paste(results: dict, row: dict) -> str:
+    c = _comparison(results, row["arm"], "copy-paste", row["model"])
+    if not c or not isinstance(c.get("novel_miou"), dict) or not _ok(c["novel_miou"]["seeds"].get("mean")):
+        return "—"
+    return _gain(c["novel_miou"]["seeds"]["mean"]) + _noise(results, row, "copy-paste")
 
 
 def _chart(results: dict) -> str:
@@ -282,8 +370,10 @@ def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: st
 
 # --------------------------------------------------------------------------------------------- section 6: predictions
 def _legend(classes: ClassMap) -> str:
-    items = "".join(f'<span class="swatch" style="background:rgb{tuple(int(v) for v in c.color)}"></span>'
-                    f"{_esc(c.name)}" for c in classes if c.role in ("background", "base", "novel"))
+    lut = overlay_lut(classes)
+    items = "".join(f'<span class="swatch" style="background:rgb{tuple(int(v) for v in lut[c.id])}"></span>'
+                    f"{_esc(c.name)}{' (novel)' if c.role == 'novel' else ''}" for c in classes
+                    if c.role in ("background", "base", "novel"))
     return f'<p class="meta">{items}</p>'
 
 
@@ -355,7 +445,7 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
     exp = Path(exp)
     results = load_results(exp)
     episode, note = _episode(exp, results)
-    body = [_head(results), _headline(results), _chart(results), _per_class(results),
+    body = [_head(results, episode), _headline(results), _chart(results), _per_class(results),
             _samples(exp, results, episode, note, samples), _overlays(exp, results, episode, note, overlays),
             _stages(results), HOW_TO_READ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "

@@ -352,6 +352,25 @@ def summarize_runs(runs: list[dict], arms: list[str], models: list[str]) -> list
     return rows
 
 
+def comparisons(full: dict[tuple[str, str, int], dict], arms: list[str], models: list[str], classes) -> list[dict]:
+    """Every arm against the baseline, and every painted arm against copy-paste, per model: novel and base mIoU
+    differences with their seed and query-tile statistics (paintseg.evaluate.significance.compare)."""
+    from paintseg.evaluate.significance import compare
+
+    pairs = [(arm, "baseline") for arm in arms if arm != "baseline" and "baseline" in arms]
+    pairs += [(arm, "copy-paste") for arm in arms if arm in DIFFUSION_ARMS and "copy-paste" in arms]
+    out = []
+    for model in models:
+        for arm, other in pairs:
+            a = {s: m for (ar, mo, s), m in full.items() if ar == arm and mo == model}
+            b = {s: m for (ar, mo, s), m in full.items() if ar == other and mo == model}
+            if not set(a) & set(b):
+                continue
+            out.append({"arm": arm, "against": other, "model": model,
+                        **{metric: compare(a, b, classes, metric) for metric in ("novel_miou", "base_miou")}})
+    return out
+
+
 def _environment() -> dict:
     import torch
 
@@ -408,17 +427,20 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
         "synthetic": synthetic, "stages": stages.records, "complete": False, "wall_seconds": None,
         "environment": _environment(), "command": command,
     }
+    full: dict[tuple[str, str, int], dict] = {}  # every run's metrics.json, per-image matrices included
     for seed in config.seeds:
         for arm in config.arms:
             for model in config.models:
                 syn = curated_by_seed.get(seed, {}).get(arm)
                 folder, metrics = _train_and_evaluate(config, episode, episode_key, arm, model, seed, syn, stages,
                                                       progress)
+                full[(arm, model.name, seed)] = metrics
                 results["runs"].append({"arm": arm, "model": model.name, "seed": seed, "run": _rel(folder, exp),
                                         "predictions": _rel(folder / "eval" / "pred", exp), "metrics": {
                                             k: metrics[k] for k in ("per_class_iou", "roles", "base_miou",
                                                                     "novel_miou", "score")}})
                 results["summary"] = summarize_runs(results["runs"], config.arms, results["models"])
+                results["comparisons"] = comparisons(full, config.arms, results["models"], episode.classes)
                 results["wall_seconds"] = round(time.perf_counter() - wall, 1)
                 write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     results["complete"] = True
@@ -472,4 +494,7 @@ def format_headline(results: dict) -> str:
         cells = [f"{row[m]['mean']:6.2f} ± {row[m]['std']:5.2f}" for m in ("base_miou", "novel_miou", "score")]
         gain = f"{row['gain']['novel_miou']:+10.2f}" if row["gain"] and row["arm"] != "baseline" else f"{'':>10}"
         lines.append(f"{row['arm']:<22}{row['model']:<20}{row['n']:>3}  " + "  ".join(cells) + f"  {gain}")
-    return "\n".join(lines)
+    from .report import verdict_line
+
+    verdict = verdict_line(results)
+    return "\n".join(lines + ([verdict] if verdict else []))

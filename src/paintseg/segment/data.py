@@ -76,7 +76,18 @@ def synthetic_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _load(image_path: Path, label_path: Path, classes: ClassMap, config: TrainConfig) -> Item:
+def near_novel(label: np.ndarray, novel_ids: Sequence[int], radius: int) -> np.ndarray:
+    """``label`` with every pixel farther than ``radius`` pixels from a novel-class pixel set to ignore (a label
+    without novel pixels becomes all ignore)."""
+    import cv2
+
+    novel = np.isin(label, novel_ids).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    near = cv2.dilate(novel, kernel) > 0
+    return np.where(near, label, IGNORE).astype(label.dtype)
+
+
+def _load(image_path: Path, label_path: Path, classes: ClassMap, config: TrainConfig, pool: str = "train") -> Item:
     image = to_uint8(read_image(image_path, config.rgb_bands).array)
     label = read_label(label_path, classes).array.copy()
     if label.shape != image.shape[:2]:
@@ -89,6 +100,8 @@ def _load(image_path: Path, label_path: Path, classes: ClassMap, config: TrainCo
                         f"{classes.num_classes} or 255); add them to classes.json or fix the label")
     if not config.learn_background:
         label[label == BACKGROUND] = IGNORE
+    if pool == "synthetic" and config.synthetic_context > 0:
+        label = near_novel(label, classes.novel_ids, config.synthetic_context)
     novel = np.flatnonzero(np.isin(label, classes.novel_ids))
     if novel.size > MAX_NOVEL_POINTS:
         novel = novel[:: -(-novel.size // MAX_NOVEL_POINTS)]
@@ -112,7 +125,7 @@ class TrainingSampler:
             jobs.extend(("synthetic", img, lab) for img, lab in synthetic_pairs(folder))
         self.pools: dict[str, list[Item]] = {p: [] for p in POOLS}
         for pool, img, lab in tqdm(jobs, desc="loading images", unit="img", disable=not progress, leave=False):
-            self.pools[pool].append(_load(img, lab, self.classes, config))
+            self.pools[pool].append(_load(img, lab, self.classes, config, pool))
         share = {"train": 1 - config.support_fraction - config.synthetic_fraction,
                  "support": config.support_fraction, "synthetic": config.synthetic_fraction}
         present = [p for p in POOLS if self.pools[p]]
