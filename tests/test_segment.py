@@ -302,3 +302,14 @@ def test_encoder_learning_rate_scale(tiny_episode: Path, tmp_path: Path) -> None
     groups = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["optimizer"]["param_groups"]
     assert len(groups) == 2 and groups[0]["initial_lr"] == pytest.approx(0.1 * cfg.lr)
     assert groups[1]["initial_lr"] == pytest.approx(cfg.lr)
+
+
+def test_near_novel_keeps_only_the_surroundings_of_novel_pixels() -> None:
+    from paintseg.segment.data import near_novel
+
+    label = np.full((40, 40), 1, np.uint8)
+    label[18:22, 18:22] = 4  # a novel object
+    near = near_novel(label, [4], radius=3)
+    assert (near[18:22, 18:22] == 4).all() and near[16, 20] == 1 and near[15, 20] == 1  # within 3 px kept
+    assert near[14, 20] == 255 and near[0, 0] == 255 and (near == 1).sum() < 100
+    assert (near_novel(np.ones((8, 8), np.uint8), [4], 3) == 255).all()  # no novel pixel: nothing to learn from
