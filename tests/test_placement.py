@@ -15,7 +15,7 @@ from paintseg.data.split import split_dataset
 from paintseg.generate.masks import MASK_KINDS, Box
 from paintseg.generate.placement import (ContextPrior, PixelClassifier, Placement, PlacementError, load_placements,
                                          plan_placements, prior_summary, ring_histogram, save_placements, window_for)
-from paintseg.generate.references import extract_references
+from paintseg.generate.references import Reference, extract_references
 
 from conftest import SHARED_DATA, TINY_COLORS, tiny_classes
 
@@ -162,6 +162,22 @@ def test_plan_is_deterministic_non_overlapping_and_inside(tiny_episode: Path, tm
     path = save_placements(plan, tmp_path / "plan/placements.jsonl")
     assert len(path.read_text().splitlines()) == 40 and load_placements(path) == plan
     assert Placement.from_dict(json.loads(json.dumps(plan[0].to_dict()))) == plan[0]
+
+
+def test_area_weights_pick_references_by_their_pixels(tiny_episode: Path):
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    big = Reference(**{**refs[0].__dict__, "mask": np.ones_like(refs[0].mask)})  # many pixels
+    small = Reference(**{**refs[1].__dict__, "mask": np.zeros_like(refs[1].mask)})
+    small.mask[0, 0] = True  # one pixel
+    plan = plan_placements(ep, [big, small], per_class=40, seed=1, prior="uniform", progress=False,
+                           reference_weights="area")
+    share = big.mask.sum() / (big.mask.sum() + 1)
+    assert sum(p.reference == 0 for p in plan) >= min(40, round(40 * share) - 2)
+    uniform = plan_placements(ep, [big, small], per_class=40, seed=1, prior="uniform", progress=False)
+    assert sum(p.reference == 0 for p in uniform) == 20  # cycled: each instance equally often
+    with pytest.raises(PlacementError, match="unknown reference_weights 'size'"):
+        plan_placements(ep, refs, 1, progress=False, reference_weights="size")
 
 
 def test_boxes_never_cover_mostly_ignore(tiny_episode: Path):

@@ -129,6 +129,8 @@ def train(
                                                     "and those within this many pixels of them (0: all)."),
     dice_weight: Optional[float] = typer.Option(None, help="Weight of a Dice loss added to cross entropy."),
     class_weights: Optional[str] = typer.Option(None, help="'none' or 'inverse-sqrt' (label frequencies)."),
+    class_weights_from: Optional[str] = typer.Option(None, help="'all' pools (default) or 'real': class weights "
+                                                     "from the trainset + support only."),
     learn_background: Optional[bool] = typer.Option(None, "--learn-background/--ignore-background",
                                                     help="Train label 0 of train/support labels as a class "
                                                     "(default: ignore it, it may hide other classes)."),
@@ -149,7 +151,8 @@ def train(
                  steps=steps, batch=batch, crop=crop,
                  lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
                  synthetic_context=synthetic_context,
-                 dice_weight=dice_weight, class_weights=class_weights, learn_background=learn_background,
+                 dice_weight=dice_weight, class_weights=class_weights, class_weights_from=class_weights_from,
+                 learn_background=learn_background,
                  checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}, TrainConfig,
                "options")
@@ -278,6 +281,9 @@ def generate(
     scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion)."),
     prior: str = typer.Option("context", help="Where to paint: 'context' (surroundings like the support set's) or "
                               "'uniform'."),
+    reference_weights: str = typer.Option("uniform", help="Which reference each placement pastes or paints: "
+                                          "'uniform' (every support instance equally often) or 'area' (in "
+                                          "proportion to its pixels)."),
     batch: int = typer.Option(8, help="Placements painted per batch."),
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
@@ -321,7 +327,8 @@ def generate(
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()
     summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
-                   batch=batch, select=select, backend_settings=settings, curation=curation)
+                   batch=batch, select=select, backend_settings=settings, curation=curation,
+                   reference_weights=reference_weights)
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
                           indent=1))
     if summary["curation"] is not None:

@@ -72,6 +72,9 @@ class TrainConfig(BaseModel):
     class_weights: Literal["none", "inverse-sqrt"] = Field(
         "inverse-sqrt", description="Cross-entropy class weights: 'inverse-sqrt' of each class's share of sampled "
         "pixels (default; without it a novel class with ~1 % of the labelled pixels is never predicted), or 'none'.")
+    class_weights_from: Literal["all", "real"] = Field(
+        "all", description="Which pools the class weights are computed from: 'all' (as sampled, synthetic sets "
+        "included) or 'real' (trainset + support only, so synthetic data does not change the class balance).")
     learn_background: bool = Field(
         False, description="Train label 0 as a class. By default 0 is ignored: in trainset and support labels it "
         "also covers classes that split does not label.")

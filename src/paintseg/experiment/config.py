@@ -89,6 +89,10 @@ class GenerationSpec(_Strict):
     scheduler: Literal["ddim", "dpm++"] = "ddim"
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
     prior: Literal["context", "uniform"] = "context"
+    reference_weights: Literal["uniform", "area"] = Field(
+        "uniform", description="How placements pick their reference: 'uniform' (every support instance equally "
+        "often) or 'area' (in proportion to its pixels, so small label fragments are not pasted as often as whole "
+        "objects).")
     mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS))
     filter: str = Field("handcrafted", description="Similarity encoder: handcrafted, efficientnet-lite0 (frozen "
                         "ImageNet features, offline), generator:GEN or open_clip:MODEL:CHECKPOINT ('generator' "

@@ -28,7 +28,7 @@ SELECTIONS = ("best", "first", "none")
 def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50, candidates: int = 4,
              seed: int = 0, prior: str = "context", mask_kinds: tuple[str, ...] = MASK_KINDS, batch: int = 8,
              select: str = "first", backend_settings: dict | None = None, curation: dict | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, reference_weights: str = "uniform") -> dict:
     """Run references → placements → candidates (→ curate and compose) into ``out``; returns a summary dict.
 
     ``select``: ``"best"`` curates with ``curation`` (keyword arguments of :func:`paintseg.curate.pipeline.curate`:
@@ -43,6 +43,8 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     settings = {"episode": str(episode.root.resolve()), "split": episode.split, "backend": backend.name,
                 "per_class": per_class, "candidates": candidates, "seed": seed, "prior": prior,
                 "mask_kinds": list(mask_kinds), **(backend_settings or {})}
+    if reference_weights != "uniform":  # recorded only when set, so sets written before the option still resume
+        settings["reference_weights"] = reference_weights
     guard_settings(out / "generate.yaml", settings, "this synthetic set")
     timings: dict[str, float] = {}
 
@@ -53,7 +55,8 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     timings["references"] = time.time() - t
 
     t = time.time()
-    placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress)
+    placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
+                                  reference_weights)
     timings["placement"] = time.time() - t
 
     t = time.time()
@@ -93,7 +96,8 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
 
 
 def plan(episode: Episode, references: list, out: Path, per_class: int, seed: int = 0, prior: str = "context",
-         mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True) -> tuple[list, dict]:
+         mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform"
+         ) -> tuple[list, dict]:
     """The placements of ``out/placements.jsonl`` (and the context prior's summary, ``out/prior.json``), planned
     and written there unless already present - so several backends can paint the very same placements: plan once,
     copy both files into each backend's folder."""
@@ -106,7 +110,7 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
 
     context = ContextPrior.fit(episode, references) if prior == "context" else None
     placements = plan_placements(episode, references, per_class, seed=seed, prior=prior, mask_kinds=mask_kinds,
-                                 progress=progress, context=context)
+                                 progress=progress, context=context, reference_weights=reference_weights)
     info = prior_summary(context, episode.classes) if context is not None else {}
     write_text(out / "prior.json", json.dumps(info, indent=1) + "\n")
     save_placements(placements, path)

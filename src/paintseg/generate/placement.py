@@ -42,6 +42,7 @@ from .references import Reference
 log = logging.getLogger(__name__)
 
 PRIORS = ("context", "uniform")
+REFERENCE_WEIGHTS = ("uniform", "area")
 BasePredictor = Callable[[np.ndarray], np.ndarray]  # uint8 H×W×3 image -> H×W base-class ids
 FEATURE_SCALES = (5, 15)  # box-filter sizes (pixels) of the pixel classifier's features
 
@@ -304,15 +305,21 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                     coverage: tuple[float, float] = (0.10, 0.25), progress: bool = True, *,
                     context: ContextPrior | None = None, base_predictor: BasePredictor | None = None,
                     ring: int = 8, candidates: int = 64, temperature: float = 8.0, max_ignore: float = 0.5,
-                    rounds: int = 8) -> list[Placement]:
+                    rounds: int = 8, reference_weights: str = "uniform") -> list[Placement]:
     """``per_class`` placements for every class of ``references``, ordered by class (see the module docstring).
 
     ``context`` is a fitted :class:`ContextPrior` (fitted here with ``base_predictor`` and ``ring`` when None and
-    ``prior="context"``). A box may cover at most ``max_ignore`` ignore pixels. When ``rounds`` draws of
+    ``prior="context"``). ``reference_weights`` picks each placement's reference: ``uniform`` cycles through the
+    class's references in random order (every instance equally often); ``area`` draws them with probability ∝ their
+    pixel count, so the pasted pixels follow the support set's own mix of large and small instances (a support set
+    with many small label fragments would otherwise paste mostly fragments). A box may cover at most ``max_ignore`` ignore pixels. When ``rounds`` draws of
     ``candidates`` positions give no free, valid spot, that placement is skipped with a warning.
     """
     if prior not in PRIORS:
         raise PlacementError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
+    if reference_weights not in REFERENCE_WEIGHTS:
+        raise PlacementError(f"unknown reference_weights {reference_weights!r}; use one of "
+                             f"{', '.join(REFERENCE_WEIGHTS)}")
     if not mask_kinds or any(k not in MASK_KINDS for k in mask_kinds):
         raise PlacementError(f"mask kinds {list(mask_kinds)} must be a non-empty subset of {', '.join(MASK_KINDS)}")
     if per_class < 0 or not 0 <= size_jitter < 1 or candidates < 1 or rounds < 1 or temperature < 0:
@@ -338,10 +345,14 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
         rng = np.random.default_rng([seed, cid])
         mine = [i for i, r in enumerate(references) if r.class_id == cid]
         queue: list[int] = []
+        areas = np.array([float(np.count_nonzero(references[i].mask)) for i in mine])
         for _ in range(per_class):
-            if not queue:
-                queue = [mine[i] for i in rng.permutation(len(mine))]
-            ref_index = queue.pop(0)
+            if reference_weights == "area":
+                ref_index = mine[int(rng.choice(len(mine), p=areas / areas.sum()))]
+            else:
+                if not queue:
+                    queue = [mine[i] for i in rng.permutation(len(mine))]
+                ref_index = queue.pop(0)
             inst = references[ref_index].instance_box
             factor = rng.uniform(1 - size_jitter, 1 + size_jitter)
             size = (max(1, int(round(inst.width * factor))), max(1, int(round(inst.height * factor))))

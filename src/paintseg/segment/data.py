@@ -143,21 +143,30 @@ class TrainingSampler:
         return ", ".join(f"{p}: {len(self.pools[p])} images ({self.weights[p]:.0%} of each batch)" for p in POOLS)
 
     # ---------------------------------------------------------------------------------------------- statistics
-    def class_frequencies(self) -> np.ndarray:
-        """Expected share of each class (channel) among the labelled pixels of a batch, given the pool shares."""
+    def class_frequencies(self, weights: dict[str, float] | None = None) -> np.ndarray:
+        """Expected share of each class (channel) among the labelled pixels of a batch, given the pool shares
+        (``weights``, default the sampler's own)."""
+        weights = self.weights if weights is None else weights
         freq = np.zeros(self.classes.num_classes, np.float64)
-        for pool in POOLS:
+        for pool, share in weights.items():
             items = self.pools[pool]
-            if not items or self.weights[pool] == 0:
+            if not items or share == 0:
                 continue
             counts = sum(np.bincount(it.label.ravel(), minlength=256) for it in items)
             pixels = sum(it.label.size for it in items)
-            freq += self.weights[pool] * counts[: len(freq)] / pixels
+            freq += share * counts[: len(freq)] / pixels
         return freq / freq.sum() if freq.sum() > 0 else freq
 
     def class_weights(self) -> np.ndarray:
-        """Inverse square root of the class frequencies, mean 1 over the classes that occur (others weigh 1)."""
-        freq = self.class_frequencies()
+        """Inverse square root of the class frequencies, mean 1 over the classes that occur (others weigh 1).
+
+        With ``class_weights_from: real`` the frequencies are those of the trainset and support pools alone, so
+        adding synthetic data does not change how much each class weighs."""
+        weights = None
+        if self.config.class_weights_from == "real":  # the shares a batch would have without synthetic sets
+            weights = {"train": 1 - self.config.support_fraction if self.pools["train"] else 0.0,
+                       "support": self.config.support_fraction if self.pools["support"] else 0.0}
+        freq = self.class_frequencies(weights)
         weights = np.ones_like(freq)
         seen = freq > 0
         if seen.any():
