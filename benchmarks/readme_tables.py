@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
 RESULTS = REPO / "benchmarks" / "results"
 
 
@@ -117,14 +119,31 @@ def experiment(r: dict, name: str) -> str:
     for entry in r["synthetic"]:
         for arm, summary in entry["summaries"].items():
             kept.setdefault(arm, []).append(summary["kept"])
-    rows = ["| arm | model | seeds | base mIoU | novel mIoU | score | novel gain | synthetic instances / seed |",
-            "|---|---|---|---|---|---|---|---|"]
+    comparisons = {(x["arm"], x["against"], x["model"]): x for x in r.get("comparisons") or []}
+
+    def versus(row: dict, against: str, metric: str = "novel_miou") -> str:
+        x = comparisons.get((row["arm"], against, row["model"]))
+        if x is None:
+            return "—"
+        seeds, tiles = x[metric]["seeds"], x[metric]["tiles"]
+        spread = f" ± {seeds['std']:.1f}" if seeds.get("std") is not None else ""
+        mark = "✓" if x[metric]["beyond"] else "≈"
+        tile = f" [{tiles['low']:+.1f}, {tiles['high']:+.1f}]" if tiles else ""
+        return f"{seeds['mean']:+.1f}{spread}{tile} {mark}"
+
+    rows = ["| arm | model | seeds | base mIoU | novel mIoU | score | novel vs baseline | base vs baseline | "
+            "novel vs copy-paste | synthetic instances / seed |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["summary"]:
-        gain = "—" if not row["gain"] or row["arm"] == "baseline" else f"{row['gain']['novel_miou']:+.1f}"
         k = kept.get(row["arm"])
         rows.append(f"| {row['arm']} | {row['model']} | {row['n']} | {_ms(row['base_miou'])} | "
-                    f"{_ms(row['novel_miou'])} | {_ms(row['score'])} | {gain} | "
+                    f"{_ms(row['novel_miou'])} | {_ms(row['score'])} | {versus(row, 'baseline')} | "
+                    f"{versus(row, 'baseline', 'base_miou')} | {versus(row, 'copy-paste')} | "
                     f"{'—' if not k else f'{sum(k) / len(k):.0f}'} |")
+    from paintseg.experiment.report import verdict_line
+
+    verdict = verdict_line(r)
+    models = "; ".join(f"{m['arch']}-{m['encoder']} ({m.get('encoder_weights') or 'from scratch'})"
+                       for m in c["models"])
     minutes: dict[str, float] = {}
     for s in r["stages"]:
         kind = s["stage"].split()[0]
@@ -138,7 +157,13 @@ def experiment(r: dict, name: str) -> str:
         "",
         *rows,
         "",
-        f"Segmentation: {t['steps']} steps, batch {t['batch']}, crop {t['crop']}, no pretraining. Painting: "
+        *([f"**Verdict:** {verdict}", ""] if verdict else []),
+        "Differences: mean ± std of the per-seed paired differences, [95 % bootstrap interval over query tiles]; "
+        "✓ beyond noise (the seeds' 95 % t-interval and the tile interval both exclude 0), ≈ within noise.",
+        "",
+        f"Segmentation: {models}; {t['steps']} steps, batch {t['batch']}, crop {t['crop']}, lr {t['lr']}, synthetic "
+        f"share {t['synthetic_fraction']}" + (f", synthetic context {t['synthetic_context']} px"
+                                               if t.get("synthetic_context") else "") + ". Painting: "
         f"{g['per_class']} placements × {g['candidates']} candidates per seed, {g['steps']} DDIM steps, filter "
         f"{g['filter']} ({g['keep']}), refine {g['refine']}. Stage time (min): "
         + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
@@ -149,7 +174,36 @@ def experiment(r: dict, name: str) -> str:
     ])
 
 
-BLOCKS = {"baseline_dubai": baseline_dubai, "generator_dubai": generator_dubai, "curation_dubai": curation_dubai,
+def threads(r: dict) -> str:
+    rows = ["| other busy processes | " + " | ".join(f"{t} thread(s)" for t in sorted({x['threads'] for x in r['rows']}))
+            + " | paintseg picks |", "|---" * (2 + len({x['threads'] for x in r['rows']})) + "|"]
+    for v in r["policy"]:
+        at = {x["threads"]: x["median_s_per_step"] for x in r["rows"] if x["other_load"] == v["other_load"]}
+        rows.append(f"| {v['other_load']} | " + " | ".join(f"{at[t]:.2f} s" for t in sorted(at))
+                    + f" | {v['policy_threads']} ({v['policy_vs_default_speedup']:.2f}× torch's default) |")
+    return "\n".join([
+        f"**Torch threads** ({r['workload']}; median seconds per step on {r['machine']['cpu_count']} cores, "
+        f"{r['date']}):", "", *rows, "",
+        f"The policy (`paintseg.threads`: the cores not busy with other work) picks the fastest count at every load: "
+        f"{r['policy_matches_fastest']}. Produced by `{r['command']}` → `benchmarks/results/threads.json`.",
+    ])
+
+
+def synthetic_dubai(r: dict) -> str:
+    rows = ["| variant | building IoU | recall | precision | base mIoU | score |", "|---|---|---|---|---|---|"]
+    for name, v in r["variants"].items():
+        rows.append(f"| {name} | {v['novel_miou']:.1f} | {v['building_recall']:.1f} | {v['building_precision']:.1f}"
+                    f" | {v['base_miou']:.1f} | {v['score']:.1f} |")
+    return "\n".join([
+        "**Synthetic data on Dubai, one change at a time** (Unet + ImageNet EfficientNet-Lite0, 400 steps unless "
+        "named, seed 0, copy-paste sets with context-prior placements; IoU, recall and precision of building in %):",
+        "", *rows, "",
+        f"One seed per variant ({r['date']}): differences of a few points may be seed noise. Produced by "
+        f"`{r['command']}` → `benchmarks/results/synthetic_dubai.json` (every variant's commands are in it).",
+    ])
+
+
+BLOCKS = {"threads": threads, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai, "generator_dubai": generator_dubai, "curation_dubai": curation_dubai,
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo")}
 
 
