@@ -96,8 +96,7 @@ def test_summary_mean_std_and_gain():
 
 
 def test_stage_lines_count_stages_and_estimate_the_time_left(tmp_path, capsys, monkeypatch):
-    stages = Stages(tmp_path, progress=True, total=4)
-    stages.upcoming = ["train", "evaluate", "train", "evaluate"]
+    stages = Stages(tmp_path, progress=True, planned=["train", "evaluate", "train", "evaluate"])
     clock = iter([0.0, 10.0, 100.0, 102.0])  # train takes 10 s, evaluate 2 s
     with monkeypatch.context() as m:
         m.setattr(time, "perf_counter", lambda: next(clock))

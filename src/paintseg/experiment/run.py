@@ -99,15 +99,17 @@ class PeakMemory:
 class Stages:
     """Runs stages into EXP/stages/<name>-<hash>/, skipping complete ones, and records time and peak memory.
 
-    With ``total`` (the number of stages the run will pass through) every stage line says "stage N/M" and, once a
+    With ``planned`` (the kinds of the stages the run will pass through, :func:`planned_stages`) every stage line
+    says "stage N/M" and, once a
     stage has run, an estimate of the time left: each stage still to come is assumed to take as long as the
     stages of its kind (its name's first word: train, evaluate, paint, ...) took on average so far in this call,
     or the average of all stages run so far when none of its kind has run yet."""
 
-    def __init__(self, exp: Path, progress: bool = True, total: int | None = None):
-        self.exp, self.root, self.progress, self.total = exp, exp / "stages", progress, total
+    def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None):
+        self.exp, self.root, self.progress = exp, exp / "stages", progress
         self.records: list[dict] = []
-        self.upcoming: list[str] = []  # the kinds of the stages still to run, when known (see estimate_left)
+        self.upcoming = list(planned or [])  # the kinds of the stages still to run (see estimate_left)
+        self.total = len(self.upcoming) or None
 
     def folder(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}"
@@ -394,9 +396,7 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     exp = Path(exp)
     exp.mkdir(parents=True, exist_ok=True)
     dump_yaml(config, exp / "config.yaml")
-    stages = Stages(exp, progress)
-    stages.upcoming = planned_stages(config)
-    stages.total = len(stages.upcoming)
+    stages = Stages(exp, progress, planned_stages(config))
     wall = time.perf_counter()
 
     root, episode_key = _episode(config, stages, progress)
@@ -408,7 +408,7 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     if not episode.classes.novel_ids:
         raise ExperimentError(f"{root}: the episode has no novel class; name one in its classes.json")
     generator = None
-    if any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator":
+    if needs_generator(config):
         generator = _generator(config, episode, episode_key, stages, progress)
 
     synthetic, curated_by_seed = [], {}
@@ -466,11 +466,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def needs_generator(config: ExperimentConfig) -> bool:
+    """Whether the experiment uses its generator: to paint (a diffusion arm) or to filter (``filter: generator``)."""
+    return any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator"
+
+
 def planned_stages(config: ExperimentConfig) -> list[str]:
     """The kinds of the stages ``run_experiment`` passes through, in order (cached or not)."""
     kinds = [] if config.episode.path is not None else ["episode"]
-    if (any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator") \
-            and config.generator is not None and config.generator.path is None:
+    if needs_generator(config) and config.generator is not None and config.generator.path is None:
         kinds.append("generator")
     curated = [a for a in config.arms if a in ARM_CURATION]
     if curated:
