@@ -197,7 +197,7 @@ def _setup(results: dict, episode: Episode | None) -> str:
         parts.append(f"generator: {gen.get('size')} ({gen.get('reference_encoder', 'cnn')} reference encoder), "
                      f"{gen.get('steps')} steps × batch {gen.get('batch')}")
     elif (config.get("generator") or {}).get("path"):
-        parts.append(f"generator: {_esc(config['generator']['path'])}")
+        parts.append(f"generator: {config['generator']['path']}")
     g = config.get("generation") or {}
     if g and results.get("synthetic"):
         parts.append(f"painting: {g.get('per_class')} placements × {g.get('candidates')} candidates per class and "
