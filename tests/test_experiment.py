@@ -132,6 +132,9 @@ def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_pat
     # every stage the plan counted ran, in the planned order; the folder's size is recorded
     assert [s["stage"].split()[0] for s in saved["stages"]] == planned_stages(config)
     assert saved["disk_mb"] == round(folder_bytes(exp) / 2**20, 1) > 0
+    quality = saved["synthetic"][0]["placement_quality"]
+    assert set(quality) == {"pool"} and 0 <= quality["pool"]["fit_rate"] <= 1
+    assert "Placement fit rate" in (exp / "report.html").read_text()
     assert not list(exp.glob("stages/*/checkpoints"))  # finished trainings drop their resume state
     assert [(r["arm"], r["seed"]) for r in saved["runs"]] == [(a, 0) for a in config.arms]
     for r in saved["runs"]:

@@ -29,9 +29,9 @@ def _paint(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
 
 
-def make_water_episode(root: Path, n_train: int = 6, shots: int = 3, seed: int = 0) -> Path:
+def make_water_episode(root: Path, n_train: int = 6, shots: int = 3, seed: int = 0, queries: int = 0) -> Path:
     """An episode whose pools always lie in the middle of a water band; trainset scenes are 96x96 fields with a
-    32-px vertical water band and a road."""
+    32-px vertical water band and a road; ``queries`` query scenes like the support ones, labelled in full."""
     rng = np.random.default_rng(seed)
     classes = tiny_classes()
     root.mkdir(parents=True)
@@ -58,8 +58,18 @@ def make_water_episode(root: Path, n_train: int = 6, shots: int = 3, seed: int =
         write_label(root / f"valset/labels/support_{i}.png", np.where(lab == 4, 4, 0).astype(np.uint8),
                     classes=classes)
         support.append(f"support_{i}.png")
+    query = []
+    for i in range(queries):
+        lab = np.full((64, 64), 1, np.uint8)
+        w0 = int(rng.integers(0, 24))
+        lab[:, w0 : w0 + 40] = 2
+        y0 = int(rng.integers(10, 40))
+        lab[y0 : y0 + 8, w0 + 16 : w0 + 24] = 4
+        write_image(root / f"valset/images/query_{i}.png", _paint(lab, rng))
+        write_label(root / f"valset/labels/query_{i}.png", lab, classes=classes)
+        query.append(f"query_{i}.png")
     (root / "train.txt").write_text("\n".join(train) + "\n")
-    (root / "val.json").write_text(json.dumps({"support_set": {"4": support}, "query_set": []}))
+    (root / "val.json").write_text(json.dumps({"support_set": {"4": support}, "query_set": query}))
     return root
 
 
@@ -138,6 +148,32 @@ def test_context_prior_prefers_water_and_guides_placement(tmp_path: Path):
     uniform = water_share(plan_placements(ep, refs, per_class=40, prior="uniform", progress=False))
     print(f"ring mostly water: context {context:.2f}, uniform {uniform:.2f}")
     assert context > 0.7 and uniform < 0.45 and context - uniform > 0.3
+
+
+def test_fit_rate_tells_placements_that_follow_the_real_surroundings(tmp_path: Path):
+    """Pools lie on water: context placements' surroundings look like the real query pools', uniform ones do not."""
+    from paintseg.evaluate.placement import fit_rate, query_instances, ring_descriptor
+
+    ep = Episode(make_water_episode(tmp_path / "ep", n_train=8, queries=6))
+    refs = extract_references(ep)
+    assert len(query_instances(ep, 4)) == 6
+    context = fit_rate(ep, plan_placements(ep, refs, per_class=60, progress=False), ring=6)
+    uniform = fit_rate(ep, plan_placements(ep, refs, per_class=60, prior="uniform", progress=False), ring=6)
+    print(f"fit rate: context {context['pool']['fit_rate']}, uniform {uniform['pool']['fit_rate']}")
+    assert context["pool"]["query_instances"] == 6 and context["pool"]["placements"] == 60
+    assert context["pool"]["fit_rate"] > 0.75 and 0.25 < uniform["pool"]["fit_rate"] < 0.75
+    assert ring_descriptor(np.zeros((8, 8, 3), np.uint8), Box(0, 0, 8, 8), 4) is None  # no frame around it
+
+    from typer.testing import CliRunner
+
+    from paintseg.cli import app
+
+    done = CliRunner().invoke(app, ["place", str(tmp_path / "ep"), "--out", str(tmp_path / "plan"), "--per-class",
+                                    "20"])
+    assert done.exit_code == 0, done.output
+    assert "20 placements written" in done.output and "pool: fit rate" in done.output
+    assert len((tmp_path / "plan/placements.jsonl").read_text().splitlines()) == 20
+    assert json.loads((tmp_path / "plan/placement_quality.json").read_text())["pool"]["placements"] == 20
 
 
 # --------------------------------------------------------------------------------------------- plans

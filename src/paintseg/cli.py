@@ -268,6 +268,36 @@ def generator_train(
 
 
 @app.command()
+def place(
+    episode: Path = typer.Argument(..., help="Episode folder (references from its support set, scenes from its "
+                                   "trainset)."),
+    out: Path = typer.Option(..., help="Folder for placements.jsonl, prior.json and placement_quality.json; "
+                             "`paintseg generate --out` on the same folder paints these very placements."),
+    per_class: int = typer.Option(50, help="Placements per novel class."),
+    prior: str = typer.Option("context", help="'context' (surroundings like the support set's) or 'uniform'."),
+    reference_weights: str = typer.Option("uniform", help="'uniform' or 'area' (references in proportion to "
+                                          "their pixels)."),
+    seed: int = typer.Option(0, help="Seed for scenes, boxes, windows and mask shapes."),
+    split: str = typer.Option("valset", help="valset or testset support and query set."),
+) -> None:
+    """Plan where new instances go (scene, box, context window, mask shape) and measure the plan: the fit rate per
+    novel class is the share of placements whose surroundings look more like a real query instance's than a random
+    spot's do (0.5: no better than uniform). Several backends can then paint the same plan."""
+    from paintseg.data.episode import Episode
+    from paintseg.generate.masks import MASK_KINDS
+    from paintseg.generate.pipeline import place as run_place
+
+    summary = _run(run_place, _run(Episode, episode, split), out, per_class, seed, prior, MASK_KINDS,
+                   reference_weights=reference_weights)
+    typer.echo(f"{summary['placements']} placements written to {out / 'placements.jsonl'}")
+    for name, q in summary["quality"].items():
+        typer.echo(f"{name}: fit rate {q['fit_rate']:.2f} ({q['placements']} placements vs {q['query_instances']} "
+                   f"real query instances; 0.5 = no better than random spots)")
+    if not summary["quality"]:
+        typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
+
+
+@app.command()
 def generate(
     episode: Path = typer.Argument(..., help="Episode folder (references come from its support set, scenes from "
                                    "its trainset)."),

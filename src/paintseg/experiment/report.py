@@ -342,6 +342,12 @@ def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: st
              f"(instance outlined), the scene window before painting (box in yellow), every candidate with its "
              f"similarity score (✓ = chosen), the chosen candidate, and the mask that becomes its label.</p>")
     out = [title, intro]
+    quality = [(e.get("seed"), e.get("placement_quality")) for e in synthetic if e.get("placement_quality")]
+    if quality:
+        rates = "; ".join(f"seed {seed}: " + ", ".join(f"{_esc(name)} {q['fit_rate']:.2f}" for name, q in qs.items())
+                          for seed, qs in quality)
+        out.append(f"<p class=\"meta\">Placement fit rate (share of placements whose surroundings look more like a "
+                   f"real query instance's than a random spot's; 0.5 = no better than random): {rates}.</p>")
     for arm in arms:
         out.append(f"<h3>{_esc(arm)}</h3>")
         summary = (first.get("summaries") or {}).get(arm)

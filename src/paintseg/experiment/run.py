@@ -214,20 +214,19 @@ def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stag
 
 
 def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
-              seed: int, stages: Stages, progress: bool) -> dict[str, tuple[Path, str]]:
-    """Plan the seed's placements once, then paint them with every backend an arm needs."""
-    from paintseg.generate.pipeline import generate, plan
-    from paintseg.generate.references import extract_references
+              seed: int, stages: Stages, progress: bool) -> tuple[dict[str, tuple[Path, str]], Path]:
+    """Plan the seed's placements once, then paint them with every backend an arm needs; returns the paintings
+    and the placements folder."""
+    from paintseg.generate.pipeline import generate, place
 
     g = config.generation
-    place = {"per_class": g.per_class, "prior": g.prior, "mask_kinds": g.mask_kinds, "seed": seed}
+    plan_settings = {"per_class": g.per_class, "prior": g.prior, "mask_kinds": g.mask_kinds, "seed": seed}
     if g.reference_weights != "uniform":  # in the hash only when set: earlier plans stay valid
-        place["reference_weights"] = g.reference_weights
-    place_key = settings_hash(episode_key, place)
+        plan_settings["reference_weights"] = g.reference_weights
+    place_key = settings_hash(episode_key, plan_settings)
     place_dir = stages.folder(f"placements-s{seed}", place_key)
-    stages.run(f"placements s{seed}", place_dir, lambda: plan(
-        episode, extract_references(episode), place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress,
-        g.reference_weights))
+    stages.run(f"placements s{seed}", place_dir, lambda: place(
+        episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress, g.reference_weights))
 
     backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
     painted: dict[str, tuple[Path, str]] = {}
@@ -243,7 +242,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
         folder = stages.folder(f"paint-{name}-s{seed}", key)
 
         def work(name=name, folder=folder, settings=settings, candidates=candidates) -> None:
-            for file in ("placements.jsonl", "prior.json"):
+            for file in ("placements.jsonl", "prior.json", "placement_quality.json"):
                 if not (folder / file).is_file() and (place_dir / file).is_file():
                     shutil.copyfile(place_dir / file, folder / file)
             if name == "diffusion":
@@ -261,7 +260,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
 
         stages.run(f"paint {name} s{seed}", folder, work)
         painted[name] = (folder, key)
-    return painted
+    return painted, place_dir
 
 
 def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, str]],
@@ -414,11 +413,13 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     synthetic, curated_by_seed = [], {}
     if any(a in ARM_CURATION for a in config.arms):
         for seed in config.seeds:
-            painted = _painting(config, episode, episode_key, generator, seed, stages, progress)
+            painted, place_dir = _painting(config, episode, episode_key, generator, seed, stages, progress)
             curated = _curation(config, episode, painted, generator, seed, stages, progress)
             curated_by_seed[seed] = curated
+            quality = place_dir / "placement_quality.json"
             synthetic.append({
                 "seed": seed, "paint": {k: _rel(v[0], exp) for k, v in painted.items()},
+                "placement_quality": json.loads(quality.read_text()) if quality.is_file() else None,
                 "curated": {k: _rel(v[0], exp) for k, v in curated.items()},
                 "summaries": {k: json.loads((v[0] / "curate_summary.json").read_text()) for k, v in curated.items()},
             })

@@ -95,6 +95,23 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     return summary
 
 
+def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str = "context",
+          mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform"
+          ) -> dict:
+    """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
+    kept) and measure it - ``out/placement_quality.json`` holds the fit rate per novel class
+    (paintseg.evaluate.placement: how often a placement's surroundings are nearer to a real query instance's than a
+    random spot's are; ~0.5 for uniform placement). Returns ``{"placements", "prior", "quality"}``."""
+    from paintseg.evaluate.placement import fit_rate
+
+    out = Path(out)
+    placements, info = plan(episode, extract_references(episode), out, per_class, seed, prior, mask_kinds, progress,
+                            reference_weights)
+    quality = fit_rate(episode, placements, seed=seed)
+    write_text(out / "placement_quality.json", json.dumps(quality, indent=1) + "\n")
+    return {"placements": len(placements), "prior": info, "quality": quality}
+
+
 def plan(episode: Episode, references: list, out: Path, per_class: int, seed: int = 0, prior: str = "context",
          mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform"
          ) -> tuple[list, dict]:

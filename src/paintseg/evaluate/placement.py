@@ -1,0 +1,115 @@
+"""Placement quality without any training: do the placed instances' surroundings look like the real ones'?
+
+For every real novel instance of the query set (a connected component of its label, at least ``min_pixels``), the
+*ring* around it - its box grown by ``ring`` pixels, minus the box - is described by colour and texture statistics
+of the image (:func:`ring_descriptor`: Lab mean and std, the local grey-level std, the gradient magnitude). Each
+placement's ring in its trainset scene is described the same way, and so is the ring of a *random spot*: a box of
+the same size at a uniformly drawn position of a random trainset scene (``spots`` of them per placement). The
+**fit rate** is the share of (placement, random spot) pairs where the placement's descriptor is nearer (Euclidean,
+after standardising every statistic over all rings) to the nearest real query ring than the random spot's is: about
+0.5 for uniformly placed instances, higher when placement follows where the class really occurs, lower when it
+avoids it.
+
+Only images are read for the descriptors, never labels, so the measure works where the labels do not describe the
+surroundings (object datasets whose background is one class). The query labels are used only to find the real
+instances - the evaluation set, exactly as the segmentation score uses it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from paintseg.data.episode import Episode
+from paintseg.data.raster import to_uint8
+from paintseg.generate.masks import Box
+
+STATISTICS = ("L mean", "a mean", "b mean", "L std", "a std", "b std", "local std", "gradient")
+
+
+def _grow(box: Box, by: int, height: int, width: int) -> Box:
+    return Box(box.x0 - by, box.y0 - by, box.x1 + by, box.y1 + by).clip(height, width)
+
+
+def ring_descriptor(image: np.ndarray, box: Box, ring: int = 16) -> np.ndarray | None:
+    """:data:`STATISTICS` of the pixels in the frame ``ring`` pixels wide around ``box`` (None when the frame is
+    empty, e.g. a box covering the whole image)."""
+    image = to_uint8(image)[..., :3]
+    h, w = image.shape[:2]
+    outer = _grow(box, ring, h, w)
+    crop = np.ascontiguousarray(image[outer.y0 : outer.y1, outer.x0 : outer.x1])
+    frame = np.ones(crop.shape[:2], bool)
+    frame[max(box.y0 - outer.y0, 0) : box.y1 - outer.y0, max(box.x0 - outer.x0, 0) : box.x1 - outer.x0] = False
+    if not frame.any():
+        return None
+    lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0
+    grey = lab[..., 0]
+    mean, sq = cv2.blur(grey, (5, 5)), cv2.blur(grey * grey, (5, 5))
+    local = np.sqrt(np.maximum(sq - mean * mean, 0))
+    gradient = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
+    px = lab[frame]
+    return np.concatenate([px.mean(0), px.std(0), [local[frame].mean(), gradient[frame].mean()]]).astype(np.float64)
+
+
+def query_instances(episode: Episode, class_id: int, min_pixels: int = 16) -> list[tuple[int, Box]]:
+    """(query sample index, tight box) of every connected component of ``class_id`` in the query labels."""
+    out = []
+    for i, sample in enumerate(episode.query):
+        if sample.label is None:
+            continue
+        components, n = ndimage.label(episode.read_label(sample).array == class_id, structure=np.ones((3, 3)))
+        for k, (rows, cols) in enumerate(ndimage.find_objects(components), 1):
+            if (components[rows, cols] == k).sum() >= min_pixels:
+                out.append((i, Box(cols.start, rows.start, cols.stop, rows.stop)))
+    return out
+
+
+def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, min_pixels: int = 16,
+             spots: int = 8) -> dict:
+    """The placement-quality figure of the module docstring, per novel class: ``{class name: {"fit_rate",
+    "placements", "query_instances"}}`` (a class without real query instances or placements is left out). Each
+    placement is compared with ``spots`` random spots of its size (the share it beats), which steadies the figure."""
+    rng = np.random.default_rng(seed)
+    images: dict[str, np.ndarray] = {}
+
+    def image(kind: str, key) -> np.ndarray:
+        name = f"{kind}:{key}"
+        if name not in images:
+            sample = episode.query[key] if kind == "query" else episode.train[episode.train_names.index(key)]
+            images[name] = to_uint8(episode.read_image(sample).array)
+        return images[name]
+
+    out = {}
+    for cid in episode.classes.novel_ids:
+        mine = [p for p in placements if p.class_id == cid]
+        real = [ring_descriptor(image("query", i), box, ring) for i, box in query_instances(episode, cid, min_pixels)]
+        real = [d for d in real if d is not None]
+        if not mine or not real:
+            continue
+        placed, random, owner = [], [], []
+        for p in mine:
+            d = ring_descriptor(image("train", p.scene), p.box, ring)
+            if d is None:
+                continue
+            for _ in range(spots):
+                scene = image("train", episode.train_names[int(rng.integers(len(episode.train_names)))])
+                h, w = scene.shape[:2]
+                bw, bh = min(p.box.width, w), min(p.box.height, h)
+                x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+                r = ring_descriptor(scene, Box(x0, y0, x0 + bw, y0 + bh), ring)
+                if r is not None:
+                    random.append(r)
+                    owner.append(len(placed))
+            placed.append(d)
+        if not placed or not random:
+            continue
+        every = np.concatenate([real, placed, random])
+        centre, scale = every.mean(0), every.std(0) + 1e-9
+        q, a, b = ((np.asarray(x) - centre) / scale for x in (real, placed, random))
+        near_placed = np.sqrt(((a[:, None] - q[None]) ** 2).sum(-1)).min(1)
+        near_random = np.sqrt(((b[:, None] - q[None]) ** 2).sum(-1)).min(1)
+        beats = near_placed[np.asarray(owner)] < near_random  # each random spot against its own placement
+        out[episode.classes.name(cid)] = {"fit_rate": round(float(beats.mean()), 3), "placements": len(placed),
+                                          "query_instances": len(real), "random_spots": len(random)}
+    return out
