@@ -13,7 +13,8 @@ variants add a copy-paste synthetic set (context-prior placements) and change on
     cp30area-f50                    references drawn in proportion to their pixels (reference_weights: area)
 
 Every step is a `paintseg` command (printed); a finished variant (its metrics.json) is reused, so re-running only
-collects. Writes benchmarks/results/synthetic_dubai.json.
+collects. Writes benchmarks/results/synthetic_dubai.json and synthetic_dubai_predictions.png (the query tiles with the
+most building: ground truth and four variants' predictions, building in magenta).
 
     python benchmarks/synthetic_dubai.py         # ~5 min per variant on 2 cores
 """
@@ -102,7 +103,34 @@ def main() -> None:
               "wall_seconds_this_call": round(time.time() - start, 1),
               "note": "one seed per variant: differences of a few points may be seed noise"}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"written {args.out}")
+    figure = args.out.with_name("synthetic_dubai_predictions.png")
+    overlays(episode, args.work, ["baseline-400", "cp30-f50", "cp30-f50-c24", "cp30area-f50"], figure)
+    print(f"written {args.out} and {figure}")
+
+
+def overlays(episode_dir: Path, work: Path, variants: list[str], out: Path, rows: int = 3) -> None:
+    """Query tiles with the most building: image | ground truth | each variant's prediction (novel in magenta)."""
+    import numpy as np
+
+    from paintseg.data.episode import Episode
+    from paintseg.data.raster import read_label
+    from paintseg.experiment.figures import Tile, find_prediction, fit, label_overlay, overlay_lut, rgb, tile_grid
+
+    episode = Episode(episode_dir)
+    lut, novel = overlay_lut(episode.classes), tuple(episode.classes.novel_ids)
+    share = {q.stem: float(np.isin(episode.read_label(q).array, novel).mean()) for q in episode.query}
+    queries = sorted(episode.query, key=lambda q: -share[q.stem])[:rows]
+    grid = []
+    for q in queries:
+        image = rgb(episode.read_image(q).array)
+        row = [Tile(fit(image)), Tile(label_overlay(image, episode.read_label(q).array, lut, strong=novel))]
+        for v in variants:
+            pred = find_prediction(work / v / "pred", q.stem)
+            row.append(Tile(None if pred is None else label_overlay(image, read_label(pred, episode.classes).array,
+                                                                      lut, strong=novel)))
+        grid.append(row)
+    fig = tile_grid(grid, [q.stem for q in queries], ["image", "ground truth"] + variants, inches=2.6)
+    fig.savefig(out, dpi=80)
 
 
 if __name__ == "__main__":
