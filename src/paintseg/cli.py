@@ -445,12 +445,12 @@ def run_cmd(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Experiment folder to write (resumes if it exists)."),
-    quick: bool = typer.Option(False, help="Smoke run of the same path with tiny budgets (under 2 minutes)."),
+    quick: bool = typer.Option(False, help="Smoke run of the same path with tiny budgets (1-2 minutes)."),
     progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
 ) -> None:
     """The whole method on built-in procedural aerial scenes with a novel class (solar panels): demo scenes →
-    generator → painting → curation → baseline / copy-paste / diffusion / ablations → report.html, in under 15
-    minutes on 2 CPU cores."""
+    generator → painting → curation → baseline / copy-paste / diffusion / ablations × a pretrained and a from-scratch
+    Unet → report.html; about half an hour and 800 MB on 2 CPU cores (README: the demo)."""
     from paintseg.experiment.demo import demo_config
 
     cfg = demo_config(quick)
