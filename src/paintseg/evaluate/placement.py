@@ -24,12 +24,9 @@ from scipy import ndimage
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
 from paintseg.generate.masks import Box
+from paintseg.generate.placement import grow_box
 
 STATISTICS = ("L mean", "a mean", "b mean", "L std", "a std", "b std", "local std", "gradient")
-
-
-def _grow(box: Box, by: int, height: int, width: int) -> Box:
-    return Box(box.x0 - by, box.y0 - by, box.x1 + by, box.y1 + by).clip(height, width)
 
 
 def ring_descriptor(image: np.ndarray, box: Box, ring: int = 16) -> np.ndarray | None:
@@ -37,7 +34,7 @@ def ring_descriptor(image: np.ndarray, box: Box, ring: int = 16) -> np.ndarray |
     empty, e.g. a box covering the whole image)."""
     image = to_uint8(image)[..., :3]
     h, w = image.shape[:2]
-    outer = _grow(box, ring, h, w)
+    outer = grow_box(box, ring, h, w)
     crop = np.ascontiguousarray(image[outer.y0 : outer.y1, outer.x0 : outer.x1])
     frame = np.ones(crop.shape[:2], bool)
     frame[max(box.y0 - outer.y0, 0) : box.y1 - outer.y0, max(box.x0 - outer.x0, 0) : box.x1 - outer.x0] = False

@@ -156,7 +156,8 @@ def _codes(label: np.ndarray, base_ids: Sequence[int]) -> np.ndarray:
     return lut[label]
 
 
-def _grow(box: Box, by: int, height: int, width: int) -> Box:
+def grow_box(box: Box, by: int, height: int, width: int) -> Box:
+    """``box`` grown by ``by`` pixels on every side, clipped to a ``height`` × ``width`` image."""
     return Box(box.x0 - by, box.y0 - by, box.x1 + by, box.y1 + by).clip(height, width)
 
 
@@ -174,7 +175,7 @@ def ring_histogram(label: np.ndarray, box: Box, ring: int, base_ids: Sequence[in
     wide around ``box``; background, novel and ignore pixels do not count. All zeros when there are none."""
     codes = _codes(label, base_ids)
     n = len(base_ids)
-    grown = _grow(box, ring, *label.shape)
+    grown = grow_box(box, ring, *label.shape)
     return _normalise((_counts(codes, grown, n + 2) - _counts(codes, box, n + 2))[:n])
 
 
@@ -210,7 +211,7 @@ class ContextPrior:
             for ref in (r for r in references if (r.source, r.class_id) == key):
                 full = np.zeros(codes.shape, np.uint8)
                 full[ref.box.y0 : ref.box.y1, ref.box.x0 : ref.box.x1] = ref.mask
-                region = _grow(ref.instance_box, ring, *codes.shape)
+                region = grow_box(ref.instance_box, ring, *codes.shape)
                 rows, cols = slice(region.y0, region.y1), slice(region.x0, region.x1)
                 inst = full[rows, cols]
                 ringed = (cv2.dilate(inst, kernel) > 0) & (inst == 0) & ~excluded[rows, cols]
@@ -296,7 +297,7 @@ def _draw(rng: np.random.Generator, scenes: list[np.ndarray], size: tuple[int, i
         inside = _counts(scenes[s], box, bins + 2)
         if inside[bins] <= max_ignore * box.area and not any(_overlaps(box, b) for b in taken.get(s, [])):
             spots.append((s, box))
-            hists.append(_normalise((_counts(scenes[s], _grow(box, ring, height, width), bins + 2) - inside)[:bins]))
+            hists.append(_normalise((_counts(scenes[s], grow_box(box, ring, height, width), bins + 2) - inside)[:bins]))
     return spots, hists
 
 
