@@ -237,6 +237,34 @@ def test_geotiff_tiles_keep_crs_transform_and_all_bands(tmp_path: Path):
         assert img.array.shape == (64, 64, 4) and img.array.dtype == np.uint16
 
 
+def test_support_shots_come_from_distinct_images_and_never_overlap(tmp_path: Path):
+    """Tiles of 128x160 images at tile 64 start at rows 0, 64 and columns 0, 64, 96 (the last two overlap). With 3
+    images per group and 4 shots, the shots come from all 3 images, and the two of one image do not overlap."""
+    rng = np.random.default_rng(1)
+    lut = tiny_classes().lut()
+    for g in range(1, 5):
+        for k in range(3):
+            label = np.full((128, 160), 1, np.uint8)
+            label[:, 60:70] = 2
+            for y in range(4, 128, 32):
+                for x in range(4, 160, 32):
+                    label[y : y + 12, x : x + 12] = POOL
+            image = (lut[label] * 0.8 + rng.normal(0, 8, (128, 160, 3))).clip(0, 255).astype(np.uint8)
+            for sub, arr in (("images", image), ("labels", lut[label])):
+                (tmp_path / "data" / f"area_{g}" / sub).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(tmp_path / "data" / f"area_{g}" / sub / f"img_{k}.png")
+    for seed in range(4):
+        out = tmp_path / f"ep{seed}"
+        split(tmp_path / "data", out, shots=4, seed=seed)
+        names = json.loads((out / "val.json").read_text())["support_set"]["4"]
+        parsed = [re.fullmatch(r"(area_\d+_img_\d+)_r(\d)_c(\d)\.png", n).groups() for n in names]
+        assert len({image for image, _, _ in parsed}) == 3, names
+        boxes = [(image, (0, 64)[int(r)], (0, 64, 96)[int(c)]) for image, r, c in parsed]
+        for i, (img_a, ya, xa) in enumerate(boxes):
+            for img_b, yb, xb in boxes[i + 1 :]:
+                assert img_a != img_b or abs(ya - yb) >= 64 or abs(xa - xb) >= 64, names
+
+
 # --------------------------------------------------------------------------------------------- errors
 def test_too_few_support_images_says_which_class_and_what_to_change(tmp_path: Path):
     data = make_dataset(tmp_path / "data", groups=3, per_group=1)  # pools in 2 groups, one of them must be query

@@ -13,7 +13,9 @@ no place is seen in two of them:
 
 - query: about ``query_fraction`` of the groups; every tile with its full label (base and novel classes);
 - support: as few groups as needed to give each novel class ``shots`` tiles holding at least ``min_pixels`` of it;
-  a support label keeps only its one class (the rest 0, ignore 255 stays 255), a tile serves one class only;
+  a support label keeps only its one class (the rest 0, ignore 255 stays 255), a tile serves one class only; the
+  matching takes distinct source images first and overlapping tiles last (five overlapping tiles of one image would
+  show the same few objects several times);
 - train: the other groups; every tile with novel pixels set to background 0.
 
 Everything is random for the seed and deterministic: the same call writes the same bytes. The lists that make the
@@ -177,8 +179,27 @@ def _match(novel: list[int], shots: int, tiles: list[int], eligible: dict[int, n
     return chosen
 
 
-def _assign(tile_groups: list[str], counts: np.ndarray, classes: ClassMap, shots: int, min_pixels: int,
-            query_fraction: float, rng: np.random.Generator,
+def _overlap(a: _Tile, b: _Tile) -> bool:
+    return (a.pair == b.pair and a.row < b.row + b.height and b.row < a.row + a.height
+            and a.col < b.col + b.width and b.col < a.col + a.width)
+
+
+def _support_order(tiles: list[_Tile], candidates: list[int]) -> list[int]:
+    """``candidates`` (tile indices, in the seed's order) reordered so that support shots are as distinct as
+    possible: every source image's first tile, then every image's second one, and so on, where an image's tiles
+    that overlap one listed before them come last. The matching takes tiles in this order."""
+    layered: list[tuple[int, int, int]] = []  # (layer, overlaps, position)
+    listed: dict[int, list[int]] = {}
+    for pos, t in enumerate(candidates):
+        mine = listed.setdefault(tiles[t].pair, [])
+        overlaps = any(_overlap(tiles[t], tiles[u]) for u in mine)
+        layered.append((int(overlaps), len(mine), pos))
+        mine.append(t)
+    return [candidates[pos] for _, _, pos in sorted(layered)]
+
+
+def _assign(tiles: list[_Tile], tile_groups: list[str], counts: np.ndarray, classes: ClassMap, shots: int,
+            min_pixels: int, query_fraction: float, rng: np.random.Generator,
             hint: str) -> tuple[dict[str, list[str]], dict[int, list[int]]]:
     """The groups of each role, and the support tiles of each novel class.
 
@@ -198,7 +219,7 @@ def _assign(tile_groups: list[str], counts: np.ndarray, classes: ClassMap, shots
 
     support: list[str] = []
     while True:  # greedy: add the group that best fills the missing shots, first in the seed's order on ties
-        chosen = _match(novel, shots, [t for g in support for t in members[g]], eligible)
+        chosen = _match(novel, shots, _support_order(tiles, [t for g in support for t in members[g]]), eligible)
         deficit = {c: shots - len(chosen[c]) for c in novel}
         if not any(deficit.values()):
             break
@@ -302,7 +323,7 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
 
     hint = "pass a --group regex that matches more groups" if group else "add images (each pair is its own group)"
     count_matrix = np.stack(counts)
-    groups, support = _assign([pairs[t.pair].group for t in tiles], count_matrix, classes, shots, min_pixels,
+    groups, support = _assign(tiles, [pairs[t.pair].group for t in tiles], count_matrix, classes, shots, min_pixels,
                               query_fraction, np.random.default_rng(seed), hint)
     role_of_group = {g: role for role, names in groups.items() for g in names}
     jobs: dict[int, tuple[str, int | None]] = {}  # tile -> (role, support class)
