@@ -179,6 +179,37 @@ def test_fit_rate_tells_placements_that_follow_the_real_surroundings(tmp_path: P
     assert json.loads((tmp_path / "plan/placement_quality.json").read_text())["pool"]["placements"] == 20
 
 
+def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path: Path):
+    """Pools lie on water. With full labels, auto keeps the label prior's lead; with every base pixel relabelled to
+    one class (an object dataset's background), the label prior is blind and auto follows appearance."""
+    from paintseg.generate.appearance import fit_scorer
+
+    root = make_water_episode(tmp_path / "ep", n_train=8)
+    ep = Episode(root)
+    refs = extract_references(ep)
+    labels = {n: read_label(root / "trainset/labels" / n).array for n in ep.train_names}
+
+    def water_share(plan: list[Placement]) -> float:
+        return float(np.mean([ring_histogram(labels[p.scene], p.box, 8, FIELD_WATER_ROAD)[1] > 0.5 for p in plan]))
+
+    share = {prior: water_share(plan_placements(ep, refs, per_class=40, prior=prior, progress=False))
+             for prior in ("uniform", "context", "appearance", "auto")}
+    print("ring mostly water, full labels:", share)
+    assert share["uniform"] < 0.45 and share["appearance"] > 0.65 and share["auto"] > 0.9 and share["context"] > 0.9
+
+    for n, lab in labels.items():  # every base pixel becomes 'field': the labels say nothing about water
+        write_label(root / "trainset/labels" / n, np.where(lab == 255, 255, 1).astype(np.uint8), classes=ep.classes)
+    ep = Episode(root)
+    blind = {prior: water_share(plan_placements(ep, refs, per_class=40, prior=prior, progress=False))
+             for prior in ("context", "auto")}
+    print("ring mostly water, one base class:", blind)
+    assert blind["context"] < 0.45 and blind["auto"] > 0.65
+    scorer = fit_scorer(ep, refs, "auto")
+    assert scorer.alpha[4] >= 0.75, scorer.selection  # the held-out check found the labels uninformative
+    aucs = scorer.selection["4"]["held_out_auc"]
+    assert aucs["0"] < 0.6 < aucs["1"] and scorer.selection["4"]["instances"] == 3
+
+
 # --------------------------------------------------------------------------------------------- plans
 def test_plan_is_deterministic_non_overlapping_and_inside(tiny_episode: Path, tmp_path: Path):
     ep = Episode(tiny_episode)

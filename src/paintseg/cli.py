@@ -10,6 +10,18 @@ from typing import List, Optional
 
 import typer
 
+PRIOR_HELP = ("Where instances go: 'context' (base-class labels around the support instances), 'appearance' "
+              "(surroundings that look like theirs: colour/texture, no labels needed), 'auto' (both, mixed per class "
+              "by how well each tells held-out support surroundings from random spots) or 'uniform'.")
+APPEARANCE_HELP = ("Features of the appearance prior ('appearance', 'auto'): 'colour' (colour/texture statistics) or "
+                   "'colour+lite0' (with frozen ImageNet EfficientNet-Lite0 features, offline).")
+
+
+def _check_appearance(value: str) -> None:
+    if value not in ("colour", "colour+lite0"):
+        raise typer.BadParameter(f"--appearance {value!r}: use 'colour' or 'colour+lite0'")
+
+
 app = typer.Typer(
     help="paintseg: few-shot segmentation of aerial and satellite imagery. Build a few-shot episode from labelled "
     "data, train segmentation models on base + novel classes, predict, and evaluate with the OpenEarthMap "
@@ -274,7 +286,8 @@ def place(
     out: Path = typer.Option(..., help="Folder for placements.jsonl, prior.json and placement_quality.json; "
                              "`paintseg generate --out` on the same folder paints these very placements."),
     per_class: int = typer.Option(50, help="Placements per novel class."),
-    prior: str = typer.Option("context", help="'context' (surroundings like the support set's) or 'uniform'."),
+    prior: str = typer.Option("context", help=PRIOR_HELP),
+    appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
     reference_weights: str = typer.Option("uniform", help="'uniform' or 'area' (references in proportion to "
                                           "their pixels)."),
     seed: int = typer.Option(0, help="Seed for scenes, boxes, windows and mask shapes."),
@@ -287,12 +300,14 @@ def place(
     from paintseg.generate.masks import MASK_KINDS
     from paintseg.generate.pipeline import place as run_place
 
+    _check_appearance(appearance)
     summary = _run(run_place, _run(Episode, episode, split), out, per_class, seed, prior, MASK_KINDS,
-                   reference_weights=reference_weights)
+                   reference_weights=reference_weights, appearance=appearance)
     typer.echo(f"{summary['placements']} placements written to {out / 'placements.jsonl'}")
     for name, q in summary["quality"].items():
-        typer.echo(f"{name}: fit rate {q['fit_rate']:.2f} ({q['placements']} placements vs {q['query_instances']} "
-                   f"real query instances; 0.5 = no better than random spots)")
+        labels = f", {q['fit_rate_labels']:.2f} by base-class shares" if "fit_rate_labels" in q else ""
+        typer.echo(f"{name}: fit rate {q['fit_rate']:.2f} by colour/texture{labels} ({q['placements']} placements vs "
+                   f"{q['query_instances']} real query instances; 0.5 = no better than random spots)")
     if not summary["quality"]:
         typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
 
@@ -309,8 +324,8 @@ def generate(
     steps: int = typer.Option(50, help="Sampling steps (diffusion)."),
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (diffusion)."),
     scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion)."),
-    prior: str = typer.Option("context", help="Where to paint: 'context' (surroundings like the support set's) or "
-                              "'uniform'."),
+    prior: str = typer.Option("context", help=PRIOR_HELP),
+    appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
     reference_weights: str = typer.Option("uniform", help="Which reference each placement pastes or paints: "
                                           "'uniform' (every support instance equally often) or 'area' (in "
                                           "proportion to its pixels)."),
@@ -356,9 +371,10 @@ def generate(
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()
+    _check_appearance(appearance)
     summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
                    batch=batch, select=select, backend_settings=settings, curation=curation,
-                   reference_weights=reference_weights)
+                   reference_weights=reference_weights, appearance=appearance)
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
                           indent=1))
     if summary["curation"] is not None:

@@ -10,9 +10,14 @@ after standardising every statistic over all rings) to the nearest real query ri
 0.5 for uniformly placed instances, higher when placement follows where the class really occurs, lower when it
 avoids it.
 
-Only images are read for the descriptors, never labels, so the measure works where the labels do not describe the
-surroundings (object datasets whose background is one class). The query labels are used only to find the real
-instances - the evaluation set, exactly as the segmentation score uses it.
+With ``space="image"`` (the default) only images are read for the descriptors, never labels, so the measure works
+where the labels do not describe the surroundings (object datasets whose background is one class); the query labels
+are used only to find the real instances - the evaluation set, exactly as the segmentation score uses it. A prior
+that itself scores colour/texture statistics (``prior="appearance"``) is partly judged by its own yardstick there,
+so ``space="labels"`` describes every ring instead by its base-class histogram (trainset labels for placed and
+random spots, query labels for the real instances; Hellinger distance): independent of any image statistic, and
+meaningful where the base classes describe the surroundings. ``labels_from`` reads the labels of another episode
+with the same file names (e.g. the fully labelled one a relabelled benchmark episode was made from).
 """
 
 from __future__ import annotations
@@ -62,31 +67,50 @@ def query_instances(episode: Episode, class_id: int, min_pixels: int = 16) -> li
     return out
 
 
+def label_ring(label: np.ndarray, box: Box, ring: int, base_ids: list[int]) -> np.ndarray | None:
+    """Square root of the base-class shares of the frame around ``box`` (so Euclidean distance is Hellinger's);
+    None when the frame holds no base pixel."""
+    from paintseg.generate.placement import ring_histogram
+
+    hist = ring_histogram(label, box, ring, base_ids)
+    return np.sqrt(hist) if hist.sum() > 0 else None
+
+
 def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, min_pixels: int = 16,
-             spots: int = 8) -> dict:
+             spots: int = 8, space: str = "image", labels_from: Episode | None = None) -> dict:
     """The placement-quality figure of the module docstring, per novel class: ``{class name: {"fit_rate",
     "placements", "query_instances"}}`` (a class without real query instances or placements is left out). Each
-    placement is compared with ``spots`` random spots of its size (the share it beats), which steadies the figure."""
+    placement is compared with ``spots`` random spots of its size (the share it beats), which steadies the figure.
+    ``space``: ``"image"`` (colour/texture of the ring) or ``"labels"`` (its base-class shares)."""
+    if space not in ("image", "labels"):
+        raise ValueError(f"fit_rate space {space!r}: use 'image' or 'labels'")
     rng = np.random.default_rng(seed)
     images: dict[str, np.ndarray] = {}
+    source = labels_from if labels_from is not None else episode
+    base_ids = list(source.classes.base_ids)
 
     def image(kind: str, key) -> np.ndarray:
         name = f"{kind}:{key}"
         if name not in images:
-            sample = episode.query[key] if kind == "query" else episode.train[episode.train_names.index(key)]
-            images[name] = to_uint8(episode.read_image(sample).array)
+            ep = source if space == "labels" else episode
+            sample = ep.query[key] if kind == "query" else ep.train[ep.train_names.index(key)]
+            images[name] = (ep.read_label(sample).array if space == "labels"
+                            else to_uint8(episode.read_image(sample).array))
         return images[name]
+
+    def describe(array: np.ndarray, box: Box) -> np.ndarray | None:
+        return label_ring(array, box, ring, base_ids) if space == "labels" else ring_descriptor(array, box, ring)
 
     out = {}
     for cid in episode.classes.novel_ids:
         mine = [p for p in placements if p.class_id == cid]
-        real = [ring_descriptor(image("query", i), box, ring) for i, box in query_instances(episode, cid, min_pixels)]
+        real = [describe(image("query", i), box) for i, box in query_instances(episode, cid, min_pixels)]
         real = [d for d in real if d is not None]
         if not mine or not real:
             continue
         placed, random, owner = [], [], []
         for p in mine:
-            d = ring_descriptor(image("train", p.scene), p.box, ring)
+            d = describe(image("train", p.scene), p.box)
             if d is None:
                 continue
             for _ in range(spots):
@@ -94,7 +118,7 @@ def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, 
                 h, w = scene.shape[:2]
                 bw, bh = min(p.box.width, w), min(p.box.height, h)
                 x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
-                r = ring_descriptor(scene, Box(x0, y0, x0 + bw, y0 + bh), ring)
+                r = describe(scene, Box(x0, y0, x0 + bw, y0 + bh))
                 if r is not None:
                     random.append(r)
                     owner.append(len(placed))
@@ -103,6 +127,8 @@ def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, 
             continue
         every = np.concatenate([real, placed, random])
         centre, scale = every.mean(0), every.std(0) + 1e-9
+        if space == "labels":  # shares are comparable as they are: no standardising
+            centre, scale = np.zeros_like(centre), np.ones_like(scale)
         q, a, b = ((np.asarray(x) - centre) / scale for x in (real, placed, random))
         near_placed = np.sqrt(((a[:, None] - q[None]) ** 2).sum(-1)).min(1)
         near_random = np.sqrt(((b[:, None] - q[None]) ** 2).sum(-1)).min(1)

@@ -88,7 +88,13 @@ class GenerationSpec(_Strict):
     guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale.")
     scheduler: Literal["ddim", "dpm++"] = "ddim"
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
-    prior: Literal["context", "uniform"] = "context"
+    prior: Literal["context", "uniform", "appearance", "auto"] = Field(
+        "context", description="Where instances go: 'context' (base-class labels around the support instances), "
+        "'appearance' (how their surroundings look), 'auto' (both, mixed per class by held-out support "
+        "surroundings) or 'uniform'.")
+    appearance: Literal["colour", "colour+lite0"] = Field(
+        "colour", description="Features of the appearance prior: colour/texture statistics, optionally with frozen "
+        "ImageNet EfficientNet-Lite0 features (offline).")
     reference_weights: Literal["uniform", "area"] = Field(
         "uniform", description="How placements pick their reference: 'uniform' (every support instance equally "
         "often) or 'area' (in proportion to its pixels, so small label fragments are not pasted as often as whole "

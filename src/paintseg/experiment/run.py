@@ -223,10 +223,13 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
     plan_settings = {"per_class": g.per_class, "prior": g.prior, "mask_kinds": g.mask_kinds, "seed": seed}
     if g.reference_weights != "uniform":  # in the hash only when set: earlier plans stay valid
         plan_settings["reference_weights"] = g.reference_weights
+    if g.prior in ("appearance", "auto"):
+        plan_settings["appearance"] = g.appearance
     place_key = settings_hash(episode_key, plan_settings)
     place_dir = stages.folder(f"placements-s{seed}", place_key)
     stages.run(f"placements s{seed}", place_dir, lambda: place(
-        episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress, g.reference_weights))
+        episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress, g.reference_weights,
+        g.appearance))
 
     backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
     painted: dict[str, tuple[Path, str]] = {}
@@ -256,7 +259,8 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
                 backend, backend_settings = CopyPasteBackend(), {}
             generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
                      prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch, select="none",
-                     backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights)
+                     backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights,
+                     appearance=g.appearance)
 
         stages.run(f"paint {name} s{seed}", folder, work)
         painted[name] = (folder, key)

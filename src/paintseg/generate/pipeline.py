@@ -28,7 +28,7 @@ SELECTIONS = ("best", "first", "none")
 def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50, candidates: int = 4,
              seed: int = 0, prior: str = "context", mask_kinds: tuple[str, ...] = MASK_KINDS, batch: int = 8,
              select: str = "first", backend_settings: dict | None = None, curation: dict | None = None,
-             progress: bool = True, reference_weights: str = "uniform") -> dict:
+             progress: bool = True, reference_weights: str = "uniform", appearance: str = "colour") -> dict:
     """Run references → placements → candidates (→ curate and compose) into ``out``; returns a summary dict.
 
     ``select``: ``"best"`` curates with ``curation`` (keyword arguments of :func:`paintseg.curate.pipeline.curate`:
@@ -45,6 +45,8 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
                 "mask_kinds": list(mask_kinds), **(backend_settings or {})}
     if reference_weights != "uniform":  # recorded only when set, so sets written before the option still resume
         settings["reference_weights"] = reference_weights
+    if prior in ("appearance", "auto"):
+        settings["appearance"] = appearance
     guard_settings(out / "generate.yaml", settings, "this synthetic set")
     timings: dict[str, float] = {}
 
@@ -56,7 +58,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
 
     t = time.time()
     placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
-                                  reference_weights)
+                                  reference_weights, appearance)
     timings["placement"] = time.time() - t
 
     t = time.time()
@@ -96,8 +98,8 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
 
 
 def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str = "context",
-          mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform"
-          ) -> dict:
+          mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform",
+          appearance: str = "colour") -> dict:
     """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
     kept) and measure it - ``out/placement_quality.json`` holds the fit rate per novel class
     (paintseg.evaluate.placement: how often a placement's surroundings are nearer to a real query instance's than a
@@ -106,18 +108,23 @@ def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str
 
     out = Path(out)
     placements, info = plan(episode, extract_references(episode), out, per_class, seed, prior, mask_kinds, progress,
-                            reference_weights)
+                            reference_weights, appearance)
     quality = fit_rate(episode, placements, seed=seed)
+    by_labels = fit_rate(episode, placements, seed=seed, space="labels")
+    for name, q in quality.items():  # the same measure on base-class shares (independent of image statistics)
+        if name in by_labels:
+            q["fit_rate_labels"] = by_labels[name]["fit_rate"]
     write_text(out / "placement_quality.json", json.dumps(quality, indent=1) + "\n")
     return {"placements": len(placements), "prior": info, "quality": quality}
 
 
 def plan(episode: Episode, references: list, out: Path, per_class: int, seed: int = 0, prior: str = "context",
-         mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform"
-         ) -> tuple[list, dict]:
+         mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform",
+         appearance: str = "colour") -> tuple[list, dict]:
     """The placements of ``out/placements.jsonl`` (and the context prior's summary, ``out/prior.json``), planned
     and written there unless already present - so several backends can paint the very same placements: plan once,
-    copy both files into each backend's folder."""
+    copy both files into each backend's folder. ``appearance`` names the appearance prior's features (``colour``
+    or ``colour+lite0``) for ``prior`` ``appearance`` and ``auto``."""
     out = Path(out)
     path = out / "placements.jsonl"
     if path.is_file():
@@ -125,10 +132,31 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
         return load_placements(path), info
     from .placement import ContextPrior
 
-    context = ContextPrior.fit(episode, references) if prior == "context" else None
-    placements = plan_placements(episode, references, per_class, seed=seed, prior=prior, mask_kinds=mask_kinds,
-                                 progress=progress, context=context, reference_weights=reference_weights)
+    from .placement import PlacementError
+
+    context, fallback = None, None
+    if prior == "context":
+        context = ContextPrior.fit(episode, references)
+    elif prior == "auto":
+        try:
+            context = ContextPrior.fit(episode, references)
+        except PlacementError as e:  # e.g. no base-class pixel in the trainset labels: appearance alone
+            fallback = str(e)
+    effective = "appearance" if fallback else prior
+    scorer = None
+    if effective in ("appearance", "auto"):
+        from .appearance import fit_scorer
+
+        scorer = fit_scorer(episode, references, effective, context=context, features=tuple(appearance.split("+")),
+                            seed=seed, progress=progress)
+    placements = plan_placements(episode, references, per_class, seed=seed, prior=effective, mask_kinds=mask_kinds,
+                                 progress=progress, context=context, reference_weights=reference_weights,
+                                 scorer=scorer)
     info = prior_summary(context, episode.classes) if context is not None else {}
+    if scorer is not None:  # the label prior's shares (auto) under "labels", then how appearance was weighed
+        info = {"labels": info, **scorer.summary(episode.classes)}
+        if fallback:
+            info["labels"] = f"not used: {fallback}"
     write_text(out / "prior.json", json.dumps(info, indent=1) + "\n")
     save_placements(placements, path)
     return placements, info

@@ -41,7 +41,7 @@ from .references import Reference
 
 log = logging.getLogger(__name__)
 
-PRIORS = ("context", "uniform")
+PRIORS = ("context", "uniform", "appearance", "auto")
 REFERENCE_WEIGHTS = ("uniform", "area")
 BasePredictor = Callable[[np.ndarray], np.ndarray]  # uint8 H×W×3 image -> H×W base-class ids
 FEATURE_SCALES = (5, 15)  # box-filter sizes (pixels) of the pixel classifier's features
@@ -123,7 +123,8 @@ class PixelClassifier:
         keep = [j for j in range(len(base)) if counts[j] > 1]
         if not keep:
             raise PlacementError(f"{episode.root / 'train.txt'}: the trainset labels hold no base-class pixels, so "
-                                 f"no base predictor can be fitted; pass base_predictor= or use prior='uniform'")
+                                 f"no base predictor can be fitted; use prior 'appearance' (surroundings by how they look) or "
+                                 f"'uniform', or pass base_predictor=")
         means, covs = [], []
         for j in keep:
             x = np.concatenate(xs[j]).astype(np.float64)  # at least 2 rows: counts[j] > 1
@@ -195,12 +196,28 @@ class ContextPrior:
         the trainset) and average, per class, the normalised base-class histogram of the ring around each instance
         (the instance dilated by ``ring`` pixels, minus novel and ignore pixels)."""
         base_ids = list(episode.classes.base_ids)
+        hists = cls.support_histograms(episode, references, base_predictor, ring)
+        sums: dict[int, np.ndarray] = {}
+        used: dict[int, int] = {}
+        for i, hist in hists.items():
+            cid = references[i].class_id
+            sums[cid] = sums.get(cid, 0) + hist
+            used[cid] = used.get(cid, 0) + 1
+        for cid in sorted({r.class_id for r in references} - set(sums)):
+            log.warning("class %s: no base pixels around any reference; its placements ignore context", cid)
+        return cls(base_ids, {c: sums[c] / used[c] for c in sorted(sums)}, used, ring)
+
+    @staticmethod
+    def support_histograms(episode: Episode, references: list[Reference],
+                           base_predictor: BasePredictor | None = None, ring: int = 8) -> dict[int, np.ndarray]:
+        """Reference index -> the normalised base-class histogram of the ring around that instance, as predicted
+        by ``base_predictor`` (references with no base pixel around them are left out)."""
+        base_ids = list(episode.classes.base_ids)
         predictor = base_predictor if base_predictor is not None else PixelClassifier.fit(episode)
         novel = np.array(episode.classes.novel_ids + [IGNORE], np.int64)
         kernel = np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)
         samples = {(s.name, s.class_id): s for s in episode.support_samples}
-        sums: dict[int, np.ndarray] = {}
-        used: dict[int, int] = {}
+        out: dict[int, np.ndarray] = {}
         for key in sorted({(r.source, r.class_id) for r in references}):
             if key not in samples:
                 raise PlacementError(f"reference source {key[0]!r} (class {key[1]}) is not a support image of "
@@ -208,7 +225,9 @@ class ContextPrior:
             sample = samples[key]
             excluded = np.isin(episode.read_label(sample).array, novel)
             codes = _codes(np.asarray(predictor(to_uint8(episode.read_image(sample).array)), np.uint8), base_ids)
-            for ref in (r for r in references if (r.source, r.class_id) == key):
+            for i, ref in enumerate(references):
+                if (ref.source, ref.class_id) != key:
+                    continue
                 full = np.zeros(codes.shape, np.uint8)
                 full[ref.box.y0 : ref.box.y1, ref.box.x0 : ref.box.x1] = ref.mask
                 region = grow_box(ref.instance_box, ring, *codes.shape)
@@ -217,11 +236,8 @@ class ContextPrior:
                 ringed = (cv2.dilate(inst, kernel) > 0) & (inst == 0) & ~excluded[rows, cols]
                 hist = np.bincount(codes[rows, cols][ringed], minlength=len(base_ids) + 2)[: len(base_ids)]
                 if hist.sum() > 0:
-                    sums[ref.class_id] = sums.get(ref.class_id, 0) + _normalise(hist)
-                    used[ref.class_id] = used.get(ref.class_id, 0) + 1
-        for cid in sorted({r.class_id for r in references} - set(sums)):
-            log.warning("class %s: no base pixels around any reference; its placements ignore context", cid)
-        return cls(base_ids, {c: sums[c] / used[c] for c in sorted(sums)}, used, ring)
+                    out[i] = _normalise(hist)
+        return out
 
     def score(self, class_id: int, histograms: np.ndarray) -> np.ndarray | float:
         """Bhattacharyya coefficient (0: disjoint, 1: identical) between the class prior and one ring histogram
@@ -306,8 +322,13 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                     coverage: tuple[float, float] = (0.10, 0.25), progress: bool = True, *,
                     context: ContextPrior | None = None, base_predictor: BasePredictor | None = None,
                     ring: int = 8, candidates: int = 64, temperature: float = 8.0, max_ignore: float = 0.5,
-                    rounds: int = 8, reference_weights: str = "uniform") -> list[Placement]:
+                    rounds: int = 8, reference_weights: str = "uniform", scorer=None,
+                    features: Sequence[str] = ("colour",)) -> list[Placement]:
     """``per_class`` placements for every class of ``references``, ordered by class (see the module docstring).
+
+    ``prior`` ``"appearance"`` and ``"auto"`` weigh spots with a :class:`paintseg.generate.appearance.SpotScorer`
+    (``scorer``, fitted here with the appearance ``features`` when None): how the surroundings look, alone or mixed
+    with the label prior by held-out measurement.
 
     ``context`` is a fitted :class:`ContextPrior` (fitted here with ``base_predictor`` and ``ring`` when None and
     ``prior="context"``). ``reference_weights`` picks each placement's reference: ``uniform`` cycles through the
@@ -330,7 +351,7 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
         raise PlacementError("no references to place; extract them from the support set first (extract_references)")
     if not episode.train_names:
         raise PlacementError(f"{episode.root / 'train.txt'}: lists no trainset scenes to paint into")
-    if prior == "uniform":
+    if prior in ("uniform", "appearance"):
         context = None
     elif context is None:
         context = ContextPrior.fit(episode, references, base_predictor, ring)
@@ -338,6 +359,11 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
     n, names = len(base_ids), episode.train_names
     scenes = [_codes(episode.read_label(s).array, base_ids)
               for s in tqdm(episode.train, desc="read scenes", unit="label", disable=not progress)]
+    if prior in ("appearance", "auto") and scorer is None:
+        from .appearance import fit_scorer
+
+        scorer = fit_scorer(episode, references, prior, scenes, context, base_predictor, ring, features=features,
+                            seed=seed, progress=progress)
     taken: dict[int, list[Box]] = {}  # scene index -> boxes placed in it
     plan: list[Placement] = []
     classes = sorted({r.class_id for r in references})
@@ -363,7 +389,10 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                 if not spots:
                     continue
                 weights = np.ones(len(spots))
-                if context is not None:  # p ∝ score ** temperature; when nothing fits at all, any free spot
+                if scorer is not None:  # appearance (and label) prior
+                    weights = scorer.score(cid, spots, hists) ** temperature
+                    weights = weights if weights.sum() > 0 else np.ones(len(spots))
+                elif context is not None:  # p ∝ score ** temperature; when nothing fits at all, any free spot
                     weights = np.asarray(context.score(cid, np.stack(hists)), np.float64) ** temperature
                     weights = weights if weights.sum() > 0 else np.ones(len(spots))
                 found = spots[int(rng.choice(len(spots), p=weights / weights.sum()))]
