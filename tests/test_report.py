@@ -104,9 +104,10 @@ def test_report_is_one_self_contained_page_with_every_section(experiment: Path) 
     out = write_report(experiment, samples=4, overlays=2)
     assert out == experiment / "report.html" and not list(experiment.glob(".*partial"))
     page = out.read_text()
-    # novel chart, copy-paste sample grid, prediction overlays, stage chart
+    # novel chart, placement map + surroundings, copy-paste sample grid, prediction overlays, stage chart
     images = _images(page)
-    assert page.count("data:image/png;base64,") == len(images) == 4
+    assert page.count("data:image/png;base64,") == len(images) == 5
+    assert "Where seed 0's instances went" in page and 'alt="placements"' in page
     assert all(im.width > 300 and im.height > 150 for im in images)
     assert "<script" not in page and 'src="http' not in page and "<link" not in page
     assert "40.30 ± 0.50" in page and "5.50 ± 0.71" in page and "<b>5.50 ± 0.71</b>" in page  # best novel: bold
@@ -125,7 +126,7 @@ def test_missing_folders_are_named_not_fatal(experiment: Path, tmp_path: Path) -
     page = write_report(exp).read_text()
     assert "missing: curated folder" in page and "curate-copy-paste-s0-bb22" in page
     assert "missing: prediction folder" in page and "train-copy-paste-unet-resnet18-s0" in page
-    assert page.count("data:image/png;base64,") == 3  # the sample grid is gone; overlays show 'missing' tiles
+    assert page.count("data:image/png;base64,") == 4  # the sample grid is gone; overlays show 'missing' tiles
 
 
 def test_baseline_only_experiment_says_nothing_was_painted(experiment: Path, tmp_path: Path) -> None:

@@ -90,17 +90,24 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, color: str = "#FF2D2D", al
 
 def box_overlay(image: np.ndarray, box: tuple[int, int, int, int], color: str = "#FFD700") -> np.ndarray:
     """``image`` (display size) with the rectangle ``box`` (x0, y0, x1, y1 in ``image``'s own pixels) drawn on it."""
+    return boxes_overlay(image, [box], color)
+
+
+def boxes_overlay(image: np.ndarray, boxes: list[tuple[int, int, int, int]], color: str = "#FFD700") -> np.ndarray:
+    """``image`` (display size) with every rectangle of ``boxes`` (in ``image``'s own pixels) drawn on it."""
     full = rgb(image)
     small = fit(full).copy()
     s = small.shape[1] / full.shape[1]
     h, w = small.shape[:2]
-    x0, y0 = min(max(int(box[0] * s), 0), w - 1), min(max(int(box[1] * s), 0), h - 1)
-    x1, y1 = min(max(int(np.ceil(box[2] * s)) - 1, x0), w - 1), min(max(int(np.ceil(box[3] * s)) - 1, y0), h - 1)
     c = hex_rgb(color).astype(np.uint8)
-    for t in range(2):  # two pixels wide, inwards
-        xa, xb, ya, yb = min(x0 + t, x1), max(x1 - t, x0), min(y0 + t, y1), max(y1 - t, y0)
-        small[ya : yb + 1, [xa, xb]] = c
-        small[[ya, yb], xa : xb + 1] = c
+    for box in boxes:
+        x0, y0 = min(max(int(box[0] * s), 0), w - 1), min(max(int(box[1] * s), 0), h - 1)
+        x1 = min(max(int(np.ceil(box[2] * s)) - 1, x0), w - 1)
+        y1 = min(max(int(np.ceil(box[3] * s)) - 1, y0), h - 1)
+        for t in range(2):  # two pixels wide, inwards
+            xa, xb, ya, yb = min(x0 + t, x1), max(x1 - t, x0), min(y0 + t, y1), max(y1 - t, y0)
+            small[ya : yb + 1, [xa, xb]] = c
+            small[[ya, yb], xa : xb + 1] = c
     return small
 
 
@@ -314,6 +321,68 @@ def sample_grid(episode: Episode, paint: Path, cur: Path, n: int) -> Figure:
         labels.append(f"p{p} {episode.classes.name(int(first['class_id']))}" + (" (rejected)" if rejected else ""))
     titles = ["reference", "scene before"] + [f"candidate k{k}" for k in range(k_max)] + ["chosen", "label mask"]
     return tile_grid(rows, labels, titles)
+
+
+def _surroundings(image: np.ndarray, box: tuple[int, int, int, int], context: float = 1.0,
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    """A crop of ``image`` around ``box`` grown by ``context`` times its size on every side (at least 24 px), the
+    instance outlined (``mask``, full-image boolean) or, without one, the box drawn."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    gx, gy = max(int(context * (x1 - x0)), 24), max(int(context * (y1 - y0)), 24)
+    cx0, cy0, cx1, cy1 = max(x0 - gx, 0), max(y0 - gy, 0), min(x1 + gx, w), min(y1 + gy, h)
+    crop = rgb(image)[cy0:cy1, cx0:cx1]
+    if mask is not None:
+        return fit(mask_overlay(crop, mask[cy0:cy1, cx0:cx1], "#FF00FF", 0.0))
+    return boxes_overlay(crop, [(x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0)])
+
+
+def placement_figure(episode: Episode, folder: Path, scenes: int = 3, per_class: int = 6) -> Figure:
+    """Where instances were placed (``folder``: a generate or place folder with placements.jsonl and references/):
+    the trainset scenes holding most placements with every box drawn, then per novel class its support instances in
+    their surroundings (instance outlined in magenta) beside the surroundings that placements chose (box in
+    yellow), so a user sees at a glance whether boats went on water."""
+    from paintseg.generate.placement import load_placements
+    from paintseg.generate.references import extract_references
+
+    plan = load_placements(folder / "placements.jsonl")
+    refs = (load_references(folder / "references") if (folder / "references" / "references.jsonl").is_file()
+            else extract_references(episode))
+    by_scene: dict[str, list] = defaultdict(list)
+    for p in plan:
+        by_scene[p.scene].append(p)
+    train = {s.name: s for s in episode.train}
+    support = {s.name: s for s in episode.support_samples}
+    busiest = sorted(by_scene, key=lambda n: (-len(by_scene[n]), n))[:scenes]
+    rows: list[list[Tile | None]] = [[Tile(boxes_overlay(read_image(train[n].image).array,
+                                                         [tuple(p.box) for p in by_scene[n]]),
+                                           f"{n}: {len(by_scene[n])} placements") for n in busiest if n in train]]
+    labels = ["placement map"]
+    cache: dict[str, np.ndarray] = {}
+
+    def image_of(sample: Sample) -> np.ndarray:
+        if sample.name not in cache:
+            cache[sample.name] = read_image(sample.image).array
+        return cache[sample.name]
+
+    for cid in episode.classes.novel_ids:
+        name = episode.classes.name(cid)
+        mine = [r for r in refs if r.class_id == cid and r.source in support]
+        step = max(len(mine) // per_class, 1)
+        row = []
+        for r in mine[::step][:per_class]:
+            img = image_of(support[r.source])
+            full = np.zeros(img.shape[:2], bool)
+            full[r.box.y0 : r.box.y1, r.box.x0 : r.box.x1] = r.mask
+            row.append(Tile(_surroundings(img, tuple(r.instance_box), mask=full), r.source))
+        rows.append(row or [Tile(None, "no support instance")])
+        labels.append(f"{name}: support")
+        chosen = [p for p in plan if p.class_id == cid and p.scene in train]
+        step = max(len(chosen) // per_class, 1)
+        rows.append([Tile(_surroundings(image_of(train[p.scene]), tuple(p.box)), p.scene)
+                     for p in chosen[::step][:per_class]] or [Tile(None, "no placement")])
+        labels.append(f"{name}: placed")
+    return tile_grid(rows, labels)
 
 
 def find_prediction(folder: Path, stem: str) -> Path | None:

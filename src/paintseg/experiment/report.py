@@ -26,7 +26,7 @@ from paintseg.data.episode import SPLIT_LISTS, Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
-from .figures import data_uri, novel_chart, overlay_lut, prediction_grid, sample_grid, stage_chart
+from .figures import data_uri, novel_chart, overlay_lut, placement_figure, prediction_grid, sample_grid, stage_chart
 
 FIX = "run `paintseg run CONFIG --out EXP` first"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -344,10 +344,24 @@ def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: st
     out = [title, intro]
     quality = [(e.get("seed"), e.get("placement_quality")) for e in synthetic if e.get("placement_quality")]
     if quality:
-        rates = "; ".join(f"seed {seed}: " + ", ".join(f"{_esc(name)} {q['fit_rate']:.2f}" for name, q in qs.items())
-                          for seed, qs in quality)
+        def rate(name: str, q: dict) -> str:
+            labels = f" / {q['fit_rate_labels']:.2f}" if "fit_rate_labels" in q else ""
+            return f"{_esc(name)} {q['fit_rate']:.2f}{labels}"
+
+        rates = "; ".join(f"seed {seed}: " + ", ".join(rate(name, q) for name, q in qs.items()) for seed, qs in quality)
         out.append(f"<p class=\"meta\">Placement fit rate (share of placements whose surroundings look more like a "
-                   f"real query instance's than a random spot's; 0.5 = no better than random): {rates}.</p>")
+                   f"real query instance's than a random spot's, by colour/texture / by base-class shares; 0.5 = no "
+                   f"better than random): {rates}.</p>")
+    placed = next((f for f in (_path(exp, v) for v in paint.values()) if f is not None
+                   and (f / "placements.jsonl").is_file()), None)
+    if episode is not None and placed is not None:
+        try:
+            out.append(f"<p class=\"meta\">Where seed {_esc(first.get('seed', '?'))}'s instances went: the scenes "
+                       f"with most placements, then per novel class the support instances in their surroundings "
+                       f"beside the surroundings the placements chose.</p>")
+            out.append(_img(placement_figure(episode, placed), "placements"))
+        except SOFT_ERRORS as e:
+            out.append(_missing(f"could not draw the placements of {placed}: {e}"))
     for arm in arms:
         out.append(f"<h3>{_esc(arm)}</h3>")
         summary = (first.get("summaries") or {}).get(arm)

@@ -123,8 +123,8 @@ class PixelClassifier:
         keep = [j for j in range(len(base)) if counts[j] > 1]
         if not keep:
             raise PlacementError(f"{episode.root / 'train.txt'}: the trainset labels hold no base-class pixels, so "
-                                 f"no base predictor can be fitted; use prior 'appearance' (surroundings by how they look) or "
-                                 f"'uniform', or pass base_predictor=")
+                                 f"no base predictor can be fitted; use prior 'appearance' (surroundings by how they "
+                                 f"look) or 'uniform', or pass base_predictor=")
         means, covs = [], []
         for j in keep:
             x = np.concatenate(xs[j]).astype(np.float64)  # at least 2 rows: counts[j] > 1
@@ -334,8 +334,9 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
     ``prior="context"``). ``reference_weights`` picks each placement's reference: ``uniform`` cycles through the
     class's references in random order (every instance equally often); ``area`` draws them with probability ∝ their
     pixel count, so the pasted pixels follow the support set's own mix of large and small instances (a support set
-    with many small label fragments would otherwise paste mostly fragments). A box may cover at most ``max_ignore`` ignore pixels. When ``rounds`` draws of
-    ``candidates`` positions give no free, valid spot, that placement is skipped with a warning.
+    with many small label fragments would otherwise paste mostly fragments). A box may cover at most ``max_ignore``
+    ignore pixels. When ``rounds`` draws of ``candidates`` positions give no free, valid spot, that placement is
+    skipped with a warning.
     """
     if prior not in PRIORS:
         raise PlacementError(f"unknown prior {prior!r}; use one of {', '.join(PRIORS)}")
