@@ -313,3 +313,27 @@ def test_near_novel_keeps_only_the_surroundings_of_novel_pixels() -> None:
     assert (near[18:22, 18:22] == 4).all() and near[16, 20] == 1 and near[15, 20] == 1  # within 3 px kept
     assert near[14, 20] == 255 and near[0, 0] == 255 and (near == 1).sum() < 100
     assert (near_novel(np.ones((8, 8), np.uint8), [4], 3) == 255).all()  # no novel pixel: nothing to learn from
+
+
+def test_ignore_border_blanks_the_seam_of_synthetic_objects(tiny_episode: Path, tmp_path: Path) -> None:
+    from paintseg.segment.data import TrainingSampler, ignore_border
+
+    label = np.full((40, 40), 1, np.uint8)
+    label[10:30, 10:30] = 4
+    out = ignore_border(label, [4], 2)
+    assert (out[14:26, 14:26] == 4).all() and out[20, 10] == 255 and out[20, 8] == 255 and out[20, 7] == 1
+    assert out[20, 11] == 255 and out[20, 12] == 4 and out[0, 0] == 1  # 2 px inside, 2 px outside
+    assert (ignore_border(np.ones((8, 8), np.uint8), [4], 2) == 1).all()  # no novel object: unchanged
+    edge = np.full((20, 20), 1, np.uint8)
+    edge[:, :6] = 4  # an object cut by the image edge keeps its inside there
+    assert ignore_border(edge, [4], 2)[10, 0] == 4
+
+    syn = tmp_path / "syn"
+    for sub in ("images", "labels"):
+        (syn / sub).mkdir(parents=True)
+    image = np.zeros((40, 40, 3), np.uint8)
+    write_image(syn / "images/s.png", image)
+    write_label(syn / "labels/s.png", label)
+    sampler = TrainingSampler(Episode(tiny_episode), TrainConfig(**FAST, synthetic_border=2), [syn])
+    kept = sampler.pools["synthetic"][0].label
+    assert np.array_equal(kept, out)  # the sampler applies it to synthetic labels

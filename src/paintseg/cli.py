@@ -139,6 +139,8 @@ def train(
     synthetic_fraction: Optional[float] = typer.Option(None, help="Share drawn from the synthetic set(s)."),
     synthetic_context: Optional[int] = typer.Option(None, help="On synthetic images, learn only the novel pixels "
                                                     "and those within this many pixels of them (0: all)."),
+    synthetic_border: Optional[int] = typer.Option(None, help="On synthetic images, ignore the band this many pixels "
+                                                   "wide on both sides of every novel object's outline (0: off)."),
     dice_weight: Optional[float] = typer.Option(None, help="Weight of a Dice loss added to cross entropy."),
     class_weights: Optional[str] = typer.Option(None, help="'none' or 'inverse-sqrt' (label frequencies)."),
     class_weights_from: Optional[str] = typer.Option(None, help="'all' pools (default) or 'real': class weights "
@@ -162,7 +164,7 @@ def train(
     given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, encoder_lr_scale=encoder_lr_scale,
                  steps=steps, batch=batch, crop=crop,
                  lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
-                 synthetic_context=synthetic_context,
+                 synthetic_context=synthetic_context, synthetic_border=synthetic_border,
                  dice_weight=dice_weight, class_weights=class_weights, class_weights_from=class_weights_from,
                  learn_background=learn_background,
                  checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint)

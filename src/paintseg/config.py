@@ -68,6 +68,9 @@ class TrainConfig(BaseModel):
                                    "and the pixels within this many pixels of them (the rest is ignore), so the "
                                    "few composed scenes teach the new objects, not their scenes over again; 0: the "
                                    "whole scene.")
+    synthetic_border: int = Field(0, ge=0, description="On synthetic images, pixels within this many pixels of a "
+                                  "novel object's outline (inside and outside) are ignore: the seam where a pasted or "
+                                  "painted object meets its new scene teaches nothing true; 0: off.")
     dice_weight: float = Field(0.0, ge=0, description="Weight of a Dice loss added to the cross entropy.")
     class_weights: Literal["none", "inverse-sqrt"] = Field(
         "inverse-sqrt", description="Cross-entropy class weights: 'inverse-sqrt' of each class's share of sampled "

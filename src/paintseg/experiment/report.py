@@ -191,6 +191,8 @@ def _setup(results: dict, episode: Episode | None) -> str:
         parts.append(f"segmentation: {models}; {train.get('steps')} steps × batch {train.get('batch')} at crop "
                      f"{train.get('crop')}, lr {train.get('lr')}, synthetic share {train.get('synthetic_fraction')}"
                      + (f", synthetic context {train['synthetic_context']} px" if train.get("synthetic_context")
+                        else "")
+                     + (f", synthetic border ignored {train['synthetic_border']} px" if train.get("synthetic_border")
                         else ""))
     gen = ((config.get("generator") or {}).get("train")) or {}
     if gen:

@@ -87,6 +87,18 @@ def near_novel(label: np.ndarray, novel_ids: Sequence[int], radius: int) -> np.n
     return np.where(near, label, IGNORE).astype(label.dtype)
 
 
+def ignore_border(label: np.ndarray, novel_ids: Sequence[int], width: int) -> np.ndarray:
+    """``label`` with the band of ``width`` pixels on both sides of every novel object's outline set to ignore."""
+    import cv2
+
+    novel = np.isin(label, novel_ids).astype(np.uint8)
+    if width <= 0 or not novel.any():
+        return label
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    band = (cv2.dilate(novel, kernel) > 0) & ~(cv2.erode(novel, kernel, borderType=cv2.BORDER_REPLICATE) > 0)
+    return np.where(band, IGNORE, label).astype(label.dtype)
+
+
 def _load(image_path: Path, label_path: Path, classes: ClassMap, config: TrainConfig, pool: str = "train") -> Item:
     image = to_uint8(read_image(image_path, config.rgb_bands).array)
     label = read_label(label_path, classes).array.copy()
@@ -102,6 +114,8 @@ def _load(image_path: Path, label_path: Path, classes: ClassMap, config: TrainCo
         label[label == BACKGROUND] = IGNORE
     if pool == "synthetic" and config.synthetic_context > 0:
         label = near_novel(label, classes.novel_ids, config.synthetic_context)
+    if pool == "synthetic" and config.synthetic_border > 0:
+        label = ignore_border(label, classes.novel_ids, config.synthetic_border)
     novel = np.flatnonzero(np.isin(label, classes.novel_ids))
     if novel.size > MAX_NOVEL_POINTS:
         novel = novel[:: -(-novel.size // MAX_NOVEL_POINTS)]
