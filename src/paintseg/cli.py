@@ -290,6 +290,8 @@ def place(
     per_class: int = typer.Option(50, help="Placements per novel class."),
     prior: str = typer.Option("context", help=PRIOR_HELP),
     appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
+    orient: bool = typer.Option(False, "--orient/--upright", help="Turn elongated references along the structure "
+                                "of their new surroundings, as they lay in their support image (default: upright)."),
     reference_weights: str = typer.Option("uniform", help="'uniform' or 'area' (references in proportion to "
                                           "their pixels)."),
     seed: int = typer.Option(0, help="Seed for scenes, boxes, windows and mask shapes."),
@@ -304,7 +306,7 @@ def place(
 
     _check_appearance(appearance)
     summary = _run(run_place, _run(Episode, episode, split), out, per_class, seed, prior, MASK_KINDS,
-                   reference_weights=reference_weights, appearance=appearance)
+                   reference_weights=reference_weights, appearance=appearance, orient=orient)
     typer.echo(f"{summary['placements']} placements written to {out / 'placements.jsonl'}")
     for name, q in summary["quality"].items():
         labels = f", {q['fit_rate_labels']:.2f} by base-class shares" if "fit_rate_labels" in q else ""
@@ -328,6 +330,8 @@ def generate(
     scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion)."),
     prior: str = typer.Option("context", help=PRIOR_HELP),
     appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
+    orient: bool = typer.Option(False, "--orient/--upright", help="Turn elongated references along the structure "
+                                "of their new surroundings, as they lay in their support image (default: upright)."),
     reference_weights: str = typer.Option("uniform", help="Which reference each placement pastes or paints: "
                                           "'uniform' (every support instance equally often) or 'area' (in "
                                           "proportion to its pixels)."),
@@ -376,7 +380,7 @@ def generate(
     _check_appearance(appearance)
     summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
                    batch=batch, select=select, backend_settings=settings, curation=curation,
-                   reference_weights=reference_weights, appearance=appearance)
+                   reference_weights=reference_weights, appearance=appearance, orient=orient)
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
                           indent=1))
     if summary["curation"] is not None:

@@ -99,6 +99,8 @@ class GenerationSpec(_Strict):
         "uniform", description="How placements pick their reference: 'uniform' (every support instance equally "
         "often) or 'area' (in proportion to its pixels, so small label fragments are not pasted as often as whole "
         "objects).")
+    orient: bool = Field(False, description="Turn elongated references so they keep the relation to the structure "
+                         "around them (along a quay, across a river) that they had in their support image.")
     mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS))
     filter: str = Field("handcrafted", description="Similarity encoder: handcrafted, efficientnet-lite0 (frozen "
                         "ImageNet features, offline), generator:GEN or open_clip:MODEL:CHECKPOINT ('generator' "

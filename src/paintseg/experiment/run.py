@@ -225,11 +225,13 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
         plan_settings["reference_weights"] = g.reference_weights
     if g.prior in ("appearance", "auto"):
         plan_settings["appearance"] = g.appearance
+    if g.orient:
+        plan_settings["orient"] = True
     place_key = settings_hash(episode_key, plan_settings)
     place_dir = stages.folder(f"placements-s{seed}", place_key)
     stages.run(f"placements s{seed}", place_dir, lambda: place(
         episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress, g.reference_weights,
-        g.appearance))
+        g.appearance, g.orient))
 
     backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
     painted: dict[str, tuple[Path, str]] = {}
@@ -260,7 +262,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
             generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
                      prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch, select="none",
                      backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights,
-                     appearance=g.appearance)
+                     appearance=g.appearance, orient=g.orient)
 
         stages.run(f"paint {name} s{seed}", folder, work)
         painted[name] = (folder, key)

@@ -93,6 +93,10 @@ def make_job(index: int, placement: Placement, references: Sequence[Reference], 
     window = np.ascontiguousarray(image[w.y0 : w.y1, w.x0 : w.x1])
     box = Box(*placement.box).shift(-w.x0, -w.y0)
     reference = references[placement.reference]
+    if placement.angle:
+        from .orientation import rotate_reference
+
+        reference = rotate_reference(reference, placement.angle)
     rng = np.random.default_rng(placement.seed)
     mask = make_mask(placement.mask_kind, window.shape[:2], box, rng, ref_mask=reference.mask)
     return WindowJob(index, placement, reference, window, mask, box)

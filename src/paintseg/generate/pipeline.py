@@ -28,7 +28,8 @@ SELECTIONS = ("best", "first", "none")
 def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50, candidates: int = 4,
              seed: int = 0, prior: str = "context", mask_kinds: tuple[str, ...] = MASK_KINDS, batch: int = 8,
              select: str = "first", backend_settings: dict | None = None, curation: dict | None = None,
-             progress: bool = True, reference_weights: str = "uniform", appearance: str = "colour") -> dict:
+             progress: bool = True, reference_weights: str = "uniform", appearance: str = "colour",
+             orient: bool = False) -> dict:
     """Run references → placements → candidates (→ curate and compose) into ``out``; returns a summary dict.
 
     ``select``: ``"best"`` curates with ``curation`` (keyword arguments of :func:`paintseg.curate.pipeline.curate`:
@@ -47,6 +48,8 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
         settings["reference_weights"] = reference_weights
     if prior in ("appearance", "auto"):
         settings["appearance"] = appearance
+    if orient:
+        settings["orient"] = True
     guard_settings(out / "generate.yaml", settings, "this synthetic set")
     timings: dict[str, float] = {}
 
@@ -58,7 +61,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
 
     t = time.time()
     placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
-                                  reference_weights, appearance)
+                                  reference_weights, appearance, orient)
     timings["placement"] = time.time() - t
 
     t = time.time()
@@ -99,7 +102,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
 
 def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str = "context",
           mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform",
-          appearance: str = "colour") -> dict:
+          appearance: str = "colour", orient: bool = False) -> dict:
     """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
     kept) and measure it - ``out/placement_quality.json`` holds the fit rate per novel class
     (paintseg.evaluate.placement: how often a placement's surroundings are nearer to a real query instance's than a
@@ -108,7 +111,7 @@ def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str
 
     out = Path(out)
     placements, info = plan(episode, extract_references(episode), out, per_class, seed, prior, mask_kinds, progress,
-                            reference_weights, appearance)
+                            reference_weights, appearance, orient)
     quality = fit_rate(episode, placements, seed=seed)
     by_labels = fit_rate(episode, placements, seed=seed, space="labels")
     for name, q in quality.items():  # the same measure on base-class shares (independent of image statistics)
@@ -120,11 +123,12 @@ def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str
 
 def plan(episode: Episode, references: list, out: Path, per_class: int, seed: int = 0, prior: str = "context",
          mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform",
-         appearance: str = "colour") -> tuple[list, dict]:
+         appearance: str = "colour", orient: bool = False) -> tuple[list, dict]:
     """The placements of ``out/placements.jsonl`` (and the context prior's summary, ``out/prior.json``), planned
     and written there unless already present - so several backends can paint the very same placements: plan once,
     copy both files into each backend's folder. ``appearance`` names the appearance prior's features (``colour``
-    or ``colour+lite0``) for ``prior`` ``appearance`` and ``auto``."""
+    or ``colour+lite0``) for ``prior`` ``appearance`` and ``auto``; ``orient`` turns elongated references along the
+    structure of their new surroundings."""
     out = Path(out)
     path = out / "placements.jsonl"
     if path.is_file():
@@ -151,7 +155,7 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
                             seed=seed, progress=progress)
     placements = plan_placements(episode, references, per_class, seed=seed, prior=effective, mask_kinds=mask_kinds,
                                  progress=progress, context=context, reference_weights=reference_weights,
-                                 scorer=scorer)
+                                 scorer=scorer, orient=orient)
     info = prior_summary(context, episode.classes) if context is not None else {}
     if scorer is not None:  # the label prior's shares (auto) under "labels", then how appearance was weighed
         info = {"labels": info, **scorer.summary(episode.classes)}

@@ -62,14 +62,18 @@ class Placement:
     window: Box  # square context window (scene coordinates) holding the box; painted, then pasted back
     mask_kind: str  # one of MASK_KINDS
     seed: int  # drives mask shape and sampling noise downstream
+    angle: float = 0.0  # degrees (counter-clockwise) the reference is turned by (paintseg.generate.orientation)
+    score: float | None = None  # the prior's score of the chosen spot (None: uniform placement)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "box": list(self.box), "window": list(self.window)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Placement":
+        score = data.get("score")
         return cls(str(data["scene"]), int(data["class_id"]), int(data["reference"]), Box(*map(int, data["box"])),
-                   Box(*map(int, data["window"])), str(data["mask_kind"]), int(data["seed"]))
+                   Box(*map(int, data["window"])), str(data["mask_kind"]), int(data["seed"]),
+                   float(data.get("angle", 0.0)), None if score is None else float(score))
 
 
 # --------------------------------------------------------------------------------------------- base predictor
@@ -323,12 +327,13 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                     context: ContextPrior | None = None, base_predictor: BasePredictor | None = None,
                     ring: int = 8, candidates: int = 64, temperature: float = 8.0, max_ignore: float = 0.5,
                     rounds: int = 8, reference_weights: str = "uniform", scorer=None,
-                    features: Sequence[str] = ("colour",)) -> list[Placement]:
+                    features: Sequence[str] = ("colour",), orient: bool = False) -> list[Placement]:
     """``per_class`` placements for every class of ``references``, ordered by class (see the module docstring).
 
     ``prior`` ``"appearance"`` and ``"auto"`` weigh spots with a :class:`paintseg.generate.appearance.SpotScorer`
     (``scorer``, fitted here with the appearance ``features`` when None): how the surroundings look, alone or mixed
-    with the label prior by held-out measurement.
+    with the label prior by held-out measurement. ``orient`` turns elongated references so that they keep the
+    relation to the structure around them that they had in their support image (:mod:`.orientation`).
 
     ``context`` is a fitted :class:`ContextPrior` (fitted here with ``base_predictor`` and ``ring`` when None and
     ``prior="context"``). ``reference_weights`` picks each placement's reference: ``uniform`` cycles through the
@@ -366,6 +371,7 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
         scorer = fit_scorer(episode, references, prior, scenes, context, base_predictor, ring, features=features,
                             seed=seed, progress=progress)
     taken: dict[int, list[Box]] = {}  # scene index -> boxes placed in it
+    turn = _Orienter(episode, references, ring) if orient else None
     plan: list[Placement] = []
     classes = sorted({r.class_id for r in references})
     bar = tqdm(total=per_class * len(classes), desc="plan placements", unit="placement", disable=not progress)
@@ -389,27 +395,71 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                 spots, hists = _draw(rng, scenes, size, taken, candidates, ring, n, max_ignore)
                 if not spots:
                     continue
-                weights = np.ones(len(spots))
+                scores = None
                 if scorer is not None:  # appearance (and label) prior
-                    weights = scorer.score(cid, spots, hists) ** temperature
-                    weights = weights if weights.sum() > 0 else np.ones(len(spots))
-                elif context is not None:  # p ∝ score ** temperature; when nothing fits at all, any free spot
-                    weights = np.asarray(context.score(cid, np.stack(hists)), np.float64) ** temperature
-                    weights = weights if weights.sum() > 0 else np.ones(len(spots))
-                found = spots[int(rng.choice(len(spots), p=weights / weights.sum()))]
+                    scores = np.asarray(scorer.score(cid, spots, hists), np.float64)
+                elif context is not None:
+                    scores = np.asarray(context.score(cid, np.stack(hists)), np.float64)
+                weights = np.ones(len(spots)) if scores is None else scores ** temperature  # p ∝ score ** T
+                weights = weights if weights.sum() > 0 else np.ones(len(spots))  # nothing fits at all: any spot
+                pick = int(rng.choice(len(spots), p=weights / weights.sum()))
+                found = (*spots[pick], None if scores is None else round(float(scores[pick]), 4))
                 break
             bar.update(1)
             if found is None:
                 log.warning("class %s: no free spot for a %dx%d box after %d x %d candidates; placement skipped "
                             "(lower per_class or add trainset scenes)", cid, size[0], size[1], rounds, candidates)
                 continue
-            s, box = found
+            s, box, score = found
+            angle = 0.0
+            if turn is not None:
+                angle, box = turn(ref_index, names[s], box, factor, scenes[s], taken.get(s, []), max_ignore, n)
             taken.setdefault(s, []).append(box)
             window = window_for(box, scenes[s].shape, rng, coverage)
             kind = mask_kinds[int(rng.integers(len(mask_kinds)))]
-            plan.append(Placement(names[s], cid, ref_index, box, window, kind, int(rng.integers(2**31 - 1))))
+            plan.append(Placement(names[s], cid, ref_index, box, window, kind, int(rng.integers(2**31 - 1)), angle,
+                                  score))
     bar.close()
     return plan
+
+
+class _Orienter:
+    """For ``orient=True``: the structure direction around every reference (in its support image) and, per chosen
+    spot, the turn that keeps it (:func:`paintseg.generate.orientation.placement_angle`) with the turned box."""
+
+    def __init__(self, episode: Episode, references: list[Reference], ring: int):
+        from .candidates import SceneCache
+        from .orientation import instance_axis, structure_angle
+
+        self.references, self.ring = references, max(ring, 16)
+        support = {s.name: s for s in episode.support_samples}
+        images: dict[str, np.ndarray] = {}
+        self.structure, self.elongation = [], []
+        for ref in references:
+            if ref.source not in images:
+                images[ref.source] = to_uint8(episode.read_image(support[ref.source]).array)
+            self.structure.append(structure_angle(images[ref.source], ref.instance_box, self.ring))
+            self.elongation.append(instance_axis(ref.mask)[1])
+        self.scenes = SceneCache(episode)
+
+    def __call__(self, ref_index: int, scene: str, box: Box, factor: float, codes: np.ndarray, taken: list[Box],
+                 max_ignore: float, bins: int) -> tuple[float, Box]:
+        from .orientation import placement_angle, rotated_size, structure_angle
+
+        spot = structure_angle(self.scenes.image(scene), box, self.ring)
+        angle = placement_angle(self.structure[ref_index], spot, self.elongation[ref_index])
+        if angle == 0:
+            return 0.0, box
+        w, h = rotated_size(self.references[ref_index].mask, angle)
+        height, width = codes.shape
+        w, h = min(max(1, int(round(w * factor))), width), min(max(1, int(round(h * factor))), height)
+        cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
+        x0, y0 = min(max(cx - w // 2, 0), width - w), min(max(cy - h // 2, 0), height - h)
+        turned = Box(x0, y0, x0 + w, y0 + h)
+        if _counts(codes, turned, bins + 2)[bins] > max_ignore * turned.area or any(_overlaps(turned, b)
+                                                                                      for b in taken):
+            return 0.0, box  # the turned box does not fit where the upright one did: keep it upright
+        return angle, turned
 
 
 # --------------------------------------------------------------------------------------------- storage
