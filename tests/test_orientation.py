@@ -39,7 +39,8 @@ def test_structure_angle_and_instance_axis():
     assert abs(axis) < 1 and elongation == pytest.approx(8, rel=0.05)
     diagonal = np.eye(30, dtype=bool) | np.eye(30, k=1, dtype=bool)  # down-right as displayed: -45 (clockwise)
     assert instance_axis(diagonal)[0] == pytest.approx(-45, abs=1)
-    assert alignment(0, 90) == pytest.approx(1) and alignment(10, 55) == pytest.approx(0, abs=1e-9)
+    assert alignment(0, 90) == pytest.approx(-1) and alignment(5, -5) > 0.9
+    assert alignment(10, 55) == pytest.approx(0, abs=1e-9)
 
     assert placement_angle((0.0, 0.9), (90.0, 0.8), elongation=8) == 90
     assert placement_angle((0.0, 0.9), (90.0, 0.1), elongation=8) == 0  # the spot has no direction
@@ -116,3 +117,26 @@ def test_cli_place_orient_writes_turned_placements(tmp_path: Path):
     assert done.exit_code == 0, done.output
     plan = load_placements(tmp_path / "plan/placements.jsonl")
     assert len(plan) == 8 and sum(abs(p.angle) == 90 for p in plan) >= 6
+
+
+def test_orientation_agreement_tells_turned_from_upright(tmp_path: Path):
+    """Query boats lie along vertical quays (cos 2Δ = 1); turned placements agree, upright ones lie across (-1)."""
+    from paintseg.evaluate.placement import orientation_agreement
+
+    root = make_quay_episode(tmp_path / "ep")
+    image = stripes(96, 96, vertical=True, period=12)
+    label = np.ones((96, 96), np.uint8)
+    label[20:52, 40:46] = 4  # a vertical boat
+    image[label == 4] = (230, 60, 40)
+    write_image(root / "valset/images/q0.png", image)
+    write_label(root / "valset/labels/q0.png", label, classes=tiny_classes())
+    val = json.loads((root / "val.json").read_text())
+    (root / "val.json").write_text(json.dumps({**val, "query_set": ["q0.png"]}))
+    ep = Episode(root)
+    refs = extract_references(ep)
+    turned = plan_placements(ep, refs, per_class=10, prior="uniform", progress=False, orient=True)
+    result = orientation_agreement(ep, turned, refs)["pool"]
+    assert result["query_instances"] == 1 and result["query"] > 0.9
+    assert result["placements"] >= 8 and result["placed"] > 0.9
+    upright = plan_placements(ep, refs, per_class=10, prior="uniform", progress=False)
+    assert orientation_agreement(ep, upright, refs)["pool"]["placed"] < -0.9

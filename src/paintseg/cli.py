@@ -312,6 +312,10 @@ def place(
         labels = f", {q['fit_rate_labels']:.2f} by base-class shares" if "fit_rate_labels" in q else ""
         typer.echo(f"{name}: fit rate {q['fit_rate']:.2f} by colour/texture{labels} ({q['placements']} placements vs "
                    f"{q['query_instances']} real query instances; 0.5 = no better than random spots)")
+        o = q.get("orientation") or {}
+        if o.get("query") is not None and o.get("placed") is not None:
+            typer.echo(f"{name}: alignment with the surrounding structure cos 2Δ {o['placed']:.2f} placed vs "
+                       f"{o['query']:.2f} real (1 = along it, -1 = across it, 0 = random)")
     if not summary["quality"]:
         typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
 

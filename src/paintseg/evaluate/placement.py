@@ -136,3 +136,39 @@ def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, 
         out[episode.classes.name(cid)] = {"fit_rate": round(float(beats.mean()), 3), "placements": len(placed),
                                           "query_instances": len(real), "random_spots": len(random)}
     return out
+
+
+def orientation_agreement(episode: Episode, placements: list, references: list, ring: int = 16,
+                          min_pixels: int = 64) -> dict:
+    """Do placed instances lie along their surroundings' structure the way real query instances do?
+
+    Per novel class: the mean :func:`paintseg.generate.orientation.alignment` (``cos 2Δ`` between an instance's
+    axis and the direction of the edges around it; 1 = along it, -1 = across it, ~0 for random angles) over
+    the real query instances and over the placements (their reference's axis turned by the placement's angle),
+    counting only elongated instances in coherent surroundings (the thresholds of
+    :func:`~paintseg.generate.orientation.placement_angle`)."""
+    from paintseg.generate.orientation import (MIN_COHERENCE, MIN_ELONGATION, alignment, instance_axis,
+                                               structure_angle)
+
+    out = {}
+    train = {s.name: s for s in episode.train}
+    for cid in episode.classes.novel_ids:
+        real = []
+        for i, box in query_instances(episode, cid, min_pixels):
+            sample = episode.query[i]
+            label = episode.read_label(sample).array[box.y0 : box.y1, box.x0 : box.x1] == cid
+            axis, elongation = instance_axis(label)
+            angle, coherence = structure_angle(to_uint8(episode.read_image(sample).array), box, ring)
+            if elongation >= MIN_ELONGATION and coherence >= MIN_COHERENCE:
+                real.append(alignment(axis, angle))
+        placed = []
+        for p in (p for p in placements if p.class_id == cid and p.scene in train):
+            axis, elongation = instance_axis(references[p.reference].mask)
+            angle, coherence = structure_angle(to_uint8(episode.read_image(train[p.scene]).array), p.box, ring)
+            if elongation >= MIN_ELONGATION and coherence >= MIN_COHERENCE:
+                placed.append(alignment(axis + p.angle, angle))
+        if real or placed:
+            out[episode.classes.name(cid)] = {
+                "query": round(float(np.mean(real)), 3) if real else None, "query_instances": len(real),
+                "placed": round(float(np.mean(placed)), 3) if placed else None, "placements": len(placed)}
+    return out

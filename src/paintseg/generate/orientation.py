@@ -9,9 +9,9 @@ a placement keeps the relation its support instance had.
   spot's, used by :func:`paintseg.generate.placement.plan_placements` with ``orient=True`` when the instance is
   elongated and both directions are coherent (otherwise 0: the reference keeps its orientation);
 - :func:`rotate_reference`: the reference crop and mask turned by that angle (the canvas grows to hold it);
-- :func:`alignment`: ``|cos 2Δ|`` between an instance's axis and its surroundings' direction, 1 when parallel or
-  perpendicular, about 0.64 on average for random angles - the measure of whether placements keep the relation
-  the real instances show.
+- :func:`alignment`: ``cos 2Δ`` of the angle Δ between an instance's axis and its surroundings' direction: 1 along
+  the structure, -1 across it, 0 on average for random angles - the measure of whether placements keep the
+  relation the real instances show.
 
 Angles are degrees, counter-clockwise in the image as displayed (x right, y down), modulo 180.
 """
@@ -78,8 +78,8 @@ def placement_angle(ref_structure: tuple[float, float], spot_structure: tuple[fl
 
 
 def alignment(axis: float, structure: float) -> float:
-    """``|cos 2Δ|`` of the angle between an instance axis and its surroundings' direction (see module docstring)."""
-    return abs(math.cos(math.radians(2 * (axis - structure))))
+    """``cos 2Δ`` of the angle between an instance axis and its surroundings' direction: 1 along, -1 across."""
+    return math.cos(math.radians(2 * (axis - structure)))
 
 
 def rotated_size(mask: np.ndarray, angle: float) -> tuple[int, int]:

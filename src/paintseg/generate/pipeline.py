@@ -106,17 +106,23 @@ def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str
     """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
     kept) and measure it - ``out/placement_quality.json`` holds the fit rate per novel class
     (paintseg.evaluate.placement: how often a placement's surroundings are nearer to a real query instance's than a
-    random spot's are; ~0.5 for uniform placement). Returns ``{"placements", "prior", "quality"}``."""
-    from paintseg.evaluate.placement import fit_rate
+    random spot's are; ~0.5 for uniform placement), by colour/texture and by base-class shares, and the orientation
+    agreement (do placed instances lie along their surroundings as the real query instances do). Returns
+    ``{"placements", "prior", "quality"}``."""
+    from paintseg.evaluate.placement import fit_rate, orientation_agreement
 
     out = Path(out)
-    placements, info = plan(episode, extract_references(episode), out, per_class, seed, prior, mask_kinds, progress,
+    references = extract_references(episode)
+    placements, info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
                             reference_weights, appearance, orient)
     quality = fit_rate(episode, placements, seed=seed)
     by_labels = fit_rate(episode, placements, seed=seed, space="labels")
     for name, q in quality.items():  # the same measure on base-class shares (independent of image statistics)
         if name in by_labels:
             q["fit_rate_labels"] = by_labels[name]["fit_rate"]
+    for name, agreement in orientation_agreement(episode, placements, references).items():
+        if name in quality:
+            quality[name]["orientation"] = agreement
     write_text(out / "placement_quality.json", json.dumps(quality, indent=1) + "\n")
     return {"placements": len(placements), "prior": info, "quality": quality}
 
