@@ -203,7 +203,54 @@ def synthetic_dubai(r: dict) -> str:
     ])
 
 
-BLOCKS = {"threads": threads, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai, "generator_dubai": generator_dubai, "curation_dubai": curation_dubai,
+def placement_dubai(r: dict) -> str:
+    rows = ["| episode | prior | fit rate, colour/texture | fit rate, base-class shares | along the structure "
+            "(cos 2Δ) | appearance weight (auto) |", "|---|---|---|---|---|---|"]
+    for ep, priors in r["episodes"].items():
+        for prior, v in priors.items():
+            if isinstance(v, str):
+                rows.append(f"| {ep} | {prior} | {v} | | | |")
+                continue
+            along = [a for a in v.get("orientation_placed", []) if a is not None]
+            along_text = f"{sum(along) / len(along):.2f}" if along else "n/a"
+            alphas = ", ".join(f"{a:g}" for a in sorted({m["alpha"] for m in v.get("mix", []) if m}))
+            rows.append(f"| {ep} | {prior} | {v['image_mean']:.2f} ± {v['image_std']:.2f} | {v['labels_mean']:.2f} ± "
+                        f"{v['labels_std']:.2f} | {along_text} | {alphas} |")
+    query = ", ".join(f"{ep} {a:.2f}" for ep, a in r.get("orientation_query", {}).items() if a is not None)
+    return "\n".join([
+        f"**Placement quality on Dubai** ({r['placements_per_seed']} building placements per seed, seeds "
+        f"{', '.join(map(str, r['seeds']))}; mean ± std; 0.5 = no better than random spots):", "", *rows, "",
+        f"Real query buildings lie along their surroundings' structure at cos 2Δ = {query or 'n/a'} (1 along, -1 "
+        f"across, 0 random). Produced by `{r['command']}` → `benchmarks/results/placement_dubai.json` ({r['date']}).",
+    ])
+
+
+def synthetic_seeds_dubai(r: dict) -> str:
+    def diff(d: dict) -> str:
+        mark = "" if d.get("beyond") is None else (" (beyond noise)" if d["beyond"] else " (within noise)")
+        return f"{d['mean']:+.1f} ± {d['std']:.1f}{mark}" if d.get("std") is not None else f"{d['mean']:+.1f}"
+
+    ref = r["reference"]
+    rows = ["| variant | building IoU per seed | base mIoU per seed | building vs baseline | building vs copy-paste "
+            "| base vs baseline |", "|---|---|---|---|---|---|"]
+    for arm, v in ref.items():
+        rows.append(f"| {arm} (experiment) | {' / '.join(f'{x:.1f}' for x in v['novel_iou'])} | "
+                    f"{' / '.join(f'{x:.1f}' for x in v['base_miou'])} | | | |")
+    for name, v in r["variants"].items():
+        rows.append(f"| {name} | {' / '.join(f'{x:.1f}' for x in v['novel_iou'])} | "
+                    f"{' / '.join(f'{x:.1f}' for x in v['base_miou'])} | {diff(v['novel_vs']['baseline'])} | "
+                    f"{diff(v['novel_vs']['copy-paste'])} | {diff(v['base_vs']['baseline'])} |")
+    return "\n".join([
+        f"**Changes to the copy-paste arm over the experiment's seeds** (seeds {', '.join(map(str, r['seeds']))}; "
+        "paired per-seed differences, mean ± std, 95 % t interval):", "", *rows, "",
+        f"Produced by `{r['command']}` → `benchmarks/results/{r['benchmark']}.json` ({r['date']}; every run's "
+        f"commands are in it).",
+    ])
+
+
+BLOCKS = {"threads": threads, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
+          "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
+          "synthetic_seeds_dubai": synthetic_seeds_dubai,
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo")}
 
 

@@ -1,0 +1,131 @@
+"""Changes to the synthetic data, measured over the seeds of a finished experiment (default: the Dubai one).
+
+Each variant re-trains the experiment's copy-paste arm (same model, budget and seeds) with one change, and is
+compared per seed with the experiment's own baseline and copy-paste runs: paired differences, their mean ± std
+and a t interval (paintseg.evaluate.significance), so a gain is told from seed noise.
+
+    cp-border2     the experiment's copy-paste sets, loss ignores 2 px on both sides of every pasted outline
+    cp-auto        new copy-paste sets whose placements use the 'auto' prior (appearance + labels)
+    cp-share25     the experiment's sets at synthetic share 0.25 (the trainset keeps half of each batch)
+
+Every step is a `paintseg` command (printed); finished runs (their metrics.json) are reused.
+Writes benchmarks/results/synthetic_seeds_NAME.json (NAME: the experiment's name).
+
+    OMP_NUM_THREADS=2 python benchmarks/synthetic_seeds.py       # ~5 min per variant and seed on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {  # name: (synthetic set: "experiment" or a placement prior for new copy-paste sets, train options)
+    "cp-border2": ("experiment", ["--synthetic-border", "2"]),
+    "cp-auto": ("auto", []),
+    "cp-share25": ("experiment", ["--synthetic-fraction", "0.25"]),
+}
+
+
+def run(cmd: list[str]) -> None:
+    print("$ " + shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def train_flags(cfg: dict) -> list[str]:
+    """`paintseg train` options that reproduce a TrainConfig dict (as a run's config.yaml holds it)."""
+    flags = []
+    for key in ("arch", "encoder", "encoder_weights", "steps", "batch", "crop", "lr", "warmup_steps", "seed",
+                "support_fraction", "synthetic_fraction", "synthetic_context", "class_weights",
+                "class_weights_from", "encoder_lr_scale", "dice_weight"):
+        if cfg.get(key) is not None:
+            flags += [f"--{key.replace('_', '-')}", str(cfg[key])]
+    return flags
+
+
+def main() -> None:
+    import yaml
+
+    from paintseg.evaluate.significance import paired_seeds
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", type=Path, default=REPO / "benchmarks" / "work" / "experiment_dubai")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    args = ap.parse_args()
+    exp = args.experiment
+    results = json.loads((exp / "results.json").read_text())
+    name = results["name"]
+    work = REPO / "benchmarks" / "work" / f"synthetic_seeds_{name}"
+    ps = [sys.executable, "-m", "paintseg"]
+    episode = Path(results["episode"])
+    episode = episode if episode.is_absolute() else exp / episode
+    novel = results["novel"]
+    per_class = results["config"]["generation"]["per_class"]
+    runs = {(r["arm"], r["seed"]): r for r in results["runs"]}
+    seeds = sorted({r["seed"] for r in results["runs"] if r["arm"] == "copy-paste"})
+    synthetic = {e["seed"]: exp / e["curated"]["copy-paste"] for e in results["synthetic"]}
+    t0 = time.time()
+    rows, commands = {}, {}
+    for variant in args.variants:
+        kind, extra = VARIANTS[variant]
+        per_seed = {}
+        for seed in seeds:
+            ref = runs[("copy-paste", seed)]
+            cfg = yaml.safe_load((exp / ref["run"] / "config.yaml").read_text())["train"]
+            out = work / f"{variant}-s{seed}"
+            if kind == "experiment":
+                syn = synthetic[seed]
+            else:
+                syn = work / f"cp-{kind}-s{seed}"
+                if not (syn / "manifest.jsonl").is_file():
+                    run(ps + ["generate", str(episode), "--generator", "copy-paste", "--out", str(syn),
+                              "--per-class", str(per_class), "--candidates", "1", "--prior", kind, "--seed",
+                              str(seed), "--select", "first", "--refine", "none"])
+            train = ps + ["train", str(episode), "--out", str(out), *train_flags(cfg), "--synthetic", str(syn), *extra]
+            pred = ps + ["predict", str(out), "--episode", str(episode), "--out", str(out / "pred"), "--window",
+                         str(results["config"].get("predict_window") or 512)]
+            evaluate = ps + ["evaluate", "--pred", str(out / "pred"), "--episode", str(episode), "--out",
+                             str(out / "metrics.json")]
+            commands[f"{variant}-s{seed}"] = [shlex.join(c) for c in (train, pred, evaluate)]
+            if not (out / "metrics.json").is_file():
+                for cmd in (train, pred, evaluate):
+                    run(cmd)
+            per_seed[seed] = json.loads((out / "metrics.json").read_text())
+        novel_iou = [statistics.fmean(per_seed[s]["per_class_iou"][c] for c in novel) for s in seeds]
+        base = [per_seed[s]["base_miou"] for s in seeds]
+        ref_novel = {arm: [statistics.fmean(runs[(arm, s)]["metrics"]["per_class_iou"][c] for c in novel)
+                           for s in seeds] for arm in ("baseline", "copy-paste")}
+        ref_base = {arm: [runs[(arm, s)]["metrics"]["base_miou"] for s in seeds] for arm in ("baseline", "copy-paste")}
+        row = {"novel_iou": [round(v, 2) for v in novel_iou], "base_miou": [round(v, 2) for v in base],
+               "novel_mean": round(statistics.fmean(novel_iou), 2), "base_mean": round(statistics.fmean(base), 2),
+               "novel_vs": {arm: paired_seeds(dict(zip(seeds, novel_iou)), dict(zip(seeds, ref_novel[arm])))
+                            for arm in ref_novel},
+               "base_vs": {arm: paired_seeds(dict(zip(seeds, base)), dict(zip(seeds, ref_base[arm])))
+                           for arm in ref_base}}
+        rows[variant] = row
+        print(f"{variant:12s} novel {row['novel_mean']:.1f} (seeds {row['novel_iou']}), base {row['base_mean']:.1f}; "
+              + "; ".join(f"vs {arm}: novel {d['mean']:+.1f} ± {d['std']:.1f}, base {row['base_vs'][arm]['mean']:+.1f}"
+                          for arm, d in row["novel_vs"].items()), flush=True)
+    reference = {arm: {"novel_iou": [round(statistics.fmean(runs[(arm, s)]["metrics"]["per_class_iou"][c]
+                                                              for c in novel), 2) for s in seeds],
+                       "base_miou": [round(runs[(arm, s)]["metrics"]["base_miou"], 2) for s in seeds]}
+                 for arm in ("baseline", "copy-paste")}
+    result = {"benchmark": f"synthetic_seeds_{name}", "command": "python benchmarks/synthetic_seeds.py"
+              + ("" if exp == REPO / "benchmarks" / "work" / "experiment_dubai" else f" --experiment {exp}"),
+              "date": str(date.today()), "experiment": str(exp.relative_to(REPO) if exp.is_relative_to(REPO) else exp),
+              "seeds": seeds, "reference": reference, "variants": rows, "commands": commands,
+              "wall_seconds_this_call": round(time.time() - t0, 1)}
+    out = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
