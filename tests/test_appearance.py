@@ -29,7 +29,7 @@ def test_ring_descriptor_equals_the_frame_pixels_statistics_on_cell_aligned_boxe
     px = q[frame]
     want = np.concatenate([px[:, :3].mean(0), np.sqrt(px[:, 3:6].mean(0) - px[:, :3].mean(0) ** 2),
                            px[:, 6:8].mean(0)])
-    assert grid.ring(box, ring) == pytest.approx(want, rel=1e-5, abs=1e-6)
+    assert grid.ring(box, ring) == pytest.approx(want, rel=1e-4, abs=1e-5)  # std from float32 cell means
     assert grid.ring(Box(0, 0, 80, 64), ring) is None  # the box covers the image: no frame
     assert grid.ring(Box(70, 60, 80, 64), 4).shape == (8,)  # a box at the corner still has a frame
 

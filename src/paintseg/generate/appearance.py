@@ -64,9 +64,9 @@ def _cell_means(values: np.ndarray, cell: int) -> np.ndarray:
     return padded.reshape(gh, cell, gw, cell, -1).mean(axis=(1, 3))
 
 
-def _integral(cells: np.ndarray) -> np.ndarray:
-    out = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1, cells.shape[2]), np.float64)
-    out[1:, 1:] = cells.cumsum(0).cumsum(1)
+def _integral(cells: np.ndarray, dtype=np.float64) -> np.ndarray:
+    out = np.zeros((cells.shape[0] + 1, cells.shape[1] + 1, cells.shape[2]), dtype)
+    out[1:, 1:] = cells.astype(np.float64).cumsum(0).cumsum(1)
     return out
 
 
@@ -112,7 +112,8 @@ class SceneGrid:
     @classmethod
     def of(cls, image: np.ndarray, cell: int = 8, deep: DeepCells | None = None) -> "SceneGrid":
         colour = _integral(_cell_means(_colour_quantities(image), cell))
-        return cls(image.shape[:2], cell, colour, _integral(deep(image)) if deep is not None else None)
+        # deep tables in float32: 112 channels per cell, sums of at most a few thousand cells
+        return cls(image.shape[:2], cell, colour, _integral(deep(image), np.float32) if deep is not None else None)
 
     @staticmethod
     def _frame(table: np.ndarray, box: Box, ring: int, cell: int) -> np.ndarray | None:
@@ -123,7 +124,7 @@ class SceneGrid:
         X0, Y0, X1, Y1 = max(x0 - r, 0), max(y0 - r, 0), min(x1 + r, gw), min(y1 + r, gh)
 
         def total(a0: int, b0: int, a1: int, b1: int) -> np.ndarray:
-            return table[b1, a1] - table[b0, a1] - table[b1, a0] + table[b0, a0]
+            return table[b1, a1].astype(np.float64) - table[b0, a1] - table[b1, a0] + table[b0, a0]
 
         count = (X1 - X0) * (Y1 - Y0) - (x1 - x0) * (y1 - y0)
         if count <= 0:
