@@ -11,7 +11,8 @@ For seeds 0..2 and each prior, `paintseg place` plans 30 building placements and
 (paintseg.evaluate.placement): the share of (placement, random spot) pairs where the placement's surroundings are
 nearer to a real query building's than the random spot's; 0.5 is no better than random. Two yardsticks: colour/texture
 statistics of the ring (partly what the appearance prior itself scores), and base-class shares of the ring read from
-the full Dubai labels (independent of any image statistic). 'auto+orient' also turns elongated buildings along the
+the full Dubai labels (independent of any image statistic); and the colour/texture fit rate against the *support*
+buildings' surroundings (does the plan follow what the support set shows?). 'auto+orient' also turns elongated buildings along the
 structure around the spot; the orientation agreement (cos 2Δ of instance axis vs surrounding edges, placed vs real
 query buildings) says whether that matches the query. Writes benchmarks/results/placement_dubai.json.
 
@@ -85,7 +86,7 @@ def main() -> None:
                 continue
             name, _, extra = prior.partition("+")
             appearance = "colour+lite0" if extra == "lite0" else "colour"
-            image_rates, label_rates, seconds, mix, along = [], [], [], [], []
+            image_rates, label_rates, support_rates, seconds, mix, along = [], [], [], [], [], []
             for seed in (0, 1, 2):
                 out = WORK / f"{ep_name}-{prior}-s{seed}"
                 cmd = ps + ["place", str(episode), "--out", str(out), "--per-class", "30", "--prior", name,
@@ -100,6 +101,7 @@ def main() -> None:
                 plan = load_placements(out / "placements.jsonl")
                 label_rates.append(fit_rate(ep, plan, seed=seed, space="labels", labels_from=labels_from)
                                    ["building"]["fit_rate"])
+                support_rates.append(fit_rate(ep, plan, seed=seed, against="support")["building"]["fit_rate"])
                 agreement = orientation_agreement(ep, plan, extract_references(ep)).get("building", {})
                 along.append(agreement.get("placed"))
                 if seed == 0:
@@ -108,7 +110,8 @@ def main() -> None:
                 info = json.loads((out / "prior.json").read_text())
                 if "mix" in info:
                     mix.append(info["mix"].get("building"))
-            row = {"fit_rate_image": image_rates, "fit_rate_labels": label_rates,
+            row = {"fit_rate_image": image_rates, "fit_rate_labels": label_rates, "fit_rate_support": support_rates,
+                   "support_mean": round(statistics.fmean(support_rates), 3),
                    "image_mean": round(statistics.fmean(image_rates), 3),
                    "image_std": round(statistics.stdev(image_rates), 3),
                    "labels_mean": round(statistics.fmean(label_rates), 3),
@@ -120,7 +123,8 @@ def main() -> None:
             measured = [a for a in along if a is not None]
             alphas = f"  alpha {[m.get('alpha') for m in mix if m]}" if mix else ""
             print(f"{ep_name:20s} {prior:17s} fit rate colour/texture {row['image_mean']:.2f} ± {row['image_std']:.2f}"
-                  f", base-class shares {row['labels_mean']:.2f} ± {row['labels_std']:.2f}, along the structure "
+                  f", base-class shares {row['labels_mean']:.2f} ± {row['labels_std']:.2f}, vs support "
+                  f"{row['support_mean']:.2f}, along the structure "
                   f"{statistics.fmean(measured) if measured else float('nan'):.2f}"
                   f"{alphas}", flush=True)
     orientation_query = rows.pop("orientation_query", {})

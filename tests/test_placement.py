@@ -200,10 +200,19 @@ def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path:
     for n, lab in labels.items():  # every base pixel becomes 'field': the labels say nothing about water
         write_label(root / "trainset/labels" / n, np.where(lab == 255, 255, 1).astype(np.uint8), classes=ep.classes)
     ep = Episode(root)
-    blind = {prior: water_share(plan_placements(ep, refs, per_class=40, prior=prior, progress=False))
+    plans = {prior: plan_placements(ep, refs, per_class=40, prior=prior, progress=False)
              for prior in ("context", "auto")}
+    blind = {prior: water_share(plan) for prior, plan in plans.items()}
     print("ring mostly water, one base class:", blind)
     assert blind["context"] < 0.45 and blind["auto"] > 0.65
+    from paintseg.evaluate.placement import fit_rate
+
+    follows = {prior: fit_rate(ep, plan, ring=6, against="support")["pool"]["fit_rate"]
+               for prior, plan in plans.items()}
+    print("fit rate against the support surroundings:", follows)
+    assert follows["auto"] > 0.6 and follows["auto"] - follows["context"] > 0.15  # context: about 0.5, blind
+    with pytest.raises(ValueError, match="'support' with 'image'"):
+        fit_rate(ep, plans["auto"], against="support", space="labels")
     scorer = fit_scorer(ep, refs, "auto")
     assert scorer.alpha[4] >= 0.75, scorer.selection  # the held-out check found the labels uninformative
     aucs = scorer.selection["4"]["held_out_auc"]

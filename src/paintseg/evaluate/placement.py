@@ -54,10 +54,12 @@ def ring_descriptor(image: np.ndarray, box: Box, ring: int = 16) -> np.ndarray |
     return np.concatenate([px.mean(0), px.std(0), [local[frame].mean(), gradient[frame].mean()]]).astype(np.float64)
 
 
-def query_instances(episode: Episode, class_id: int, min_pixels: int = 16) -> list[tuple[int, Box]]:
-    """(query sample index, tight box) of every connected component of ``class_id`` in the query labels."""
+def query_instances(episode: Episode, class_id: int, min_pixels: int = 16,
+                    samples: list | None = None) -> list[tuple[int, Box]]:
+    """(sample index, tight box) of every connected component of ``class_id`` in the labels of ``samples``
+    (default: the query set)."""
     out = []
-    for i, sample in enumerate(episode.query):
+    for i, sample in enumerate(episode.query if samples is None else samples):
         if sample.label is None:
             continue
         components, n = ndimage.label(episode.read_label(sample).array == class_id, structure=np.ones((3, 3)))
@@ -77,13 +79,18 @@ def label_ring(label: np.ndarray, box: Box, ring: int, base_ids: list[int]) -> n
 
 
 def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, min_pixels: int = 16,
-             spots: int = 8, space: str = "image", labels_from: Episode | None = None) -> dict:
+             spots: int = 8, space: str = "image", labels_from: Episode | None = None,
+             against: str = "query") -> dict:
     """The placement-quality figure of the module docstring, per novel class: ``{class name: {"fit_rate",
     "placements", "query_instances"}}`` (a class without real query instances or placements is left out). Each
     placement is compared with ``spots`` random spots of its size (the share it beats), which steadies the figure.
-    ``space``: ``"image"`` (colour/texture of the ring) or ``"labels"`` (its base-class shares)."""
+    ``space``: ``"image"`` (colour/texture of the ring) or ``"labels"`` (its base-class shares). ``against="support"``
+    compares with the support instances' surroundings instead of the query's (image space only: support labels hold
+    no base class) - does a plan follow what the support set shows, whatever the query looks like?"""
     if space not in ("image", "labels"):
         raise ValueError(f"fit_rate space {space!r}: use 'image' or 'labels'")
+    if against not in ("query", "support") or (against == "support" and space == "labels"):
+        raise ValueError(f"fit_rate against {against!r} in space {space!r}: use 'query', or 'support' with 'image'")
     rng = np.random.default_rng(seed)
     images: dict[str, np.ndarray] = {}
     source = labels_from if labels_from is not None else episode
@@ -93,7 +100,8 @@ def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, 
         name = f"{kind}:{key}"
         if name not in images:
             ep = source if space == "labels" else episode
-            sample = ep.query[key] if kind == "query" else ep.train[ep.train_names.index(key)]
+            real = ep.query if against == "query" else ep.support_samples
+            sample = real[key] if kind == "query" else ep.train[ep.train_names.index(key)]
             images[name] = (ep.read_label(sample).array if space == "labels"
                             else to_uint8(episode.read_image(sample).array))
         return images[name]
@@ -104,7 +112,13 @@ def fit_rate(episode: Episode, placements: list, ring: int = 16, seed: int = 0, 
     out = {}
     for cid in episode.classes.novel_ids:
         mine = [p for p in placements if p.class_id == cid]
-        real = [describe(image("query", i), box) for i, box in query_instances(episode, cid, min_pixels)]
+        pool = episode.query if against == "query" else [s for s in episode.support_samples if s.class_id == cid]
+        if against == "support":  # indices into support_samples, as image() reads them
+            pool_index = [episode.support_samples.index(s) for s in pool]
+            found = [(pool_index[i], box) for i, box in query_instances(episode, cid, min_pixels, pool)]
+        else:
+            found = query_instances(episode, cid, min_pixels)
+        real = [describe(image("query", i), box) for i, box in found]
         real = [d for d in real if d is not None]
         if not mine or not real:
             continue

@@ -117,9 +117,12 @@ def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str
                             reference_weights, appearance, orient)
     quality = fit_rate(episode, placements, seed=seed)
     by_labels = fit_rate(episode, placements, seed=seed, space="labels")
+    by_support = fit_rate(episode, placements, seed=seed, against="support")
     for name, q in quality.items():  # the same measure on base-class shares (independent of image statistics)
         if name in by_labels:
             q["fit_rate_labels"] = by_labels[name]["fit_rate"]
+        if name in by_support:  # ... and against the support instances' own surroundings
+            q["fit_rate_support"] = by_support[name]["fit_rate"]
     for name, agreement in orientation_agreement(episode, placements, references).items():
         if name in quality:
             quality[name]["orientation"] = agreement
