@@ -205,7 +205,7 @@ def synthetic_dubai(r: dict) -> str:
 
 def placement_dubai(r: dict) -> str:
     rows = ["| episode | prior | fit rate vs query, colour/texture | vs query, base-class shares | vs support, "
-            "colour/texture | along the structure (cos 2Δ) | appearance weight (auto) |", "|---|---|---|---|---|---|---|"]
+            "colour/texture | along the structure (cos 2Δ) | appearance weight (auto) |", "|---" * 7 + "|"]
     for ep, priors in r["episodes"].items():
         for prior, v in priors.items():
             if isinstance(v, str):
@@ -215,7 +215,8 @@ def placement_dubai(r: dict) -> str:
             along_text = f"{sum(along) / len(along):.2f}" if along else "n/a"
             alphas = ", ".join(f"{a:g}" for a in sorted({m["alpha"] for m in v.get("mix", []) if m}))
             rows.append(f"| {ep} | {prior} | {v['image_mean']:.2f} ± {v['image_std']:.2f} | {v['labels_mean']:.2f} ± "
-                        f"{v['labels_std']:.2f} | {v.get('support_mean', float('nan')):.2f} | {along_text} | {alphas} |")
+                        f"{v['labels_std']:.2f} | {v.get('support_mean', float('nan')):.2f} | {along_text} | "
+                        f"{alphas} |")
     query = ", ".join(f"{ep} {a:.2f}" for ep, a in r.get("orientation_query", {}).items() if a is not None)
     return "\n".join([
         f"**Placement quality on Dubai** ({r['placements_per_seed']} building placements per seed, seeds "
