@@ -13,8 +13,8 @@ nearer to a real query building's than the random spot's; 0.5 is no better than 
 statistics of the ring (partly what the appearance prior itself scores), and base-class shares of the ring read from
 the full Dubai labels (independent of any image statistic); and the colour/texture fit rate against the *support*
 buildings' surroundings (does the plan follow what the support set shows?). 'auto+orient' also turns elongated
-buildings along the structure around the spot; the orientation agreement (cos 2Δ of instance axis vs surrounding edges, placed vs real
-query buildings) says whether that matches the query. Writes benchmarks/results/placement_dubai.json.
+buildings along the structure around the spot; the orientation agreement (cos 2Δ of instance axis vs surrounding
+edges, placed vs real query buildings) says whether that matches the query. Writes benchmarks/results/placement_dubai.json.
 
     python benchmarks/placement_dubai.py          # about 15 minutes (the lite0 features of 405 scenes per run)
 """
