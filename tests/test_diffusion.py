@@ -212,6 +212,81 @@ def test_paint_keeps_known_pixels_and_both_schedulers_run():
         paint(model, scene, mask, reference, ref_mask, steps=1, scheduler="euler")
 
 
+def test_strength_paints_from_the_start_image():
+    """strength 0 returns the start image, 1 ignores it, in between the result stays nearer to it the lower the
+    strength; both schedulers; outside the mask the window is kept."""
+    torch.manual_seed(0)
+    model = build_generator(GeneratorConfig(size="tiny")).eval()
+    rng = np.random.default_rng(0)
+    windows = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 8:20, 10:24] = True
+    scene, mask = to_tensor(windows), to_tensor(masks)
+    start = scene.clone()
+    start[:, :, 8:20, 10:24] = 0.8  # a bright pasted object
+    reference, ref_mask = to_tensor(windows[:, ::-1].copy()), to_tensor(np.ones((2, 32, 32), bool))
+    inside = (mask > 0).expand_as(scene)
+    for name in SCHEDULERS:
+        def run(strength: float) -> torch.Tensor:
+            return paint(model, scene, mask, reference, ref_mask, steps=10, scheduler=name, strength=strength,
+                         init=start, generator=torch.Generator().manual_seed(3))
+
+        assert torch.equal(run(0.0), start)
+        full = paint(model, scene, mask, reference, ref_mask, steps=10, scheduler=name,
+                     generator=torch.Generator().manual_seed(3))
+        assert torch.equal(run(1.0), full)
+        gaps = [float((run(s) - start)[inside].abs().mean()) for s in (0.2, 0.6, 1.0)]
+        assert 0 < gaps[0] < gaps[1] < gaps[2], (name, gaps)
+        assert torch.equal(run(0.5)[~inside], scene[~inside])
+    with pytest.raises(GeneratorError, match="pass init="):
+        paint(model, scene, mask, reference, ref_mask, strength=0.5)
+    with pytest.raises(GeneratorError, match="strength=1.5"):
+        paint(model, scene, mask, reference, ref_mask, strength=1.5, init=start)
+
+
+def test_backend_strength_zero_is_copy_paste_and_low_strength_keeps_the_silhouette(tiny_episode, tmp_path):
+    from paintseg.generate.candidates import SceneCache, make_job
+    from paintseg.generate.copy_paste import CopyPasteBackend
+    from paintseg.generate.diffusion.backend import DiffusionBackend
+    from paintseg.generate.placement import plan_placements
+    from paintseg.generate.references import extract_references
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(size="tiny")
+    model = build_generator(config).eval()
+    save_generator(model, model.state_dict(), config, tmp_path / "gen")
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    plan = plan_placements(ep, refs, per_class=2, prior="uniform", progress=False)
+    jobs = [make_job(i, p, refs, SceneCache(ep)) for i, p in enumerate(plan)]
+    pasted = CopyPasteBackend().paint(jobs, 1)
+    zero = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.0, device="cpu").paint(jobs, 2)
+    for cp, cands in zip(pasted, zero):
+        assert all(np.array_equal(c.image, cp[0].image) for c in cands)  # the composite, at full resolution
+        assert all(np.array_equal(c.object_mask, cp[0].object_mask) for c in cands)
+    low = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.5, device="cpu").paint(jobs, 2)
+    for job, cp, cands in zip(jobs, pasted, low):
+        c = cands[0]
+        assert np.array_equal(c.object_mask, cp[0].object_mask) and (c.paint_mask >= c.object_mask).all()
+        assert not np.array_equal(c.image, cp[0].image)  # painted over
+        assert np.array_equal(c.image[~c.paint_mask], job.window_image[~c.paint_mask])
+    with pytest.raises(GeneratorError, match="strength 2"):
+        DiffusionBackend(tmp_path / "gen", strength=2)
+
+
+def test_max_strength_trains_only_the_low_noise_timesteps():
+    from paintseg.generate.diffusion.train import step_noise
+
+    class Batch:
+        target = torch.zeros(256, 3, 4, 4)
+
+    low = step_noise(GeneratorConfig(size="tiny", max_strength=0.3), 5, Batch, 1000, "cpu")[1]
+    full = step_noise(GeneratorConfig(size="tiny"), 5, Batch, 1000, "cpu")[1]
+    assert int(low.max()) < 300 <= int(full.max()) and int(full.max()) >= 900
+    with pytest.raises(ValueError):
+        GeneratorConfig(size="tiny", max_strength=0)
+
+
 # ------------------------------------------------------------------------------------------------ training
 def test_training_writes_the_run_folder(texture_episode, tmp_path):
     out = tmp_path / "gen"

@@ -256,6 +256,8 @@ def generator_train(
     batch: Optional[int] = typer.Option(None, help="Training pairs per step."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, pairs, noise and samples."),
+    max_strength: Optional[float] = typer.Option(None, help="Train only the noise levels that painting at strength "
+                                                 "<= this uses (for `generate --strength`); 1: all."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
     sample_every: Optional[int] = typer.Option(None, help="Write a sample grid PNG every N steps."),
     keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
@@ -272,8 +274,9 @@ def generator_train(
     from paintseg.generate.diffusion.train import train_generator
 
     base = _run(load_yaml, config, GeneratorConfig) if config else GeneratorConfig()
-    given = dict(size=size, reference_encoder=reference_encoder, steps=steps, batch=batch, lr=lr, seed=seed, checkpoint_every=checkpoint_every,
-                 sample_every=sample_every, keep_checkpoint=keep_checkpoint)
+    given = dict(size=size, reference_encoder=reference_encoder, steps=steps, batch=batch, lr=lr, seed=seed,
+                 max_strength=max_strength, checkpoint_every=checkpoint_every, sample_every=sample_every,
+                 keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}},
                GeneratorConfig, "options")
     ep = _run(Episode, episode, split)
@@ -332,6 +335,8 @@ def generate(
     steps: int = typer.Option(50, help="Sampling steps (diffusion)."),
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (diffusion)."),
     scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion)."),
+    strength: float = typer.Option(1.0, help="Paint from the copy-paste composite noised to this strength (SDEdit; "
+                                   "diffusion): 0 = the composite as it is, 1 = from pure noise."),
     prior: str = typer.Option("context", help=PRIOR_HELP),
     appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
     orient: bool = typer.Option(False, "--orient/--upright", help="Turn elongated references along the structure "
@@ -375,9 +380,11 @@ def generate(
         from paintseg.generate.diffusion.backend import DiffusionBackend
 
         backend = _run(DiffusionBackend, Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
-                       seed=seed)
+                       seed=seed, strength=strength)
         settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
                     "scheduler": scheduler}
+        if strength != 1.0:  # recorded only when set, so sets written before the option still resume
+            settings["strength"] = strength
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()

@@ -171,6 +171,9 @@ class GeneratorConfig(BaseModel):
                                   "rectangle, bezier, silhouette.")
     random_region_prob: float = Field(0.1, description="Share of pairs that hide a random region instead of an "
                                       "instance.")
+    max_strength: float = Field(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
+                                "strength <= this uses (timesteps below max_strength x the schedule's), when the "
+                                "generator will paint from copy-paste composites (generation strength < 1); 1: all.")
     box_fraction: tuple[float, float] = Field(
         (0.10, 0.25), description="Range of the share of the context window that the instance's box covers.")
     min_instance_pixels: int = Field(16, ge=1, description="Smallest connected component used as an instance.")

@@ -87,6 +87,8 @@ class GenerationSpec(_Strict):
     steps: int = Field(25, ge=1, description="Sampling steps.")
     guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale.")
     scheduler: Literal["ddim", "dpm++"] = "ddim"
+    strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
+                            "strength (SDEdit): 0 = the composite as it is, 1 = from pure noise.")
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
     prior: Literal["context", "uniform", "appearance", "auto"] = Field(
         "context", description="Where instances go: 'context' (base-class labels around the support instances), "

@@ -239,6 +239,8 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
         if name == "diffusion":
             gen_path, gen_key = generator
             settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
+            if g.strength != 1.0:  # in the hash only when set: earlier paintings stay valid
+                settings["strength"] = g.strength
             key = settings_hash(place_key, gen_key, settings, g.candidates)
             candidates = g.candidates
         else:

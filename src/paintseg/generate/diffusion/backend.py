@@ -4,6 +4,13 @@ Each window is resized to the model's resolution, painted K times (K candidates,
 seeded by the placement so a resumed or re-batched run paints the same pixels), resized back to the window's
 native size, and pasted over the original window inside the inpaint mask only. Until curation refines it, the
 object mask is the inpaint mask.
+
+With ``strength`` < 1 every window starts from its copy-paste composite (the reference pasted into the box, as the
+copy-paste backend does) noised to that strength (SDEdit; see :func:`.sample.paint`): the painted region is the
+inpaint mask joined with the pasted silhouette grown by 2 px (so the seam is repainted too), and the object mask
+is the pasted silhouette, which a low strength keeps in place. The model works at its own (low) resolution, so
+what it changes is added to the full-resolution composite: at strength 0 the result is the copy-paste candidate
+exactly, and the pasted object keeps its detail at every strength.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 import torch
 
 from ..candidates import Candidate, WindowJob
+from ..copy_paste import CopyPasteBackend
 from .model import GeneratorError, load_generator
 from .sample import SCHEDULERS, paint, to_tensor, to_uint8
 
@@ -39,9 +47,12 @@ class DiffusionBackend:
     name = "diffusion"
 
     def __init__(self, generator: str | Path, steps: int = 50, guidance: float = 3.0, scheduler: str = "ddim",
-                 seed: int = 0, device: str | None = None):
+                 seed: int = 0, device: str | None = None, strength: float = 1.0):
         if scheduler not in SCHEDULERS:
             raise GeneratorError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+        if not 0.0 <= strength <= 1.0:
+            raise GeneratorError(f"strength {strength}: use 0 (copy-paste as it is) to 1 (paint from pure noise)")
+        self.strength = strength
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.config = load_generator(generator, self.device)
         self.resolution = self.model.spec.resolution
@@ -53,21 +64,34 @@ class DiffusionBackend:
         for job in jobs:
             k = candidates
             ref_image, ref_mask = square_reference(job.reference.image, job.reference.mask)
+            region, objects, init = job.mask, job.mask, None
+            if self.strength < 1.0:
+                composite = CopyPasteBackend().paint([job], 1)[0][0]
+                objects = composite.object_mask
+                grown = cv2.dilate(objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+                region = job.mask | grown
+                init = to_tensor(composite.image, self.resolution).repeat(k, 1, 1, 1)
             window = to_tensor(job.window_image, self.resolution).repeat(k, 1, 1, 1)
-            mask_r = to_tensor(self._mask_at_resolution(job.mask), None).repeat(k, 1, 1, 1)
+            mask_r = to_tensor(self._mask_at_resolution(region), None).repeat(k, 1, 1, 1)
             reference = to_tensor(ref_image, self.ref_size).repeat(k, 1, 1, 1)
             reference_mask = to_tensor(ref_mask, self.ref_size).repeat(k, 1, 1, 1)
             gen = torch.Generator(device=self.device).manual_seed(int(job.placement.seed) ^ (self.seed << 20))
             painted = to_uint8(paint(self.model, window, mask_r, reference, reference_mask, steps=self.steps,
-                                     guidance=self.guidance, scheduler=self.scheduler, generator=gen))
+                                     guidance=self.guidance, scheduler=self.scheduler, generator=gen,
+                                     strength=self.strength, init=init))
             h, w = job.mask.shape
+            interpolation = cv2.INTER_CUBIC if h > self.resolution else cv2.INTER_AREA
+            if init is not None:  # the model's change, added to the composite at its own resolution
+                start = cv2.resize(to_uint8(init[:1])[0], (w, h), interpolation=interpolation).astype(np.float32)
             cands = []
             for image in painted:
-                native = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC if h > self.resolution
-                                    else cv2.INTER_AREA)
+                native = cv2.resize(image, (w, h), interpolation=interpolation)
+                if init is not None:
+                    change = native.astype(np.float32) - start
+                    native = np.clip(np.round(composite.image.astype(np.float32) + change), 0, 255).astype(np.uint8)
                 result = job.window_image.copy()
-                result[job.mask] = native[job.mask]
-                cands.append(Candidate(image=result, paint_mask=job.mask.copy(), object_mask=job.mask.copy()))
+                result[region] = native[region]
+                cands.append(Candidate(image=result, paint_mask=region.copy(), object_mask=objects.copy()))
             out.append(cands)
         return out
 

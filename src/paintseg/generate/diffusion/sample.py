@@ -5,6 +5,11 @@ guidance - the conditional and the unconditional (null reference) predictions in
 the known pixels back at the end, so the output equals the input outside the mask exactly. Like Paint-by-Example,
 the known region is not re-noised at each step: the network sees the masked window and the mask as inputs.
 
+``strength`` < 1 paints from a start image instead of pure noise (SDEdit): ``init`` (e.g. the copy-paste
+composite) is noised to the timestep that leaves the last ``strength`` share of the sampling steps, and only those
+run - strength 0 returns ``init`` as it is (copy-paste), 1 paints from noise. The model then renders a variant of a
+visible object and harmonises it with the scene instead of inventing it.
+
 ``to_tensor`` and ``to_uint8`` convert between uint8 windows / bool masks (NumPy, H×W×3 / H×W, optionally batched)
 and the model's tensors (B×3×R×R in [-1, 1] / B×1×R×R in {0, 1}), resizing on the way when asked.
 """
@@ -52,13 +57,14 @@ def _check(name: str, x: Tensor, channels: int, batch: int | None = None, size: 
 @torch.inference_mode()
 def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: Tensor, ref_mask: Tensor,
           steps: int = 50, guidance: float = 3.0, scheduler: str = "ddim", generator: torch.Generator | None = None,
-          eta: float = 0.0) -> Tensor:
+          eta: float = 0.0, strength: float = 1.0, init: Tensor | None = None) -> Tensor:
     """Paint the ``mask`` region of each window with the reference's object.
 
     ``masked_or_scene``: windows ``B×3×R×R`` in [-1, 1] (pixels under the mask are ignored); ``mask``: ``B×1×R×R``
     (> 0.5 = paint); ``reference``/``ref_mask``: ``B×3×r×r`` in [-1, 1] / ``B×1×r×r``. ``guidance`` 1 turns
-    classifier-free guidance off, 0 paints unconditionally. ``eta`` > 0 adds DDIM noise. Returns ``B×3×R×R`` in
-    [-1, 1], equal to ``masked_or_scene`` outside the mask.
+    classifier-free guidance off, 0 paints unconditionally. ``eta`` > 0 adds DDIM noise. ``strength`` < 1 starts
+    from ``init`` (``B×3×R×R`` in [-1, 1]; see the module docstring). Returns ``B×3×R×R`` in [-1, 1], equal to
+    ``masked_or_scene`` outside the mask.
     """
     batch = masked_or_scene.shape[0]
     _check("masked_or_scene", masked_or_scene, 3)
@@ -67,6 +73,13 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
     _check("ref_mask", ref_mask, 1, batch, reference.shape[-1])
     if steps < 1:
         raise GeneratorError(f"paint: steps={steps}; pass at least 1 sampling step (25-50 is usual)")
+    if not 0.0 <= strength <= 1.0:
+        raise GeneratorError(f"paint: strength={strength}; use 0 (the start image as it is) to 1 (from pure noise)")
+    if strength < 1.0:
+        if init is None:
+            raise GeneratorError("paint: strength < 1 paints from a start image; pass init= (e.g. the copy-paste "
+                                 "composite)")
+        _check("init", init, 3, batch, masked_or_scene.shape[-1])
     device = next(model.parameters()).device
     known = masked_or_scene.to(device, torch.float32)
     mask = (mask.to(device) > 0.5).to(torch.float32)
@@ -84,9 +97,20 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
     sampler = make_scheduler(model, scheduler)
     sampler.set_timesteps(steps, device=device)
     x = randn_tensor(tuple(known.shape), generator=generator, device=device, dtype=torch.float32)
-    x = x * sampler.init_noise_sigma
+    timesteps = sampler.timesteps
+    if strength < 1.0:
+        run = min(int(round(steps * strength)), steps)
+        start = init.to(device, torch.float32)
+        if run == 0:
+            return mask * start + (1 - mask) * known
+        timesteps = timesteps[steps - run :]
+        if hasattr(sampler, "set_begin_index"):
+            sampler.set_begin_index(steps - run)
+        x = sampler.add_noise(start, x, timesteps[:1].expand(batch))
+    else:
+        x = x * sampler.init_noise_sigma
     step_kwargs = {"eta": eta, "generator": generator} if scheduler == "ddim" else {"generator": generator}
-    for t in sampler.timesteps:
+    for t in timesteps:
         inp = sampler.scale_model_input(x, t)
         if both:
             pred = model(torch.cat([inp, inp]), torch.cat([masked, masked]), torch.cat([mask, mask]), tokens,

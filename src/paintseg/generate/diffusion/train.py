@@ -109,7 +109,8 @@ def step_noise(config: GeneratorConfig, step: int, batch: PairBatch, num_timeste
                                                   .integers(2**62)))
     size = batch.target.shape[0]
     noise = torch.randn(tuple(batch.target.shape), generator=generator)
-    t = torch.randint(0, num_timesteps, (size,), generator=generator)
+    high = max(1, int(round(num_timesteps * config.max_strength)))  # painting at strength s starts below s*T
+    t = torch.randint(0, high, (size,), generator=generator)
     drop = torch.rand(size, generator=generator) < config.cond_drop
     return noise.to(device), t.to(device), drop.to(device)
 
