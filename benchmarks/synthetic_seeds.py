@@ -4,8 +4,10 @@ Each variant re-trains the experiment's copy-paste arm (same model, budget and s
 compared per seed with the experiment's own baseline and copy-paste runs: paired differences, their mean ± std
 and a t interval (paintseg.evaluate.significance), so a gain is told from seed noise.
 
-    cp-border2     the experiment's copy-paste sets, loss ignores 2 px on both sides of every pasted outline
+    sdedit-0.5     the experiment's copy-paste placements, painted from the copy-paste composite at strength 0.5
+                   with the experiment's generator (SDEdit: 1 candidate, no filter, the pasted silhouette as label)
     cp-auto        new copy-paste sets whose placements use the 'auto' prior (appearance + labels)
+    cp-border2     the experiment's copy-paste sets, loss ignores 2 px on both sides of every pasted outline
     cp-share25     the experiment's sets at synthetic share 0.25 (the trainset keeps half of each batch)
 
 Every step is a `paintseg` command (printed); finished runs (their metrics.json) are reused.
@@ -27,9 +29,11 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {  # name: (synthetic set: "experiment" or a placement prior for new copy-paste sets, train options)
-    "cp-border2": ("experiment", ["--synthetic-border", "2"]),
+VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new copy-paste sets, or "strength:S"
+    #               for the experiment's placements painted from the composite; train options)
+    "sdedit-0.5": ("strength:0.5", []),
     "cp-auto": ("auto", []),
+    "cp-border2": ("experiment", ["--synthetic-border", "2"]),
     "cp-share25": ("experiment", ["--synthetic-fraction", "0.25"]),
 }
 
@@ -71,6 +75,7 @@ def main() -> None:
     runs = {(r["arm"], r["seed"]): r for r in results["runs"]}
     seeds = sorted({r["seed"] for r in results["runs"] if r["arm"] == "copy-paste"})
     synthetic = {e["seed"]: exp / e["curated"]["copy-paste"] for e in results["synthetic"]}
+    generator = next((exp / s["folder"] for s in results["stages"] if s["stage"].startswith("generator")), None)
     t0 = time.time()
     rows, commands = {}, {}
     for variant in args.variants:
@@ -82,6 +87,18 @@ def main() -> None:
             out = work / f"{variant}-s{seed}"
             if kind == "experiment":
                 syn = synthetic[seed]
+            elif kind.startswith("strength:"):
+                syn = work / f"sdedit-{kind.split(':')[1]}-s{seed}"
+                if not (syn / "manifest.jsonl").is_file():
+                    syn.mkdir(parents=True, exist_ok=True)
+                    source = exp / next(e for e in results["synthetic"] if e["seed"] == seed)["paint"]["copy-paste"]
+                    for file in ("placements.jsonl", "prior.json"):  # the very placements the arms painted
+                        (syn / file).write_bytes((source / file).read_bytes())
+                    g = results["config"]["generation"]
+                    run(ps + ["generate", str(episode), "--generator", str(generator), "--out", str(syn),
+                              "--per-class", str(per_class), "--candidates", "1", "--steps", str(g["steps"]),
+                              "--guidance", str(g["guidance"]), "--strength", kind.split(":")[1], "--seed",
+                              str(seed), "--select", "first", "--refine", "none"])
             else:
                 syn = work / f"cp-{kind}-s{seed}"
                 if not (syn / "manifest.jsonl").is_file():

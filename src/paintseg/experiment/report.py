@@ -202,9 +202,12 @@ def _setup(results: dict, episode: Episode | None) -> str:
         parts.append(f"generator: {config['generator']['path']}")
     g = config.get("generation") or {}
     if g and results.get("synthetic"):
+        strength = g.get("strength", 1.0)
         parts.append(f"painting: {g.get('per_class')} placements × {g.get('candidates')} candidates per class and "
-                     f"seed, {g.get('steps')} sampler steps; filter {g.get('filter')} (keep {g.get('keep')}), refine "
-                     f"{g.get('refine')}")
+                     f"seed, {g.get('steps')} sampler steps"
+                     + (f" from the copy-paste composite at strength {strength}" if strength != 1.0 else "")
+                     + f"; placement prior {g.get('prior', 'context')}" + (", oriented" if g.get("orient") else "")
+                     + f"; filter {g.get('filter')} (keep {g.get('keep')}), refine {g.get('refine')}")
     return "set-up: " + _esc(" · ".join(parts)) + "<br>" if parts else ""
 
 
