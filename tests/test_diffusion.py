@@ -183,14 +183,19 @@ def test_training_pairs(texture_episode):
 
 
 # ------------------------------------------------------------------------------------------------ painting
-def test_paint_keeps_known_pixels_and_both_schedulers_run():
+def paint_inputs():
+    """A tiny untrained generator, two random 32-px windows with a 12x14 mask, as arrays and tensors."""
     torch.manual_seed(0)
     model = build_generator(GeneratorConfig(size="tiny")).eval()
     rng = np.random.default_rng(0)
     windows = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     masks = np.zeros((2, 32, 32), bool)
     masks[:, 8:20, 10:24] = True
-    scene, mask = to_tensor(windows), to_tensor(masks)
+    return model, windows, masks, to_tensor(windows), to_tensor(masks)
+
+
+def test_paint_keeps_known_pixels_and_both_schedulers_run():
+    model, windows, masks, scene, mask = paint_inputs()
     assert np.array_equal(to_uint8(scene), windows) and np.array_equal(to_uint8(mask), masks)
     reference, ref_mask = to_tensor(windows[:, ::-1].copy()), to_tensor(np.ones((2, 32, 32), bool))
     for name in SCHEDULERS:
@@ -215,13 +220,7 @@ def test_paint_keeps_known_pixels_and_both_schedulers_run():
 def test_strength_paints_from_the_start_image():
     """strength 0 returns the start image, 1 ignores it, in between the result stays nearer to it the lower the
     strength; both schedulers; outside the mask the window is kept."""
-    torch.manual_seed(0)
-    model = build_generator(GeneratorConfig(size="tiny")).eval()
-    rng = np.random.default_rng(0)
-    windows = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    masks = np.zeros((2, 32, 32), bool)
-    masks[:, 8:20, 10:24] = True
-    scene, mask = to_tensor(windows), to_tensor(masks)
+    model, windows, masks, scene, mask = paint_inputs()
     start = scene.clone()
     start[:, :, 8:20, 10:24] = 0.8  # a bright pasted object
     reference, ref_mask = to_tensor(windows[:, ::-1].copy()), to_tensor(np.ones((2, 32, 32), bool))
