@@ -153,6 +153,31 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
+    painted = sorted(work.glob("sdedit-*-s0"))
+    if painted:
+        figure = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}_sdedit.png"
+        source = exp / next(e for e in results["synthetic"] if e["seed"] == 0)["paint"]["copy-paste"]
+        samples(source, painted, figure)
+        print(f"written {figure}")
+
+
+def samples(copy_paste: Path, painted: list[Path], out: Path, n: int = 8, side: int = 128) -> None:
+    """The first ``n`` placements of seed 0: the copy-paste candidate, then each painted set's, side by side."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    def tile(path: Path) -> np.ndarray:
+        return np.array(Image.open(path).convert("RGB").resize((side, side), Image.BICUBIC))
+
+    rows = [np.concatenate([tile(folder / "candidates" / f"p{i:06d}_k0.png") for folder in [copy_paste, *painted]], 1)
+            for i in range(n) if (copy_paste / "candidates" / f"p{i:06d}_k0.png").is_file()]
+    grid = Image.fromarray(np.concatenate(rows, 0))
+    canvas = Image.new("RGB", (grid.width, grid.height + 16), "white")
+    canvas.paste(grid, (0, 16))
+    draw = ImageDraw.Draw(canvas)
+    for j, title in enumerate(["copy-paste", *(p.name.removesuffix("-s0") for p in painted)]):
+        draw.text((j * side + 4, 2), title, fill="black")
+    canvas.save(out)
 
 
 if __name__ == "__main__":
