@@ -211,3 +211,21 @@ def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2 and "choose one or more of baseline" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "e").exists()
+
+
+def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp_path, tiny_episode):
+    data = {**TINY, "arms": ["baseline", "copy-paste", "diffusion"],
+            "generation": {**TINY["generation"], "prior": "auto", "orient": True, "strength": 0.5}}
+    config = load_experiment(write_config(tmp_path, data))
+    exp = tmp_path / "exp"
+    results = run_experiment(config, exp, progress=False)
+    assert results["complete"]
+    paint = {name: exp / folder for name, folder in results["synthetic"][0]["paint"].items()}
+    prior = json.loads((paint["diffusion"] / "prior.json").read_text())
+    assert set(prior) == {"labels", "appearance", "mix"} and "pool" in prior["mix"]
+    settings = yaml.safe_load((paint["diffusion"] / "generate.yaml").read_text())
+    assert settings["strength"] == 0.5 and settings["prior"] == "auto" and settings["orient"] is True
+    same = [(paint[name] / "placements.jsonl").read_text() for name in ("copy-paste", "diffusion")]
+    assert same[0] == same[1]  # both backends paint the very same (turned) placements
+    page = (exp / "report.html").read_text()
+    assert "from the copy-paste composite at strength 0.5" in page and "placement prior auto, oriented" in page
