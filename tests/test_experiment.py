@@ -79,6 +79,18 @@ def test_settings_hash_is_stable_and_sensitive():
     assert len(settings_hash("x")) == 10
 
 
+def test_options_added_later_keep_finished_stages_valid():
+    """A field added after stages were cached enters the stage hash only when set: at its neutral value the recipe
+    is what it was before the field existed."""
+    from paintseg.config import GeneratorConfig, TrainConfig
+    from paintseg.experiment.run import ADDED_LATER, recipe
+
+    plain, border = TrainConfig(), TrainConfig(synthetic_border=2)
+    assert "synthetic_border" not in recipe(plain) and recipe(border)["synthetic_border"] == 2
+    assert set(recipe(plain)) == set(plain.model_dump()) - set(ADDED_LATER)
+    assert "max_strength" not in recipe(GeneratorConfig()) and recipe(GeneratorConfig(max_strength=0.3))
+
+
 def test_summary_mean_std_and_gain():
     def run(arm, seed, novel, base):
         return {"arm": arm, "model": "m", "seed": seed, "metrics": {

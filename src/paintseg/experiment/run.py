@@ -65,6 +65,18 @@ def settings_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+# Settings added after stages were first cached, with the value that does what the code did before them: such a
+# field enters a stage's hash only when set otherwise, so a new option does not invalidate finished stages.
+ADDED_LATER = {"max_strength": 1.0, "synthetic_border": 0}
+
+
+def recipe(model: Any) -> dict:
+    """A config model's fields for :func:`settings_hash`, without the :data:`ADDED_LATER` fields at their neutral
+    values."""
+    data = model.model_dump(mode="json")
+    return {k: v for k, v in data.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+
+
 class PeakMemory:
     """Peak resident memory of this process while the block runs, sampled every ``interval`` seconds."""
 
@@ -206,7 +218,7 @@ def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stag
         return path, settings_hash("path", str(path.resolve()))
     from paintseg.generate.diffusion.train import train_generator
 
-    key = settings_hash(episode_key, spec.train.model_dump(mode="json"))
+    key = settings_hash(episode_key, recipe(spec.train))
     folder = stages.folder("generator", key)
     stages.run("generator", folder, lambda: train_generator(episode, folder, spec.train, resume=True,
                                                             progress=progress))
@@ -318,7 +330,7 @@ def _train_and_evaluate(config: ExperimentConfig, episode, episode_key: str, arm
     from paintseg.segment.train import train
 
     train_config = config.train_config(model, seed)
-    key = settings_hash(episode_key, synthetic[1] if synthetic else None, train_config.model_dump(mode="json"))
+    key = settings_hash(episode_key, synthetic[1] if synthetic else None, recipe(train_config))
     folder = stages.folder(f"train-{arm}-{model.name}-s{seed}", key)
     syn = [synthetic[0]] if synthetic else []
     stages.run(f"train {arm} {model.name} s{seed}", folder,
