@@ -48,7 +48,8 @@ def run(cmd: list[str]) -> None:
 def train_flags(cfg: dict) -> list[str]:
     """`paintseg train` options that reproduce a TrainConfig dict (as a run's config.yaml holds it)."""
     flags = []
-    for key in ("arch", "encoder", "encoder_weights", "steps", "batch", "crop", "lr", "warmup_steps", "seed",
+    for key in ("arch", "encoder", "encoder_weights", "steps", "batch", "crop", "lr", "warmup_steps", "weight_decay",
+                "seed",
                 "support_fraction", "synthetic_fraction", "synthetic_context", "class_weights",
                 "class_weights_from", "encoder_lr_scale", "dice_weight"):
         if cfg.get(key) is not None:
@@ -66,37 +67,47 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS)[:3])
     args = ap.parse_args()
     exp = args.experiment
-    results = json.loads((exp / "results.json").read_text())
-    name = results["name"]
+    config_path = exp / "config.yaml"  # the experiment's own copy of its config
+    from paintseg.experiment.config import load_experiment
+
+    config = load_experiment(config_path)
+    name = config.name
     work = REPO / "benchmarks" / "work" / f"synthetic_seeds_{name}"
     ps = [sys.executable, "-m", "paintseg"]
-    episode = Path(results["episode"])
-    episode = episode if episode.is_absolute() else exp / episode
-    novel = results["novel"]
-    per_class = results["config"]["generation"]["per_class"]
-    runs = {(r["arm"], r["seed"]): r for r in results["runs"]}
-    seeds = sorted({r["seed"] for r in results["runs"] if r["arm"] == "copy-paste"})
-    synthetic = {e["seed"]: exp / e["curated"]["copy-paste"] for e in results["synthetic"]}
-    generator = next((exp / s["folder"] for s in results["stages"] if s["stage"].startswith("generator")), None)
+
+    def stage(prefix: str) -> Path:  # the experiment's finished stage folder (one per settings hash)
+        found = sorted(p for p in (exp / "stages").glob(f"{prefix}-*") if (p / "stage.json").is_file())
+        if len(found) != 1:
+            raise SystemExit(f"{exp / 'stages'}: expected one finished {prefix}-* stage, found {len(found)}; run "
+                             f"the experiment first (python benchmarks/experiment.py)")
+        return found[0]
+
+    episode = stage("episode") / "episode"
+    generator = stage("generator")
+    novel = list(config.episode.split.novel) if config.episode.split else None
+    per_class = config.generation.per_class
+    model = config.models[0]
+    seeds = list(config.seeds)
+    synthetic = {seed: stage(f"curate-copy-paste-s{seed}") for seed in seeds}
+    paint_cp = {seed: stage(f"paint-copy-paste-s{seed}") for seed in seeds}
     t0 = time.time()
     rows, commands = {}, {}
     for variant in args.variants:
         kind, extra = VARIANTS[variant]
         per_seed = {}
         for seed in seeds:
-            ref = runs[("copy-paste", seed)]
-            cfg = yaml.safe_load((exp / ref["run"] / "config.yaml").read_text())["train"]
+            cfg = config.train_config(model, seed).model_dump()
             out = work / f"{variant}-s{seed}"
             if kind == "experiment":
                 syn = synthetic[seed]
             elif kind.startswith("strength:"):
-                syn = work / f"sdedit-{kind.split(':')[1]}-s{seed}"
+                syn = work / "sets" / f"sdedit-{kind.split(':')[1]}-s{seed}"
                 if not (syn / "manifest.jsonl").is_file():
                     syn.mkdir(parents=True, exist_ok=True)
-                    source = exp / next(e for e in results["synthetic"] if e["seed"] == seed)["paint"]["copy-paste"]
+                    source = paint_cp[seed]
                     for file in ("placements.jsonl", "prior.json"):  # the very placements the arms painted
                         (syn / file).write_bytes((source / file).read_bytes())
-                    g = results["config"]["generation"]
+                    g = config.generation.model_dump()
                     strength = kind.split(":")[1]
                     gen = work / f"gen_s{strength.replace('.', '')}"
                     if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
@@ -111,14 +122,14 @@ def main() -> None:
                               "--guidance", str(g["guidance"]), "--strength", strength, "--seed",
                               str(seed), "--select", "first", "--refine", "none"])
             else:
-                syn = work / f"cp-{kind}-s{seed}"
+                syn = work / "sets" / f"cp-{kind}-s{seed}"
                 if not (syn / "manifest.jsonl").is_file():
                     run(ps + ["generate", str(episode), "--generator", "copy-paste", "--out", str(syn),
                               "--per-class", str(per_class), "--candidates", "1", "--prior", kind, "--seed",
                               str(seed), "--select", "first", "--refine", "none"])
             train = ps + ["train", str(episode), "--out", str(out), *train_flags(cfg), "--synthetic", str(syn), *extra]
             pred = ps + ["predict", str(out), "--episode", str(episode), "--out", str(out / "pred"), "--window",
-                         str(results["config"].get("predict_window") or 512)]
+                         str(config.predict_window or 512)]
             evaluate = ps + ["evaluate", "--pred", str(out / "pred"), "--episode", str(episode), "--out",
                              str(out / "metrics.json")]
             commands[f"{variant}-s{seed}"] = [shlex.join(c) for c in (train, pred, evaluate)]
@@ -126,25 +137,32 @@ def main() -> None:
                 for cmd in (train, pred, evaluate):
                     run(cmd)
             per_seed[seed] = json.loads((out / "metrics.json").read_text())
+        novel = novel or [c for c in per_seed[seeds[0]]["roles"] if per_seed[seeds[0]]["roles"][c] == "novel"]
         novel_iou = [statistics.fmean(per_seed[s]["per_class_iou"][c] for c in novel) for s in seeds]
         base = [per_seed[s]["base_miou"] for s in seeds]
-        ref_novel = {arm: [statistics.fmean(runs[(arm, s)]["metrics"]["per_class_iou"][c] for c in novel)
-                           for s in seeds] for arm in ("baseline", "copy-paste")}
-        ref_base = {arm: [runs[(arm, s)]["metrics"]["base_miou"] for s in seeds] for arm in ("baseline", "copy-paste")}
         row = {"novel_iou": [round(v, 2) for v in novel_iou], "base_miou": [round(v, 2) for v in base],
-               "novel_mean": round(statistics.fmean(novel_iou), 2), "base_mean": round(statistics.fmean(base), 2),
-               "novel_vs": {arm: paired_seeds(dict(zip(seeds, novel_iou)), dict(zip(seeds, ref_novel[arm])))
-                            for arm in ref_novel},
-               "base_vs": {arm: paired_seeds(dict(zip(seeds, base)), dict(zip(seeds, ref_base[arm])))
-                           for arm in ref_base}}
+               "novel_mean": round(statistics.fmean(novel_iou), 2), "base_mean": round(statistics.fmean(base), 2)}
         rows[variant] = row
-        print(f"{variant:12s} novel {row['novel_mean']:.1f} (seeds {row['novel_iou']}), base {row['base_mean']:.1f}; "
-              + "; ".join(f"vs {arm}: novel {d['mean']:+.1f} ± {d['std']:.1f}, base {row['base_vs'][arm]['mean']:+.1f}"
-                          for arm, d in row["novel_vs"].items()), flush=True)
+        print(f"{variant:12s} novel {row['novel_mean']:.1f} (seeds {row['novel_iou']}), base {row['base_mean']:.1f}",
+              flush=True)
+    results_path = exp / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if not results.get("complete"):
+        raise SystemExit(f"{results_path}: the experiment is not complete; its baseline and copy-paste runs are the "
+                         f"reference - finish it and run this again (the variants above are kept)")
+    runs = {(r["arm"], r["seed"]): r for r in results["runs"]}
     reference = {arm: {"novel_iou": [round(statistics.fmean(runs[(arm, s)]["metrics"]["per_class_iou"][c]
                                                               for c in novel), 2) for s in seeds],
                        "base_miou": [round(runs[(arm, s)]["metrics"]["base_miou"], 2) for s in seeds]}
                  for arm in ("baseline", "copy-paste")}
+    for variant, row in rows.items():
+        row["novel_vs"] = {arm: paired_seeds(dict(zip(seeds, row["novel_iou"])), dict(zip(seeds, ref["novel_iou"])))
+                           for arm, ref in reference.items()}
+        row["base_vs"] = {arm: paired_seeds(dict(zip(seeds, row["base_miou"])), dict(zip(seeds, ref["base_miou"])))
+                          for arm, ref in reference.items()}
+        print(f"{variant:12s} " + "; ".join(
+            f"vs {arm}: novel {d['mean']:+.1f} ± {d['std']:.1f}, base {row['base_vs'][arm]['mean']:+.1f}"
+            for arm, d in row["novel_vs"].items()), flush=True)
     result = {"benchmark": f"synthetic_seeds_{name}", "command": "python benchmarks/synthetic_seeds.py"
               + ("" if exp == REPO / "benchmarks" / "work" / "experiment_dubai" else f" --experiment {exp}"),
               "date": str(date.today()), "experiment": str(exp.relative_to(REPO) if exp.is_relative_to(REPO) else exp),
@@ -153,11 +171,10 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
-    painted = sorted(work.glob("sdedit-*-s0"))
+    painted = sorted((work / "sets").glob("sdedit-*-s0"))
     if painted:
         figure = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}_sdedit.png"
-        source = exp / next(e for e in results["synthetic"] if e["seed"] == 0)["paint"]["copy-paste"]
-        samples(source, painted, figure)
+        samples(paint_cp[0], painted, figure)
         print(f"written {figure}")
 
 

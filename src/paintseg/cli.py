@@ -134,6 +134,8 @@ def train(
     batch: Optional[int] = typer.Option(None, help="Crops per step."),
     crop: Optional[int] = typer.Option(None, help="Training crop size in pixels (multiple of 32)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (AdamW, cosine schedule)."),
+    warmup_steps: Optional[int] = typer.Option(None, help="Linear warm-up steps before the cosine decay."),
+    weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, sampling and augmentation."),
     support_fraction: Optional[float] = typer.Option(None, help="Share of each batch drawn from the support set."),
     synthetic_fraction: Optional[float] = typer.Option(None, help="Share drawn from the synthetic set(s)."),
@@ -163,7 +165,7 @@ def train(
     base = _run(load_yaml, config, TrainConfig) if config else TrainConfig()
     given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, encoder_lr_scale=encoder_lr_scale,
                  steps=steps, batch=batch, crop=crop,
-                 lr=lr, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
+                 lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
                  synthetic_context=synthetic_context, synthetic_border=synthetic_border,
                  dice_weight=dice_weight, class_weights=class_weights, class_weights_from=class_weights_from,
                  learn_background=learn_background,
