@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from conftest import make_dataset, tiny_classes
@@ -119,9 +120,12 @@ def test_generator_train_generate_curate_and_train_on_the_synthetic_set(tiny_epi
 
     kept = [i for i in instances if i["kept"]]
     r = invoke("train", tiny_episode, "--out", run, "--synthetic", syn, "--arch", "unet", "--encoder",
-               "tu-resnet10t", "--steps", "2", "--batch", "2", "--crop", "64")
+               "tu-resnet10t", "--steps", "2", "--batch", "2", "--crop", "64", "--warmup-steps", "1",
+               "--weight-decay", "0.05", "--synthetic-border", "2")
     assert r.exit_code == 0, r.output
     assert f"synthetic: {len({i['image'] for i in kept})} images" in r.output
+    saved = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (saved["warmup_steps"], saved["weight_decay"], saved["synthetic_border"]) == (1, 0.05, 2)
 
     r = invoke("generate", tiny_episode, "--generator", tmp_path / "no-gen", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "no-gen" in r.output and "paintseg generator train" in r.output
