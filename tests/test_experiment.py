@@ -82,13 +82,19 @@ def test_settings_hash_is_stable_and_sensitive():
 def test_options_added_later_keep_finished_stages_valid():
     """A field added after stages were cached enters the stage hash only when set: at its neutral value the recipe
     is what it was before the field existed."""
-    from paintseg.config import GeneratorConfig, TrainConfig
-    from paintseg.experiment.run import ADDED_LATER, recipe
+    from paintseg.config import ADDED_LATER, GeneratorConfig, TrainConfig
+    from paintseg.experiment.run import recipe
+    from paintseg.runs import config_differences
 
     plain, border = TrainConfig(), TrainConfig(synthetic_border=2)
     assert "synthetic_border" not in recipe(plain) and recipe(border)["synthetic_border"] == 2
     assert set(recipe(plain)) == set(plain.model_dump()) - set(ADDED_LATER)
     assert "max_strength" not in recipe(GeneratorConfig()) and recipe(GeneratorConfig(max_strength=0.3))
+    # a run recorded before synthetic_border existed resumes; one that differs from it does not
+    old = {"train": {k: v for k, v in plain.model_dump().items() if k != "synthetic_border"}}
+    assert config_differences(old, {"train": plain.model_dump()}, [], "train", ["steps"]) == []
+    assert config_differences(old, {"train": border.model_dump()}, [], "train", ["steps"]) == [
+        "synthetic_border: run has 0, now 2"]
 
 
 def test_summary_mean_std_and_gain():

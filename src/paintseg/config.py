@@ -39,6 +39,12 @@ class ConfigError(PaintsegError):
     """A config file that cannot be read or does not validate; the message names the file and each bad field."""
 
 
+# Settings added after runs and stages were first recorded, with the value that does what the code did before them.
+# A run folder or a cached experiment stage recorded without such a field is read as having that value, so a new
+# option does not stop old runs from resuming nor invalidate finished stages.
+ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0}
+
+
 class TrainConfig(BaseModel):
     """Everything that decides how a segmentation model is trained (``paintseg train``).
 

@@ -48,9 +48,12 @@ def keep_log(path: Path, upto: int) -> None:
 def config_differences(saved: dict[str, Any], new: dict[str, Any], keys: Sequence[str], section: str,
                        resumable: Sequence[str]) -> list[str]:
     """What differs between a run's recorded settings and a new request: the top-level ``keys`` and every field of
-    ``section`` except the ``resumable`` ones (those that do not change the weights of the steps already done)."""
+    ``section`` except the ``resumable`` ones (those that do not change the weights of the steps already done). A
+    field the run did not record (:data:`paintseg.config.ADDED_LATER`) counts as its neutral value."""
+    from paintseg.config import ADDED_LATER
+
     out = [f"{key}: run has {saved.get(key)!r}, now {new[key]!r}" for key in keys if saved.get(key) != new[key]]
-    old_cfg, new_cfg = saved.get(section, {}), new[section]
+    old_cfg, new_cfg = {**ADDED_LATER, **saved.get(section, {})}, {**ADDED_LATER, **new[section]}
     for key in sorted(set(old_cfg) | set(new_cfg)):
         if key not in resumable and old_cfg.get(key) != new_cfg.get(key):
             out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")

@@ -65,14 +65,11 @@ def settings_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-# Settings added after stages were first cached, with the value that does what the code did before them: such a
-# field enters a stage's hash only when set otherwise, so a new option does not invalidate finished stages.
-ADDED_LATER = {"max_strength": 1.0, "synthetic_border": 0}
-
-
 def recipe(model: Any) -> dict:
-    """A config model's fields for :func:`settings_hash`, without the :data:`ADDED_LATER` fields at their neutral
-    values."""
+    """A config model's fields for :func:`settings_hash`, without the :data:`paintseg.config.ADDED_LATER` fields at
+    their neutral values (so a new option does not invalidate finished stages)."""
+    from paintseg.config import ADDED_LATER
+
     data = model.model_dump(mode="json")
     return {k: v for k, v in data.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
