@@ -15,7 +15,8 @@ and a t interval (paintseg.evaluate.significance), so a gain is told from seed n
 Every step is a `paintseg` command (printed); finished runs (their metrics.json) are reused.
 Writes benchmarks/results/synthetic_seeds_NAME.json (NAME: the experiment's name).
 
-    OMP_NUM_THREADS=2 python benchmarks/synthetic_seeds.py       # ~5 min per variant and seed on 2 cores
+    OMP_NUM_THREADS=1 python benchmarks/synthetic_seeds.py       # ~6 min per variant and seed (1 thread)
+    OMP_NUM_THREADS=1 python benchmarks/synthetic_seeds.py --variants cp-auto
 """
 
 from __future__ import annotations
@@ -163,8 +164,10 @@ def main() -> None:
         print(f"{variant:12s} " + "; ".join(
             f"vs {arm}: novel {d['mean']:+.1f} ± {d['std']:.1f}, base {row['base_vs'][arm]['mean']:+.1f}"
             for arm, d in row["novel_vs"].items()), flush=True)
-    result = {"benchmark": f"synthetic_seeds_{name}", "command": "python benchmarks/synthetic_seeds.py"
-              + ("" if exp == REPO / "benchmarks" / "work" / "experiment_dubai" else f" --experiment {exp}"),
+    command = "OMP_NUM_THREADS=1 python benchmarks/synthetic_seeds.py"
+    result = {"benchmark": f"synthetic_seeds_{name}", "command": command
+              + ("" if exp == REPO / "benchmarks" / "work" / "experiment_dubai" else f" --experiment {exp}")
+              + ("" if args.variants == list(VARIANTS)[:3] else f" --variants {' '.join(args.variants)}"),
               "date": str(date.today()), "experiment": str(exp.relative_to(REPO) if exp.is_relative_to(REPO) else exp),
               "seeds": seeds, "reference": reference, "variants": rows, "commands": commands,
               "wall_seconds_this_call": round(time.time() - t0, 1)}
