@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -164,7 +165,8 @@ def main() -> None:
         print(f"{variant:12s} " + "; ".join(
             f"vs {arm}: novel {d['mean']:+.1f} ± {d['std']:.1f}, base {row['base_vs'][arm]['mean']:+.1f}"
             for arm, d in row["novel_vs"].items()), flush=True)
-    command = "OMP_NUM_THREADS=1 python benchmarks/synthetic_seeds.py"
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/synthetic_seeds.py"
     result = {"benchmark": f"synthetic_seeds_{name}", "command": command
               + ("" if exp == REPO / "benchmarks" / "work" / "experiment_dubai" else f" --experiment {exp}")
               + ("" if args.variants == list(VARIANTS)[:3] else f" --variants {' '.join(args.variants)}"),
