@@ -201,6 +201,7 @@ class AppearancePrior:
     support: dict[int, np.ndarray]  # class id -> n×D standardised descriptors
     bandwidth: dict[int, float]
     calibration: dict[int, np.ndarray] = field(default_factory=dict)  # class -> raw scores of random spots
+    members: dict[int, list[int]] = field(default_factory=dict)  # class -> reference index of each support row
 
     @classmethod
     def fit(cls, episode: Episode, references: list[Reference], train_grids: list[SceneGrid],
@@ -210,10 +211,12 @@ class AppearancePrior:
         scores on ``random_spots`` random trainset frames of the class's reference sizes."""
         rng = np.random.default_rng([seed, 7])
         raw: dict[int, list[np.ndarray]] = {}
-        for ref in references:
+        members: dict[int, list[int]] = {}
+        for i, ref in enumerate(references):
             d = support_grids[ref.source].ring(ref.instance_box, ring)
             if d is not None:
                 raw.setdefault(ref.class_id, []).append(d)
+                members.setdefault(ref.class_id, []).append(i)
         sizes = {c: [(r.instance_box.width, r.instance_box.height) for r in references if r.class_id == c]
                  for c in raw}
         background = {c: [d for s, b in _random_spots(rng, train_grids, sizes[c], random_spots)
@@ -223,7 +226,7 @@ class AppearancePrior:
         if "lite0" in features:  # colour (8 statistics) and deep parts weigh the same in a distance
             deep = len(centre) - len(COLOUR_STATISTICS)
             scale[len(COLOUR_STATISTICS):] *= np.sqrt(deep / len(COLOUR_STATISTICS))
-        prior = cls(tuple(features), ring, centre, scale, {}, {})
+        prior = cls(tuple(features), ring, centre, scale, {}, {}, members=members)
         for c in sorted(raw):
             sup = (np.stack(raw[c]) - centre) / scale
             prior.support[c] = sup
@@ -358,8 +361,7 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
             scorer.alpha[cid] = 0.0
             continue
         # held-out check: each support instance against the priors fitted without it
-        frames = [i for i in mine if support_grids[references[i].source].ring(references[i].instance_box, ring)
-                  is not None]
+        frames = appearance.members[cid]  # the references behind the support frames, row by row
         label_pos, label_neg, app_pos, app_neg = [], [], [], []
         for k, i in enumerate(frames):
             others = [held[j] for j in mine if j != i and j in held]
