@@ -6,10 +6,11 @@ and a t interval (paintseg.evaluate.significance), so a gain is told from seed n
 
     cp-auto        new copy-paste sets whose placements use the 'auto' prior (appearance + labels)
     cp-border2     the experiment's copy-paste sets, loss ignores 2 px on both sides of every pasted outline
-    sdedit-0.3     the experiment's copy-paste placements, painted from the copy-paste composite at strength 0.3
-                   (SDEdit: 1 candidate, no filter, the pasted silhouette as label) by a generator trained like the
-                   experiment's but on the low-noise timesteps only (max_strength 0.3; benchmarks/work/gen_s03,
-                   trained first when missing)
+    sdedit-S       (S = 0.3, 0.5, 0.7, 1.0) the experiment's copy-paste placements, painted from the copy-paste
+                   composite at strength S (SDEdit: 1 candidate, no filter, the pasted silhouette as label; at 1.0
+                   the inpaint mask) by a generator trained like the experiment's but on the timesteps below S·T
+                   only (max_strength S; benchmarks/work/synthetic_seeds_NAME/gen_sSS, trained first when
+                   missing; at 1.0 the experiment's own generator)
     cp-share25     the experiment's sets at synthetic share 0.25 (the trainset keeps half of each batch)
 
 Every step is a `paintseg` command (printed); finished runs (their metrics.json) are reused.
@@ -38,6 +39,9 @@ VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new co
     "cp-auto": ("auto", []),
     "cp-border2": ("experiment", ["--synthetic-border", "2"]),
     "sdedit-0.3": ("strength:0.3", []),
+    "sdedit-0.5": ("strength:0.5", []),
+    "sdedit-0.7": ("strength:0.7", []),
+    "sdedit-1.0": ("strength:1.0", []),
     "cp-share25": ("experiment", ["--synthetic-fraction", "0.25"]),
 }
 
@@ -111,7 +115,7 @@ def main() -> None:
                         (syn / file).write_bytes((source / file).read_bytes())
                     g = config.generation.model_dump()
                     strength = kind.split(":")[1]
-                    gen = work / f"gen_s{strength.replace('.', '')}"
+                    gen = generator if float(strength) == 1.0 else work / f"gen_s{strength.replace('.', '')}"
                     if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
                         gen_cfg = yaml.safe_load((generator / "config.yaml").read_text())["generator"]
                         gen_cfg["max_strength"] = float(strength)
