@@ -132,10 +132,14 @@ def test_stage_lines_count_stages_and_estimate_the_time_left(tmp_path, capsys, m
 def test_planned_stages_follow_the_config():
     config = ExperimentConfig.model_validate({**TINY, "seeds": [0, 1], "arms": ["baseline", "copy-paste"],
                                               "generator": None})
-    assert planned_stages(config) == (["placements", "paint", "curate"] * 2 + ["train", "evaluate"] * 4)
+    assert planned_stages(config) == (["painting"] + ["placements", "paint", "curate"] * 2 + ["train", "evaluate"] * 4)
     full = ExperimentConfig.model_validate(TINY)
-    assert planned_stages(full)[:3] == ["generator", "placements", "paint"] and len(planned_stages(full)) == 1 + 1 + \
-        2 + 4 + 2 * 5
+    assert planned_stages(full)[:4] == ["generator", "painting", "placements", "paint"] and \
+        len(planned_stages(full)) == 1 + 1 + 1 + 2 + 4 + 2 * 5
+    harm = ExperimentConfig.model_validate({**TINY, "arms": ["baseline", "copy-paste", "copy-paste-match", "harmonise"],
+                                            "generator": None, "generation": {"quality_tests": 0}})
+    assert planned_stages(harm) == ["harmoniser", "placements", "paint", "paint", "paint", "curate", "curate",
+                                    "curate"] + ["train", "evaluate"] * 4
 
 
 # ------------------------------------------------------------------------------------------------ running

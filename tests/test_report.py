@@ -21,7 +21,7 @@ from paintseg.data.episode import Episode
 from paintseg.data.raster import write_label
 from paintseg.errors import PaintsegError
 from paintseg.experiment.figures import sample_grid
-from paintseg.experiment.report import ReportError, find_browser, hms, screenshot, write_report
+from paintseg.experiment.report import load_results, ReportError, find_browser, hms, screenshot, write_report
 from paintseg.generate.copy_paste import CopyPasteBackend
 from paintseg.generate.pipeline import generate
 
@@ -64,6 +64,13 @@ def experiment(tmp_path_factory) -> Path:
     generate(episode, CopyPasteBackend(), paint, per_class=4, candidates=2, seed=0, select="none", progress=False)
     summary = curate(episode, paint, cur, encoder=build_encoder("handcrafted"), refiner=build_refiner("grabcut"),
                      keep_rule=KeepRule(top_fraction=0.5), progress=False)
+    from paintseg.evaluate.painting import paired_wins, painting_quality
+    from paintseg.generate.references import extract_references
+
+    quality = painting_quality(episode, {"copy-paste": CopyPasteBackend(), "copy-paste-match":
+                                         CopyPasteBackend(colour="match")}, extract_references(episode), per_class=3)
+    quality["paired_vs_copy_paste"] = {"copy-paste-match": paired_wins(quality, "copy-paste-match", "copy-paste")}
+    quality.pop("records")
     runs = []
     for arm, shift, metrics in (("baseline", 3, (_metrics(40.0, 2.0), _metrics(40.6, 2.8))),
                                 ("copy-paste", 0, (_metrics(41.0, 5.0), _metrics(41.4, 6.0)))):
@@ -80,6 +87,7 @@ def experiment(tmp_path_factory) -> Path:
                     _summary("copy-paste", (41.2, 0.28), (5.5, 0.71), {"novel_miou": 3.1, "score": -1.25})],
         "synthetic": [{"seed": 0, "paint": {"copy-paste": str(paint.relative_to(exp))},
                        "curated": {"copy-paste": str(cur.relative_to(exp))}, "summaries": {"copy-paste": summary}}],
+        "painting_quality": quality,
         "stages": [{"stage": s, "folder": f"stages/{s}-x{i}", "seconds": 3725.4 if s == "train" else 12.0 * i,
                     "peak_rss_mb": 900.0 + i, "cached": s == "paint"} for i, s in enumerate(STAGES)],
         "wall_seconds": 3800.0, "environment": {"python": "3.11.7", "torch": "2.14.1", "threads": 1, "device": "cpu"},
@@ -116,6 +124,8 @@ def test_report_is_one_self_contained_page_with_every_section(experiment: Path) 
     assert all(f"<td>{stage}</td>" in page for stage in STAGES)
     assert "1:02:05" in page and "paintseg run configs/tiny.yaml" in page and "0.4 · base" in page
     assert "kept 2" in page and "outside top fraction 2" in page  # the curation summary of the painted arm
+    quality = load_results(experiment)["painting_quality"]["backends"]["copy-paste"]
+    assert "3b. Painting quality" in page and f'<td class="num">{quality["delta_e"]:.2f}</td>' in page and quality["tests"] == 3
     assert 'class="missing"' not in page
 
 
@@ -132,7 +142,7 @@ def test_missing_folders_are_named_not_fatal(experiment: Path, tmp_path: Path) -
 def test_baseline_only_experiment_says_nothing_was_painted(experiment: Path, tmp_path: Path) -> None:
     exp = _copy(experiment, tmp_path)
     results = json.loads((exp / "results.json").read_text())
-    results.update(arms=["baseline"], synthetic=[], runs=[r for r in results["runs"] if r["arm"] == "baseline"],
+    results.update(arms=["baseline"], synthetic=[], painting_quality=None, runs=[r for r in results["runs"] if r["arm"] == "baseline"],
                    summary=[dict(results["summary"][0], gain=None)])
     results.update(episode=str(tmp_path / "gone"), complete=False)
     (exp / "results.json").write_text(json.dumps(results))

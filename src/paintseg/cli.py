@@ -325,12 +325,54 @@ def place(
         typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
 
 
+harmoniser_app = typer.Typer(help="Train the harmoniser (copy-paste composites re-coloured to fit their scene).",
+                             no_args_is_help=True)
+app.add_typer(harmoniser_app, name="harmoniser")
+
+
+@harmoniser_app.command("train")
+def harmoniser_train(
+    episode: Path = typer.Argument(..., help="Episode folder; the harmoniser learns from its trainset + support "
+                                   "scenes (every labelled class's instances; no novel-class labels needed)."),
+    out: Path = typer.Option(..., help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
+    config: Optional[Path] = typer.Option(None, help="YAML with HarmoniserConfig fields; options here override it."),
+    encoder: Optional[str] = typer.Option(None, help="smp/timm encoder of the UNet (default "
+                                          "tu-tf_efficientnet_lite0)."),
+    encoder_weights: Optional[str] = typer.Option(None, help="'imagenet' or 'none' (random initialisation)."),
+    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default 600)."),
+    batch: Optional[int] = typer.Option(None, help="Training pairs per step (default 8)."),
+    crop: Optional[int] = typer.Option(None, help="Training window side, a multiple of 32 (default 96)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 0.001)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for weights and pairs."),
+    split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
+) -> None:
+    """Self-supervised training: re-colour a real instance as if it had been pasted from another scene and learn
+    to give back its real pixels from the composite and its mask. The held-out error of the composite (copy-paste)
+    and of the harmonised window is printed and written to train_summary.json."""
+    from paintseg.config import HarmoniserConfig, load_yaml, validate
+    from paintseg.data.episode import Episode
+    from paintseg.generate.harmonise.train import train_harmoniser
+
+    base = _run(load_yaml, config, HarmoniserConfig) if config else HarmoniserConfig()
+    weights = None if encoder_weights in (None, "none") else encoder_weights
+    given = dict(encoder=encoder, steps=steps, batch=batch, crop=crop, lr=lr, seed=seed)
+    merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
+    if encoder_weights is not None:
+        merged["encoder_weights"] = weights
+    cfg = _run(validate, merged, HarmoniserConfig, "options")
+    ep = _run(Episode, episode, split)
+    _threads()
+    _run(train_harmoniser, ep, out, cfg, resume=resume)
+
+
 @app.command()
 def generate(
     episode: Path = typer.Argument(..., help="Episode folder (references come from its support set, scenes from "
                                    "its trainset)."),
-    generator: str = typer.Option(..., help="A generator folder written by `paintseg generator train`, or "
-                                  "'copy-paste' for the copy-paste baseline."),
+    generator: str = typer.Option(..., help="A generator folder written by `paintseg generator train`, a "
+                                  "harmoniser folder written by `paintseg harmoniser train` (copy-paste, then "
+                                  "re-coloured to fit the scene), or 'copy-paste' for the copy-paste baseline."),
     out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
     per_class: int = typer.Option(50, help="Placements per novel class."),
     candidates: int = typer.Option(4, help="Candidates painted per placement."),
@@ -346,6 +388,9 @@ def generate(
     reference_weights: str = typer.Option("uniform", help="Which reference each placement pastes or paints: "
                                           "'uniform' (every support instance equally often) or 'area' (in "
                                           "proportion to its pixels)."),
+    paste_colour: str = typer.Option("none", help="Copy-paste and harmonise: 'match' moves the pasted pixels from "
+                                     "the colour statistics of the reference's surroundings to the new ones' (Lab "
+                                     "mean/std) and flips each paste at random; 'none': as cut."),
     batch: int = typer.Option(8, help="Placements painted per batch."),
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
@@ -373,20 +418,11 @@ def generate(
     from paintseg.data.episode import Episode
     from paintseg.generate.pipeline import generate as run_generate
 
+    from paintseg.generate.pipeline import make_backend
+
     ep = _run(Episode, episode, split)
-    if generator == "copy-paste":
-        from paintseg.generate.copy_paste import CopyPasteBackend
-
-        backend, settings = CopyPasteBackend(), {}
-    else:
-        from paintseg.generate.diffusion.backend import DiffusionBackend
-
-        backend = _run(DiffusionBackend, Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
-                       seed=seed, strength=strength)
-        settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
-                    "scheduler": scheduler}
-        if strength != 1.0:  # recorded only when set, so sets written before the option still resume
-            settings["strength"] = strength
+    backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
+                             strength=strength, paste_colour=paste_colour)
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()
@@ -401,6 +437,46 @@ def generate(
 
         typer.echo(format_summary(summary["curation"]))
     typer.echo(f"synthetic set written to {out}")
+
+
+@app.command("painting-quality")
+def painting_quality_command(
+    episode: Path = typer.Argument(..., help="Episode folder; its query images are the held-out test scenes."),
+    generator: list[str] = typer.Option(..., help="A backend to test, repeatable: 'copy-paste', a HARM or GEN "
+                                        "folder; ':match' at the end pastes colour-matched, '@S' after a GEN folder "
+                                        "paints from the composite at strength S (e.g. gen@0.3)."),
+    out: Path = typer.Option(..., help="JSON file for the distances (per backend, per class, per test)."),
+    per_class: int = typer.Option(24, help="Tests per novel class."),
+    steps: int = typer.Option(20, help="Sampling steps (diffusion)."),
+    seed: int = typer.Option(0, help="Seed for the test windows and the references they paint."),
+    split: str = typer.Option("valset", help="valset or testset."),
+) -> None:
+    """Paint the same references into the same windows of held-out query images with every backend, and measure
+    how far each painted object's colours are from the real instances of its class in that image (CIE76 distance
+    of the mean Lab colour, lightness-spread difference, histogram distance; lower is better)."""
+    from paintseg.data.episode import Episode
+    from paintseg.evaluate.painting import paired_wins, painting_quality
+    from paintseg.files import write_text
+    from paintseg.generate.pipeline import make_backend
+    from paintseg.generate.references import extract_references
+
+    ep = _run(Episode, episode, split)
+    backends = {}
+    for spec in generator:
+        path, colour = (spec[: -len(":match")], "match") if spec.endswith(":match") else (spec, "none")
+        path, _, strength = path.partition("@")
+        backends[spec] = _run(make_backend, path, seed=seed, steps=steps, paste_colour=colour,
+                              strength=float(strength) if strength else 1.0)[0]
+    _threads()
+    refs = _run(extract_references, ep)
+    quality = _run(painting_quality, ep, backends, refs, per_class=per_class, seed=seed)
+    first = generator[0]
+    quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
+    write_text(out, json.dumps(quality, indent=1) + "\n")
+    for name, row in quality["backends"].items():
+        typer.echo(f"{name}: {row['tests']} tests, " + ", ".join(f"{m} {row.get(m, float('nan')):.2f}"
+                                                               for m in quality["metrics"]))
+    typer.echo(f"written {out}")
 
 
 def _curation(filter: Optional[str], score_mode: str, keep: str, refine: str, sam_checkpoint: Optional[Path],

@@ -108,14 +108,16 @@ def say(log: logging.Logger, message: str, progress: bool) -> None:
 
 
 def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
-             resumable: Sequence[str], error: type[Exception], what: str) -> tuple[int, dict | None] | None:
+             resumable: Sequence[str], error: type[Exception], what: str,
+             model_file: str = "model.pt") -> tuple[int, dict | None] | None:
     """Open a run folder for training: refuse to start over a run without ``resume``, refuse to resume with settings
     that would change the weights, load ``checkpoints/last.pt``, record ``config.yaml`` and cut ``log.jsonl`` back to
     the checkpoint. Returns ``(start step, checkpoint or None)``, or None when ``model.pt`` already holds ``steps``.
-    ``error`` is the trainer's error class and ``what`` names what the folder holds ("model", "generator")."""
+    ``error`` is the trainer's error class, ``what`` names what the folder holds ("model", "generator") and
+    ``model_file`` the finished weights' file name."""
     from paintseg.config import dump_yaml
 
-    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
+    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file
     log_path, config_path = out / "log.jsonl", out / "config.yaml"
     if not resume and (ckpt_path.exists() or model_path.exists()):
         raise error(f"{out}: this folder already holds a trained or partly trained {what}; pass --resume "

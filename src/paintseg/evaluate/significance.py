@@ -113,3 +113,10 @@ def compare(a: dict[int, dict], b: dict[int, dict], classes: ClassMap, metric: s
         out["verdict"] = "beyond noise" if seeds_beyond and tiles_beyond is not False else "within noise"
     out["beyond"] = out["verdict"] == "beyond noise"
     return out
+
+
+def sign_test(wins: int, n: int) -> float:
+    """Two-sided exact sign test: the p-value of ``wins`` successes in ``n`` paired trials against 1/2."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(wins, n, 0.5).pvalue) if n else 1.0

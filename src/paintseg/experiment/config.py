@@ -13,9 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paintseg.config import GENERATOR_MASK_KINDS, GeneratorConfig, TrainConfig, load_yaml
+from paintseg.config import GENERATOR_MASK_KINDS, GeneratorConfig, HarmoniserConfig, TrainConfig, load_yaml
 
-ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
+# copy-paste-match: colour-matched copy-paste with random flips; harmonise: copy-paste re-coloured by the harmoniser
+ARMS = ("baseline", "copy-paste", "copy-paste-match", "harmonise", "diffusion", "diffusion-no-filter",
+        "diffusion-no-refine")
+DEFAULT_ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
 DIFFUSION_ARMS = ("diffusion", "diffusion-no-filter", "diffusion-no-refine")
 
 
@@ -79,6 +82,14 @@ class GeneratorSpec(_Strict):
         return self
 
 
+class HarmoniserSpec(_Strict):
+    """The harmoniser of the ``harmonise`` arm: a trained one (``path``: a folder written by ``paintseg harmoniser
+    train``) or how to train one (``train``, default settings when neither is given)."""
+
+    path: str | None = None
+    train: HarmoniserConfig = HarmoniserConfig()
+
+
 class GenerationSpec(_Strict):
     """Painting (shared by every arm of a seed) and curation (which differs between the diffusion arms)."""
 
@@ -115,6 +126,8 @@ class GenerationSpec(_Strict):
     sam_prompt: Literal["point", "box", "both"] = "point"
     min_cover: float = Field(0.2, ge=0, le=1)
     max_cover: float = Field(1.0, ge=0, le=1)
+    quality_tests: int = Field(24, ge=0, description="Painting-quality tests per novel class on held-out query "
+                               "scenes (paintseg.evaluate.painting), the same for every painting arm; 0: off.")
 
     @field_validator("mask_kinds")
     @classmethod
@@ -155,8 +168,9 @@ class ExperimentConfig(_Strict):
     name: str = "experiment"
     episode: EpisodeSpec
     generator: GeneratorSpec | None = None
+    harmoniser: HarmoniserSpec = HarmoniserSpec()
     generation: GenerationSpec = GenerationSpec()
-    arms: list[str] = Field(list(ARMS))
+    arms: list[str] = Field(list(DEFAULT_ARMS))
     models: list[ModelSpec] = Field([ModelSpec()], min_length=1)
     train: TrainConfig = Field(TrainConfig(), description="Shared segmentation training settings; arch, encoder, "
                                "encoder_weights and seed come from models and seeds.")
@@ -237,6 +251,7 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
             setattr(ep.split, key, _resolve(getattr(ep.split, key), base))
     if config.generator is not None:
         config.generator.path = _resolve(config.generator.path, base)
+    config.harmoniser.path = _resolve(config.harmoniser.path, base)
     config.generation.sam_checkpoint = _resolve(config.generation.sam_checkpoint, base)
     spec = config.generation.filter
     if spec.startswith("generator:"):

@@ -316,6 +316,30 @@ def _per_class(results: dict) -> str:
     return title + _table(header, body)
 
 
+def _painting_quality(results: dict) -> str:
+    title = "<h2>3b. Painting quality on held-out query scenes</h2>"
+    quality = results.get("painting_quality")
+    if not quality:
+        return title + _missing("not measured (no painting arm, or generation.quality_tests: 0)")
+    paired = quality.get("paired_vs_copy_paste") or {}
+    header = ["backend", "tests", "ΔE of mean colour", "Δ lightness spread", "histogram distance",
+              "closer than copy-paste (ΔE)"]
+    body = []
+    for name, row in quality["backends"].items():
+        wins = paired.get(name)
+        versus = (f"{wins['wins']}/{wins['tests'] - wins['ties']} (p {wins['p']:.3f})" if wins and wins.get("p")
+                  is not None else "")
+        body.append([_td(_esc(name), False), _td(str(row.get("tests", 0)))]
+                    + [_td(f"{row[m]:.2f}" if m in row else "") for m in ("delta_e", "delta_l_std", "hist")]
+                    + [_td(versus)])
+    note = ("<p class=\"meta\">Every painting backend paints the same support reference into the same window of a "
+            "held-out query image (a window free of the class); the painted object is compared with the real "
+            "instances of its class in that image: CIE76 distance of the mean Lab colours, difference of the "
+            "lightness spreads, 1 − Bhattacharyya coefficient of the Lab histograms. Lower is closer; the last "
+            "column counts the tests where a backend's ΔE is below copy-paste's (sign test).</p>")
+    return title + note + _table(header, body)
+
+
 # --------------------------------------------------------------------------------------------- section 5: samples
 def _summary_line(summary: dict) -> str:
     rejected = ", ".join(f"{why} {n}" for why, n in sorted((summary.get("rejected") or {}).items())) or "none"
@@ -459,7 +483,9 @@ HOW_TO_READ = """<h2>7. How to read this</h2><ul class="meta">
 per-image IoUs). Base mIoU averages the base classes, novel mIoU the novel classes.</li>
 <li>score = 0.4 · base mIoU + 0.6 · novel mIoU, as in the OpenEarthMap few-shot protocol.</li>
 <li>mean ± std is over the seeds of an arm (sample std, ddof = 1; 0 with one seed); n is the number of seeds.</li>
-<li>Arms: baseline = real data only; copy-paste = references pasted into scenes; diffusion = painted by the
+<li>Arms: baseline = real data only; copy-paste = references pasted into scenes; copy-paste-match = pasted with
+colours moved to the new surroundings and random flips; harmonise = pasted, then re-coloured by the harmoniser
+trained on the episode's scenes; diffusion = painted by the
 exemplar-conditioned inpainting model, filtered by similarity and with refined masks; diffusion-no-filter and
 diffusion-no-refine drop one of those two steps.</li></ul>"""
 
@@ -471,7 +497,8 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
     results = load_results(exp)
     episode, note = _episode(exp, results)
     body = [_head(results, episode), _headline(results), _chart(results), _per_class(results),
-            _samples(exp, results, episode, note, samples), _overlays(exp, results, episode, note, overlays),
+            _painting_quality(results), _samples(exp, results, episode, note, samples),
+            _overlays(exp, results, episode, note, overlays),
             _stages(results), HOW_TO_READ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "
             f"{_esc(results.get('name', 'experiment'))}</title><style>{CSS}</style></head><body>"

@@ -11,9 +11,13 @@ Stages, in the order they run (a stage reads only what the stages before it wrot
 
     episode-H                         the split recipe or the demo scenes, as an episode (absent for episode.path)
     generator-H                       the inpainting generator, trained once and shared by every seed and arm
+    harmoniser-H                      the harmoniser of the harmonise arm, trained once
     placements-sS-H                   where to paint, planned once per seed and shared by every painting backend
     paint-diffusion-sS-H              K diffusion candidates per placement
-    paint-copy-paste-sS-H             the reference pasted at the same placements
+    paint-copy-paste-sS-H             the reference pasted at the same placements (-match: colour-matched;
+                                      paint-harmonise: pasted, then harmonised)
+    painting-quality-H                every painting backend on the same held-out query windows (colour distance
+                                      of the painted objects to the real instances of their image)
     curate-ARM-sS-H                   a synthetic set per arm: filter / refine settings differ, paintings are shared
     train-ARM-MODEL-sS-H              a segmentation model on real (+ synthetic) data; eval/ holds its predictions
                                       on the query set and metrics.json
@@ -49,6 +53,8 @@ from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 # curation of each painted arm: (painting backend, use the filter, use the refiner)
 ARM_CURATION = {
     "copy-paste": ("copy-paste", False, False),
+    "copy-paste-match": ("copy-paste-match", False, False),
+    "harmonise": ("harmonise", False, False),
     "diffusion": ("diffusion", True, True),
     "diffusion-no-filter": ("diffusion", False, True),
     "diffusion-no-refine": ("diffusion", True, False),
@@ -222,8 +228,70 @@ def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stag
     return folder, key
 
 
+def _harmoniser(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
+                ) -> tuple[Path, str]:
+    spec = config.harmoniser
+    if spec.path is not None:
+        path = Path(spec.path)
+        if not path.exists():
+            raise ExperimentError(f"{path}: harmoniser.path does not exist; train one with `paintseg harmoniser "
+                                  f"train` or drop harmoniser.path to train one with harmoniser.train")
+        return path, settings_hash("path", str(path.resolve()))
+    from paintseg.generate.harmonise.train import train_harmoniser
+
+    key = settings_hash(episode_key, recipe(spec.train))
+    folder = stages.folder("harmoniser", key)
+    stages.run("harmoniser", folder, lambda: train_harmoniser(episode, folder, spec.train, resume=True,
+                                                              progress=progress))
+    return folder, key
+
+
+def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Path, str] | None, seed: int,
+             settings: dict):
+    """The painting backend of ``name`` (an ARM_CURATION backend) and the settings its synthetic set records."""
+    from paintseg.generate.pipeline import make_backend
+
+    if name == "diffusion":
+        return make_backend(generator[0], seed=seed, **settings)
+    if name == "harmonise":
+        return make_backend(harmoniser[0])
+    return make_backend("copy-paste", paste_colour="match" if name == "copy-paste-match" else "none")
+
+
+def _painting_quality(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
+                      harmoniser: tuple[Path, str] | None, stages: Stages, progress: bool) -> dict | None:
+    """Every painting backend of the arms on the same held-out query windows (once per experiment)."""
+    g = config.generation
+    names = sorted({ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION})
+    if not names or g.quality_tests == 0:
+        return None
+    settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler, "strength": g.strength}
+    keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else n) for n in names}
+    key = settings_hash(episode_key, keys, settings, g.quality_tests, config.seeds[0])
+    folder = stages.folder("painting-quality", key)
+    out = folder / "painting_quality.json"
+
+    def work() -> None:
+        from paintseg.evaluate.painting import paired_wins, painting_quality
+        from paintseg.generate.references import extract_references
+
+        backends = {n: _backend(n, generator, harmoniser, config.seeds[0], settings)[0] for n in names}
+        quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
+                                   seed=config.seeds[0])
+        if "copy-paste" in backends:
+            quality["paired_vs_copy_paste"] = {n: paired_wins(quality, n, "copy-paste") for n in names
+                                               if n != "copy-paste"}
+        write_text(out, json.dumps(quality, indent=1) + "\n")
+
+    stages.run("painting quality", folder, work)
+    quality = json.loads(out.read_text())
+    quality.pop("records", None)
+    return quality
+
+
 def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
-              seed: int, stages: Stages, progress: bool) -> tuple[dict[str, tuple[Path, str]], Path]:
+              seed: int, stages: Stages, progress: bool, harmoniser: tuple[Path, str] | None = None
+              ) -> tuple[dict[str, tuple[Path, str]], Path]:
     """Plan the seed's placements once, then paint them with every backend an arm needs; returns the paintings
     and the placements folder."""
     from paintseg.generate.pipeline import generate, place
@@ -244,7 +312,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
 
     backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
     painted: dict[str, tuple[Path, str]] = {}
-    for name in sorted(backends, reverse=True):  # diffusion first: the long one
+    for name in sorted(backends, key=lambda n: n != "diffusion"):  # diffusion first: the long one
         if name == "diffusion":
             gen_path, gen_key = generator
             settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
@@ -252,24 +320,17 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
                 settings["strength"] = g.strength
             key = settings_hash(place_key, gen_key, settings, g.candidates)
             candidates = g.candidates
-        else:
-            settings, candidates = {}, 1  # the copy-paste baseline pastes candidate 0 as it is
-            key = settings_hash(place_key, "copy-paste")
+        else:  # the copy-paste arms paste (and harmonise) candidate 0 as it is
+            settings, candidates = {}, 1
+            key = settings_hash(place_key, "copy-paste") if name == "copy-paste" else \
+                settings_hash(place_key, name, harmoniser[1] if name == "harmonise" else None)
         folder = stages.folder(f"paint-{name}-s{seed}", key)
 
         def work(name=name, folder=folder, settings=settings, candidates=candidates) -> None:
             for file in ("placements.jsonl", "prior.json", "placement_quality.json"):
                 if not (folder / file).is_file() and (place_dir / file).is_file():
                     shutil.copyfile(place_dir / file, folder / file)
-            if name == "diffusion":
-                from paintseg.generate.diffusion.backend import DiffusionBackend
-
-                backend = DiffusionBackend(generator[0], seed=seed, **settings)
-                backend_settings = {"generator": str(generator[0].resolve()), **settings}
-            else:
-                from paintseg.generate.copy_paste import CopyPasteBackend
-
-                backend, backend_settings = CopyPasteBackend(), {}
+            backend, backend_settings = _backend(name, generator, harmoniser, seed, settings)
             generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
                      prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch, select="none",
                      backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights,
@@ -379,7 +440,7 @@ def comparisons(full: dict[tuple[str, str, int], dict], arms: list[str], models:
     from paintseg.evaluate.significance import compare
 
     pairs = [(arm, "baseline") for arm in arms if arm != "baseline" and "baseline" in arms]
-    pairs += [(arm, "copy-paste") for arm in arms if arm in DIFFUSION_ARMS and "copy-paste" in arms]
+    pairs += [(arm, "copy-paste") for arm in arms if arm not in ("baseline", "copy-paste") and "copy-paste" in arms]
     out = []
     for model in models:
         for arm, other in pairs:
@@ -423,14 +484,18 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
                               f"`paintseg data check {root}`) and run again")
     if not episode.classes.novel_ids:
         raise ExperimentError(f"{root}: the episode has no novel class; name one in its classes.json")
-    generator = None
+    generator = harmoniser = None
     if needs_generator(config):
         generator = _generator(config, episode, episode_key, stages, progress)
+    if "harmonise" in config.arms:
+        harmoniser = _harmoniser(config, episode, episode_key, stages, progress)
+    painting_quality = _painting_quality(config, episode, episode_key, generator, harmoniser, stages, progress)
 
     synthetic, curated_by_seed = [], {}
     if any(a in ARM_CURATION for a in config.arms):
         for seed in config.seeds:
-            painted, place_dir = _painting(config, episode, episode_key, generator, seed, stages, progress)
+            painted, place_dir = _painting(config, episode, episode_key, generator, seed, stages, progress,
+                                           harmoniser)
             curated = _curation(config, episode, painted, generator, seed, stages, progress)
             curated_by_seed[seed] = curated
             quality = place_dir / "placement_quality.json"
@@ -445,7 +510,8 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
         "name": config.name, "config": config.model_dump(mode="json"), "episode": str(root.resolve()),
         "novel": [episode.classes.name(i) for i in episode.classes.novel_ids], "arms": list(config.arms),
         "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
-        "synthetic": synthetic, "stages": stages.records, "complete": False, "wall_seconds": None,
+        "synthetic": synthetic, "painting_quality": painting_quality, "stages": stages.records, "complete": False,
+        "wall_seconds": None,
         "environment": _environment(), "command": command,
     }
     full: dict[tuple[str, str, int], dict] = {}  # every run's metrics.json, per-image matrices included
@@ -494,7 +560,11 @@ def planned_stages(config: ExperimentConfig) -> list[str]:
     kinds = [] if config.episode.path is not None else ["episode"]
     if needs_generator(config) and config.generator is not None and config.generator.path is None:
         kinds.append("generator")
+    if "harmonise" in config.arms and config.harmoniser.path is None:
+        kinds.append("harmoniser")
     curated = [a for a in config.arms if a in ARM_CURATION]
+    if curated and config.generation.quality_tests:
+        kinds.append("painting")
     if curated:
         backends = {ARM_CURATION[a][0] for a in curated}
         kinds += (["placements"] + ["paint"] * len(backends) + ["curate"] * len(curated)) * len(config.seeds)

@@ -173,3 +173,34 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
     write_text(out / "prior.json", json.dumps(info, indent=1) + "\n")
     save_placements(placements, path)
     return placements, info
+
+
+def make_backend(generator: str | Path, *, seed: int = 0, steps: int = 50, guidance: float = 3.0,
+                 scheduler: str = "ddim", strength: float = 1.0, paste_colour: str = "none") -> tuple[Backend, dict]:
+    """The painting backend that ``generator`` names - 'copy-paste', a harmoniser folder (HARM) or a generator
+    folder (GEN) - and the settings a synthetic set records for it (only those that differ from the defaults of
+    options added later, so sets written before them still resume)."""
+    if str(generator) == "copy-paste":
+        from .copy_paste import CopyPasteBackend
+
+        backend, settings = CopyPasteBackend(colour=paste_colour), {}
+    else:
+        from .harmonise.model import is_harmoniser
+
+        if is_harmoniser(generator):
+            from .harmonise.backend import HarmoniseBackend
+
+            backend = HarmoniseBackend(Path(generator), colour=paste_colour)
+            settings = {"harmoniser": str(Path(generator).resolve())}
+        else:
+            from .diffusion.backend import DiffusionBackend
+
+            backend = DiffusionBackend(Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
+                                       seed=seed, strength=strength)
+            settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
+                        "scheduler": scheduler}
+            if strength != 1.0:
+                settings["strength"] = strength
+    if paste_colour != "none":
+        settings["paste_colour"] = paste_colour
+    return backend, settings

@@ -70,7 +70,7 @@ class PairBatch:
         return PairBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
-def _instances(scene: int, label: np.ndarray, config: GeneratorConfig) -> list[Instance]:
+def find_instances(scene: int, label: np.ndarray, config: GeneratorConfig) -> list[Instance]:
     """Components of every labelled class whose box fits a window as ``box_fraction`` asks."""
     lo, hi = config.box_fraction
     side_max = min(label.shape)
@@ -92,6 +92,27 @@ def _instances(scene: int, label: np.ndarray, config: GeneratorConfig) -> list[I
     return [inst for _, inst in found[:MAX_INSTANCES_PER_IMAGE]]
 
 
+def read_scenes(episode: Episode, rgb_bands: list[int] | None = None,
+                progress: bool = False) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """The episode's trainset and support images (uint8 RGB), their labels and their paths, each read once."""
+    images, labels, sources = [], [], []
+    samples = episode.train + episode.support_samples
+    for sample in tqdm(samples, desc="loading scenes", unit="img", disable=not progress, leave=False):
+        if sample.label is None:
+            raise GeneratorError(f"{sample.image}: no label with stem {sample.stem!r} in "
+                                 f"{sample.image.parent.parent / 'labels'}; add it or remove the name")
+        image = to_uint8(read_image(sample.image, rgb_bands).array)
+        label = read_label(sample.label, episode.classes).array
+        if label.shape != image.shape[:2]:
+            raise GeneratorError(f"{sample.label}: label is {label.shape[1]}x{label.shape[0]} but its image "
+                                 f"{Path(sample.image).name} is {image.shape[1]}x{image.shape[0]}; image and "
+                                 f"label must have the same size")
+        images.append(image)
+        labels.append(label)
+        sources.append(str(sample.image))
+    return images, labels, sources
+
+
 class PairSampler:
     """All training scenes in memory, and the deterministic training pairs of any step."""
 
@@ -108,7 +129,7 @@ class PairSampler:
             if min(image.shape[:2]) < MIN_SCENE:
                 raise GeneratorError(f"{source}: the scene is {image.shape[1]}x{image.shape[0]} pixels; training "
                                      f"scenes must be at least {MIN_SCENE}x{MIN_SCENE}, remove it from the lists")
-        self.instances = [_instances(i, lab, config) for i, lab in enumerate(labels)]
+        self.instances = [find_instances(i, lab, config) for i, lab in enumerate(labels)]
         self.scenes_with_instances = [i for i, found in enumerate(self.instances) if found]
         if not self.scenes_with_instances and config.random_region_prob == 0:
             raise GeneratorError(f"no usable instances in {len(images)} scenes (connected components of a labelled "
@@ -119,21 +140,7 @@ class PairSampler:
     @classmethod
     def from_episode(cls, episode: Episode, config: GeneratorConfig, progress: bool = False) -> "PairSampler":
         """Read the episode's trainset and support images and labels (each once)."""
-        images, labels, sources = [], [], []
-        samples = episode.train + episode.support_samples
-        for sample in tqdm(samples, desc="loading scenes", unit="img", disable=not progress, leave=False):
-            if sample.label is None:
-                raise GeneratorError(f"{sample.image}: no label with stem {sample.stem!r} in "
-                                     f"{sample.image.parent.parent / 'labels'}; add it or remove the name")
-            image = to_uint8(read_image(sample.image, config.rgb_bands).array)
-            label = read_label(sample.label, episode.classes).array
-            if label.shape != image.shape[:2]:
-                raise GeneratorError(f"{sample.label}: label is {label.shape[1]}x{label.shape[0]} but its image "
-                                     f"{Path(sample.image).name} is {image.shape[1]}x{image.shape[0]}; image and "
-                                     f"label must have the same size")
-            images.append(image)
-            labels.append(label)
-            sources.append(str(sample.image))
+        images, labels, sources = read_scenes(episode, config.rgb_bands, progress)
         return cls(images, labels, config, sources)
 
     @property

@@ -13,6 +13,7 @@ tensors and plain values, so ``torch.load(weights_only=True)`` reads it) and ``c
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         config = validate(payload["config"], GeneratorConfig, str(file))
         model = PaintModel(spec, payload["prediction_type"])
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError, EOFError, OSError) as e:
+    except (KeyError, TypeError, RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
         raise GeneratorError(f"{file}: not a paintseg generator ({type(e).__name__}: {e}); pass the model.pt "
                              f"written by `paintseg generator train`") from None
     return model.to(device).eval(), config

@@ -1,0 +1,64 @@
+"""Painting quality on held-out query scenes (paintseg.evaluate.painting) and its CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from paintseg.cli import app
+from paintseg.data.episode import Episode
+from paintseg.evaluate.painting import colour_distances, paired_wins, painting_quality
+from paintseg.generate.candidates import Candidate
+from paintseg.generate.copy_paste import CopyPasteBackend
+from paintseg.generate.references import extract_references
+
+
+class GreyBackend:
+    """Paints every object mid-grey: far from any real cyan pool."""
+
+    name = "grey"
+
+    def paint(self, jobs, candidates):
+        out = []
+        for job in jobs:
+            image = job.window_image.copy()
+            image[job.mask] = 128
+            out.append([Candidate(image, job.mask.copy(), job.mask.copy()) for _ in range(candidates)])
+        return out
+
+
+def test_colour_distances_are_zero_for_the_same_pixels_and_grow_with_a_shift():
+    rng = np.random.default_rng(0)
+    real = rng.normal((120, 100, 80), 15, (400, 3)).clip(0, 255).astype(np.uint8)
+    same = colour_distances(real, real)
+    assert same == {"delta_e": 0.0, "delta_l_std": 0.0, "hist": same["hist"]} and abs(same["hist"]) < 1e-9
+    brighter = colour_distances(np.clip(real.astype(int) + 40, 0, 255).astype(np.uint8), real)
+    assert 10 < brighter["delta_e"] < 25 and brighter["hist"] > 0.3
+
+
+def test_painting_quality_ranks_a_faithful_backend_above_a_grey_one(tiny_episode: Path):
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    q = painting_quality(ep, {"copy-paste": CopyPasteBackend(), "grey": GreyBackend()}, refs, per_class=6)
+    cp, grey = q["backends"]["copy-paste"], q["backends"]["grey"]
+    assert cp["tests"] == grey["tests"] == 6 and cp["per_class"]["pool"]["tests"] == 6
+    assert cp["delta_e"] < 10 < 30 < grey["delta_e"]  # support pools are the query pools' cyan; grey is not
+    wins = paired_wins(q, "copy-paste", "grey")
+    assert wins == {"tests": 6, "wins": 6, "ties": 0, "p": 0.0312}
+
+
+def test_painting_quality_cli_writes_the_comparison(tiny_episode: Path, tmp_path: Path):
+    out = tmp_path / "q.json"
+    r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--generator",
+                                 "copy-paste:match", "--out", str(out), "--per-class", "4"])
+    assert r.exit_code == 0, r.output
+    q = json.loads(out.read_text())
+    assert set(q["backends"]) == {"copy-paste", "copy-paste:match"}
+    assert q["paired_vs_first"]["copy-paste:match"]["tests"] == 4
+    assert "copy-paste: 4 tests, delta_e" in r.output
+    r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", str(tmp_path / "nothing"),
+                                 "--out", str(out)])
+    assert r.exit_code == 2 and "no generator model.pt" in r.output
