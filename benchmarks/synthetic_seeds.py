@@ -12,6 +12,11 @@ and a t interval (paintseg.evaluate.significance), so a gain is told from seed n
                    only (max_strength S; benchmarks/work/synthetic_seeds_NAME/gen_sSS, trained first when
                    missing; at 1.0 the experiment's own generator)
     cp-share25     the experiment's sets at synthetic share 0.25 (the trainset keeps half of each batch)
+    cp-match       the experiment's copy-paste placements pasted with `--paste-colour match` (colour moved from
+                   the reference's surroundings to the new ones, random flips)
+    harmonise      the experiment's copy-paste placements pasted, then re-coloured by a harmoniser trained on the
+                   episode (`paintseg harmoniser train`, default settings; benchmarks/work/synthetic_seeds_NAME/harm,
+                   trained first when missing)
 
 Every step is a `paintseg` command (printed); finished runs (their metrics.json) are reused.
 Writes benchmarks/results/synthetic_seeds_NAME.json (NAME: the experiment's name).
@@ -43,6 +48,8 @@ VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new co
     "sdedit-0.7": ("strength:0.7", []),
     "sdedit-1.0": ("strength:1.0", []),
     "cp-share25": ("experiment", ["--synthetic-fraction", "0.25"]),
+    "cp-match": ("paste:match", []),
+    "harmonise": ("harmonise", []),
 }
 
 
@@ -106,27 +113,38 @@ def main() -> None:
             out = work / f"{variant}-s{seed}"
             if kind == "experiment":
                 syn = synthetic[seed]
-            elif kind.startswith("strength:"):
-                syn = work / "sets" / f"sdedit-{kind.split(':')[1]}-s{seed}"
+            elif kind.startswith(("strength:", "paste:", "harmonise")):
+                syn = work / "sets" / (f"sdedit-{kind.split(':')[1]}-s{seed}" if kind.startswith("strength:")
+                                       else f"{variant}-s{seed}")
                 if not (syn / "manifest.jsonl").is_file():
                     syn.mkdir(parents=True, exist_ok=True)
                     source = paint_cp[seed]
                     for file in ("placements.jsonl", "prior.json"):  # the very placements the arms painted
                         (syn / file).write_bytes((source / file).read_bytes())
-                    g = config.generation.model_dump()
-                    strength = kind.split(":")[1]
-                    gen = generator if float(strength) == 1.0 else work / f"gen_s{strength.replace('.', '')}"
-                    if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
-                        gen_cfg = yaml.safe_load((generator / "config.yaml").read_text())["generator"]
-                        gen_cfg["max_strength"] = float(strength)
-                        work.mkdir(parents=True, exist_ok=True)
-                        (work / f"{gen.name}.yaml").write_text(yaml.safe_dump(gen_cfg))
-                        run(ps + ["generator", "train", str(episode), "--out", str(gen), "--config",
-                                  str(work / f"{gen.name}.yaml")])
-                    run(ps + ["generate", str(episode), "--generator", str(gen), "--out", str(syn),
-                              "--per-class", str(per_class), "--candidates", "1", "--steps", str(g["steps"]),
-                              "--guidance", str(g["guidance"]), "--strength", strength, "--seed",
-                              str(seed), "--select", "first", "--refine", "none"])
+                    common = ["--per-class", str(per_class), "--candidates", "1", "--seed", str(seed), "--select",
+                              "first", "--refine", "none"]
+                    if kind.startswith("paste:"):
+                        run(ps + ["generate", str(episode), "--generator", "copy-paste", "--out", str(syn),
+                                  "--paste-colour", kind.split(":")[1], *common])
+                    elif kind == "harmonise":
+                        harm = work / "harm"
+                        if not (harm / "harmoniser.pt").is_file():
+                            run(ps + ["harmoniser", "train", str(episode), "--out", str(harm)])
+                        run(ps + ["generate", str(episode), "--generator", str(harm), "--out", str(syn), *common])
+                    else:
+                        g = config.generation.model_dump()
+                        strength = kind.split(":")[1]
+                        gen = generator if float(strength) == 1.0 else work / f"gen_s{strength.replace('.', '')}"
+                        if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
+                            gen_cfg = yaml.safe_load((generator / "config.yaml").read_text())["generator"]
+                            gen_cfg["max_strength"] = float(strength)
+                            work.mkdir(parents=True, exist_ok=True)
+                            (work / f"{gen.name}.yaml").write_text(yaml.safe_dump(gen_cfg))
+                            run(ps + ["generator", "train", str(episode), "--out", str(gen), "--config",
+                                      str(work / f"{gen.name}.yaml")])
+                        run(ps + ["generate", str(episode), "--generator", str(gen), "--out", str(syn),
+                                  "--steps", str(g["steps"]), "--guidance", str(g["guidance"]), "--strength",
+                                  strength, *common])
             else:
                 syn = work / "sets" / f"cp-{kind}-s{seed}"
                 if not (syn / "manifest.jsonl").is_file():
