@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from typer.testing import CliRunner
 
 from paintseg.cli import app
@@ -53,8 +54,11 @@ def test_painting_quality_ranks_a_faithful_backend_above_a_grey_one(tiny_episode
 def test_painting_quality_cli_writes_the_comparison(tiny_episode: Path, tmp_path: Path):
     out = tmp_path / "q.json"
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--generator",
-                                 "copy-paste:match", "--out", str(out), "--per-class", "4"])
+                                 "copy-paste:match", "--out", str(out), "--per-class", "4", "--figure",
+                                 str(tmp_path / "q.png"), "--samples", "3"])
     assert r.exit_code == 0, r.output
+    figure = Image.open(tmp_path / "q.png")
+    assert figure.width > 400 and figure.height > 3 * 150  # 3 rows of query window + 2 paintings
     q = json.loads(out.read_text())
     assert set(q["backends"]) == {"copy-paste", "copy-paste:match"}
     assert q["paired_vs_first"]["copy-paste:match"]["tests"] == 4

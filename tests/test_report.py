@@ -67,10 +67,13 @@ def experiment(tmp_path_factory) -> Path:
     from paintseg.evaluate.painting import paired_wins, painting_quality
     from paintseg.generate.references import extract_references
 
+    pq = exp / "stages/painting-quality-cc33"
     quality = painting_quality(episode, {"copy-paste": CopyPasteBackend(), "copy-paste-match":
-                                         CopyPasteBackend(colour="match")}, extract_references(episode), per_class=3)
+                                         CopyPasteBackend(colour="match")}, extract_references(episode), per_class=3,
+                               samples_dir=pq / "samples", samples=2)
     quality["paired_vs_copy_paste"] = {"copy-paste-match": paired_wins(quality, "copy-paste-match", "copy-paste")}
     quality.pop("records")
+    quality["folder"] = str(pq.relative_to(exp))
     runs = []
     for arm, shift, metrics in (("baseline", 3, (_metrics(40.0, 2.0), _metrics(40.6, 2.8))),
                                 ("copy-paste", 0, (_metrics(41.0, 5.0), _metrics(41.4, 6.0)))):
@@ -114,7 +117,8 @@ def test_report_is_one_self_contained_page_with_every_section(experiment: Path) 
     page = out.read_text()
     # novel chart, placement map + surroundings, copy-paste sample grid, prediction overlays, stage chart
     images = _images(page)
-    assert page.count("data:image/png;base64,") == len(images) == 5
+    assert page.count("data:image/png;base64,") == len(images) == 6
+    assert 'alt="painting quality samples"' in page
     assert "Where seed 0's instances went" in page and 'alt="placements"' in page
     assert all(im.width > 300 and im.height > 150 for im in images)
     assert "<script" not in page and 'src="http' not in page and "<link" not in page
@@ -136,7 +140,7 @@ def test_missing_folders_are_named_not_fatal(experiment: Path, tmp_path: Path) -
     page = write_report(exp).read_text()
     assert "missing: curated folder" in page and "curate-copy-paste-s0-bb22" in page
     assert "missing: prediction folder" in page and "train-copy-paste-unet-resnet18-s0" in page
-    assert page.count("data:image/png;base64,") == 4  # the sample grid is gone; overlays show 'missing' tiles
+    assert page.count("data:image/png;base64,") == 5  # the sample grid is gone; overlays show 'missing' tiles
 
 
 def test_baseline_only_experiment_says_nothing_was_painted(experiment: Path, tmp_path: Path) -> None:

@@ -447,6 +447,9 @@ def painting_quality_command(
                                         "paints from the composite at strength S (e.g. gen@0.3)."),
     out: Path = typer.Option(..., help="JSON file for the distances (per backend, per class, per test)."),
     per_class: int = typer.Option(24, help="Tests per novel class."),
+    figure: Optional[Path] = typer.Option(None, help="PNG of the first --samples tests: the query window, then "
+                                          "every backend's painting (object outlined)."),
+    samples: int = typer.Option(6, help="Tests shown in --figure."),
     steps: int = typer.Option(20, help="Sampling steps (diffusion)."),
     seed: int = typer.Option(0, help="Seed for the test windows and the references they paint."),
     split: str = typer.Option("valset", help="valset or testset."),
@@ -469,7 +472,22 @@ def painting_quality_command(
                               strength=float(strength) if strength else 1.0)[0]
     _threads()
     refs = _run(extract_references, ep)
-    quality = _run(painting_quality, ep, backends, refs, per_class=per_class, seed=seed)
+    samples_dir = None
+    if figure is not None:
+        import tempfile
+
+        samples_dir = Path(tempfile.mkdtemp(prefix="paintseg-quality-"))
+    quality = _run(painting_quality, ep, backends, refs, per_class=per_class, seed=seed, samples_dir=samples_dir,
+                   samples=samples)
+    if figure is not None:
+        import shutil
+
+        from paintseg.experiment.figures import painting_samples_figure, png_bytes
+        from paintseg.files import write_bytes
+
+        write_bytes(figure, png_bytes(painting_samples_figure(quality, samples_dir)))
+        shutil.rmtree(samples_dir, ignore_errors=True)
+        quality.pop("samples")
     first = generator[0]
     quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
     write_text(out, json.dumps(quality, indent=1) + "\n")

@@ -12,10 +12,15 @@ from PIL import Image
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` (parent folders created) through ``.NAME.partial``."""
+    return write_bytes(path, text.encode())
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (parent folders created) through ``.NAME.partial``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
 

@@ -18,6 +18,8 @@ compared on identical tests (paired).
 from __future__ import annotations
 
 import statistics
+import time
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -25,6 +27,7 @@ import numpy as np
 
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
+from paintseg.files import save_png
 from paintseg.generate.candidates import Backend, WindowJob
 from paintseg.generate.masks import Box, make_mask
 from paintseg.generate.placement import Placement
@@ -37,6 +40,14 @@ TRIES = 64  # random spots tried per test for a window free of the class
 
 def _lab(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels.reshape(-1, 1, 3).astype(np.uint8), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+
+
+def _outlined(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` with the outside edge of ``mask`` drawn in yellow (so the object itself stays visible)."""
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~mask
+    out = image.copy()
+    out[ring] = (255, 215, 0)
+    return out
 
 
 def colour_distances(painted: np.ndarray, real: np.ndarray) -> dict[str, float]:
@@ -102,19 +113,36 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
 
 
 def painting_quality(episode: Episode, backends: dict[str, Backend], references: Sequence[Reference],
-                     per_class: int = 24, seed: int = 0, min_pixels: int = 64) -> dict:
-    """Paint the same held-out tests with every backend; the distances of each to the real instances."""
+                     per_class: int = 24, seed: int = 0, min_pixels: int = 64, samples_dir: Path | None = None,
+                     samples: int = 6) -> dict:
+    """Paint the same held-out tests with every backend; the distances of each to the real instances, and the
+    seconds each backend took per test. With ``samples_dir``, the first ``samples`` tests are written there as
+    PNGs (the window before painting and every backend's painted window; listed under "samples")."""
     tests = _tests(episode, references, per_class, seed, min_pixels)
     records: dict[str, list[dict]] = {}
-    for name, backend in backends.items():
+    seconds: dict[str, float] = {}
+    shown: list[dict] = []
+    if samples_dir is not None:
+        for job, _ in tests[:samples]:
+            file = f"t{job.index:03d}_window.png"
+            save_png(Path(samples_dir) / file, job.window_image)
+            shown.append({"test": job.index, "image": job.placement.scene,
+                          "class": episode.classes.name(job.placement.class_id), "window": file, "painted": {}})
+    for b, (name, backend) in enumerate(backends.items()):
         rows = []
+        start = time.perf_counter()
         for job, real in tests:
             cand = backend.paint([job], 1)[0][0]
+            if job.index < len(shown):
+                file = f"t{job.index:03d}_b{b}.png"
+                save_png(Path(samples_dir) / file, _outlined(cand.image, cand.object_mask))
+                shown[job.index]["painted"][name] = file
             painted = cand.image[cand.object_mask]
             if len(painted) < 8:
                 continue
             rows.append({"test": job.index, "class_id": job.placement.class_id, "image": job.placement.scene,
                          **{k: round(v, 4) for k, v in colour_distances(painted, real).items()}})
+        seconds[name] = round((time.perf_counter() - start) / max(len(tests), 1), 4)
         records[name] = rows
     summary = {}
     for name, rows in records.items():
@@ -123,9 +151,9 @@ def painting_quality(episode: Episode, backends: dict[str, Backend], references:
             sub = [r for r in rows if r["class_id"] == cid]
             per_class[episode.classes.name(cid)] = {m: round(statistics.fmean(r[m] for r in sub), 3)
                                                     for m in METRICS} | {"tests": len(sub)}
-        summary[name] = {"tests": len(rows), "per_class": per_class,
+        summary[name] = {"tests": len(rows), "per_class": per_class, "seconds_per_test": seconds[name],
                          **({m: round(statistics.fmean(r[m] for r in rows), 3) for m in METRICS} if rows else {})}
-    return {"metrics": list(METRICS), "backends": summary, "records": records,
+    return {"metrics": list(METRICS), "backends": summary, "records": records, "samples": shown,
             "note": "distances between painted objects and the real instances of their class in the same held-out "
                     "query image (lower is better); every backend paints the same reference into the same window"}
 

@@ -178,6 +178,22 @@ def tile_grid(rows: list[list[Tile | None]], row_labels: list[str], col_titles: 
     return fig
 
 
+def painting_samples_figure(quality: dict, folder: Path) -> Figure:
+    """Rows of held-out painting-quality tests (``quality["samples"]``, files in ``folder``): the query window
+    before painting, then each backend's painted window with the object outlined."""
+    names = list(quality["backends"])
+
+    def tile(file: str | None, caption: str) -> Tile:
+        path = Path(folder) / file if file else None
+        image = fit(np.asarray(Image.open(path).convert("RGB"))) if path and path.is_file() else None
+        return Tile(image, caption)
+
+    shown = quality["samples"]
+    rows = [[tile(s["window"], "before")] + [tile(s["painted"].get(n), Path(n).name) for n in names] for s in shown]
+    return tile_grid(rows, [f"{s['class']} · {s['image']}" for s in shown],
+                     ["query window"] + [Path(n).name for n in names])
+
+
 # --------------------------------------------------------------------------------------------- charts
 def novel_chart(arms: list[str], models: list[str], means: dict[tuple[str, str], float],
                 stds: dict[tuple[str, str], float], seeds: dict[tuple[str, str], list[float]],

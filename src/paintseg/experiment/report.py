@@ -26,7 +26,8 @@ from paintseg.data.episode import SPLIT_LISTS, Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
-from .figures import data_uri, novel_chart, overlay_lut, placement_figure, prediction_grid, sample_grid, stage_chart
+from .figures import (data_uri, novel_chart, overlay_lut, painting_samples_figure, placement_figure, prediction_grid,
+                      sample_grid, stage_chart)
 
 FIX = "run `paintseg run CONFIG --out EXP` first"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -316,14 +317,14 @@ def _per_class(results: dict) -> str:
     return title + _table(header, body)
 
 
-def _painting_quality(results: dict) -> str:
+def _painting_quality(exp: Path, results: dict) -> str:
     title = "<h2>3b. Painting quality on held-out query scenes</h2>"
     quality = results.get("painting_quality")
     if not quality:
         return title + _missing("not measured (no painting arm, or generation.quality_tests: 0)")
     paired = quality.get("paired_vs_copy_paste") or {}
     header = ["backend", "tests", "ΔE of mean colour", "Δ lightness spread", "histogram distance",
-              "closer than copy-paste (ΔE)"]
+              "closer than copy-paste (ΔE)", "s per test"]
     body = []
     for name, row in quality["backends"].items():
         wins = paired.get(name)
@@ -331,13 +332,21 @@ def _painting_quality(results: dict) -> str:
                   is not None else "")
         body.append([_td(_esc(name), False), _td(str(row.get("tests", 0)))]
                     + [_td(f"{row[m]:.2f}" if m in row else "") for m in ("delta_e", "delta_l_std", "hist")]
-                    + [_td(versus)])
+                    + [_td(versus), _td(f"{row['seconds_per_test']:.2f}" if "seconds_per_test" in row else "")])
     note = ("<p class=\"meta\">Every painting backend paints the same support reference into the same window of a "
             "held-out query image (a window free of the class); the painted object is compared with the real "
             "instances of its class in that image: CIE76 distance of the mean Lab colours, difference of the "
             "lightness spreads, 1 − Bhattacharyya coefficient of the Lab histograms. Lower is closer; the last "
             "column counts the tests where a backend's ΔE is below copy-paste's (sign test).</p>")
-    return title + note + _table(header, body)
+    return title + note + _table(header, body) + _painting_samples(exp, quality)
+
+
+def _painting_samples(exp: Path, quality: dict) -> str:
+    """The first held-out tests as painted by every backend (object outlined in yellow)."""
+    folder = _path(exp, quality.get("folder"))
+    if not quality.get("samples") or folder is None:
+        return ""
+    return _img(painting_samples_figure(quality, folder / "samples"), "painting quality samples")
 
 
 # --------------------------------------------------------------------------------------------- section 5: samples
@@ -497,7 +506,7 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
     results = load_results(exp)
     episode, note = _episode(exp, results)
     body = [_head(results, episode), _headline(results), _chart(results), _per_class(results),
-            _painting_quality(results), _samples(exp, results, episode, note, samples),
+            _painting_quality(exp, results), _samples(exp, results, episode, note, samples),
             _overlays(exp, results, episode, note, overlays),
             _stages(results), HOW_TO_READ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "

@@ -277,7 +277,8 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
 
         backends = {n: _backend(n, generator, harmoniser, config.seeds[0], settings)[0] for n in names}
         quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
-                                   seed=config.seeds[0])
+                                   seed=config.seeds[0], samples_dir=folder / "samples",
+                                   samples=config.report.samples)
         if "copy-paste" in backends:
             quality["paired_vs_copy_paste"] = {n: paired_wins(quality, n, "copy-paste") for n in names
                                                if n != "copy-paste"}
@@ -286,6 +287,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     stages.run("painting quality", folder, work)
     quality = json.loads(out.read_text())
     quality.pop("records", None)
+    quality["folder"] = _rel(folder, stages.exp)
     return quality
 
 

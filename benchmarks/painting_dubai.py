@@ -1,0 +1,68 @@
+"""Painting quality on Dubai's held-out query tiles: every painting backend on the same tests (a thin driver).
+
+Runs `paintseg painting-quality` (paintseg.evaluate.painting) on the Dubai experiment's episode with copy-paste,
+colour-matched copy-paste, the harmoniser (plain and on the colour-matched paste) and the SDEdit generators of the
+strength sweep (benchmarks/synthetic_seeds.py; those not trained yet are skipped), and writes
+benchmarks/results/painting_dubai.json and painting_dubai.png (the first held-out tests as each backend paints them).
+
+    OMP_NUM_THREADS=1 python benchmarks/painting_dubai.py      # about a minute per diffusion backend
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "benchmarks" / "work"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def main() -> None:
+    exp = WORK / "experiment_dubai" / "stages"
+    episode = next(p for p in sorted(exp.glob("episode-*")) if (p / "stage.json").is_file()) / "episode"
+    sweep = WORK / "synthetic_seeds_dubai"
+    generator = next(p for p in sorted(exp.glob("generator-*")) if (p / "model.pt").is_file())
+    specs = ["copy-paste", "copy-paste:match"]
+    if (sweep / "harm" / "harmoniser.pt").is_file():
+        specs += [str(sweep / "harm"), str(sweep / "harm") + ":match"]
+    for strength in ("0.3", "0.5", "0.7"):
+        gen = sweep / f"gen_s{strength.replace('.', '')}"
+        if (gen / "model.pt").is_file():
+            specs.append(f"{gen}@{strength}")
+    specs.append(f"{generator}@1.0")
+    out = RESULTS / "painting_dubai.json"
+    cmd = [sys.executable, "-m", "paintseg", "painting-quality", str(episode), "--out", str(out), "--per-class", "48",
+           "--figure", str(RESULTS / "painting_dubai.png"), "--samples", "6"]
+    for spec in specs:
+        cmd += ["--generator", spec]
+    print("$ " + shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    quality = json.loads(out.read_text())
+
+    def short(spec: str) -> str:
+        return spec.replace(str(REPO) + "/", "")
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    quality = {"benchmark": "painting_dubai", "date": str(date.today()),
+               "command": (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/painting_dubai.py",
+               "paintseg_command": short(shlex.join(cmd[2:])), **quality}
+    quality["backends"] = {short(k): v for k, v in quality["backends"].items()}
+    quality["records"] = {short(k): v for k, v in quality["records"].items()}
+    quality["paired_vs_first"] = {short(k): v for k, v in quality["paired_vs_first"].items()}
+    out.write_text(json.dumps(quality, indent=1) + "\n")
+    for name, row in quality["backends"].items():
+        wins = quality["paired_vs_first"].get(name)
+        print(f"{name:70s} ΔE {row['delta_e']:6.2f}  Δspread {row['delta_l_std']:6.2f}  hist {row['hist']:.3f}  "
+              f"{row['seconds_per_test']:.2f} s/test" + (f"  closer than copy-paste {wins['wins']}/{wins['tests']}"
+                                                         f" (p {wins['p']})" if wins else ""))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
