@@ -47,6 +47,9 @@ def test_painting_quality_ranks_a_faithful_backend_above_a_grey_one(tiny_episode
     cp, grey = q["backends"]["copy-paste"], q["backends"]["grey"]
     assert cp["tests"] == grey["tests"] == 6 and cp["per_class"]["pool"]["tests"] == 6
     assert cp["delta_e"] < 10 < 30 < grey["delta_e"]  # support pools are the query pools' cyan; grey is not
+    probe = q["probe"]  # cyan pools against fields, water and roads: the probe separates them
+    assert probe["real_novel_rate"] >= 0.8 and probe["real_base_rate"] <= 0.2, probe
+    assert cp["class_rate"] >= 0.8 and cp["p_class"] > grey["p_class"] + 0.2  # grey keeps a pool's shape only
     wins = paired_wins(q, "copy-paste", "grey")
     assert wins == {"tests": 6, "wins": 6, "ties": 0, "p": 0.0312}
 
