@@ -249,7 +249,28 @@ def synthetic_seeds_dubai(r: dict) -> str:
     ])
 
 
-BLOCKS = {"threads": threads, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
+def painting_dubai(r: dict) -> str:
+    rows = ["| backend | tests | ΔE of mean colour | Δ lightness spread | histogram distance | probe: is building "
+            "| ΔE below copy-paste's | s per test |", "|---|---|---|---|---|---|---|---|"]
+    for name, v in r["backends"].items():
+        wins = r["paired_vs_first"].get(name)
+        versus = f"{wins['wins']}/{wins['tests']} (sign test p {wins['p']:.3g})" if wins else "—"
+        rows.append(f"| {name.replace('benchmarks/work/', '')} | {v['tests']} | {v['delta_e']:.1f} | "
+                    f"{v['delta_l_std']:.1f} | {v['hist']:.2f} | {v['class_rate']:.0%} | {versus} | "
+                    f"{v['seconds_per_test']:.2f} |")
+    probe = r["probe"]
+    return "\n".join([
+        "**Painting quality on Dubai's held-out query tiles** (every backend paints the same reference into the same "
+        "window; distances to the real buildings of the same image, lower is closer):", "", *rows, "",
+        f"Probe (linear, frozen EfficientNet-Lite0 features; {probe['positives']} support views vs "
+        f"{probe['negatives']} base-class instances): it calls {probe['real_novel_rate']:.0%} of "
+        f"{probe['real_novel']} real query buildings building and {probe['real_base_rate']:.0%} of "
+        f"{probe['real_base']} base-class instances. Produced by `{r['command']}` → "
+        f"`benchmarks/results/painting_dubai.json` and `painting_dubai.png` ({r['date']}).",
+    ])
+
+
+BLOCKS = {"threads": threads, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": synthetic_seeds_dubai,
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo")}
