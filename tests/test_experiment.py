@@ -52,7 +52,8 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
     ({"arms": ["baseline", "baseline"]}, "lists an arm twice"),
     ({"generator": None}, "the diffusion arms need a generator"),
     ({"episode": {"path": "a", "demo": {}}}, "give exactly one of episode.path, episode.split or episode.demo"),
-    ({"generation": {"refine": "none"}}, "use grabcut or sam"),
+    ({"generation": {"refine": "none"}}, "use grabcut or sam, or drop the diffusion-no-refine arm"),
+    ({"generation": {"filter": "none"}}, "or drop the diffusion-no-filter arm"),
     ({"generation": {"refine": "sam"}}, "refine: sam needs sam_checkpoint"),
     ({"seeds": [1, 1]}, "lists a seed twice"),
     ({"train": {"crop": 100}}, "crop 100 is not a multiple of 32"),
@@ -278,3 +279,9 @@ def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp
     assert same[0] == same[1]  # both backends paint the very same (turned) placements
     page = (exp / "report.html").read_text()
     assert "from the copy-paste composite at strength 0.5" in page and "placement prior auto, oriented" in page
+
+
+def test_refine_and_filter_none_are_allowed_without_the_arm_they_would_duplicate():
+    config = ExperimentConfig.model_validate({**TINY, "arms": ["baseline", "copy-paste", "diffusion"],
+                                              "generation": {"refine": "none", "filter": "none", "strength": 0.3}})
+    assert config.generation.refine == "none" and config.generation.filter == "none"

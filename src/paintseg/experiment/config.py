@@ -138,12 +138,6 @@ class GenerationSpec(_Strict):
     def _sam(self) -> "GenerationSpec":
         if self.refine == "sam" and self.sam_checkpoint is None:
             raise ValueError("refine: sam needs sam_checkpoint (a SAM .pth file); or use refine: grabcut")
-        if self.refine == "none":
-            raise ValueError("refine: none would make the diffusion arm equal to diffusion-no-refine; use grabcut "
-                             "or sam (the ablation arm diffusion-no-refine is the one without refinement)")
-        if self.filter == "none":
-            raise ValueError("filter: none would make the diffusion arm equal to diffusion-no-filter; name an "
-                             "encoder (handcrafted, efficientnet-lite0, generator, open_clip:MODEL:CHECKPOINT)")
         return self
 
 
@@ -210,6 +204,14 @@ class ExperimentConfig(_Strict):
         if any(a in DIFFUSION_ARMS for a in self.arms) and self.generator is None:
             raise ValueError("the diffusion arms need a generator: give generator.train (settings) or "
                              "generator.path (a trained generator)")
+        arms, g = set(self.arms), self.generation
+        if g.refine == "none" and {"diffusion", "diffusion-no-refine"} <= arms:
+            raise ValueError("generation.refine: none would make the diffusion arm equal to diffusion-no-refine; use "
+                             "grabcut or sam, or drop the diffusion-no-refine arm")
+        if g.filter == "none" and {"diffusion", "diffusion-no-filter"} <= arms:
+            raise ValueError("generation.filter: none would make the diffusion arm equal to diffusion-no-filter; "
+                             "name an encoder (handcrafted, efficientnet-lite0, generator, "
+                             "open_clip:MODEL:CHECKPOINT), or drop the diffusion-no-filter arm")
         return self
 
     def train_config(self, model: ModelSpec, seed: int) -> TrainConfig:

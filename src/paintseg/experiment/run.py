@@ -362,6 +362,7 @@ def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, 
         if arm not in ARM_CURATION:
             continue
         backend, use_filter, use_refiner = ARM_CURATION[arm]
+        use_filter, use_refiner = use_filter and g.filter != "none", use_refiner and g.refine != "none"
         source, source_key = painted[backend]
         options = {"filter": filter_spec if use_filter else None, "mode": g.score_mode,
                    "keep": g.keep if use_filter else "all",
