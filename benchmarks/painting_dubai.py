@@ -55,6 +55,15 @@ def main() -> None:
     quality["backends"] = {short(k): v for k, v in quality["backends"].items()}
     quality["records"] = {short(k): v for k, v in quality["records"].items()}
     quality["paired_vs_first"] = {short(k): v for k, v in quality["paired_vs_first"].items()}
+    training = {}  # how each backend's model trained: seconds per step (its own train_summary.json), steps, size
+    for spec in specs:
+        folder = Path(spec.split("@")[0].removesuffix(":match"))
+        summary = folder / "train_summary.json"
+        if summary.is_file():
+            t = json.loads(summary.read_text())
+            training[short(str(folder))] = {k: t.get(k) for k in ("steps", "seconds_per_step", "parameters",
+                                                                 "torch_threads", "resolution", "encoder")}
+    quality["training"] = training
     out.write_text(json.dumps(quality, indent=1) + "\n")
     for name, row in quality["backends"].items():
         wins = quality["paired_vs_first"].get(name)

@@ -259,14 +259,17 @@ def painting_dubai(r: dict) -> str:
                     f"{v['delta_l_std']:.1f} | {v['hist']:.2f} | {v['class_rate']:.0%} | {versus} | "
                     f"{v['seconds_per_test']:.2f} |")
     probe = r["probe"]
+    trained = "; ".join(f"{name.replace('benchmarks/work/', '')}: {t['seconds_per_step']} s/step × {t['steps']} "
+                        f"steps ({t['parameters'] / 1e6:.1f} M parameters, {t['torch_threads']} thread(s))"
+                        for name, t in (r.get("training") or {}).items())
     return "\n".join([
         "**Painting quality on Dubai's held-out query tiles** (every backend paints the same reference into the same "
         "window; distances to the real buildings of the same image, lower is closer):", "", *rows, "",
         f"Probe (linear, frozen EfficientNet-Lite0 features; {probe['positives']} support views vs "
         f"{probe['negatives']} base-class instances): it calls {probe['real_novel_rate']:.0%} of "
         f"{probe['real_novel']} real query buildings building and {probe['real_base_rate']:.0%} of "
-        f"{probe['real_base']} base-class instances. Produced by `{r['command']}` → "
-        f"`benchmarks/results/painting_dubai.json` and `painting_dubai.png` ({r['date']}).",
+        f"{probe['real_base']} base-class instances. Training on this machine (batch 8): {trained}. Produced by "
+        f"`{r['command']}` → `benchmarks/results/painting_dubai.json` and `painting_dubai.png` ({r['date']}).",
     ])
 
 
