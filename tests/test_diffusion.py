@@ -397,3 +397,38 @@ def test_frozen_pretrained_reference_encoder_trains_only_its_mapper(texture_epis
     ref, ref_mask = torch.rand(2, 3, 32, 32) * 2 - 1, torch.ones(2, 1, 32, 32)
     assert model.encode_reference(ref, ref_mask).shape == (2, model.reference_encoder.num_tokens,
                                                            model.spec.token_dim)
+
+
+def test_spatial_hint_pairs_train_and_paint(texture_episode, tiny_episode, tmp_path):
+    """spatial_hint: 4 more input channels; training pairs carry the instance warped, painting the pasted reference."""
+    from paintseg.generate.candidates import SceneCache, make_job
+    from paintseg.generate.diffusion.backend import DiffusionBackend
+    from paintseg.generate.placement import plan_placements
+    from paintseg.generate.references import extract_references
+
+    config = quick_config(spatial_hint=True, random_region_prob=0.0)
+    batch = PairSampler.from_episode(texture_episode, config).batch(0)
+    rgb, hmask = batch.hint[:, :3], batch.hint[:, 3:]
+    assert batch.hint.shape[1] == 4 and (hmask.flatten(1).sum(1) > 0).all()
+    assert (rgb * (1 - hmask)).abs().max() == 0  # nothing outside the hinted object
+    plain = PairSampler.from_episode(texture_episode, quick_config(random_region_prob=0.0)).batch(0)
+    assert torch.equal(plain.target[0], batch.target[0]) and plain.hint.abs().max() == 0  # same first window
+    path = train_generator(texture_episode, tmp_path / "gen", config, progress=False)
+    model, _ = load_generator(path)
+    assert model.spec.hint and model.unet.config.in_channels == 11
+    r = model.spec.resolution
+    scene, mask = torch.zeros(1, 3, r, r), torch.ones(1, 1, r, r)
+    ref, ref_mask = torch.zeros(1, 3, model.spec.ref_size, model.spec.ref_size), torch.ones(1, 1, 32, 32)
+    with pytest.raises(GeneratorError, match="pass hint="):
+        paint(model, scene, mask, ref, ref_mask, steps=2)
+    out = paint(model, scene, mask, ref, ref_mask, steps=2, hint=torch.zeros(1, 4, r, r))
+    assert out.shape == (1, 3, r, r)
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    plan = plan_placements(ep, refs, per_class=2, prior="uniform", progress=False)
+    jobs = [make_job(i, p, refs, SceneCache(ep)) for i, p in enumerate(plan)]
+    cands = DiffusionBackend(tmp_path / "gen", steps=2, device="cpu").paint(jobs, 2)
+    assert len(cands) == 2 and all(c.image.shape == jobs[0].window_image.shape for c in cands[0])
+    plain_model = build_generator(quick_config()).eval()
+    with pytest.raises(GeneratorError, match="trained without a spatial hint"):
+        plain_model(scene, scene, mask, plain_model.null(1), torch.tensor(5), torch.zeros(1, 4, r, r))

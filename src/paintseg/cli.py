@@ -260,6 +260,8 @@ def generator_train(
     seed: Optional[int] = typer.Option(None, help="Seed for weights, pairs, noise and samples."),
     max_strength: Optional[float] = typer.Option(None, help="Train only the noise levels that painting at strength "
                                                  "<= this uses (for `generate --strength`); 1: all."),
+    spatial_hint: Optional[bool] = typer.Option(None, "--spatial-hint/--no-spatial-hint", help="Also condition on "
+                                                "the reference warped into the box (4 more input channels)."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
     sample_every: Optional[int] = typer.Option(None, help="Write a sample grid PNG every N steps."),
     keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
@@ -277,7 +279,8 @@ def generator_train(
 
     base = _run(load_yaml, config, GeneratorConfig) if config else GeneratorConfig()
     given = dict(size=size, reference_encoder=reference_encoder, steps=steps, batch=batch, lr=lr, seed=seed,
-                 max_strength=max_strength, checkpoint_every=checkpoint_every, sample_every=sample_every,
+                 max_strength=max_strength, spatial_hint=spatial_hint, checkpoint_every=checkpoint_every,
+                 sample_every=sample_every,
                  keep_checkpoint=keep_checkpoint)
     cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}},
                GeneratorConfig, "options")

@@ -42,7 +42,7 @@ class ConfigError(PaintsegError):
 # Settings added after runs and stages were first recorded, with the value that does what the code did before them.
 # A run folder or a cached experiment stage recorded without such a field is read as having that value, so a new
 # option does not stop old runs from resuming nor invalidate finished stages.
-ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0}
+ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False}
 
 
 class TrainConfig(BaseModel):
@@ -177,6 +177,11 @@ class GeneratorConfig(BaseModel):
                                   "rectangle, bezier, silhouette.")
     random_region_prob: float = Field(0.1, description="Share of pairs that hide a random region instead of an "
                                       "instance.")
+    spatial_hint: bool = Field(False, description="Also feed the reference warped into the box (RGB + its mask, 4 "
+                               "more input channels; AnyDoor/ObjectStitch-style spatial conditioning), so the "
+                               "network renders a visible object instead of inventing one. Training hints are the "
+                               "instance itself, re-coloured and slightly warped; painting hints are the pasted "
+                               "reference.")
     max_strength: float = Field(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
                                 "strength <= this uses (timesteps below max_strength x the schedule's), when the "
                                 "generator will paint from copy-paste composites (generation strength < 1); 1: all.")

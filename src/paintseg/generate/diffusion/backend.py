@@ -11,6 +11,9 @@ inpaint mask joined with the pasted silhouette grown by 2 px (so the seam is rep
 is the pasted silhouette, which a low strength keeps in place. The model works at its own (low) resolution, so
 what it changes is added to the full-resolution composite: at strength 0 the result is the copy-paste candidate
 exactly, and the pasted object keeps its detail at every strength.
+
+A generator trained with ``spatial_hint`` also gets the pasted reference (the copy-paste composite's object, at the
+model's resolution) as its 4 hint channels, at any strength.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import torch
 
 from ..candidates import Candidate, WindowJob
 from ..copy_paste import CopyPasteBackend
+from .data import hint_tensor
 from .model import GeneratorError, load_generator
-from .sample import SCHEDULERS, paint, to_tensor, to_uint8
+from .sample import SCHEDULERS, paint, resize_square, to_tensor, to_uint8
 
 
 def square_reference(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +68,14 @@ class DiffusionBackend:
         for job in jobs:
             k = candidates
             ref_image, ref_mask = square_reference(job.reference.image, job.reference.mask)
-            region, objects, init = job.mask, job.mask, None
-            if self.strength < 1.0:
+            region, objects, init, hint = job.mask, job.mask, None, None
+            if self.strength < 1.0 or self.model.spec.hint:
                 composite = CopyPasteBackend().paint([job], 1)[0][0]
+            if self.model.spec.hint:  # the pasted reference, at model resolution
+                rgb = resize_square(composite.image, self.resolution)
+                pasted = resize_square(composite.object_mask.astype(np.uint8), self.resolution, nearest=True) > 0
+                hint = hint_tensor(rgb, pasted)[None].repeat(k, 1, 1, 1)
+            if self.strength < 1.0:
                 objects = composite.object_mask
                 grown = cv2.dilate(objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
                 region = job.mask | grown
@@ -78,7 +87,7 @@ class DiffusionBackend:
             gen = torch.Generator(device=self.device).manual_seed(int(job.placement.seed) ^ (self.seed << 20))
             painted = to_uint8(paint(self.model, window, mask_r, reference, reference_mask, steps=self.steps,
                                      guidance=self.guidance, scheduler=self.scheduler, generator=gen,
-                                     strength=self.strength, init=init))
+                                     strength=self.strength, init=init, hint=hint))
             h, w = job.mask.shape
             interpolation = cv2.INTER_CUBIC if h > self.resolution else cv2.INTER_AREA
             if init is not None:  # the model's change, added to the composite at its own resolution

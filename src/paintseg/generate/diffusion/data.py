@@ -65,6 +65,8 @@ class PairBatch:
     ref_mask: Tensor  # B×1×r×r in {0, 1}: its (augmented) object mask
     boxes: Tensor  # B×4 int64: the instance's box (x0, y0, x1, y1) in window pixels at resolution R
     class_ids: Tensor  # B int64: the instance's class, -1 for a random region
+    hint: Tensor  # B×4×R×R: the spatial hint (the instance re-coloured and warped × its mask, the mask); zeros
+    #               unless config.spatial_hint
 
     def to(self, device: str | torch.device) -> "PairBatch":
         return PairBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
@@ -195,9 +197,10 @@ class PairSampler:
         target = to_tensor(window)[0]
         mask = torch.from_numpy(inpaint.astype(np.float32))[None]
         reference, ref_mask = self._reference(image, inst, rng)
+        hint = spatial_hint(window, object_r, box, rng) if self.config.spatial_hint else torch.zeros(4, R, R)
         return {"target": target, "masked": target * (1 - mask), "mask": mask, "reference": reference,
                 "ref_mask": ref_mask, "boxes": torch.tensor(list(box), dtype=torch.int64),
-                "class_ids": torch.tensor(inst.class_id, dtype=torch.int64)}
+                "class_ids": torch.tensor(inst.class_id, dtype=torch.int64), "hint": hint}
 
     def _random_region(self, rng: np.random.Generator) -> Instance:
         """A Bézier blob in a random box of a random scene, as if it were an instance (class -1)."""
@@ -230,6 +233,30 @@ class PairSampler:
         r = self.ref_size
         rgb = resize_square(image[y0 : y0 + side, x0 : x0 + side], r)
         return augment_reference(rgb, resize_square(crop_mask, r, nearest=True) > 0, rng)
+
+
+def hint_tensor(rgb: np.ndarray, mask: np.ndarray) -> Tensor:
+    """The 4 hint channels of an R×R uint8 image and its object mask: RGB in [-1, 1] times the mask, the mask."""
+    m = torch.from_numpy(mask.astype(np.float32))[None]
+    return torch.cat([to_tensor(rgb)[0] * m, m])
+
+
+def spatial_hint(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.Generator) -> Tensor:
+    """A training hint: the instance's own pixels (``window`` R×R×3 uint8, ``obj`` its mask) re-coloured (a mild
+    random colour transform) and warped by a small random similarity about the box centre (scale 0.9-1.1, ±10°,
+    shift ±4 % of the side), as a pasted reference differs from the object that belongs there."""
+    from ..harmonise.data import recolour
+
+    r = window.shape[0]
+    colour = (recolour(window.astype(np.float32) / 255, rng, 0.5) * 255).round().astype(np.uint8)
+    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+    matrix = cv2.getRotationMatrix2D((cx, cy), float(rng.uniform(-10, 10)), float(rng.uniform(0.9, 1.1)))
+    matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * r
+    rgb = cv2.warpAffine(colour, matrix, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    mask = cv2.warpAffine(obj.astype(np.uint8), matrix, (r, r), flags=cv2.INTER_NEAREST) > 0
+    if not mask.any():
+        rgb, mask = colour, obj
+    return hint_tensor(rgb, mask)
 
 
 def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:

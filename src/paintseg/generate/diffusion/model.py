@@ -1,7 +1,8 @@
 """The exemplar-conditioned inpainting model: a pixel-space diffusers UNet that cross-attends to a reference.
 
 ``PaintModel`` predicts the noise (or the velocity) of a noisy context window from three inputs stacked as 7
-channels - the noisy window (3), the window with the inpaint region zeroed (3) and the inpaint mask (1) - and from
+channels - the noisy window (3), the window with the inpaint region zeroed (3) and the inpaint mask (1), with
+``spatial_hint`` 4 more: the reference warped into the placement box (its RGB times its mask, and the mask) - and from
 cross-attention tokens that :class:`ReferenceEncoder` makes of the reference crop (RGB + its object mask). A learnt
 null embedding of the same shape stands in for the reference when it is dropped, so that one network gives both
 terms of classifier-free guidance (Paint-by-Example, Yang et al. 2023, without the pretrained latent space).
@@ -51,6 +52,7 @@ class ModelSpec:
     grid: int  # the reference becomes grid*grid spatial tokens + 1 global token
     groups: int  # GroupNorm groups
     reference: str = "cnn"  # "cnn" (trained from scratch) or "efficientnet-lite0" (frozen ImageNet + trained mapper)
+    hint: bool = False  # 4 more input channels: the reference warped into the box (RGB × mask, mask)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -80,7 +82,7 @@ def spec_for(config: GeneratorConfig) -> ModelSpec:
         raise GeneratorError(f"resolution {resolution} is not a multiple of {levels}, which the {config.size!r} "
                              f"UNet ({len(spec.channels)} levels) needs; pass a multiple of {levels}")
     return ModelSpec(**{**asdict(spec), "resolution": resolution, "ref_size": config.ref_size or spec.ref_size,
-                        "reference": config.reference_encoder})
+                        "reference": config.reference_encoder, "hint": config.spatial_hint})
 
 
 def _block(cin: int, cout: int, groups: int, stride: int) -> nn.Sequential:
@@ -177,7 +179,7 @@ class PaintModel(nn.Module):
         down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.attention)
         up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.attention))
         self.unet = UNet2DConditionModel(
-            sample_size=spec.resolution, in_channels=7, out_channels=3, block_out_channels=spec.channels,
+            sample_size=spec.resolution, in_channels=11 if spec.hint else 7, out_channels=3, block_out_channels=spec.channels,
             layers_per_block=spec.layers_per_block, down_block_types=down, up_block_types=up,
             cross_attention_dim=spec.token_dim, attention_head_dim=spec.heads, norm_num_groups=spec.groups)
         if spec.reference == "cnn":
@@ -212,11 +214,19 @@ class PaintModel(nn.Module):
         """The null embedding repeated ``batch`` times (the unconditional branch of guidance)."""
         return self.null_tokens.expand(batch, -1, -1)
 
-    def forward(self, noisy: Tensor, masked: Tensor, mask: Tensor, tokens: Tensor, t: Tensor) -> Tensor:
-        """The network's prediction (ε or v, ``B×3×R×R``) for noisy windows at timesteps ``t``."""
+    def forward(self, noisy: Tensor, masked: Tensor, mask: Tensor, tokens: Tensor, t: Tensor,
+                hint: Tensor | None = None) -> Tensor:
+        """The network's prediction (ε or v, ``B×3×R×R``) for noisy windows at timesteps ``t``; ``hint``
+        (``B×4×R×R``: the warped reference × its mask in [-1, 1], and the mask) when the spec has one (zeros: none)."""
         if t.ndim == 0:
             t = t.expand(noisy.shape[0])
-        return self.unet(torch.cat([noisy, masked, mask], 1), t, encoder_hidden_states=tokens).sample
+        inputs = [noisy, masked, mask]
+        if self.spec.hint:
+            inputs.append(hint if hint is not None else noisy.new_zeros(noisy.shape[0], 4, *noisy.shape[2:]))
+        elif hint is not None:
+            raise GeneratorError("this generator was trained without a spatial hint (spatial_hint: false); paint it "
+                                 "without one")
+        return self.unet(torch.cat(inputs, 1), t, encoder_hidden_states=tokens).sample
 
 
 def build_generator(config: GeneratorConfig) -> PaintModel:

@@ -57,14 +57,15 @@ def _check(name: str, x: Tensor, channels: int, batch: int | None = None, size: 
 @torch.inference_mode()
 def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: Tensor, ref_mask: Tensor,
           steps: int = 50, guidance: float = 3.0, scheduler: str = "ddim", generator: torch.Generator | None = None,
-          eta: float = 0.0, strength: float = 1.0, init: Tensor | None = None) -> Tensor:
+          eta: float = 0.0, strength: float = 1.0, init: Tensor | None = None, hint: Tensor | None = None) -> Tensor:
     """Paint the ``mask`` region of each window with the reference's object.
 
     ``masked_or_scene``: windows ``B×3×R×R`` in [-1, 1] (pixels under the mask are ignored); ``mask``: ``B×1×R×R``
     (> 0.5 = paint); ``reference``/``ref_mask``: ``B×3×r×r`` in [-1, 1] / ``B×1×r×r``. ``guidance`` 1 turns
     classifier-free guidance off, 0 paints unconditionally. ``eta`` > 0 adds DDIM noise. ``strength`` < 1 starts
-    from ``init`` (``B×3×R×R`` in [-1, 1]; see the module docstring). Returns ``B×3×R×R`` in [-1, 1], equal to
-    ``masked_or_scene`` outside the mask.
+    from ``init`` (``B×3×R×R`` in [-1, 1]; see the module docstring). ``hint`` (``B×4×R×R``) is the spatial
+    reference of a generator trained with ``spatial_hint`` (the unconditional branch of guidance gets none).
+    Returns ``B×3×R×R`` in [-1, 1], equal to ``masked_or_scene`` outside the mask.
     """
     batch = masked_or_scene.shape[0]
     _check("masked_or_scene", masked_or_scene, 3)
@@ -93,6 +94,12 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
     else:
         tokens = cond
     both = guided and guidance != 0.0
+    if model.spec.hint:
+        if hint is None:
+            raise GeneratorError("paint: this generator takes a spatial hint (spatial_hint: true); pass hint= (the "
+                                 "reference warped into the box, B×4×R×R)")
+        _check("hint", hint, 4, batch, masked_or_scene.shape[-1])
+        hint = hint.to(device, torch.float32) if guidance != 0.0 else torch.zeros_like(hint, device=device)
 
     sampler = make_scheduler(model, scheduler)
     sampler.set_timesteps(steps, device=device)
@@ -114,11 +121,11 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
         inp = sampler.scale_model_input(x, t)
         if both:
             pred = model(torch.cat([inp, inp]), torch.cat([masked, masked]), torch.cat([mask, mask]), tokens,
-                         t.expand(2 * batch))
+                         t.expand(2 * batch), None if hint is None else torch.cat([hint, torch.zeros_like(hint)]))
             cond_pred, uncond_pred = pred.chunk(2)
             pred = uncond_pred + guidance * (cond_pred - uncond_pred)
         else:
-            pred = model(inp, masked, mask, tokens, t.expand(batch))
+            pred = model(inp, masked, mask, tokens, t.expand(batch), hint)
         x = sampler.step(pred, t, x, **step_kwargs).prev_sample
     x = x.clamp(-1, 1)
     return mask * x + (1 - mask) * known

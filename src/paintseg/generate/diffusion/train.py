@@ -129,7 +129,7 @@ def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConf
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     painted = paint(model, pairs.masked, pairs.mask, pairs.reference, pairs.ref_mask, steps=config.sample_steps,
-                    guidance=config.sample_guidance, generator=generator)
+                    guidance=config.sample_guidance, generator=generator, hint=pairs.hint if model.spec.hint else None)
     size = pairs.target.shape[-1]
     shown_ref = pairs.reference * (0.6 + 0.4 * pairs.ref_mask)  # darken what lies outside the object mask
     panels = [to_uint8(shown_ref, size), to_uint8(pairs.masked), to_uint8(painted), to_uint8(pairs.target)]
@@ -195,7 +195,8 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             wanted = noise if config.prediction_type == "epsilon" else \
                 noise_scheduler.get_velocity(batch.target, noise, t)
             tokens = model.encode_reference(batch.reference, batch.ref_mask, drop)
-            pred = model(noisy, batch.masked, batch.mask, tokens, t)
+            hint = batch.hint * (~drop).view(-1, 1, 1, 1) if model.spec.hint else None  # dropped with the tokens
+            pred = model(noisy, batch.masked, batch.mask, tokens, t, hint)
             loss = weighted_mse(pred, wanted, batch.mask, config.mask_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
