@@ -14,6 +14,9 @@ and a t interval (paintseg.evaluate.significance), so a gain is told from seed n
     cp-share25     the experiment's sets at synthetic share 0.25 (the trainset keeps half of each batch)
     cp-match       the experiment's copy-paste placements pasted with `--paste-colour match` (colour moved from
                    the reference's surroundings to the new ones, random flips)
+    cp-noise       the experiment's copy-paste placements pasted with `--paste-noise 17.5` (smooth colour noise of
+                   the size SDEdit at strength 0.3 adds: per-channel std 17.5 measured on its Dubai paintings), the
+                   control that tells a painting gain from a noisy-paste gain
     harmonise      the experiment's copy-paste placements pasted, then re-coloured by a harmoniser trained on the
                    episode (`paintseg harmoniser train`, default settings; benchmarks/work/synthetic_seeds_NAME/harm,
                    trained first when missing)
@@ -50,6 +53,7 @@ VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new co
     "cp-share25": ("experiment", ["--synthetic-fraction", "0.25"]),
     "cp-match": ("paste:match", []),
     "harmonise": ("harmonise", []),
+    "cp-noise": ("paste:noise", []),
 }
 
 
@@ -123,7 +127,10 @@ def main() -> None:
                         (syn / file).write_bytes((source / file).read_bytes())
                     common = ["--per-class", str(per_class), "--candidates", "1", "--seed", str(seed), "--select",
                               "first", "--refine", "none"]
-                    if kind.startswith("paste:"):
+                    if kind == "paste:noise":
+                        run(ps + ["generate", str(episode), "--generator", "copy-paste", "--out", str(syn),
+                                  "--paste-noise", "17.5", *common])
+                    elif kind.startswith("paste:"):
                         run(ps + ["generate", str(episode), "--generator", "copy-paste", "--out", str(syn),
                                   "--paste-colour", kind.split(":")[1], *common])
                     elif kind == "harmonise":

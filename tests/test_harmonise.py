@@ -147,3 +147,22 @@ def test_colour_match_moves_the_paste_to_the_new_surroundings(tiny_episode: Path
     assert np.array_equal(plain.image[~plain.paint_mask], matched.image[~matched.paint_mask])
     with pytest.raises(PaintsegError, match="use one of none, match"):
         CopyPasteBackend(colour="reinhard")
+
+
+def test_paste_noise_control_adds_noise_of_the_asked_std_around_the_paste(tiny_episode: Path):
+    from paintseg.generate.candidates import SceneCache, make_job
+    from paintseg.generate.placement import plan_placements
+    from paintseg.generate.references import extract_references
+
+    ep = Episode(tiny_episode)
+    refs = extract_references(ep)
+    placement = plan_placements(ep, refs, per_class=1, seed=0, progress=False)[0]
+    job = make_job(0, placement, refs, SceneCache(ep))
+    plain = CopyPasteBackend().paint([job], 1)[0][0]
+    noisy = CopyPasteBackend(noise=17.5).paint([job], 1)[0][0]
+    assert np.array_equal(noisy.object_mask, plain.object_mask) and noisy.paint_mask.sum() > plain.object_mask.sum()
+    change = noisy.image.astype(float) - plain.image.astype(float)
+    assert np.abs(change[~noisy.paint_mask]).max() == 0
+    assert 12 < change[noisy.paint_mask].std(0).mean() < 19  # 17.5, less what clipping at 0/255 removes
+    with pytest.raises(PaintsegError, match="0 \\(none\\) to 128"):
+        CopyPasteBackend(noise=-1)

@@ -394,6 +394,8 @@ def generate(
     paste_colour: str = typer.Option("none", help="Copy-paste and harmonise: 'match' moves the pasted pixels from "
                                      "the colour statistics of the reference's surroundings to the new ones' (Lab "
                                      "mean/std) and flips each paste at random; 'none': as cut."),
+    paste_noise: float = typer.Option(0.0, help="Copy-paste: add smooth colour noise of this std (grey levels) to "
+                                      "each paste and its seam - a control for painting from the composite."),
     batch: int = typer.Option(8, help="Placements painted per batch."),
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
@@ -425,7 +427,7 @@ def generate(
 
     ep = _run(Episode, episode, split)
     backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
-                             strength=strength, paste_colour=paste_colour)
+                             strength=strength, paste_colour=paste_colour, paste_noise=paste_noise)
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()

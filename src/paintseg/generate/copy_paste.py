@@ -8,6 +8,11 @@ statistics of the reference's own surroundings (its crop outside the mask) to th
 window outside the box's silhouette), per channel mean and std (ratio clipped to 0.5..2; Reinhard et al. 2001), so
 the object keeps its contrast to its background while the illumination follows the new scene; and every
 candidate, k = 0 too, is flipped at random (seeded by the placement).
+
+``noise=σ`` is a control for painting from the composite (SDEdit): zero-mean colour noise of per-channel std σ,
+smooth at the scale of a 64-px model window (drawn at 64×64 and resized to the window), is added to the pasted
+silhouette grown by 2 px - the region and about the size of the change a low-strength painting makes - so a gain
+of SDEdit over copy-paste can be told from a gain of noisy pastes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .candidates import Candidate, WindowJob
 
 
 COLOURS = ("none", "match")
+NOISE_GRID = 64  # the noise control is drawn at this resolution (the small generator's window) and resized
 
 
 def match_colour(pixels: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -42,11 +48,14 @@ class CopyPasteBackend:
 
     name = "copy-paste"
 
-    def __init__(self, feather_radius: float = 1.5, colour: str = "none"):
+    def __init__(self, feather_radius: float = 1.5, colour: str = "none", noise: float = 0.0):
         if colour not in COLOURS:
             raise PaintsegError(f"copy-paste colour {colour!r}: use one of {', '.join(COLOURS)}")
+        if not 0 <= noise <= 128:
+            raise PaintsegError(f"copy-paste noise {noise}: give a std in grey levels, 0 (none) to 128")
         self.feather_radius = feather_radius
         self.colour = colour
+        self.noise = noise
 
     def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]:
         return [[self._paste(job, k) for k in range(candidates)] for job in jobs]
@@ -82,4 +91,15 @@ class CopyPasteBackend:
         pasted = out.astype(np.float32)
         pasted[region] = pixels.astype(np.float32)
         out = np.clip(np.round(alpha * pasted + (1 - alpha) * out.astype(np.float32)), 0, 255).astype(np.uint8)
+        if self.noise > 0:
+            region = cv2.dilate(object_mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            rng = np.random.default_rng([job.placement.seed, k, 2])
+            h, w = object_mask.shape
+            field = cv2.resize(rng.normal(0, 1, (NOISE_GRID, NOISE_GRID, 3)).astype(np.float32), (w, h),
+                               interpolation=cv2.INTER_LINEAR)
+            field *= self.noise / max(float(field[region].std()), 1e-6)
+            noisy = out.astype(np.float32)
+            noisy[region] += field[region]
+            out = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+            return Candidate(image=out, paint_mask=region, object_mask=object_mask)
         return Candidate(image=out, paint_mask=object_mask, object_mask=object_mask)

@@ -176,14 +176,17 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
 
 
 def make_backend(generator: str | Path, *, seed: int = 0, steps: int = 50, guidance: float = 3.0,
-                 scheduler: str = "ddim", strength: float = 1.0, paste_colour: str = "none") -> tuple[Backend, dict]:
+                 scheduler: str = "ddim", strength: float = 1.0, paste_colour: str = "none",
+                 paste_noise: float = 0.0) -> tuple[Backend, dict]:
     """The painting backend that ``generator`` names - 'copy-paste', a harmoniser folder (HARM) or a generator
     folder (GEN) - and the settings a synthetic set records for it (only those that differ from the defaults of
     options added later, so sets written before them still resume)."""
     if str(generator) == "copy-paste":
         from .copy_paste import CopyPasteBackend
 
-        backend, settings = CopyPasteBackend(colour=paste_colour), {}
+        backend, settings = CopyPasteBackend(colour=paste_colour, noise=paste_noise), {}
+        if paste_noise:
+            settings["paste_noise"] = paste_noise
     else:
         from .harmonise.model import is_harmoniser
 
