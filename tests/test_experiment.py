@@ -185,6 +185,9 @@ def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_pat
     quality = saved["synthetic"][0]["placement_quality"]
     assert set(quality) == {"pool"} and 0 <= quality["pool"]["fit_rate"] <= 1
     assert "Placement fit rate" in (exp / "report.html").read_text()
+    masks = saved["painting_quality"]["mask_quality"]["per_class"]["pool"]
+    assert set(masks) == {"none", "grabcut"} and masks["grabcut"]["instances"] == 5  # every query pool of >= 64 px
+    assert "Mask refinement on real held-out query instances" in (exp / "report.html").read_text()
     assert not list(exp.glob("stages/*/checkpoints"))  # finished trainings drop their resume state
     assert [(r["arm"], r["seed"]) for r in saved["runs"]] == [(a, 0) for a in config.arms]
     for r in saved["runs"]:

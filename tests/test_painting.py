@@ -69,3 +69,15 @@ def test_painting_quality_cli_writes_the_comparison(tiny_episode: Path, tmp_path
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", str(tmp_path / "nothing"),
                                  "--out", str(out)])
     assert r.exit_code == 2 and "no generator model.pt" in r.output
+
+
+def test_mask_quality_scores_refiners_on_real_query_instances(tiny_episode: Path):
+    from paintseg.curate.refine import build_refiner
+    from paintseg.evaluate.curation import mask_quality
+
+    q = mask_quality(Episode(tiny_episode), {"none": build_refiner("none"), "grabcut": build_refiner("grabcut")},
+                     count=4)
+    pool = q["per_class"]["pool"]
+    assert pool["none"]["instances"] == pool["grabcut"]["instances"] == 4
+    # the cyan squares stand out: GrabCut recovers them far better than the rectangle around them
+    assert pool["grabcut"]["iou"] > 70 and pool["grabcut"]["iou"] > pool["none"]["iou"] + 15

@@ -348,6 +348,13 @@ def _painting_quality(exp: Path, results: dict) -> str:
                  f"class(es) the class and {probe['real_base_rate']:.0%} of {probe['real_base']} base-class "
                  f"instances - the ceiling and the false-alarm rate to read the column against (a low ceiling: "
                  f"the support shots do not look like the query's instances).</p>")
+    masks = (quality.get("mask_quality") or {}).get("per_class") or {}
+    if masks:
+        parts = "; ".join(f"{_esc(c)}: " + ", ".join(f"{_esc(n)} {v['iou']:.1f} % ({v['instances']} instances, "
+                                                     f"{v['seconds_per_instance']:.2f} s each)" for n, v in r.items())
+                          for c, r in masks.items())
+        note += (f"<p class=\"meta\">Mask refinement on real held-out query instances (IoU with the true instance, "
+                 f"recovered from the rectangle inpaint mask around it; 'none' is the rectangle): {parts}.</p>")
     return title + note + _table(header, body) + _painting_samples(exp, quality)
 
 

@@ -282,6 +282,13 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         if "copy-paste" in backends:
             quality["paired_vs_copy_paste"] = {n: paired_wins(quality, n, "copy-paste") for n in names
                                                if n != "copy-paste"}
+        if g.refine != "none" and any(ARM_CURATION[a][2] for a in config.arms if a in ARM_CURATION):
+            from paintseg.curate.refine import build_refiner
+            from paintseg.evaluate.curation import mask_quality
+
+            refiners = {"none": build_refiner("none"),
+                        g.refine: build_refiner(g.refine, g.sam_checkpoint, g.sam_model_type, g.sam_prompt)}
+            quality["mask_quality"] = mask_quality(episode, refiners, count=g.quality_tests, seed=config.seeds[0])
         write_text(out, json.dumps(quality, indent=1) + "\n")
 
     stages.run("painting quality", folder, work)
