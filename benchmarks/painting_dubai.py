@@ -1,8 +1,10 @@
 """Painting quality on Dubai's held-out query tiles: every painting backend on the same tests (a thin driver).
 
 Runs `paintseg painting-quality` (paintseg.evaluate.painting) on the Dubai experiment's episode with copy-paste,
-colour-matched copy-paste, the harmoniser (plain and on the colour-matched paste) and the SDEdit generators of the
-strength sweep (benchmarks/synthetic_seeds.py; those not trained yet are skipped), and writes
+colour-matched copy-paste, the harmoniser (plain and on the colour-matched paste) and the SDEdit
+generators of the strength sweep (benchmarks/synthetic_seeds.py; those not trained yet are skipped) - and, for
+every generator, 4 held-out query instances per class painted back from the true, a wrong and no reference
+(paintseg.evaluate.conditioning) - and writes
 benchmarks/results/painting_dubai.json and painting_dubai.png (the first held-out tests as each backend paints them).
 
     OMP_NUM_THREADS=1 python benchmarks/painting_dubai.py      # about a minute per diffusion backend
@@ -38,7 +40,7 @@ def main() -> None:
     specs.append(f"{generator}@1.0")
     out = RESULTS / "painting_dubai.json"
     cmd = [sys.executable, "-m", "paintseg", "painting-quality", str(episode), "--out", str(out), "--per-class", "48",
-           "--figure", str(RESULTS / "painting_dubai.png"), "--samples", "6"]
+           "--figure", str(RESULTS / "painting_dubai.png"), "--samples", "6", "--conditioning", "4"]
     for spec in specs:
         cmd += ["--generator", spec]
     print("$ " + shlex.join(cmd), flush=True)
@@ -55,6 +57,7 @@ def main() -> None:
     quality["backends"] = {short(k): v for k, v in quality["backends"].items()}
     quality["records"] = {short(k): v for k, v in quality["records"].items()}
     quality["paired_vs_first"] = {short(k): v for k, v in quality["paired_vs_first"].items()}
+    quality["conditioning"] = {short(k): v for k, v in (quality.get("conditioning") or {}).items()}
     training = {}  # how each backend's model trained: seconds per step (its own train_summary.json), steps, size
     for spec in specs:
         folder = Path(spec.split("@")[0].removesuffix(":match"))

@@ -262,6 +262,15 @@ def painting_dubai(r: dict) -> str:
     trained = "; ".join(f"{name.replace('benchmarks/work/', '')}: {t['seconds_per_step']} s/step × {t['steps']} "
                         f"steps ({t['parameters'] / 1e6:.1f} M parameters, {t['torch_threads']} thread(s))"
                         for name, t in (r.get("training") or {}).items())
+    cond = ["", "Does each generator follow its reference? Held-out query instances painted back (same noise) from "
+            "their own crop, another class's instance and no reference; PSNR / SSIM inside the mask:", "",
+            "| generator | instances | PSNR true / wrong / none (dB) | SSIM true / wrong / none | true beats wrong "
+            "(PSNR) |", "|---|---|---|---|---|"] if r.get("conditioning") else []
+    for name, c in (r.get("conditioning") or {}).items():
+        w = c["psnr_true_beats_wrong"]
+        cond.append(f"| {name.replace('benchmarks/work/', '')} | {c['instances']} | {c['psnr_true']:.2f} / "
+                    f"{c['psnr_wrong']:.2f} / {c['psnr_null']:.2f} | {c['ssim_true']:.3f} / {c['ssim_wrong']:.3f} / "
+                    f"{c['ssim_null']:.3f} | {w['wins']}/{w['of']} (p {w['p']:.3g}) |")
     return "\n".join([
         "**Painting quality on Dubai's held-out query tiles** (every backend paints the same reference into the same "
         "window; distances to the real buildings of the same image, lower is closer):", "", *rows, "",
@@ -270,6 +279,7 @@ def painting_dubai(r: dict) -> str:
         f"{probe['real_novel']} real query buildings building and {probe['real_base_rate']:.0%} of "
         f"{probe['real_base']} base-class instances. Training on this machine (batch 8): {trained}. Produced by "
         f"`{r['command']}` → `benchmarks/results/painting_dubai.json` and `painting_dubai.png` ({r['date']}).",
+        *cond,
     ])
 
 

@@ -81,3 +81,35 @@ def test_mask_quality_scores_refiners_on_real_query_instances(tiny_episode: Path
     assert pool["none"]["instances"] == pool["grabcut"]["instances"] == 4
     # the cyan squares stand out: GrabCut recovers them far better than the rectangle around them
     assert pool["grabcut"]["iou"] > 70 and pool["grabcut"]["iou"] > pool["none"]["iou"] + 15
+
+
+def test_masked_psnr_and_ssim():
+    from paintseg.evaluate.conditioning import masked_psnr, masked_ssim
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    assert masked_ssim(image, image, mask) == 1.0 and masked_psnr(image, image, mask) > 140  # the 1e-10 floor
+    shifted = np.clip(image.astype(int) + 10, 0, 255).astype(np.uint8)
+    assert 27 < masked_psnr(shifted, image, mask) < 29  # ~10 grey levels off: 20 log10(255 / ~9.5)
+    noisy = np.clip(image + rng.normal(0, 40, image.shape), 0, 255).astype(np.uint8)
+    assert masked_ssim(noisy, image, mask) < 0.9
+
+
+def test_conditioning_quality_paints_held_out_instances_three_ways(tiny_episode: Path):
+    import torch
+
+    from paintseg.config import GeneratorConfig
+    from paintseg.evaluate.conditioning import conditioning_quality
+    from paintseg.generate.diffusion import build_generator
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(size="tiny", box_fraction=(0.02, 0.5))
+    model = build_generator(config).eval()
+    q = conditioning_quality(Episode(tiny_episode), (model, config), count=2, steps=2)
+    s = q["summary"]
+    assert s["instances"] == len(q["records"]) > 0 and {r["mask_kind"] for r in q["records"]} == {"rectangle",
+                                                                                                  "silhouette"}
+    assert all(0 < s[f"psnr_{v}"] < 60 for v in ("true", "wrong", "null"))
+    assert s["psnr_true_beats_wrong"]["of"] == s["instances"] and 0 <= s["psnr_true_beats_wrong"]["p"] <= 1

@@ -455,6 +455,9 @@ def painting_quality_command(
     figure: Optional[Path] = typer.Option(None, help="PNG of the first --samples tests: the query window, then "
                                           "every backend's painting (object outlined)."),
     samples: int = typer.Option(6, help="Tests shown in --figure."),
+    conditioning: int = typer.Option(0, help="For every GEN backend also paint N held-out query instances per class "
+                                     "back from their own, a wrong-class and no reference (PSNR/SSIM in the mask; "
+                                     "paintseg.evaluate.conditioning); 0: off."),
     steps: int = typer.Option(20, help="Sampling steps (diffusion)."),
     seed: int = typer.Option(0, help="Seed for the test windows and the references they paint."),
     split: str = typer.Option("valset", help="valset or testset."),
@@ -495,6 +498,14 @@ def painting_quality_command(
         quality.pop("samples")
     first = generator[0]
     quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
+    if conditioning:
+        from paintseg.evaluate.conditioning import conditioning_quality
+        from paintseg.generate.diffusion.backend import DiffusionBackend
+
+        quality["conditioning"] = {
+            name: _run(conditioning_quality, ep, (backend.model, backend.config), count=conditioning, seed=seed,
+                       steps=steps)["summary"]
+            for name, backend in backends.items() if isinstance(backend, DiffusionBackend)}
     write_text(out, json.dumps(quality, indent=1) + "\n")
     for name, row in quality["backends"].items():
         typer.echo(f"{name}: {row['tests']} tests, " + ", ".join(f"{m} {row.get(m, float('nan')):.2f}"
