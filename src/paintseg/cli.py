@@ -464,7 +464,8 @@ def painting_quality_command(
 ) -> None:
     """Paint the same references into the same windows of held-out query images with every backend, and measure
     how far each painted object's colours are from the real instances of its class in that image (CIE76 distance
-    of the mean Lab colour, lightness-spread difference, histogram distance; lower is better)."""
+    of the mean Lab colour, lightness-spread difference, histogram distance; lower is better) and whether a linear
+    probe on frozen ImageNet features calls it the class."""
     from paintseg.data.episode import Episode
     from paintseg.evaluate.painting import paired_wins, painting_quality
     from paintseg.files import write_text
