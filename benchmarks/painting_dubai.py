@@ -7,7 +7,8 @@ every generator, 4 held-out query instances per class painted back from the true
 (paintseg.evaluate.conditioning) - and writes
 benchmarks/results/painting_dubai.json and painting_dubai.png (the first held-out tests as each backend paints them).
 
-    OMP_NUM_THREADS=1 python benchmarks/painting_dubai.py      # about a minute per diffusion backend
+    OMP_NUM_THREADS=1 python benchmarks/painting_dubai.py                  # a few minutes per generator
+    OMP_NUM_THREADS=1 python benchmarks/painting_dubai.py --conditioning 0 # without the conditioning test
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--conditioning", type=int, default=4, help="held-out instances per class for the "
+                    "conditioning test of every generator (0: off)")
+    args = ap.parse_args()
     exp = WORK / "experiment_dubai" / "stages"
     episode = next(p for p in sorted(exp.glob("episode-*")) if (p / "stage.json").is_file()) / "episode"
     sweep = WORK / "synthetic_seeds_dubai"
@@ -40,7 +47,7 @@ def main() -> None:
     specs.append(f"{generator}@1.0")
     out = RESULTS / "painting_dubai.json"
     cmd = [sys.executable, "-m", "paintseg", "painting-quality", str(episode), "--out", str(out), "--per-class", "48",
-           "--figure", str(RESULTS / "painting_dubai.png"), "--samples", "6", "--conditioning", "4"]
+           "--figure", str(RESULTS / "painting_dubai.png"), "--samples", "6", "--conditioning", str(args.conditioning)]
     for spec in specs:
         cmd += ["--generator", spec]
     print("$ " + shlex.join(cmd), flush=True)
@@ -52,7 +59,8 @@ def main() -> None:
 
     threads = os.environ.get("OMP_NUM_THREADS")
     quality = {"benchmark": "painting_dubai", "date": str(date.today()),
-               "command": (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/painting_dubai.py",
+               "command": (f"OMP_NUM_THREADS={threads} " if threads else "") + "python benchmarks/painting_dubai.py"
+               + ("" if args.conditioning == 4 else f" --conditioning {args.conditioning}"),
                "paintseg_command": short(shlex.join(cmd[2:])), **quality}
     quality["backends"] = {short(k): v for k, v in quality["backends"].items()}
     quality["records"] = {short(k): v for k, v in quality["records"].items()}

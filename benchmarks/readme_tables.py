@@ -254,7 +254,8 @@ def painting_dubai(r: dict) -> str:
             "| ΔE below copy-paste's | s per test |", "|---|---|---|---|---|---|---|---|"]
     for name, v in r["backends"].items():
         wins = r["paired_vs_first"].get(name)
-        versus = f"{wins['wins']}/{wins['tests']} (sign test p {wins['p']:.3g})" if wins else "—"
+        pval = "< 0.0001" if wins and wins["p"] == 0 else (f"{wins['p']:.3g}" if wins else "")
+        versus = f"{wins['wins']}/{wins['tests']} (sign test p {pval})" if wins else "—"
         rows.append(f"| {name.replace('benchmarks/work/', '')} | {v['tests']} | {v['delta_e']:.1f} | "
                     f"{v['delta_l_std']:.1f} | {v['hist']:.2f} | {v['class_rate']:.0%} | {versus} | "
                     f"{v['seconds_per_test']:.2f} |")

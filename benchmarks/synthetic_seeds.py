@@ -205,9 +205,10 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
-    painted = sorted((work / "sets").glob("sdedit-*-s0"))
+    painted = [folder for pattern in ("sdedit-*-s0", "cp-match-s0", "harmonise-s0", "cp-noise-s0")
+               for folder in sorted((work / "sets").glob(pattern)) if (folder / "candidates").is_dir()]
     if painted:
-        figure = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}_sdedit.png"
+        figure = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}_samples.png"
         samples(paint_cp[0], painted, figure)
         print(f"written {figure}")
 
