@@ -70,7 +70,7 @@ def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():
     assert (REPO / "configs" / "demo.yaml").resolve() == DEMO_CONFIG.resolve()
     full, quick = demo_config(), demo_config(quick=True)
     assert full.arms == quick.arms and quick.train.steps < full.train.steps and quick.seeds == [0]
-    for name in ("dubai.yaml", "oem_fewshot.yaml"):
+    for name in ("dubai.yaml", "oem_fewshot.yaml", "demo_painting.yaml"):
         assert isinstance(load_experiment(REPO / "configs" / name), ExperimentConfig)
 
 
