@@ -13,6 +13,7 @@ import math
 import os
 import resource
 import shutil
+import time
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -93,6 +94,18 @@ def restore_checkpoint(checkpoint: dict[str, Any], model: torch.nn.Module, optim
     torch.set_rng_state(checkpoint["torch_rng"])
     if torch.cuda.is_available() and checkpoint.get("cuda_rng") is not None:
         torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+
+
+def log_step(log_file, bar, step: int, loss: float, lr: float, since: float, shown: str) -> float:
+    """Append training step ``step``'s line to ``log.jsonl`` ({"step", "loss", "lr", "seconds"}) and advance the
+    progress bar (``shown``: the loss as the bar prints it); returns the time now, the next step's ``since``."""
+    now = time.perf_counter()
+    log_file.write(json.dumps({"step": step, "loss": round(loss, 6), "lr": lr, "seconds": round(now - since, 4)})
+                   + "\n")
+    log_file.flush()
+    bar.update(1)
+    bar.set_postfix(loss=shown)
+    return now
 
 
 def peak_rss_mb() -> float:

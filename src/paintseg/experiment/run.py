@@ -210,40 +210,36 @@ def _episode(config: ExperimentConfig, stages: Stages, progress: bool) -> tuple[
     return root, key
 
 
-def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
-               ) -> tuple[Path, str]:
-    spec = config.generator
+def _trained(name: str, spec, train_fn, command: str, episode, episode_key: str, stages: Stages,
+             progress: bool) -> tuple[Path, str]:
+    """A model stage: ``spec.path`` (a trained folder, used as is) or ``spec.train`` settings, trained once into
+    stages/NAME-H by ``train_fn(episode, folder, settings, resume=True, progress=...)``."""
     if spec.path is not None:
         path = Path(spec.path)
         if not path.exists():
-            raise ExperimentError(f"{path}: generator.path does not exist; train one with `paintseg generator "
-                                  f"train` or give generator.train settings instead")
+            raise ExperimentError(f"{path}: {name}.path does not exist; train one with `paintseg {command}` or "
+                                  f"give {name}.train settings instead")
         return path, settings_hash("path", str(path.resolve()))
+    key = settings_hash(episode_key, recipe(spec.train))
+    folder = stages.folder(name, key)
+    stages.run(name, folder, lambda: train_fn(episode, folder, spec.train, resume=True, progress=progress))
+    return folder, key
+
+
+def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
+               ) -> tuple[Path, str]:
     from paintseg.generate.diffusion.train import train_generator
 
-    key = settings_hash(episode_key, recipe(spec.train))
-    folder = stages.folder("generator", key)
-    stages.run("generator", folder, lambda: train_generator(episode, folder, spec.train, resume=True,
-                                                            progress=progress))
-    return folder, key
+    return _trained("generator", config.generator, train_generator, "generator train", episode, episode_key, stages,
+                    progress)
 
 
 def _harmoniser(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
                 ) -> tuple[Path, str]:
-    spec = config.harmoniser
-    if spec.path is not None:
-        path = Path(spec.path)
-        if not path.exists():
-            raise ExperimentError(f"{path}: harmoniser.path does not exist; train one with `paintseg harmoniser "
-                                  f"train` or drop harmoniser.path to train one with harmoniser.train")
-        return path, settings_hash("path", str(path.resolve()))
     from paintseg.generate.harmonise.train import train_harmoniser
 
-    key = settings_hash(episode_key, recipe(spec.train))
-    folder = stages.folder("harmoniser", key)
-    stages.run("harmoniser", folder, lambda: train_harmoniser(episode, folder, spec.train, resume=True,
-                                                              progress=progress))
-    return folder, key
+    return _trained("harmoniser", config.harmoniser, train_harmoniser, "harmoniser train", episode, episode_key,
+                    stages, progress)
 
 
 def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Path, str] | None, seed: int,

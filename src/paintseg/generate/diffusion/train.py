@@ -35,8 +35,8 @@ from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.runs import (checkpoint_state, finish_run, lr_factor, open_run, peak_rss_mb, restore_checkpoint,
-                           save_torch, say)
+from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
+                           restore_checkpoint, save_torch, say)
 
 from .data import PairBatch, PairSampler, batches
 from .model import PaintModel, build_generator, save_generator
@@ -206,15 +206,9 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             ema.update(model)
-            done, now = step + 1, time.perf_counter()
-            value = float(loss.detach())
+            done, value = step + 1, float(loss.detach())
             losses.append(value)
-            log_file.write(json.dumps({"step": done, "loss": round(value, 6), "lr": lr,
-                                       "seconds": round(now - last, 4)}) + "\n")
-            log_file.flush()
-            last = now
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}")
+            last = log_step(log_file, bar, done, value, lr, last, f"{value:.4f}")
             if done % config.checkpoint_every == 0 or done == config.steps:
                 save_torch(checkpoint_state(done, model, optimizer, scheduler, ema=ema.state_dict()), ckpt_path)
             if done % config.sample_every == 0 or done == config.steps:

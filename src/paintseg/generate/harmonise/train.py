@@ -33,8 +33,8 @@ from paintseg.config import HarmoniserConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.runs import (checkpoint_state, finish_run, lr_factor, open_run, peak_rss_mb, restore_checkpoint,
-                           save_torch, say)
+from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
+                           restore_checkpoint, save_torch, say)
 
 from .data import HarmonyBatch, HarmonyPairs
 from .model import MODEL_FILE, Harmoniser, save_harmoniser
@@ -122,15 +122,9 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            done, now = step + 1, time.perf_counter()
-            value = float(loss.detach())
+            done, value = step + 1, float(loss.detach())
             losses.append(value)
-            log_file.write(json.dumps({"step": done, "loss": round(value, 6), "lr": lr,
-                                       "seconds": round(now - last, 4)}) + "\n")
-            log_file.flush()
-            last = now
-            bar.update(1)
-            bar.set_postfix(loss=f"{value * 255:.2f}")
+            last = log_step(log_file, bar, done, value, lr, last, f"{value * 255:.2f}")
             if done % config.checkpoint_every == 0 or done == config.steps:
                 save_torch(checkpoint_state(done, model, optimizer, scheduler), out / "checkpoints" / "last.pt")
     wall = time.perf_counter() - wall_start
