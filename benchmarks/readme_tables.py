@@ -287,7 +287,8 @@ def painting_dubai(r: dict) -> str:
 BLOCKS = {"threads": threads, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": synthetic_seeds_dubai,
-          "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo")}
+          "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
+          "experiment_demo_painting": lambda r: experiment(r, "demo_painting")}
 
 
 def main() -> None:
