@@ -194,17 +194,18 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
     tests = []
     for cid in episode.classes.novel_ids:
         refs = [i for i, r in enumerate(references) if r.class_id == cid]
-        images = []
+        images = []  # (sample, label, summed-area table of the class's pixels), each computed once
         for sample in episode.query:
             if sample.label is None:
                 continue
             label = episode.read_label(sample).array
             if (label == cid).sum() >= min_pixels:
-                images.append((sample, label))
+                images.append((sample, label, cv2.integral((label == cid).astype(np.uint8))))
         if not refs or not images:
             continue
+        pixels: dict[str, np.ndarray] = {}  # test images read once
         for t in range(per_class):
-            sample, label = images[t % len(images)]
+            sample, label, free = images[t % len(images)]
             ref_index = refs[int(rng.integers(len(refs)))]
             ref = references[ref_index]
             h, w = label.shape
@@ -213,16 +214,16 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
             side = min(int(np.ceil(max(bh, bw) * CONTEXT)), h, w)
             if bh > side or bw > side:
                 continue
-            free = (label == cid).astype(np.int32).cumsum(0).cumsum(1)
             for _ in range(TRIES):
                 x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-                total = free[y0 + side - 1, x0 + side - 1] - (free[y0 - 1, x0 + side - 1] if y0 else 0) \
-                    - (free[y0 + side - 1, x0 - 1] if x0 else 0) + (free[y0 - 1, x0 - 1] if x0 and y0 else 0)
-                if total == 0:
+                y1, x1 = y0 + side, x0 + side
+                if free[y1, x1] - free[y0, x1] - free[y1, x0] + free[y0, x0] == 0:
                     break
             else:
                 continue
-            image = to_uint8(read_image(sample.image).array)
+            if sample.name not in pixels:
+                pixels[sample.name] = to_uint8(read_image(sample.image).array)
+            image = pixels[sample.name]
             bx, by = x0 + (side - bw) // 2, y0 + (side - bh) // 2
             window = np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
             box = Box(bx - x0, by - y0, bx - x0 + bw, by - y0 + bh)
