@@ -10,7 +10,7 @@ and a t interval (paintseg.evaluate.significance), so a gain is told from seed n
                    composite at strength S (SDEdit: 1 candidate, no filter, the pasted silhouette as label; at 1.0
                    the inpaint mask) by a generator trained like the experiment's but on the timesteps below S·T
                    only (max_strength S; benchmarks/work/synthetic_seeds_NAME/gen_sSS, trained first when
-                   missing; at 1.0 the experiment's own generator)
+                   missing; the experiment's own generator where its max_strength is S)
     cp-share25     the experiment's sets at synthetic share 0.25 (the trainset keeps half of each batch)
     cp-match       the experiment's copy-paste placements pasted with `--paste-colour match` (colour moved from
                    the reference's surroundings to the new ones, random flips)
@@ -141,9 +141,10 @@ def main() -> None:
                     else:
                         g = config.generation.model_dump()
                         strength = kind.split(":")[1]
-                        gen = generator if float(strength) == 1.0 else work / f"gen_s{strength.replace('.', '')}"
+                        gen_cfg = yaml.safe_load((generator / "config.yaml").read_text())["generator"]
+                        own = float(gen_cfg.get("max_strength", 1.0)) == float(strength)
+                        gen = generator if own else work / f"gen_s{strength.replace('.', '')}"
                         if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
-                            gen_cfg = yaml.safe_load((generator / "config.yaml").read_text())["generator"]
                             gen_cfg["max_strength"] = float(strength)
                             work.mkdir(parents=True, exist_ok=True)
                             (work / f"{gen.name}.yaml").write_text(yaml.safe_dump(gen_cfg))
