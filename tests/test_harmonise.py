@@ -27,10 +27,12 @@ TINY = dict(encoder_weights=None, crop=32, batch=4, box_fraction=(0.02, 0.5), mi
 
 def test_untrained_harmoniser_is_copy_paste_and_changes_only_the_region():
     torch.manual_seed(0)
-    model = Harmoniser(HarmoniserConfig(**TINY)).eval()
     window = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     mask = np.zeros((50, 70), bool)
     mask[10:30, 20:45] = True
+    _, region = Harmoniser(HarmoniserConfig(**TINY)).eval().harmonise(window, mask)
+    assert np.array_equal(region, mask)  # by default the object only: no re-coloured ring round it
+    model = Harmoniser(HarmoniserConfig(**TINY, border=2)).eval()
     out, region = model.harmonise(window, mask)
     assert out.shape == window.shape and np.array_equal(out, window)  # zero head: the composite exactly
     assert region.sum() == (20 + 4) * (25 + 4)  # the mask grown by border = 2 on every side

@@ -2,7 +2,7 @@
 
 Candidate k is the copy-paste backend's candidate k (k = 0 as is, k > 0 a seeded flip/rot90 variant) passed
 through the harmoniser at the window's native resolution (``colour="match"``: the colour-matched paste). The object mask stays the pasted silhouette; the pixels
-changed are the silhouette grown by the harmoniser's ``border``. With an untrained (zero-head) harmoniser the result
+changed are the silhouette (grown by the harmoniser's ``border``, 0 by default). With an untrained (zero-head) harmoniser the result
 is the copy-paste candidate exactly.
 """
 

@@ -4,7 +4,7 @@ Input: the composite window (RGB in [0, 1]) and the pasted object's mask, stacke
 ImageNet encoder (segmentation_models_pytorch / timm; EfficientNet-Lite0 by default, offline weights). The mean
 features over the object and over its surroundings, at the encoder's last two stages, go through a small MLP to
 the 12 numbers of an affine colour transform ``x -> (I + A)·x + b`` (``A`` 3×3, ``b`` 3; tanh-bounded), applied to
-the object mask grown by ``border`` pixels and nowhere else - a learnt counterpart of colour transfer (as the
+the object mask (grown by ``border`` pixels, 0 by default) and nowhere else - a learnt counterpart of colour transfer (as the
 Harmonizer of Ke et al. 2022 regresses filter arguments instead of pixels). One transform per object keeps the
 pasted object's own texture exactly and is a 12-number regression, which a small model learns within a CPU
 budget. The last layer starts at zero, so an untrained harmoniser returns the copy-paste composite exactly.

@@ -9,11 +9,11 @@
       harmoniser.pt         the weights + config + the held-out scores below
       samples.png           held-out pairs, one row each: composite | harmonised | real
       train_summary.json    steps, seconds/step, parameters, peak RSS, and the held-out scores:
-                            L1 error (0-255 scale) on the object + border of the composite (= copy-paste) and of
+                            L1 error (0-255 scale) on the object (+ border) of the composite (= copy-paste) and of
                             the harmonised window, and the share of the composite's error removed
 
-The loss is the L1 error on the pixels the harmoniser may change (object mask + border). AdamW, linear warm-up,
-cosine decay; pairs depend only on ``(seed, step)``, so a resumed run ends with an uninterrupted run's weights.
+The loss is the L1 error on the pixels the harmoniser may change (the object mask, grown by the border if one is
+set). AdamW, linear warm-up, cosine decay; pairs depend only on ``(seed, step)``, so a resumed run ends with an uninterrupted run's weights.
 """
 
 from __future__ import annotations
