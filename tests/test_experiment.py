@@ -188,6 +188,11 @@ def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_pat
     masks = saved["painting_quality"]["mask_quality"]["per_class"]["pool"]
     assert set(masks) == {"none", "grabcut"} and masks["grabcut"]["instances"] == 5  # every query pool of >= 64 px
     assert "Mask refinement on real held-out query instances" in (exp / "report.html").read_text()
+    filtering = saved["painting_quality"]["filter_quality"]  # the filtering arms choose among 2 candidates
+    assert filtering["candidates"] == 2 and filtering["tests"] > 0 and "records" not in filtering
+    assert set(filtering["filters"]) == {config.generation.filter}
+    assert -1 <= filtering["filters"][config.generation.filter]["p_class_gain"] <= 1
+    assert f"Filter {config.generation.filter} on {filtering['tests']} held-out tests" in (exp / "report.html").read_text()
     assert not list(exp.glob("stages/*/checkpoints"))  # finished trainings drop their resume state
     assert [(r["arm"], r["seed"]) for r in saved["runs"]] == [(a, 0) for a in config.arms]
     for r in saved["runs"]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -113,3 +114,68 @@ def test_conditioning_quality_paints_held_out_instances_three_ways(tiny_episode:
                                                                                                   "silhouette"}
     assert all(0 < s[f"psnr_{v}"] < 60 for v in ("true", "wrong", "null"))
     assert s["psnr_true_beats_wrong"]["of"] == s["instances"] and 0 <= s["psnr_true_beats_wrong"]["p"] <= 1
+
+
+class MixedBackend:
+    """Candidates 0..K-2: the silhouette painted grey; the last: copy-paste (the reference's cyan pool)."""
+
+    name = "mixed"
+
+    def paint(self, jobs, candidates):
+        grey, pasted = GreyBackend().paint(jobs, candidates - 1), CopyPasteBackend().paint(jobs, 1)
+        return [g + p for g, p in zip(grey, pasted)]
+
+
+class ColourEncoder:
+    """Embeds an image by its mean colour (``blind``: the same vector for every image, so all scores tie)."""
+
+    name = "colour"
+
+    def __init__(self, blind: bool = False):
+        self.blind = blind
+
+    def embed(self, images, masks=None):
+        v = np.stack([np.ones(3) if self.blind else im.reshape(-1, 3).mean(0) - 100 for im in images])
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_filter_quality_rewards_a_filter_that_picks_the_faithful_candidate(tiny_episode: Path):
+    from paintseg.evaluate.curation import filter_quality
+
+    ep = Episode(tiny_episode)
+    q = filter_quality(ep, MixedBackend(), {"colour": ColourEncoder(), "blind": ColourEncoder(blind=True)},
+                       extract_references(ep), candidates=3, per_class=4)
+    good, blind = q["filters"]["colour"], q["filters"]["blind"]
+    assert q["tests"] == good["tests"] == 4 and all(len(r["p_class"]) == 3 for r in q["records"])
+    # the colour filter picks the pasted pool: the probe's probability up, the colour distance down; the blind one
+    # (all scores tied) takes the first candidate, a grey one: the reverse
+    assert good["p_class_gain"] > 0.1 > 0 > -0.05 > blind["p_class_gain"]  # grey keeps the pool's shape: p > 0
+    assert good["delta_e_gain"] < -5 < 5 < blind["delta_e_gain"]
+    assert good["spearman_p_class"] > 0.5 and blind["spearman_p_class"] is None  # no ranking to correlate
+    assert blind["auc_probe"] == 0.5 and 0 <= good["auc_probe"] <= 1  # pooled over tests: scores of unlike windows
+    with pytest.raises(ValueError, match="at least 2 candidates"):
+        filter_quality(ep, MixedBackend(), {}, extract_references(ep), candidates=1)
+
+
+def test_painting_quality_cli_measures_conditioning_and_filters_of_a_generator(tiny_episode: Path, tmp_path: Path):
+    import torch
+
+    from paintseg.config import GeneratorConfig
+    from paintseg.generate.diffusion import build_generator, save_generator
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(size="tiny", box_fraction=(0.02, 0.5))
+    save_generator(build_generator(config), None, config, tmp_path / "gen")
+    out = tmp_path / "q.json"
+    r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--generator",
+                                 str(tmp_path / "gen"), "--out", str(out), "--per-class", "2", "--steps", "2",
+                                 "--conditioning", "1", "--filter-quality", "2", "--filter", "handcrafted"])
+    assert r.exit_code == 0, r.output
+    q = json.loads(out.read_text())
+    gen = str(tmp_path / "gen")
+    assert set(q["conditioning"]) == set(q["filter_quality"]) == {gen}  # GEN backends only, not copy-paste
+    assert q["conditioning"][gen]["instances"] > 0 and q["filter_quality"][gen]["tests"] == 1
+    assert f"filter handcrafted on {gen}: pick vs random p_class" in r.output
+    r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--out",
+                                 str(out), "--filter-quality", "1"])
+    assert r.exit_code == 2 and "at least 2 candidates to choose from" in r.output

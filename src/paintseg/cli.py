@@ -458,6 +458,12 @@ def painting_quality_command(
     conditioning: int = typer.Option(0, help="For every GEN backend also paint N held-out query instances per class "
                                      "back from their own, a wrong-class and no reference (PSNR/SSIM in the mask; "
                                      "paintseg.evaluate.conditioning); 0: off."),
+    filter_quality: int = typer.Option(0, "--filter-quality", help="For every GEN backend also paint K candidates "
+                                       "per test (half the tests) and measure what each --filter's pick gains over "
+                                       "a random one (class probe, ΔE; paintseg.evaluate.curation); 0: off."),
+    filter: list[str] = typer.Option(["handcrafted"], "--filter", help="Encoders judged by --filter-quality, "
+                                     "repeatable (as `paintseg curate --filter`)."),
+    score_mode: str = typer.Option("window", help="What the filters compare (window or region)."),
     steps: int = typer.Option(20, help="Sampling steps (diffusion)."),
     seed: int = typer.Option(0, help="Seed for the test windows and the references they paint."),
     split: str = typer.Option("valset", help="valset or testset."),
@@ -472,6 +478,12 @@ def painting_quality_command(
     from paintseg.generate.pipeline import make_backend
     from paintseg.generate.references import extract_references
 
+    from paintseg.curate.score import MODES
+
+    if score_mode not in MODES:
+        _fail(f"--score-mode {score_mode!r}: use one of {', '.join(MODES)}")
+    if filter_quality == 1 or filter_quality < 0:
+        _fail(f"--filter-quality {filter_quality}: a filter needs at least 2 candidates to choose from (0: off)")
     ep = _run(Episode, episode, split)
     backends = {}
     for spec in generator:
@@ -499,14 +511,29 @@ def painting_quality_command(
         quality.pop("samples")
     first = generator[0]
     quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
+    from paintseg.generate.diffusion.backend import DiffusionBackend
+
     if conditioning:
         from paintseg.evaluate.conditioning import conditioning_quality
-        from paintseg.generate.diffusion.backend import DiffusionBackend
 
         quality["conditioning"] = {
             name: _run(conditioning_quality, ep, (backend.model, backend.config), count=conditioning, seed=seed,
                        steps=steps)["summary"]
             for name, backend in backends.items() if isinstance(backend, DiffusionBackend)}
+    if filter_quality:
+        from paintseg.curate.score import build_encoder
+        from paintseg.evaluate.curation import filter_quality as judge_filters
+
+        encoders = {spec: _run(build_encoder, spec) for spec in filter}
+        quality["filter_quality"] = {
+            name: _run(judge_filters, ep, backend, encoders, refs, candidates=filter_quality,
+                       per_class=max(1, per_class // 2), seed=seed, mode=score_mode)
+            for name, backend in backends.items() if isinstance(backend, DiffusionBackend)}
+        for name, found in quality["filter_quality"].items():
+            for spec, row in found["filters"].items():
+                if row["p_class_gain"] is not None:
+                    typer.echo(f"filter {spec} on {name}: pick vs random p_class {row['p_class_gain']:+.3f}, "
+                               f"delta_e {row['delta_e_gain']:+.2f} ({row['tests']} tests of {filter_quality})")
     write_text(out, json.dumps(quality, indent=1) + "\n")
     for name, row in quality["backends"].items():
         typer.echo(f"{name}: {row['tests']} tests, " + ", ".join(f"{m} {row.get(m, float('nan')):.2f}"

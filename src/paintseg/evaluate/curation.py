@@ -1,4 +1,7 @@
-"""Mask quality on real held-out instances: how well each refiner recovers an object from the inpaint mask.
+"""Curation quality on held-out query scenes: how well each refiner recovers an object from the inpaint mask
+(``mask_quality``) and how much each filter's choice among K candidates improves the painting (``filter_quality``).
+
+Mask quality.
 
 Every connected component of a novel class in the query labels (at least ``min_pixels``; up to ``count`` per class,
 seeded) gets a context window as placements do (``placement.window_for``) and the pipeline's rectangle inpaint mask
@@ -6,21 +9,33 @@ around it (``masks.rectangle_mask``); each refiner then recovers the object from
 does for a painted candidate, and is scored by IoU with the true instance. ``none`` (the inpaint mask itself) is the
 reference point. Real objects are the best case a refiner meets: on paintings it can only do as well as the
 painting's outline allows.
+
+Filter quality. A backend paints K candidates into each held-out test window of ``painting.painting_quality``
+(a reference of the class, a window of a query image that holds real instances of it); every candidate gets the
+class probe's probability (``painting.ClassProbe``: is it the class?) and its colour distance to the image's real
+instances (``delta_e``). Each filter scores the K candidates as curation does (``score_many``) and is judged by
+what picking its best candidate buys over picking at random (the mean over the K): ``p_class`` up and ``delta_e``
+down are gains. The within-test rank correlation of its score with ``p_class`` (Spearman) and, where the probe
+calls some candidates the class and some not, the ROC-AUC of its score for telling them apart, are given too.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from paintseg.curate.refine import Refiner, refine_iou
+from paintseg.curate.score import DEFAULT_MODE, Encoder, ranking_auc, score_many
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
+from paintseg.generate.candidates import Backend
 from paintseg.generate.masks import Box, mask_box, rectangle_mask
 from paintseg.generate.placement import window_for
+from paintseg.generate.references import Reference
 
 from .placement import query_instances
 
@@ -63,3 +78,58 @@ def mask_quality(episode: Episode, refiners: dict[str, Refiner], count: int = 24
                        "seconds_per_instance": round(seconds[name] / len(v), 4)} for name, v in scores.items()}
     return {"per_class": out, "note": "IoU (%) of each refiner's mask with the true instance, recovered from the "
             "rectangle inpaint mask around a real held-out query instance ('none': the rectangle itself)"}
+
+
+def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encoder], references: Sequence[Reference],
+                   candidates: int = 4, per_class: int = 12, seed: int = 0, mode: str = DEFAULT_MODE,
+                   min_pixels: int = 64) -> dict:
+    """What each filter's pick among ``candidates`` paintings of the same held-out test gains over a random pick
+    (see the module doc); per filter and overall, with the per-test records."""
+    from scipy.stats import spearmanr
+
+    from .painting import ClassProbe, _tests, colour_distances
+
+    if candidates < 2:
+        raise ValueError(f"filter_quality needs at least 2 candidates per test to choose from, not {candidates}")
+    tests = _tests(episode, references, per_class, seed, min_pixels)
+    if not tests:
+        return {"tests": 0, "filters": {}, "records": [], "note": "no held-out query image holds a novel class"}
+    probe = ClassProbe(episode, references, seed)
+    records = []
+    start = time.perf_counter()
+    for job, real in tests:
+        cands = [c for c in backend.paint([job], candidates)[0] if c.object_mask.sum() >= 8]
+        if len(cands) < 2:
+            continue
+        records.append({
+            "test": job.index, "class": episode.classes.name(job.placement.class_id),
+            "p_class": [round(probe.score_object(c.image, c.object_mask), 4) for c in cands],
+            "delta_e": [round(colour_distances(c.image[c.object_mask], real)["delta_e"], 3) for c in cands],
+            "scores": {name: [round(float(v), 5) for v in score_many(enc, [(job.reference, cands, job.box)], mode)[0]]
+                       for name, enc in encoders.items()}})
+    seconds = (time.perf_counter() - start) / max(len(records), 1)
+    out: dict[str, dict] = {}
+    for name in encoders:
+        gain_p, gain_e, rho, labels, scores = [], [], [], [], []
+        for r in records:
+            s, p, e = np.array(r["scores"][name]), np.array(r["p_class"]), np.array(r["delta_e"])
+            k = int(np.argmax(s))
+            gain_p.append(p[k] - p.mean())
+            gain_e.append(e[k] - e.mean())
+            if np.ptp(s) > 0 and np.ptp(p) > 0:
+                rho.append(float(spearmanr(s, p).statistic))
+            labels += list(p > 0.5)
+            scores += list(s)
+        row = {"tests": len(records), "p_class_gain": round(statistics.fmean(gain_p), 4) if gain_p else None,
+               "delta_e_gain": round(statistics.fmean(gain_e), 3) if gain_e else None,
+               "spearman_p_class": round(statistics.fmean(rho), 3) if rho else None,
+               "auc_probe": round(ranking_auc(scores, labels), 3) if 0 < sum(labels) < len(labels) else None}
+        out[name] = row
+    picked = [p for r in records for p in r["p_class"]]
+    return {"tests": len(records), "candidates": candidates, "mode": mode, "filters": out, "records": records,
+            "candidate_class_rate": round(float(np.mean(np.array(picked) > 0.5)), 3) if picked else None,
+            "seconds_per_test": round(seconds, 3),
+            "note": "per filter: what picking its best of K candidates gains over a random pick - class-probe "
+                    "probability (p_class_gain, higher is better) and colour distance to the image's real "
+                    "instances (delta_e_gain, lower is better); Spearman of score vs p_class within tests; ROC-AUC "
+                    "of score for the probe's class/not-class label over all candidates"}

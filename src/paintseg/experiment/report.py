@@ -355,6 +355,16 @@ def _painting_quality(exp: Path, results: dict) -> str:
                           for c, r in masks.items())
         note += (f"<p class=\"meta\">Mask refinement on real held-out query instances (IoU with the true instance, "
                  f"recovered from the rectangle inpaint mask around it; 'none' is the rectangle): {parts}.</p>")
+    filtering = quality.get("filter_quality") or {}
+    for name, row in (filtering.get("filters") or {}).items():
+        if row.get("p_class_gain") is None:
+            continue
+        auc = f", ROC-AUC for the probe's label {row['auc_probe']:.2f}" if row.get("auc_probe") is not None else ""
+        note += (f"<p class=\"meta\">Filter {_esc(name)} on {row['tests']} held-out tests of "
+                 f"{filtering['candidates']} candidates each ({filtering['candidate_class_rate']:.0%} of candidates "
+                 f"called the class by the probe): its pick changes the probe's probability by "
+                 f"{row['p_class_gain']:+.3f} and the ΔE to the real instances by {row['delta_e_gain']:+.1f} against "
+                 f"a random pick (a gain is + and −){auc}.</p>")
     return title + note + _table(header, body) + _painting_samples(exp, quality)
 
 

@@ -17,7 +17,9 @@ Stages, in the order they run (a stage reads only what the stages before it wrot
     paint-copy-paste-sS-H             the reference pasted at the same placements (-match: colour-matched;
                                       paint-harmonise: pasted, then harmonised)
     painting-quality-H                every painting backend on the same held-out query windows (colour distance
-                                      of the painted objects to the real instances of their image)
+                                      of the painted objects to the real instances of their image, the class
+                                      probe), the refiner's mask quality on real query instances and, when an arm
+                                      filters K > 1 candidates, what the filter's pick gains over a random one
     curate-ARM-sS-H                   a synthetic set per arm: filter / refine settings differ, paintings are shared
     train-ARM-MODEL-sS-H              a segmentation model on real (+ synthetic) data; eval/ holds its predictions
                                       on the query set and metrics.json
@@ -263,7 +265,10 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         return None
     settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler, "strength": g.strength}
     keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else n) for n in names}
-    key = settings_hash(episode_key, keys, settings, g.quality_tests, config.seeds[0])
+    filtering = (g.filter != "none" and g.candidates > 1
+                 and any(ARM_CURATION[a][1] for a in config.arms if a in ARM_CURATION))
+    extra = [(g.filter, g.candidates, g.score_mode)] if filtering else []  # older stages keep their hash
+    key = settings_hash(episode_key, keys, settings, g.quality_tests, config.seeds[0], *extra)
     folder = stages.folder("painting-quality", key)
     out = folder / "painting_quality.json"
 
@@ -285,6 +290,15 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
             refiners = {"none": build_refiner("none"),
                         g.refine: build_refiner(g.refine, g.sam_checkpoint, g.sam_model_type, g.sam_prompt)}
             quality["mask_quality"] = mask_quality(episode, refiners, count=g.quality_tests, seed=config.seeds[0])
+        if filtering:
+            from paintseg.curate.score import build_encoder
+            from paintseg.evaluate.curation import filter_quality
+
+            found = filter_quality(episode, backends["diffusion"], {g.filter: build_encoder(g.filter)},
+                                   extract_references(episode), candidates=g.candidates,
+                                   per_class=max(1, g.quality_tests // 2), seed=config.seeds[0], mode=g.score_mode)
+            found.pop("records")
+            quality["filter_quality"] = found
         write_text(out, json.dumps(quality, indent=1) + "\n")
 
     stages.run("painting quality", folder, work)
