@@ -169,12 +169,17 @@ def test_painting_quality_cli_measures_conditioning_and_filters_of_a_generator(t
     out = tmp_path / "q.json"
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--generator",
                                  str(tmp_path / "gen"), "--out", str(out), "--per-class", "2", "--steps", "2",
-                                 "--conditioning", "1", "--filter-quality", "2", "--filter", "handcrafted"])
+                                 "--conditioning", "1", "--filter-quality", "2", "--filter", "handcrafted",
+                                 "--figure", str(tmp_path / "q.png")])
     assert r.exit_code == 0, r.output
     q = json.loads(out.read_text())
     gen = str(tmp_path / "gen")
     assert set(q["conditioning"]) == set(q["filter_quality"]) == {gen}  # GEN backends only, not copy-paste
-    assert q["conditioning"][gen]["instances"] > 0 and q["filter_quality"][gen]["tests"] == 1
+    cond = q["conditioning"][gen]
+    assert cond["instances"] > 0 and sum(c["instances"] for c in cond["per_class"].values()) == cond["instances"]
+    assert q["filter_quality"][gen]["tests"] == 1 and "conditioning of " in r.output
+    figure = Image.open(tmp_path / "q_conditioning.png")  # one row per class, 7 columns
+    assert cond["figure"] == str(tmp_path / "q_conditioning.png") and figure.width > 7 * 150
     assert f"filter handcrafted on {gen}: pick vs random p_class" in r.output
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--out",
                                  str(out), "--filter-quality", "1"])

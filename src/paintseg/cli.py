@@ -453,7 +453,9 @@ def painting_quality_command(
     out: Path = typer.Option(..., help="JSON file for the distances (per backend, per class, per test)."),
     per_class: int = typer.Option(24, help="Tests per novel class."),
     figure: Optional[Path] = typer.Option(None, help="PNG of the first --samples tests: the query window, then "
-                                          "every backend's painting (object outlined)."),
+                                          "every backend's painting (object outlined); with --conditioning also "
+                                          "FIGURE_conditioning.png (references, masked window, three paintings, "
+                                          "real window)."),
     samples: int = typer.Option(6, help="Tests shown in --figure."),
     conditioning: int = typer.Option(0, help="For every GEN backend also paint N held-out query instances per class "
                                      "back from their own, a wrong-class and no reference (PSNR/SSIM in the mask; "
@@ -478,6 +480,9 @@ def painting_quality_command(
     from paintseg.generate.pipeline import make_backend
     from paintseg.generate.references import extract_references
 
+    import shutil
+    import tempfile
+
     from paintseg.curate.score import MODES
 
     if score_mode not in MODES:
@@ -495,14 +500,10 @@ def painting_quality_command(
     refs = _run(extract_references, ep)
     samples_dir = None
     if figure is not None:
-        import tempfile
-
         samples_dir = Path(tempfile.mkdtemp(prefix="paintseg-quality-"))
     quality = _run(painting_quality, ep, backends, refs, per_class=per_class, seed=seed, samples_dir=samples_dir,
                    samples=samples)
     if figure is not None:
-        import shutil
-
         from paintseg.experiment.figures import painting_samples_figure, png_bytes
         from paintseg.files import write_bytes
 
@@ -516,10 +517,26 @@ def painting_quality_command(
     if conditioning:
         from paintseg.evaluate.conditioning import conditioning_quality
 
-        quality["conditioning"] = {
-            name: _run(conditioning_quality, ep, (backend.model, backend.config), count=conditioning, seed=seed,
-                       steps=steps)["summary"]
-            for name, backend in backends.items() if isinstance(backend, DiffusionBackend)}
+        quality["conditioning"] = {}
+        generators = [name for name, backend in backends.items() if isinstance(backend, DiffusionBackend)]
+        for n, name in enumerate(generators):
+            folder = Path(tempfile.mkdtemp(prefix="paintseg-conditioning-")) if figure is not None else None
+            found = _run(conditioning_quality, ep, (backends[name].model, backends[name].config), count=conditioning,
+                         seed=seed, steps=steps, samples_dir=folder, samples=samples)
+            quality["conditioning"][name] = found["summary"]
+            if folder is not None:
+                from paintseg.experiment.figures import conditioning_figure, png_bytes
+                from paintseg.files import write_bytes
+
+                target = figure.with_name(f"{figure.stem}_conditioning{n if len(generators) > 1 else ''}.png")
+                write_bytes(target, png_bytes(conditioning_figure(found, folder)))
+                shutil.rmtree(folder, ignore_errors=True)
+                quality["conditioning"][name]["figure"] = str(target)
+            s = found["summary"]
+            if s["instances"]:
+                typer.echo(f"conditioning of {name}: PSNR true {s['psnr_true']:.2f} / wrong {s['psnr_wrong']:.2f} / "
+                           f"none {s['psnr_null']:.2f} dB, true beats wrong {s['psnr_true_beats_wrong']['wins']}/"
+                           f"{s['instances']} (p {s['psnr_true_beats_wrong']['p']:.3f})")
     if filter_quality:
         from paintseg.curate.score import build_encoder
         from paintseg.evaluate.curation import filter_quality as judge_filters

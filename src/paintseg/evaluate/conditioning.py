@@ -13,12 +13,14 @@ it does, with a two-sided sign test), and a ``true`` no better than ``null`` mea
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8 as raster_uint8
+from paintseg.files import save_png
 
 from .significance import sign_test
 
@@ -43,9 +45,11 @@ def masked_ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, sigma: f
 
 
 def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int = 0, steps: int = 20,
-                         guidance: float = 3.0) -> dict:
+                         guidance: float = 3.0, samples_dir: Path | None = None, samples: int = 6) -> dict:
     """PSNR/SSIM of held-out query instances painted from the true, a wrong and no reference (``generator``: a
-    GEN folder or a loaded ``(PaintModel, GeneratorConfig)``)."""
+    GEN folder or a loaded ``(PaintModel, GeneratorConfig)``), overall and per class. With ``samples_dir``, the
+    first ``samples`` instances (one class after another) are written there as PNGs at model resolution - both
+    references, the masked window, the three paintings, the real window - and listed under "samples"."""
     import torch
 
     from paintseg.generate.diffusion import PairSampler, load_generator, paint, to_tensor, to_uint8
@@ -64,7 +68,8 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
             by_class.setdefault(inst.class_id, []).append(inst)
     rng = np.random.default_rng([seed, 616161])
     chosen = {c: [v[i] for i in rng.permutation(len(v))[:count]] for c, v in sorted(by_class.items())}
-    records = []
+    records: list[dict] = []
+    shown_rows: list[dict] = []
     for c, instances in chosen.items():
         others = [o for o in chosen if o != c and chosen[o]]
         for i, inst in enumerate(instances):
@@ -96,6 +101,17 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
             real = to_uint8(window_t)[0]
             rec = {"class": episode.classes.name(c), "wrong_class": episode.classes.name(other_class),
                    "scene": query[inst.scene].name, "box": list(inst.box), "mask_kind": kind}
+            shown = samples_dir is not None and i == 0 and len(shown_rows) < samples  # one per class
+            if shown:
+                stem = f"c{c:03d}_{i:02d}"
+                files = {"masked": f"{stem}_masked.png", "real": f"{stem}_real.png"}
+                save_png(Path(samples_dir) / files["masked"], np.where(mask_r[..., None], 255, real).astype(np.uint8))
+                save_png(Path(samples_dir) / files["real"], real)
+                for variant in ("true", "wrong"):
+                    ref, ref_mask = refs[variant]
+                    files[f"ref_{variant}"] = f"{stem}_ref_{variant}.png"
+                    save_png(Path(samples_dir) / files[f"ref_{variant}"],
+                             to_uint8((ref * (0.6 + 0.4 * ref_mask))[None])[0])
             for variant in VARIANTS:
                 ref, ref_mask = refs[variant]
                 noise = torch.Generator().manual_seed(int(np.random.default_rng([seed, 34, c, i]).integers(2**62)))
@@ -105,7 +121,22 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
                                          hint=hint))[0]
                 rec[f"psnr_{variant}"] = round(masked_psnr(painted, real, mask_r), 3)
                 rec[f"ssim_{variant}"] = round(masked_ssim(painted, real, mask_r), 4)
+                if shown:
+                    files[variant] = f"{stem}_{variant}.png"
+                    save_png(Path(samples_dir) / files[variant], painted)
+            if shown:
+                shown_rows.append({"class": rec["class"], "wrong_class": rec["wrong_class"], "files": files})
             records.append(rec)
+    summary = _summary(records)
+    summary["per_class"] = {name: _summary([x for x in records if x["class"] == name])
+                            for name in dict.fromkeys(x["class"] for x in records)}
+    return {"summary": summary, "records": records, "samples": shown_rows, "steps": steps, "guidance": guidance,
+            "note": "held-out query instances painted back from their own (augmented) crop, an instance of another "
+                    "class and no reference (same noise); PSNR (dB) and SSIM inside the inpaint mask"}
+
+
+def _summary(records: list[dict]) -> dict:
+    """Mean PSNR/SSIM per variant and the sign test of true vs wrong."""
     summary: dict = {"instances": len(records)}
     if records:
         for metric in ("psnr", "ssim"):
@@ -114,6 +145,4 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
             wins = sum(x[f"{metric}_true"] > x[f"{metric}_wrong"] for x in records)
             summary[f"{metric}_true_beats_wrong"] = {"wins": wins, "of": len(records),
                                                      "p": round(sign_test(wins, len(records)), 4)}
-    return {"summary": summary, "records": records, "steps": steps, "guidance": guidance,
-            "note": "held-out query instances painted back from their own (augmented) crop, an instance of another "
-                    "class and no reference (same noise); PSNR (dB) and SSIM inside the inpaint mask"}
+    return summary

@@ -194,6 +194,22 @@ def painting_samples_figure(quality: dict, folder: Path) -> Figure:
                      ["query window"] + [Path(n).name for n in names])
 
 
+def conditioning_figure(conditioning: dict, folder: Path) -> Figure:
+    """Rows of held-out conditioning tests (``conditioning["samples"]``, files in ``folder``): both references,
+    the masked real window, the paintings from the true, the wrong and no reference, and the real window."""
+    columns = [("ref_true", "true reference"), ("ref_wrong", "wrong reference"), ("masked", "masked window"),
+               ("true", "painted: true"), ("wrong", "painted: wrong"), ("null", "painted: none"), ("real", "real")]
+
+    def tile(file: str | None) -> Tile:
+        path = Path(folder) / file if file else None
+        image = fit(np.asarray(Image.open(path).convert("RGB"))) if path and path.is_file() else None
+        return Tile(image, "")
+
+    shown = conditioning["samples"]
+    rows = [[tile(s["files"].get(key)) for key, _ in columns] for s in shown]
+    return tile_grid(rows, [f"{s['class']} (wrong: {s['wrong_class']})" for s in shown], [t for _, t in columns])
+
+
 # --------------------------------------------------------------------------------------------- charts
 def novel_chart(arms: list[str], models: list[str], means: dict[tuple[str, str], float],
                 stds: dict[tuple[str, str], float], seeds: dict[tuple[str, str], list[float]],
