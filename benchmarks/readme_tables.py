@@ -44,67 +44,72 @@ def baseline_dubai(r: dict) -> str:
 
 
 def generator_dubai(r: dict) -> str:
-    b, c, f, sp = r["budget"], r["conditioning"], r["faithfulness"], r["speed"]
-    classes = [k for k in c if k not in ("all", "by_mask_kind")]
-    rows = ["| class | PSNR true / wrong / none (dB) | true beats wrong | SSIM true / wrong | painted region "
-            "classified as the reference's class |", "|---|---|---|---|---|"]
-    for k in classes + ["all"]:
-        x, y = c[k], f[k]
-        rows.append(f"| {k} | {x['psnr_true']:.2f} / {x['psnr_wrong']:.2f} / {x['psnr_null']:.2f} | "
-                    f"{x['psnr_true_beats_wrong']:.0f} % | {x['ssim_true']:.3f} / {x['ssim_wrong']:.3f} | "
-                    f"{y['painted_true_ref']:.0f} % (real: {y['real_patch']:.0f} %) |")
+    c, t, q = r["conditioning"], r["training"], r["painting_quality"]
+    rows = ["| class | instances | PSNR true / wrong / none (dB) | true beats wrong | SSIM true / wrong / none |",
+            "|---|---|---|---|---|"]
+    for name, x in [*c["per_class"].items(), ("all", c)]:
+        w = x["psnr_true_beats_wrong"]
+        rows.append(f"| {name} | {x['instances']} | {x['psnr_true']:.2f} / {x['psnr_wrong']:.2f} / {x['psnr_null']:.2f}"
+                    f" | {w['wins']}/{w['of']} (p {w['p']:.3f}) | {x['ssim_true']:.3f} / {x['ssim_wrong']:.3f} / "
+                    f"{x['ssim_null']:.3f} |")
+    prow = ["| backend | ΔE to the image's real buildings | probe: is a building | s per test |", "|---|---|---|---|"]
+    for name, x in q["backends"].items():
+        prow.append(f"| {name} | {x['delta_e']:.1f} | {x['class_rate']:.0%} | {x['seconds_per_test']:.2f} |")
+    probe = q["probe"]
+    f = r["filter_quality"]
+    frow = [f"{name} {x['p_class_gain']:+.3f} (ΔE {x['delta_e_gain']:+.1f})" for name, x in f["filters"].items()]
+    g = r["generate"]
     return "\n".join([
-        f"**Generator on Dubai** (`{b['size']}`, {b['steps']} steps of batch {b['batch']} on {b['threads']} CPU "
-        f"thread; {c['all']['n']} held-out query instances, DDIM {b['eval_ddim_steps']} steps, guidance "
-        f"{b['guidance']}; PSNR/SSIM inside the mask; patch classifier chance = 20 %):",
-        "",
-        *rows,
-        "",
-        f"True reference beats a wrong one on {c['all']['psnr_true_beats_wrong']:.0f} % of instances (sign test "
-        f"p = {c['all']['psnr_sign_test_p']}); 'real' is the same classifier on the real pixels at the same spot, the "
-        f"ceiling for a perfect painting. Training {sp['train_seconds_per_step']} s/step; painting "
-        f"{sp['paint_seconds_per_candidate_diffusion']} s per candidate (copy-paste "
-        f"{sp['paint_seconds_per_candidate_copy_paste']} s); peak RSS {r['peak_rss_mb']['train_generator']:.0f} MB "
-        f"training. Measured on {r['machine']['cpu_count']} cores shared with other jobs (load "
-        f"{r['machine']['load_average_1_5_15_min']['end'][0]}), {r['date']}.",
+        f"**The generator on Dubai's held-out query tiles** (`{r['generator']}`: {t['size']}, {t['steps']} steps, "
+        f"{t['seconds_per_step']} s/step on {t['torch_threads']} thread(s); strength {r['strength']}, DDIM "
+        f"{r['ddim_steps']} steps). Held-out instances painted back from their own, a wrong-class and no reference "
+        f"(PSNR/SSIM inside the inpaint mask):",
+        "", *rows, "",
+        f"Painted buildings beside pasted ones on the same {q['backends'][next(iter(q['backends']))]['tests']} "
+        f"held-out windows (the probe calls {probe['real_novel_rate']:.0%} of the real query buildings and "
+        f"{probe['real_base_rate']:.0%} of other objects a building):",
+        "", *prow, "",
+        f"Filters choosing among {f['candidates']} candidates of {f['tests']} held-out tests, gain of the probe's "
+        f"probability (and ΔE) over a random pick: {'; '.join(frow)}. `paintseg generate`: "
+        f"{g['generator']['seconds_per_candidate']} s per candidate (copy-paste {g['copy-paste']['seconds_per_candidate']}"
+        f" s), {r['date']}.",
         f"Produced by `{r['command']}` → `benchmarks/results/generator_dubai.json`.",
         "",
-        "![reference | scene + mask | 4 candidates | composed](benchmarks/results/generator_dubai_grid.png)",
+        "![true ref | wrong ref | masked | painted: true, wrong, none | real]"
+        "(benchmarks/results/generator_dubai_heldout_conditioning.png)",
+        "",
+        "![reference | scene | candidates | chosen | label](benchmarks/results/generator_dubai_grid.png)",
     ])
 
 
 def curation_dubai(r: dict) -> str:
-    ref = r["refinement"]
-    rows = ["| buildings | inpaint mask (`none`) IoU | `grabcut` IoU | GrabCut found no outline |", "|---|---|---|---|"]
-    for part in ("support", "query"):
-        x = ref[part]["rectangle"]
-        rows.append(f"| {part} ({ref[part]['instances']}) | {x['none']['iou']['mean']:.3f} | "
-                    f"{x['grabcut']['iou']['mean']:.3f} | {x['grabcut']['fallbacks']} |")
-    fq = r["filter"]
-    frows = ["| encoder / mode | ROC-AUC (95 % CI) | AUC within a placement | best-of-K is building |",
-             "|---|---|---|---|"]
-    for name, x in fq["by_encoder_mode"].items():
-        frows.append(f"| {name} | {x['auc']:.3f} [{x['auc_ci95'][0]:.2f}, {x['auc_ci95'][1]:.2f}] | "
-                     f"{x['auc_within_placement']:.3f} | {x['best_of_k_positive_pct']:.1f} % |")
-    c = fq["counts"]
-    crows = ["| curation | kept | building among kept | seconds score / refine / compose |", "|---|---|---|---|"]
+    m = r["mask_quality"]["per_class"]
+    refiners = list(next(iter(m.values())))
+    rows = ["| class | " + " | ".join(f"`{n}` IoU" for n in refiners) + " | instances |",
+            "|---" * (len(refiners) + 2) + "|"]
+    for name, x in m.items():
+        rows.append(f"| {name} | " + " | ".join(f"{x[n]['iou']:.1f} % ({x[n]['seconds_per_instance']:.2f} s)"
+                                                 for n in refiners) + f" | {x[refiners[0]]['instances']} |")
+    f = r["filter_quality"]
+    frows = ["| filter / mode | probe probability, pick − random | ΔE, pick − random | Spearman with the probe | "
+             "ROC-AUC (probe label) |", "|---|---|---|---|---|"]
+    for name, x in f["filters"].items():
+        frows.append(f"| {name} | {x['p_class_gain']:+.3f} | {x['delta_e_gain']:+.2f} | {x['spearman_p_class']} | "
+                     f"{x['auc_probe']} |")
+    crows = ["| curation | kept | rejected | seconds score / refine / compose |", "|---|---|---|---|"]
     for name, x in r["curation"].items():
-        sec = x["seconds"]
-        crows.append(f"| `{' '.join(x['options'])}` | {x['kept']}/{x['placements']} | {x['kept_positive_pct']:.1f} % "
-                     f"| {sec['score']} / {sec['refine']} / {sec['compose']} |")
+        sec = x["seconds"] or {}
+        crows.append(f"| `{' '.join(x['options'])}` | {x['kept']}/{x['placements']} | {x['rejected'] or '-'} | "
+                     f"{sec.get('score')} / {sec.get('refine')} / {sec.get('compose')} |")
     return "\n".join([
-        "**Curation on Dubai**: mask refinement on real buildings, prompted with the pipeline's rectangle inpaint "
-        "mask (IoU with the true instance, mean):",
+        "**Curation on Dubai's held-out query tiles.** Mask refinement of real query buildings from the pipeline's "
+        "rectangle inpaint mask (IoU with the true instance; `none` is the rectangle):",
         "", *rows, "",
-        f"Filter quality on {c['candidates']} painted building candidates ({c['placements']} placements x "
-        f"{c['candidates'] // c['placements']}), labelled by the generator benchmark's patch classifier "
-        f"({c['positives']} classified as building):",
+        f"Filters choosing among {f['candidates']} candidates painted by `{r['generator']}` into {f['tests']} "
+        f"held-out windows ({f['candidate_class_rate']:.0%} of the candidates are a building by the probe):",
         "", *frows, "",
-        f"Candidate 0 is building {c['candidate0_positive_pct']} % of the time, a random pick "
-        f"{c['random_pick_positive_pct']} %, a perfect pick {c['oracle_positive_pct']} %.",
-        "", *crows, "",
-        f"Produced by `{r['command']}` → `benchmarks/results/curation_dubai.json` ({r['date']}; 2 cores shared with "
-        f"other jobs).",
+        *(crows + [""] if r["curation"] else []),
+        f"Produced by `{r['command']}` → `benchmarks/results/curation_dubai.json` ({r['date']}).",
     ])
 
 

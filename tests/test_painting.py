@@ -153,6 +153,9 @@ def test_filter_quality_rewards_a_filter_that_picks_the_faithful_candidate(tiny_
     assert good["delta_e_gain"] < -5 < 5 < blind["delta_e_gain"]
     assert good["spearman_p_class"] > 0.5 and blind["spearman_p_class"] is None  # no ranking to correlate
     assert blind["auc_probe"] == 0.5 and 0 <= good["auc_probe"] <= 1  # pooled over tests: scores of unlike windows
+    both = filter_quality(ep, MixedBackend(), {"colour": ColourEncoder()}, extract_references(ep), candidates=3,
+                          per_class=2, modes=("window", "region"))
+    assert set(both["filters"]) == {"colour/window", "colour/region"} and both["modes"] == ["window", "region"]
     with pytest.raises(ValueError, match="at least 2 candidates"):
         filter_quality(ep, MixedBackend(), {}, extract_references(ep), candidates=1)
 

@@ -82,9 +82,10 @@ def mask_quality(episode: Episode, refiners: dict[str, Refiner], count: int = 24
 
 def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encoder], references: Sequence[Reference],
                    candidates: int = 4, per_class: int = 12, seed: int = 0, mode: str = DEFAULT_MODE,
-                   min_pixels: int = 64) -> dict:
+                   min_pixels: int = 64, modes: Sequence[str] | None = None) -> dict:
     """What each filter's pick among ``candidates`` paintings of the same held-out test gains over a random pick
-    (see the module doc); per filter and overall, with the per-test records."""
+    (see the module doc); per filter and overall, with the per-test records. ``modes`` scores the same paintings
+    with every encoder in each of these modes (filters named ``encoder/mode``) instead of ``mode`` alone."""
     from scipy.stats import spearmanr
 
     from .painting import ClassProbe, _tests, colour_distances
@@ -95,6 +96,8 @@ def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encod
     if not tests:
         return {"tests": 0, "filters": {}, "records": [], "note": "no held-out query image holds a novel class"}
     probe = ClassProbe(episode, references, seed)
+    filters = ({f"{name}/{m}": (enc, m) for name, enc in encoders.items() for m in modes} if modes
+               else {name: (enc, mode) for name, enc in encoders.items()})
     records = []
     start = time.perf_counter()
     for job, real in tests:
@@ -105,11 +108,11 @@ def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encod
             "test": job.index, "class": episode.classes.name(job.placement.class_id),
             "p_class": [round(probe.score_object(c.image, c.object_mask), 4) for c in cands],
             "delta_e": [round(colour_distances(c.image[c.object_mask], real)["delta_e"], 3) for c in cands],
-            "scores": {name: [round(float(v), 5) for v in score_many(enc, [(job.reference, cands, job.box)], mode)[0]]
-                       for name, enc in encoders.items()}})
+            "scores": {name: [round(float(v), 5) for v in score_many(enc, [(job.reference, cands, job.box)], m)[0]]
+                       for name, (enc, m) in filters.items()}})
     seconds = (time.perf_counter() - start) / max(len(records), 1)
     out: dict[str, dict] = {}
-    for name in encoders:
+    for name in filters:
         gain_p, gain_e, rho, labels, scores = [], [], [], [], []
         for r in records:
             s, p, e = np.array(r["scores"][name]), np.array(r["p_class"]), np.array(r["delta_e"])
@@ -126,7 +129,8 @@ def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encod
                "auc_probe": round(ranking_auc(scores, labels), 3) if 0 < sum(labels) < len(labels) else None}
         out[name] = row
     picked = [p for r in records for p in r["p_class"]]
-    return {"tests": len(records), "candidates": candidates, "mode": mode, "filters": out, "records": records,
+    return {"tests": len(records), "candidates": candidates, "modes": list(modes or [mode]), "filters": out,
+            "records": records,
             "candidate_class_rate": round(float(np.mean(np.array(picked) > 0.5)), 3) if picked else None,
             "seconds_per_test": round(seconds, 3),
             "note": "per filter: what picking its best of K candidates gains over a random pick - class-probe "
