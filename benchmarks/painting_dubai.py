@@ -2,7 +2,8 @@
 
 Runs `paintseg painting-quality` (paintseg.evaluate.painting) on the Dubai experiment's episode with copy-paste,
 colour-matched copy-paste, the harmoniser (plain and on the colour-matched paste) and the SDEdit
-generators of the strength sweep (benchmarks/synthetic_seeds.py; those not trained yet are skipped) - and, for
+generators of the strength sweep and the spatial-hint generator (benchmarks/synthetic_seeds.py; those not trained
+yet are skipped) - and, for
 every generator, 4 held-out query instances per class painted back from the true, a wrong and no reference
 (paintseg.evaluate.conditioning) - and writes
 benchmarks/results/painting_dubai.json and painting_dubai.png (the first held-out tests as each backend paints them).
@@ -40,10 +41,9 @@ def main() -> None:
     specs = ["copy-paste", "copy-paste:match"]
     if (sweep / "harm" / "harmoniser.pt").is_file():
         specs += [str(sweep / "harm"), str(sweep / "harm") + ":match"]
-    for strength in ("0.3", "0.5", "0.7"):
-        gen = sweep / f"gen_s{strength.replace('.', '')}"
-        if (gen / "model.pt").is_file():
-            specs.append(f"{gen}@{strength}")
+    for name, strength in (("gen_s03", "0.3"), ("gen_hint_s03", "0.3"), ("gen_s05", "0.5"), ("gen_s07", "0.7")):
+        if (sweep / name / "model.pt").is_file():
+            specs.append(f"{sweep / name}@{strength}")
     specs.append(f"{generator}@1.0")
     out = RESULTS / "painting_dubai.json"
     cmd = [sys.executable, "-m", "paintseg", "painting-quality", str(episode), "--out", str(out), "--per-class", "48",

@@ -6,6 +6,8 @@ and a t interval (paintseg.evaluate.significance), so a gain is told from seed n
 
     cp-auto        new copy-paste sets whose placements use the 'auto' prior (appearance + labels)
     cp-border2     the experiment's copy-paste sets, loss ignores 2 px on both sides of every pasted outline
+    hint-0.3       sdedit-0.3 with a generator that also sees the pasted reference warped into the box as 4 more
+                   input channels (`generator train --spatial-hint`; benchmarks/work/synthetic_seeds_NAME/gen_hint_s03)
     sdedit-S       (S = 0.3, 0.5, 0.7, 1.0) the experiment's copy-paste placements, painted from the copy-paste
                    composite at strength S (SDEdit: 1 candidate, no filter, the pasted silhouette as label; at 1.0
                    the inpaint mask) by a generator trained like the experiment's but on the timesteps below S·T
@@ -50,6 +52,7 @@ VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new co
     "sdedit-0.5": ("strength:0.5", []),
     "sdedit-0.7": ("strength:0.7", []),
     "sdedit-1.0": ("strength:1.0", []),
+    "hint-0.3": ("strength:0.3:hint", []),
     "cp-share25": ("experiment", ["--synthetic-fraction", "0.25"]),
     "cp-match": ("paste:match", []),
     "harmonise": ("harmonise", []),
@@ -119,7 +122,7 @@ def main() -> None:
                 syn = synthetic[seed]
             elif kind.startswith(("strength:", "paste:", "harmonise")):
                 syn = work / "sets" / (f"sdedit-{kind.split(':')[1]}-s{seed}" if kind.startswith("strength:")
-                                       else f"{variant}-s{seed}")
+                                       and not kind.endswith(":hint") else f"{variant}-s{seed}")
                 if not (syn / "manifest.jsonl").is_file():
                     syn.mkdir(parents=True, exist_ok=True)
                     source = paint_cp[seed]
@@ -140,12 +143,14 @@ def main() -> None:
                         run(ps + ["generate", str(episode), "--generator", str(harm), "--out", str(syn), *common])
                     else:
                         g = config.generation.model_dump()
-                        strength = kind.split(":")[1]
+                        strength, hint = kind.split(":")[1], kind.endswith(":hint")
                         gen_cfg = yaml.safe_load((generator / "config.yaml").read_text())["generator"]
-                        own = float(gen_cfg.get("max_strength", 1.0)) == float(strength)
-                        gen = generator if own else work / f"gen_s{strength.replace('.', '')}"
+                        own = float(gen_cfg.get("max_strength", 1.0)) == float(strength) and not hint
+                        gen = generator if own else work / (f"gen_{'hint_' if hint else ''}s"
+                                                            f"{strength.replace('.', '')}")
                         if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
                             gen_cfg["max_strength"] = float(strength)
+                            gen_cfg["spatial_hint"] = hint
                             work.mkdir(parents=True, exist_ok=True)
                             (work / f"{gen.name}.yaml").write_text(yaml.safe_dump(gen_cfg))
                             run(ps + ["generator", "train", str(episode), "--out", str(gen), "--config",
@@ -206,7 +211,7 @@ def main() -> None:
     out = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
-    painted = [folder for pattern in ("sdedit-*-s0", "cp-match-s0", "harmonise-s0", "cp-noise-s0")
+    painted = [folder for pattern in ("sdedit-*-s0", "hint-*-s0", "cp-match-s0", "harmonise-s0", "cp-noise-s0")
                for folder in sorted((work / "sets").glob(pattern)) if (folder / "candidates").is_dir()]
     if painted:
         figure = REPO / "benchmarks" / "results" / f"synthetic_seeds_{name}_samples.png"
