@@ -155,3 +155,42 @@ def test_keep_rule_without_scores_is_an_error(painted, tmp_path: Path) -> None:
     ep, syn = painted
     with pytest.raises(PaintsegError, match="--keep needs scores"):
         curate(ep, syn, tmp_path / "x", encoder=None, keep_rule=KeepRule(top_fraction=0.5), progress=False)
+
+
+def test_overlapping_blend_regions_drop_the_later_insertion(tmp_path: Path) -> None:
+    from paintseg.curate.compose import OVERLAP, drop_overlaps
+
+    def entry(placement: int, scene: str, window: tuple, paint: np.ndarray) -> dict:
+        file = f"p{placement}_paint.png"
+        Image.fromarray(paint.astype(np.uint8) * 255).save(tmp_path / file)
+        return {"placement": placement, "scene": scene, "window": list(window), "paint_file": file}
+
+    full = np.ones((20, 20), bool)
+    corner = np.zeros((20, 20), bool)
+    corner[10:, 10:] = True  # scene pixels 20..30: clear of placement 0's window
+    chosen = [entry(1, "a", (10, 10, 30, 30), full), entry(0, "a", (0, 0, 20, 20), full),
+              entry(2, "a", (10, 10, 30, 30), corner), entry(3, "b", (0, 0, 20, 20), full)]
+    kept, dropped = drop_overlaps(chosen, tmp_path)
+    assert [e["placement"] for e in kept] == [0, 2, 3] and dropped == {1: OVERLAP}
+
+
+class WholeWindowBackend(RightOneBackend):
+    """Changes every pixel of its window (a blend region far larger than the box), so nearby placements clash."""
+
+    def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]:
+        return [[Candidate(c.image, np.ones_like(c.paint_mask), c.object_mask) for c in cands]
+                for cands in super().paint(jobs, candidates)]
+
+
+def test_curation_rejects_clashing_insertions_instead_of_failing(tiny_episode: Path, tmp_path: Path) -> None:
+    from paintseg.curate.compose import OVERLAP
+
+    ep = Episode(tiny_episode)
+    syn = tmp_path / "painted"
+    generate(ep, WholeWindowBackend(), syn, per_class=12, candidates=1, seed=1, mask_kinds=("rectangle",),
+             select="none", progress=False)
+    summary = curate(ep, syn, tmp_path / "cur", progress=False)
+    lines = _lines(tmp_path / "cur" / "manifest.jsonl")
+    clashes = sum(line.get("why") == OVERLAP for line in lines)
+    assert clashes > 0 and summary["rejected"] == {OVERLAP: clashes}  # 12 placements in 6 scenes of 64 px
+    assert summary["kept"] + clashes == summary["placements"] == len(lines) == 12

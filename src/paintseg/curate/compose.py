@@ -18,6 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from paintseg.data.episode import Episode
@@ -83,6 +84,41 @@ def compose(image: np.ndarray, label: np.ndarray, insertions: list[Insertion],
         lab = out_label[region]
         lab[ins.object_mask] = ins.class_id
     return out_image, out_label
+
+
+OVERLAP = "overlaps an earlier insertion in the scene"
+
+
+def drop_overlaps(chosen: list[dict], candidates_dir: Path) -> tuple[list[dict], dict[int, str]]:
+    """The chosen candidates whose blend regions (paint masks) do not overlap an earlier chosen one's in the same
+    scene (earlier = lower placement id), and ``{placement: why}`` for the rest. Placement boxes never overlap, but
+    a backend may change pixels beyond the box (a rectangle inpaint mask, a harmoniser's border), so two nearby
+    insertions can; the later one is dropped rather than blended over the first."""
+    kept, dropped = [], {}
+    placed: dict[str, list[tuple[Box, np.ndarray]]] = defaultdict(list)
+    for entry in sorted(chosen, key=lambda e: int(e["placement"])):
+        window = Box(*entry["window"])
+        earlier = [(w, m) for w, m in placed[entry["scene"]]
+                   if w.x0 < window.x1 and window.x0 < w.x1 and w.y0 < window.y1 and window.y0 < w.y1]
+        paint = None
+        if earlier:
+            paint = np.asarray(Image.open(Path(candidates_dir) / entry["paint_file"])) > 127
+        clash = False
+        for w, m in earlier:
+            x0, y0, x1, y1 = max(w.x0, window.x0), max(w.y0, window.y0), min(w.x1, window.x1), min(w.y1, window.y1)
+            mine = paint[y0 - window.y0 : y1 - window.y0, x0 - window.x0 : x1 - window.x0]
+            theirs = m[y0 - w.y0 : y1 - w.y0, x0 - w.x0 : x1 - w.x0]
+            if (mine & theirs).any():
+                clash = True
+                break
+        if clash:
+            dropped[int(entry["placement"])] = OVERLAP
+            continue
+        if paint is None:
+            paint = np.asarray(Image.open(Path(candidates_dir) / entry["paint_file"])) > 127
+        placed[entry["scene"]].append((window, paint))
+        kept.append(entry)
+    return kept, dropped
 
 
 def _instance_line(entry: dict, image: str | None, mask_pixels: int | None, why: str | None) -> str:

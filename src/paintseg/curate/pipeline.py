@@ -29,7 +29,7 @@ from paintseg.generate.candidates import load_candidate, read_manifest
 from paintseg.generate.masks import Box
 from paintseg.generate.references import load_references
 
-from .compose import compose_set
+from .compose import compose_set, drop_overlaps
 from .refine import NoneRefiner, Refiner, mask_coverage_check
 from .score import DEFAULT_MODE, Encoder, keep, score_manifest, select_best
 
@@ -147,6 +147,8 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
     seconds["refine"] = time.time() - t
 
     t = time.time()
+    chosen, overlapping = drop_overlaps(chosen, candidates_dir)
+    rejected.update(overlapping)
     compose_set(episode, out, chosen, candidates_dir=candidates_dir, feather_radius=feather_radius,
                 rejected=[dict(by_key[(p, best[p][0])], score=best[p][1], refine=refiner.name, why=why)
                           for p, why in sorted(rejected.items())], progress=progress)
