@@ -231,24 +231,30 @@ def placement_dubai(r: dict) -> str:
     ])
 
 
-def synthetic_seeds_dubai(r: dict) -> str:
+def synthetic_seeds(r: dict, novel: str) -> str:
     def diff(d: dict) -> str:
         mark = "" if d.get("beyond") is None else (" (beyond noise)" if d["beyond"] else " (within noise)")
         return f"{d['mean']:+.1f} ± {d['std']:.1f}{mark}" if d.get("std") is not None else f"{d['mean']:+.1f}"
 
     ref = r["reference"]
-    rows = ["| variant | building IoU per seed | base mIoU per seed | building vs baseline | building vs copy-paste "
-            "| base vs baseline |", "|---|---|---|---|---|---|"]
+    rows = [f"| variant | {novel} IoU per seed | mean | base mIoU per seed | {novel} vs baseline | {novel} vs "
+            "copy-paste | base vs baseline |", "|---|---|---|---|---|---|---|"]
     for arm, v in ref.items():
         rows.append(f"| {arm} (experiment) | {' / '.join(f'{x:.1f}' for x in v['novel_iou'])} | "
+                    f"{sum(v['novel_iou']) / len(v['novel_iou']):.1f} | "
                     f"{' / '.join(f'{x:.1f}' for x in v['base_miou'])} | | | |")
     for name, v in r["variants"].items():
-        rows.append(f"| {name} | {' / '.join(f'{x:.1f}' for x in v['novel_iou'])} | "
+        rows.append(f"| {name} | {' / '.join(f'{x:.1f}' for x in v['novel_iou'])} | {v['novel_mean']:.1f} | "
                     f"{' / '.join(f'{x:.1f}' for x in v['base_miou'])} | {diff(v['novel_vs']['baseline'])} | "
                     f"{diff(v['novel_vs']['copy-paste'])} | {diff(v['base_vs']['baseline'])} |")
+    sweep = [(float(name.split("-")[1]), v["novel_mean"]) for name, v in r["variants"].items()
+             if name.startswith("sdedit-")]
+    cp = ref["copy-paste"]["novel_iou"]
+    line = ([f"Strength sweep ({novel} IoU, mean over seeds): 0 (copy-paste) {sum(cp) / len(cp):.1f}, "
+             + ", ".join(f"{strength:g}: {mean:.1f}" for strength, mean in sorted(sweep)) + "."] if sweep else [])
     return "\n".join([
         f"**Changes to the copy-paste arm over the experiment's seeds** (seeds {', '.join(map(str, r['seeds']))}; "
-        "paired per-seed differences, mean ± std, 95 % t interval):", "", *rows, "",
+        "paired per-seed differences, mean ± std, 95 % t interval):", "", *rows, "", *line, *([""] if line else []),
         f"Produced by `{r['command']}` → `benchmarks/results/{r['benchmark']}.json` ({r['date']}; every run's "
         f"commands are in it).",
     ])
@@ -291,7 +297,8 @@ def painting_dubai(r: dict) -> str:
 
 BLOCKS = {"threads": threads, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
-          "synthetic_seeds_dubai": synthetic_seeds_dubai,
+          "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
+          "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
           "experiment_demo_painting": lambda r: experiment(r, "demo_painting")}
 
