@@ -215,3 +215,21 @@ def test_screenshot_renders_the_report(experiment: Path, tmp_path: Path) -> None
     image = np.asarray(Image.open(png).convert("RGB"))
     assert png.is_file() and image.shape[1] == 900
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10
+
+
+def test_painting_quality_section_reads_the_probe_ceiling_and_the_filter(experiment: Path, tmp_path: Path) -> None:
+    exp = _copy(experiment, tmp_path)
+    results = json.loads((exp / "results.json").read_text())
+    quality = results["painting_quality"]
+    quality["filter_quality"] = {"tests": 5, "candidates": 4, "candidate_class_rate": 0.4, "filters": {
+        "handcrafted": {"tests": 5, "p_class_gain": 0.012, "delta_e_gain": -3.1, "spearman_p_class": 0.2,
+                        "auc_probe": 0.61}}}
+    for rate, low in ((0.9, False), (0.1, True)):
+        quality["probe"]["real_novel_rate"] = rate
+        (exp / "results.json").write_text(json.dumps(results))
+        page = write_report(exp).read_text()
+        assert ("(a low ceiling: the support shots do not look like the query's instances)" in page) == low
+        assert f"it calls {rate:.0%} of" in page
+    assert ("Filter handcrafted on 5 held-out tests of 4 candidates each (40% of candidates called the class by the "
+            "probe): its pick changes the probe's probability by +0.012 and the ΔE to the real instances by -3.1") in page
+    assert "ROC-AUC for the probe's label 0.61" in page

@@ -346,8 +346,9 @@ def _painting_quality(exp: Path, results: dict) -> str:
                  f"{probe['positives']} support-instance views against {probe['negatives']} base-class instances; "
                  f"it calls {probe['real_novel_rate']:.0%} of {probe['real_novel']} real query instances of the novel "
                  f"class(es) the class and {probe['real_base_rate']:.0%} of {probe['real_base']} base-class "
-                 f"instances - the ceiling and the false-alarm rate to read the column against (a low ceiling: "
-                 f"the support shots do not look like the query's instances).</p>")
+                 f"instances - the ceiling and the false-alarm rate to read the column against"
+                 + (" (a low ceiling: the support shots do not look like the query's instances)"
+                    if probe["real_novel_rate"] < 0.5 else "") + ".</p>")
     masks = (quality.get("mask_quality") or {}).get("per_class") or {}
     if masks:
         parts = "; ".join(f"{_esc(c)}: " + ", ".join(f"{_esc(n)} {v['iou']:.1f} % ({v['instances']} instances, "
