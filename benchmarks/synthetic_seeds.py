@@ -166,12 +166,12 @@ def main() -> None:
                               str(seed), "--select", "first", "--refine", "none"])
             train = ps + ["train", str(episode), "--out", str(out), *train_flags(cfg), "--synthetic", str(syn), *extra]
             pred = ps + ["predict", str(out), "--episode", str(episode), "--out", str(out / "pred"), "--window",
-                         str(config.predict_window or 512)]
+                         str(config.predict_window or cfg["crop"])]  # as the experiment predicts its query set
             evaluate = ps + ["evaluate", "--pred", str(out / "pred"), "--episode", str(episode), "--out",
                              str(out / "metrics.json")]
             commands[f"{variant}-s{seed}"] = [shlex.join(c) for c in (train, pred, evaluate)]
             if not (out / "metrics.json").is_file():
-                for cmd in (train, pred, evaluate):
+                for cmd in ([] if (out / "model.pt").is_file() else [train]) + [pred, evaluate]:
                     run(cmd)
             per_seed[seed] = json.loads((out / "metrics.json").read_text())
         novel = novel or [c for c in per_seed[seeds[0]]["roles"] if per_seed[seeds[0]]["roles"][c] == "novel"]
