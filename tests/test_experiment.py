@@ -146,7 +146,8 @@ def test_planned_stages_follow_the_config():
 # ------------------------------------------------------------------------------------------------ running
 @pytest.mark.slow
 def test_run_with_the_harmonise_and_colour_matched_arms(tmp_path, tiny_episode):
-    data = {**TINY, "generator": None, "arms": ["baseline", "copy-paste", "copy-paste-match", "harmonise"],
+    data = {**TINY, "generator": None, "arms": ["baseline", "copy-paste", "copy-paste-match", "copy-paste-noise",
+                                                 "harmonise"],
             "harmoniser": {"train": {"steps": 3, "batch": 2, "crop": 32, "encoder_weights": None,
                                      "validation_pairs": 4}},
             "generation": {**TINY["generation"], "quality_tests": 3}}
@@ -156,20 +157,22 @@ def test_run_with_the_harmonise_and_colour_matched_arms(tmp_path, tiny_episode):
     names = [s["stage"] for s in saved["stages"]]
     assert [n.split()[0] for n in names] == planned_stages(config)
     assert names.count("harmoniser") == 1 and names.count("painting quality") == 1
-    assert {"paint copy-paste s0", "paint copy-paste-match s0", "paint harmonise s0"} <= set(names)
+    assert {"paint copy-paste s0", "paint copy-paste-match s0", "paint copy-paste-noise s0",
+            "paint harmonise s0"} <= set(names)
     paint = saved["synthetic"][0]["paint"]
     backends = {json.loads(line)["backend"] for arm in ("copy-paste-match", "harmonise")
                 for line in (exp / paint[arm] / "candidates" / "manifest.jsonl").read_text().splitlines()}
     assert backends == {"copy-paste", "harmonise"}
     assert "paste_colour: match" in (exp / paint["copy-paste-match"] / "generate.yaml").read_text()
+    assert "paste_noise: 17.5" in (exp / paint["copy-paste-noise"] / "generate.yaml").read_text()
     quality = saved["painting_quality"]
-    assert set(quality["backends"]) == {"copy-paste", "copy-paste-match", "harmonise"}
+    assert set(quality["backends"]) == {"copy-paste", "copy-paste-match", "copy-paste-noise", "harmonise"}
     assert quality["backends"]["harmonise"]["tests"] == 3 and set(quality["paired_vs_copy_paste"]) == \
-        {"copy-paste-match", "harmonise"}
+        {"copy-paste-match", "copy-paste-noise", "harmonise"}
     page = (exp / "report.html").read_text()
     assert "3b. Painting quality" in page and 'alt="painting quality samples"' in page
-    assert [c["arm"] for c in saved["comparisons"] if c["against"] == "copy-paste"] == ["copy-paste-match",
-                                                                                        "harmonise"]
+    assert [c["arm"] for c in saved["comparisons"] if c["against"] == "copy-paste"] == [
+        "copy-paste-match", "copy-paste-noise", "harmonise"]
 
 
 def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_path, tiny_episode):

@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from paintseg.config import GENERATOR_MASK_KINDS, GeneratorConfig, HarmoniserConfig, TrainConfig, load_yaml
 
-# copy-paste-match: colour-matched copy-paste with random flips; harmonise: copy-paste re-coloured by the harmoniser
-ARMS = ("baseline", "copy-paste", "copy-paste-match", "harmonise", "diffusion", "diffusion-no-filter",
-        "diffusion-no-refine")
+# copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
+# on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser
+ARMS = ("baseline", "copy-paste", "copy-paste-match", "copy-paste-noise", "harmonise", "diffusion",
+        "diffusion-no-filter", "diffusion-no-refine")
 DEFAULT_ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
 DIFFUSION_ARMS = ("diffusion", "diffusion-no-filter", "diffusion-no-refine")
 
@@ -101,6 +102,9 @@ class GenerationSpec(_Strict):
     strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
                             "strength (SDEdit): 0 = the composite as it is, 1 = from pure noise.")
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
+    paste_noise: float = Field(17.5, gt=0, description="The copy-paste-noise arm: std (grey levels) of the smooth "
+                               "colour noise added to each pasted object and 2 px around it (`generate "
+                               "--paste-noise`; 17.5 = what SDEdit at strength 0.3 adds on Dubai).")
     prior: Literal["context", "uniform", "appearance", "auto"] = Field(
         "context", description="Where instances go: 'context' (base-class labels around the support instances), "
         "'appearance' (how their surroundings look), 'auto' (both, mixed per class by held-out support "

@@ -56,6 +56,7 @@ from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 ARM_CURATION = {
     "copy-paste": ("copy-paste", False, False),
     "copy-paste-match": ("copy-paste-match", False, False),
+    "copy-paste-noise": ("copy-paste-noise", False, False),
     "harmonise": ("harmonise", False, False),
     "diffusion": ("diffusion", True, True),
     "diffusion-no-filter": ("diffusion", False, True),
@@ -245,7 +246,7 @@ def _harmoniser(config: ExperimentConfig, episode, episode_key: str, stages: Sta
 
 
 def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Path, str] | None, seed: int,
-             settings: dict):
+             settings: dict, paste_noise: float = 0.0):
     """The painting backend of ``name`` (an ARM_CURATION backend) and the settings its synthetic set records."""
     from paintseg.generate.pipeline import make_backend
 
@@ -253,6 +254,8 @@ def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Pa
         return make_backend(generator[0], seed=seed, **settings)
     if name == "harmonise":
         return make_backend(harmoniser[0])
+    if name == "copy-paste-noise":
+        return make_backend("copy-paste", paste_noise=paste_noise)
     return make_backend("copy-paste", paste_colour="match" if name == "copy-paste-match" else "none")
 
 
@@ -264,7 +267,8 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     if not names or g.quality_tests == 0:
         return None
     settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler, "strength": g.strength}
-    keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else n) for n in names}
+    keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else
+                f"{n}:{g.paste_noise}" if n == "copy-paste-noise" else n) for n in names}
     filtering = (g.filter != "none" and g.candidates > 1
                  and any(ARM_CURATION[a][1] for a in config.arms if a in ARM_CURATION))
     extra = [(g.filter, g.candidates, g.score_mode)] if filtering else []  # older stages keep their hash
@@ -276,7 +280,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         from paintseg.evaluate.painting import paired_wins, painting_quality
         from paintseg.generate.references import extract_references
 
-        backends = {n: _backend(n, generator, harmoniser, config.seeds[0], settings)[0] for n in names}
+        backends = {n: _backend(n, generator, harmoniser, config.seeds[0], settings, g.paste_noise)[0] for n in names}
         quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
                                    seed=config.seeds[0], samples_dir=folder / "samples",
                                    samples=config.report.samples)
@@ -342,14 +346,15 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
         else:  # the copy-paste arms paste (and harmonise) candidate 0 as it is
             settings, candidates = {}, 1
             key = settings_hash(place_key, "copy-paste") if name == "copy-paste" else \
-                settings_hash(place_key, name, harmoniser[1] if name == "harmonise" else None)
+                settings_hash(place_key, name, harmoniser[1] if name == "harmonise" else
+                              g.paste_noise if name == "copy-paste-noise" else None)
         folder = stages.folder(f"paint-{name}-s{seed}", key)
 
         def work(name=name, folder=folder, settings=settings, candidates=candidates) -> None:
             for file in ("placements.jsonl", "prior.json", "placement_quality.json"):
                 if not (folder / file).is_file() and (place_dir / file).is_file():
                     shutil.copyfile(place_dir / file, folder / file)
-            backend, backend_settings = _backend(name, generator, harmoniser, seed, settings)
+            backend, backend_settings = _backend(name, generator, harmoniser, seed, settings, g.paste_noise)
             generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
                      prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch, select="none",
                      backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights,
