@@ -514,11 +514,11 @@ def painting_quality_command(
     quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
     from paintseg.generate.diffusion.backend import DiffusionBackend
 
+    generators = [name for name, backend in backends.items() if isinstance(backend, DiffusionBackend)]
     if conditioning:
         from paintseg.evaluate.conditioning import conditioning_quality
 
         quality["conditioning"] = {}
-        generators = [name for name, backend in backends.items() if isinstance(backend, DiffusionBackend)]
         for n, name in enumerate(generators):
             folder = Path(tempfile.mkdtemp(prefix="paintseg-conditioning-")) if figure is not None else None
             found = _run(conditioning_quality, ep, (backends[name].model, backends[name].config), count=conditioning,
@@ -543,9 +543,8 @@ def painting_quality_command(
 
         encoders = {spec: _run(build_encoder, spec) for spec in filter}
         quality["filter_quality"] = {
-            name: _run(judge_filters, ep, backend, encoders, refs, candidates=filter_quality,
-                       per_class=max(1, per_class // 2), seed=seed, mode=score_mode)
-            for name, backend in backends.items() if isinstance(backend, DiffusionBackend)}
+            name: _run(judge_filters, ep, backends[name], encoders, refs, candidates=filter_quality,
+                       per_class=max(1, per_class // 2), seed=seed, mode=score_mode) for name in generators}
         for name, found in quality["filter_quality"].items():
             for spec, row in found["filters"].items():
                 if row["p_class_gain"] is not None:

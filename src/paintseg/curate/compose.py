@@ -98,24 +98,16 @@ def drop_overlaps(chosen: list[dict], candidates_dir: Path) -> tuple[list[dict],
     placed: dict[str, list[tuple[Box, np.ndarray]]] = defaultdict(list)
     for entry in sorted(chosen, key=lambda e: int(e["placement"])):
         window = Box(*entry["window"])
-        earlier = [(w, m) for w, m in placed[entry["scene"]]
-                   if w.x0 < window.x1 and window.x0 < w.x1 and w.y0 < window.y1 and window.y0 < w.y1]
-        paint = None
-        if earlier:
-            paint = np.asarray(Image.open(Path(candidates_dir) / entry["paint_file"])) > 127
-        clash = False
-        for w, m in earlier:
+        paint = np.asarray(Image.open(Path(candidates_dir) / entry["paint_file"])) > 127
+
+        def clash(w: Box, theirs: np.ndarray) -> bool:
             x0, y0, x1, y1 = max(w.x0, window.x0), max(w.y0, window.y0), min(w.x1, window.x1), min(w.y1, window.y1)
-            mine = paint[y0 - window.y0 : y1 - window.y0, x0 - window.x0 : x1 - window.x0]
-            theirs = m[y0 - w.y0 : y1 - w.y0, x0 - w.x0 : x1 - w.x0]
-            if (mine & theirs).any():
-                clash = True
-                break
-        if clash:
+            return bool((paint[y0 - window.y0 : y1 - window.y0, x0 - window.x0 : x1 - window.x0]
+                         & theirs[y0 - w.y0 : y1 - w.y0, x0 - w.x0 : x1 - w.x0]).any())
+
+        if any(w.overlaps(window) and clash(w, m) for w, m in placed[entry["scene"]]):
             dropped[int(entry["placement"])] = OVERLAP
             continue
-        if paint is None:
-            paint = np.asarray(Image.open(Path(candidates_dir) / entry["paint_file"])) > 127
         placed[entry["scene"]].append((window, paint))
         kept.append(entry)
     return kept, dropped

@@ -40,6 +40,10 @@ class Box(NamedTuple):
     def area(self) -> int:
         return max(self.width, 0) * max(self.height, 0)
 
+    def overlaps(self, other: "Box") -> bool:
+        """Whether the two (half-open) boxes share a pixel."""
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
     def clip(self, height: int, width: int) -> "Box":
         return Box(max(self.x0, 0), max(self.y0, 0), min(self.x1, width), min(self.y1, height))
 

@@ -300,10 +300,6 @@ def window_for(box: Box, scene_hw: tuple[int, int], rng: np.random.Generator,
 
 
 # --------------------------------------------------------------------------------------------- planning
-def _overlaps(a: Box, b: Box) -> bool:
-    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
-
-
 def _draw(rng: np.random.Generator, scenes: list[np.ndarray], size: tuple[int, int], taken: dict[int, list[Box]],
           count: int, ring: int, bins: int, max_ignore: float) -> tuple[list[tuple[int, Box]], list[np.ndarray]]:
     """``count`` random boxes of ``size`` (clipped to the scene) in random scenes; the free ones (at most
@@ -315,7 +311,7 @@ def _draw(rng: np.random.Generator, scenes: list[np.ndarray], size: tuple[int, i
         x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         box = Box(x0, y0, x0 + w, y0 + h)
         inside = _counts(scenes[s], box, bins + 2)
-        if inside[bins] <= max_ignore * box.area and not any(_overlaps(box, b) for b in taken.get(s, [])):
+        if inside[bins] <= max_ignore * box.area and not any(box.overlaps(b) for b in taken.get(s, [])):
             spots.append((s, box))
             hists.append(_normalise((_counts(scenes[s], grow_box(box, ring, height, width), bins + 2) - inside)[:bins]))
     return spots, hists
@@ -456,7 +452,7 @@ class _Orienter:
         cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
         x0, y0 = min(max(cx - w // 2, 0), width - w), min(max(cy - h // 2, 0), height - h)
         turned = Box(x0, y0, x0 + w, y0 + h)
-        if _counts(codes, turned, bins + 2)[bins] > max_ignore * turned.area or any(_overlaps(turned, b)
+        if _counts(codes, turned, bins + 2)[bins] > max_ignore * turned.area or any(turned.overlaps(b)
                                                                                       for b in taken):
             return 0.0, box  # the turned box does not fit where the upright one did: keep it upright
         return angle, turned
