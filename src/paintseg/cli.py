@@ -374,14 +374,24 @@ def generate(
     episode: Path = typer.Argument(..., help="Episode folder (references come from its support set, scenes from "
                                    "its trainset)."),
     generator: str = typer.Option(..., help="A generator folder written by `paintseg generator train`, a "
-                                  "harmoniser folder written by `paintseg harmoniser train` (copy-paste, then "
-                                  "re-coloured to fit the scene), or 'copy-paste' for the copy-paste baseline."),
+                                  "diffusers pipeline folder or hub id (Paint-by-Example, SD inpainting, a converted "
+                                  "RS-Paint: `paintseg convert rs-paint`), a harmoniser folder written by `paintseg "
+                                  "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
+                                  "'copy-paste' for the copy-paste baseline."),
     out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
     per_class: int = typer.Option(50, help="Placements per novel class."),
     candidates: int = typer.Option(4, help="Candidates painted per placement."),
     steps: int = typer.Option(50, help="Sampling steps (diffusion)."),
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (diffusion)."),
-    scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion)."),
+    scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion); a pretrained pipeline also "
+                                  "takes pndm or 'default' (the one saved with it)."),
+    device: Optional[str] = typer.Option(None, help="Where the generator paints: cuda, cuda:1, cpu (default: cuda "
+                                         "when there is one)."),
+    dtype: str = typer.Option("auto", help="Pretrained pipeline precision: auto (fp16 on a GPU, fp32 on a CPU), "
+                              "fp32, fp16, bf16."),
+    window_size: int = typer.Option(512, help="Side a pretrained pipeline paints each context window at."),
+    prompt: list[str] = typer.Option([], help="SD inpainting: CLASS=TEXT, the prompt of a novel class (repeat per "
+                                     "class; default 'a top-down satellite image of a {class}')."),
     strength: float = typer.Option(1.0, help="Paint from the copy-paste composite noised to this strength (SDEdit; "
                                    "diffusion): 0 = the composite as it is, 1 = from pure noise."),
     prior: str = typer.Option("context", help=PRIOR_HELP),
@@ -426,8 +436,16 @@ def generate(
     from paintseg.generate.pipeline import make_backend
 
     ep = _run(Episode, episode, split)
+    prompts = {}
+    for item in prompt:
+        name, sep, text = item.partition("=")
+        if not sep or not text:
+            _fail(f"--prompt {item!r}: give CLASS=TEXT, e.g. --prompt 'pool=a swimming pool seen from above'")
+        prompts[_run(ep.classes.by_name, name.strip()).id] = text.strip()
+    novel = {c: ep.classes.name(c) for c in ep.classes.novel_ids}
     backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
-                             strength=strength, paste_colour=paste_colour, paste_noise=paste_noise)
+                             strength=strength, paste_colour=paste_colour, paste_noise=paste_noise, device=device,
+                             dtype=dtype, size=window_size, prompts=prompts, class_names=novel)
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from paintseg.generate.pretrained import HUB_ID as _HUB_ID
 from paintseg.config import GENERATOR_MASK_KINDS, GeneratorConfig, HarmoniserConfig, TrainConfig, load_yaml
 
 # copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
@@ -102,6 +103,15 @@ class GenerationSpec(_Strict):
     strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
                             "strength (SDEdit): 0 = the composite as it is, 1 = from pure noise.")
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
+    device: str | None = Field(None, description="Where generators paint: cuda, cuda:1, cpu (default: cuda when "
+                               "there is one).")
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="Precision of a pretrained pipeline (generator.path: a diffusers folder or hub id): "
+        "auto = fp16 on a GPU, fp32 on a CPU.")
+    window: int = Field(512, ge=64, multiple_of=64, description="Side a pretrained pipeline paints each context "
+                        "window at (512 for Paint-by-Example, SD inpainting and RS-Paint).")
+    prompts: dict[str, str] = Field({}, description="SD inpainting: a prompt per novel class name (default "
+                                    "'a top-down satellite image of a {class}').")
     paste_noise: float = Field(17.5, gt=0, description="The copy-paste-noise arm: std (grey levels) of the smooth "
                                "colour noise added to each pasted object and 2 px around it (`generate "
                                "--paste-noise`; 17.5 = what SDEdit at strength 0.3 adds on Dubai).")
@@ -256,7 +266,9 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         for key in ("images", "labels", "classes"):
             setattr(ep.split, key, _resolve(getattr(ep.split, key), base))
     if config.generator is not None:
-        config.generator.path = _resolve(config.generator.path, base)
+        path = config.generator.path
+        hub_id = path is not None and _HUB_ID.fullmatch(path) and not (base / path).exists()
+        config.generator.path = path if hub_id else _resolve(path, base)  # a hub id stays as it is
     config.harmoniser.path = _resolve(config.harmoniser.path, base)
     config.generation.sam_checkpoint = _resolve(config.generation.sam_checkpoint, base)
     spec = config.generation.filter

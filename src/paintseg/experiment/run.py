@@ -50,6 +50,8 @@ from paintseg.config import dump_yaml
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
+from paintseg.generate.pretrained import HUB_ID
+
 from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 
 # curation of each painted arm: (painting backend, use the filter, use the refiner)
@@ -219,6 +221,8 @@ def _trained(name: str, spec, train_fn, command: str, episode, episode_key: str,
     stages/NAME-H by ``train_fn(episode, folder, settings, resume=True, progress=...)``."""
     if spec.path is not None:
         path = Path(spec.path)
+        if name == "generator" and not path.exists() and HUB_ID.fullmatch(spec.path):
+            return path, settings_hash("hub", spec.path)  # a pipeline's hub id: diffusers fetches it
         if not path.exists():
             raise ExperimentError(f"{path}: {name}.path does not exist; train one with `paintseg {command}` or "
                                   f"give {name}.train settings instead")
@@ -259,6 +263,25 @@ def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Pa
     return make_backend("copy-paste", paste_colour="match" if name == "copy-paste-match" else "none")
 
 
+def _paint_settings(config: ExperimentConfig, episode, generator: tuple[Path, str] | None, strength: bool) -> dict:
+    """make_backend's settings for the experiment's generator. A pretrained pipeline's own (device, dtype, window,
+    prompts) are added only for one, so the stages of paintseg generators keep their hashes; ``strength``: record
+    the strength even at 1 (the painting-quality stage always did)."""
+    from paintseg.generate.pretrained import pipeline_kind
+
+    g = config.generation
+    settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
+    if strength or g.strength != 1.0:
+        settings["strength"] = g.strength
+    if generator is not None and pipeline_kind(generator[0]) is not None:
+        novel = {c: episode.classes.name(c) for c in episode.classes.novel_ids}
+        settings.update(dtype=g.dtype, size=g.window, class_names=novel,
+                        prompts={episode.classes.by_name(n).id: text for n, text in g.prompts.items()})
+    if g.device is not None:
+        settings["device"] = g.device
+    return settings
+
+
 def _painting_quality(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
                       harmoniser: tuple[Path, str] | None, stages: Stages, progress: bool) -> dict | None:
     """Every painting backend of the arms on the same held-out query windows (once per experiment)."""
@@ -266,13 +289,14 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     names = sorted({ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION})
     if not names or g.quality_tests == 0:
         return None
-    settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler, "strength": g.strength}
+    settings = _paint_settings(config, episode, generator if "diffusion" in names else None, strength=True)
     keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else
                 f"{n}:{g.paste_noise}" if n == "copy-paste-noise" else n) for n in names}
     filtering = (g.filter != "none" and g.candidates > 1
                  and any(ARM_CURATION[a][1] for a in config.arms if a in ARM_CURATION))
     extra = [(g.filter, g.candidates, g.score_mode)] if filtering else []  # older stages keep their hash
-    key = settings_hash(episode_key, keys, settings, g.quality_tests, config.seeds[0], *extra)
+    key = settings_hash(episode_key, keys, {k: v for k, v in settings.items() if k != "device"}, g.quality_tests,
+                        config.seeds[0], *extra)
     folder = stages.folder("painting-quality", key)
     out = folder / "painting_quality.json"
 
@@ -338,10 +362,9 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
     for name in sorted(backends, key=lambda n: n != "diffusion"):  # diffusion first: the long one
         if name == "diffusion":
             gen_path, gen_key = generator
-            settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
-            if g.strength != 1.0:  # in the hash only when set: earlier paintings stay valid
-                settings["strength"] = g.strength
-            key = settings_hash(place_key, gen_key, settings, g.candidates)
+            settings = _paint_settings(config, episode, generator, strength=False)
+            key = settings_hash(place_key, gen_key, {k: v for k, v in settings.items() if k != "device"},
+                                g.candidates)
             candidates = g.candidates
         else:  # the copy-paste arms paste (and harmonise) candidate 0 as it is
             settings, candidates = {}, 1

@@ -177,10 +177,25 @@ def plan(episode: Episode, references: list, out: Path, per_class: int, seed: in
 
 def make_backend(generator: str | Path, *, seed: int = 0, steps: int = 50, guidance: float = 3.0,
                  scheduler: str = "ddim", strength: float = 1.0, paste_colour: str = "none",
-                 paste_noise: float = 0.0) -> tuple[Backend, dict]:
-    """The painting backend that ``generator`` names - 'copy-paste', a harmoniser folder (HARM) or a generator
-    folder (GEN) - and the settings a synthetic set records for it (only those that differ from the defaults of
-    options added later, so sets written before them still resume)."""
+                 paste_noise: float = 0.0, device: str | None = None, dtype: str = "auto", size: int = 512,
+                 prompts: dict[int, str] | None = None,
+                 class_names: dict[int, str] | None = None) -> tuple[Backend, dict]:
+    """The painting backend that ``generator`` names - 'copy-paste', a harmoniser folder (HARM), a generator
+    folder (GEN) or a diffusers pipeline folder / hub id (Paint-by-Example, SD inpainting; ``device``, ``dtype``,
+    ``size``, ``prompts`` and ``class_names`` apply to these) - and the settings a synthetic set records for it
+    (only those that differ from the defaults of options added later, so sets written before them still resume)."""
+    from .pretrained import pipeline_kind
+
+    if str(generator) != "copy-paste" and pipeline_kind(generator) is not None:
+        from .pretrained import PretrainedBackend
+
+        if strength != 1.0:
+            raise PaintsegError(f"--strength {strength}: a pretrained pipeline paints from noise (strength 1); "
+                                f"painting from the copy-paste composite is for paintseg generators")
+        backend = PretrainedBackend(generator, steps=steps, guidance=guidance,
+                                    scheduler=scheduler, seed=seed,
+                                    device=device, dtype=dtype, size=size, prompts=prompts, class_names=class_names)
+        return backend, backend.settings()
     if str(generator) == "copy-paste":
         from .copy_paste import CopyPasteBackend
 
@@ -199,7 +214,7 @@ def make_backend(generator: str | Path, *, seed: int = 0, steps: int = 50, guida
             from .diffusion.backend import DiffusionBackend
 
             backend = DiffusionBackend(Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
-                                       seed=seed, strength=strength)
+                                       seed=seed, strength=strength, device=device)
             settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
                         "scheduler": scheduler}
             if strength != 1.0:
