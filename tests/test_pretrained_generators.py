@@ -52,8 +52,15 @@ def test_the_hub_index_defeats_plain_from_pretrained_but_paintseg_loads_it(pbe: 
     with pytest.raises(ValueError, match="paint_by_example"):
         PaintByExamplePipeline.from_pretrained(pbe)
     assert pipeline_kind(pbe) == "paint-by-example"
+    from safetensors.torch import load_file
+
     backend = PretrainedBackend(pbe, steps=2, size=64, device="cpu")
     assert backend.pipe.image_encoder.__class__.__name__ == "PaintByExampleImageEncoder"
+    saved = load_file(pbe / "image_encoder" / "model.safetensors")
+    assert "model.vision_model.embeddings.class_embedding" in saved  # the hub's key names, loaded as they are
+    loaded = dict(backend.pipe.image_encoder.named_parameters())
+    key = next(k for k in loaded if k.endswith("embeddings.class_embedding"))
+    assert np.array_equal(loaded[key].detach().numpy(), saved["model.vision_model.embeddings.class_embedding"].numpy())
 
 
 def test_paint_by_example_paints_inside_the_mask_only_and_is_batch_independent(pbe: Path, tiny_episode: Path) -> None:

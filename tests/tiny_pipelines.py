@@ -46,7 +46,8 @@ def tiny_feature_extractor():
 
 def save_paint_by_example(folder: Path, hub_index: bool = True, seed: int = 0) -> Path:
     """A tiny Paint-by-Example pipeline in ``folder``. ``hub_index``: its model_index.json names the image encoder
-    exactly as the hub's Fantasy-Studio/Paint-by-Example does, ``["paint_by_example", "PaintByExampleImageEncoder"]``."""
+    exactly as the hub's Fantasy-Studio/Paint-by-Example does, ``["paint_by_example", "PaintByExampleImageEncoder"]``,
+    and the encoder's weights carry the hub file's key names (``model.vision_model.*``)."""
     from diffusers import PaintByExamplePipeline, PNDMScheduler
     from diffusers.pipelines.deprecated.paint_by_example.image_encoder import PaintByExampleImageEncoder
 
@@ -59,6 +60,13 @@ def save_paint_by_example(folder: Path, hub_index: bool = True, seed: int = 0) -
         index = json.loads((folder / "model_index.json").read_text())
         index["image_encoder"] = ["paint_by_example", "PaintByExampleImageEncoder"]
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+        # and the hub file's key layout (written by transformers 4: model.vision_model.*)
+        from safetensors.torch import load_file, save_file
+
+        file = folder / "image_encoder" / "model.safetensors"
+        state = load_file(file)
+        save_file({("model.vision_model." + k[6:] if k.startswith("model.") and ".vision_model." not in k else k): v
+                   for k, v in state.items()}, file, metadata={"format": "pt"})
     return folder
 
 

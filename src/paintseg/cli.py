@@ -328,6 +328,41 @@ def place(
         typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
 
 
+convert_app = typer.Typer(help="Convert released checkpoints into generator folders that --generator paints with.",
+                          no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("rs-paint")
+def convert_rs_paint_command(
+    ckpt: Path = typer.Option(..., help="RS-Paint's LDM checkpoint (sd_inpaint_samrs_ep74.ckpt)."),
+    out: Path = typer.Option(..., help="The diffusers Paint-by-Example folder to write (must not exist yet)."),
+    remoteclip: Optional[Path] = typer.Option(None, help="RemoteCLIP's open_clip checkpoint (RemoteCLIP-ViT-L-14.pt); "
+                                              "needed only when the checkpoint holds no image tower."),
+    remoteclip_model: str = typer.Option("ViT-L-14", help="open_clip architecture of the image tower (or a model "
+                                         "config .json)."),
+    config: Optional[Path] = typer.Option(None, help="The checkpoint's LDM yaml (default: RS-Paint's "
+                                          "configs/rs_remoteclip.yaml architecture)."),
+) -> None:
+    """Convert RS-Paint's released generator into a diffusers PaintByExamplePipeline folder: diffusers' own LDM
+    converters for the UNet and VAE, the RemoteCLIP tower and mapper mapped key by key (paintseg.generate.convert)
+    and checked against open_clip. Then: paintseg generate EPISODE --generator OUT ..."""
+    import yaml
+
+    from paintseg.generate.convert import convert_rs_paint
+
+    original = None
+    if config is not None:
+        try:
+            original = yaml.safe_load(config.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            _fail(f"{config}: not a readable yaml ({e})")
+    record = _run(convert_rs_paint, ckpt, out, remoteclip=remoteclip, remoteclip_model=remoteclip_model,
+                  config=original)
+    typer.echo(f"wrote {out} (image tower from {record['image_encoder']['from']}, max error vs open_clip "
+               f"{record['image_encoder']['max_abs_error_vs_open_clip']:.1e}); paint with --generator {out}")
+
+
 harmoniser_app = typer.Typer(help="Train the harmoniser (copy-paste composites re-coloured to fit their scene).",
                              no_args_is_help=True)
 app.add_typer(harmoniser_app, name="harmoniser")
