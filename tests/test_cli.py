@@ -103,7 +103,7 @@ def test_generator_train_generate_curate_and_train_on_the_synthetic_set(tiny_epi
     r = invoke("generator", "train", tiny_episode, "--out", gen, "--size", "tiny", "--steps", "4", "--batch", "2",
                "--checkpoint-every", "2", "--sample-every", "4")
     assert r.exit_code == 0, r.output
-    assert (gen / "model.pt").is_file() and list((gen / "samples").glob("*.png"))
+    assert (gen / "model_index.json").is_file() and list((gen / "samples").glob("*.png"))
 
     r = invoke("generate", tiny_episode, "--generator", gen, "--out", syn, "--per-class", "3", "--candidates", "2",
                "--steps", "3", "--refine", "grabcut", "--keep", "all")

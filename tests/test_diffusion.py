@@ -145,12 +145,43 @@ def test_save_and_load_generator(tmp_path):
     model = build_generator(config).eval()
     ema = {k: v + 0.01 if v.dtype.is_floating_point else v for k, v in model.state_dict().items()}
     path = save_generator(model, ema, config, tmp_path / "gen")
-    assert path == tmp_path / "gen" / "model.pt" and (tmp_path / "gen" / "config.yaml").is_file()
+    assert path == tmp_path / "gen" / "model_index.json" and (tmp_path / "gen" / "config.yaml").is_file()
+    index = json.loads(path.read_text())
+    assert index["_class_name"] == "PaintsegGenerator" and index["unet"] == ["diffusers", "UNet2DConditionModel"]
+    for part in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+                 "reference_encoder/model.safetensors", "reference_encoder/config.json"):
+        assert (tmp_path / "gen" / part).is_file(), part
+    from diffusers import UNet2DConditionModel  # the UNet is an ordinary diffusers model folder
+
+    assert torch.equal(UNet2DConditionModel.from_pretrained(tmp_path / "gen", subfolder="unet").conv_in.weight,
+                       ema["unet.conv_in.weight"])
     loaded, loaded_config = load_generator(tmp_path / "gen")
     assert loaded_config == config and loaded.prediction_type == "epsilon" and not loaded.training
-    assert torch.equal(loaded.state_dict()["null_tokens"], ema["null_tokens"])
-    with pytest.raises(GeneratorError, match="no generator model.pt here"):
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, ema[key]), key
+    with pytest.raises(GeneratorError, match="no generator here"):
         load_generator(tmp_path / "missing")
+    (tmp_path / "gen" / "reference_encoder" / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(GeneratorError, match="not a complete paintseg generator"):
+        load_generator(tmp_path / "gen")
+
+
+def test_a_generator_folder_from_before_still_loads_and_counts_as_trained(texture_episode, tmp_path):
+    """GEN folders written before the diffusers layout hold one model.pt; they load and are not retrained."""
+    from paintseg import __version__
+    from paintseg.runs import save_torch
+
+    config = quick_config()
+    model = build_generator(config)
+    payload = {"state_dict": model.state_dict(), "spec": model.spec.to_dict(), "prediction_type": "epsilon",
+               "config": config.model_dump(mode="json"), "step": config.steps, "paintseg_version": __version__}
+    old = tmp_path / "old"
+    old.mkdir()
+    save_torch(payload, old / "model.pt")
+    loaded, loaded_config = load_generator(old)
+    assert loaded_config == config and torch.equal(loaded.null_tokens, model.null_tokens)
+    train_generator(texture_episode, old, config, progress=False, resume=True)  # returns at once
+    assert not (old / "model_index.json").exists() and not (old / "log.jsonl").exists()
 
 
 # ------------------------------------------------------------------------------------------------ pairs
@@ -290,9 +321,9 @@ def test_max_strength_trains_only_the_low_noise_timesteps():
 def test_training_writes_the_run_folder(texture_episode, tmp_path):
     out = tmp_path / "gen"
     path = train_generator(texture_episode, out, quick_config(), progress=False)
-    assert path == out / "model.pt"
+    assert path == out / "model_index.json"
     for name in ("config.yaml", "log.jsonl", "samples/step_000002.png",
-                 "samples/step_000004.png", "model.pt", "train_summary.json"):
+                 "samples/step_000004.png", "model_index.json", "train_summary.json"):
         assert (out / name).is_file(), name
     assert not (out / "checkpoints").exists()  # dropped once model.pt is written (keep_checkpoint is off)
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
@@ -322,12 +353,12 @@ def test_resume_after_interruption_gives_the_uninterrupted_weights(texture_episo
     with pytest.raises(KeyboardInterrupt):
         train_generator(texture_episode, tmp_path / "resumed", config, progress=False)
     assert torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["step"] == 3
-    assert not (tmp_path / "resumed/model.pt").exists()
+    assert not (tmp_path / "resumed/model_index.json").exists()
     monkeypatch.setattr(train_module, "step_noise", real_noise)
     train_generator(texture_episode, tmp_path / "resumed", config, resume=True, progress=False)
 
-    straight = torch.load(tmp_path / "straight/model.pt", weights_only=True)["state_dict"]
-    resumed = torch.load(tmp_path / "resumed/model.pt", weights_only=True)["state_dict"]
+    straight = load_generator(tmp_path / "straight")[0].state_dict()
+    resumed = load_generator(tmp_path / "resumed")[0].state_dict()
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert torch.allclose(straight[key], resumed[key], atol=1e-6), key

@@ -69,7 +69,7 @@ def test_painting_quality_cli_writes_the_comparison(tiny_episode: Path, tmp_path
     assert "copy-paste: 4 tests, delta_e" in r.output
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", str(tmp_path / "nothing"),
                                  "--out", str(out)])
-    assert r.exit_code == 2 and "no generator model.pt" in r.output
+    assert r.exit_code == 2 and "no generator here" in r.output
 
 
 def test_mask_quality_scores_refiners_on_real_query_instances(tiny_episode: Path):

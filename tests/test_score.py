@@ -229,7 +229,7 @@ def test_build_encoder_errors_name_the_file_and_the_fix(tmp_path: Path):
         build_encoder("clip")
     with pytest.raises(ScoreError, match="nogen: no such generator folder; train one with `paintseg generator train"):
         build_encoder(f"generator:{tmp_path / 'nogen'}")
-    with pytest.raises(PaintsegError, match="no generator model.pt here"):
+    with pytest.raises(PaintsegError, match="no generator here"):
         build_encoder(f"generator:{tmp_path}")
     with pytest.raises(ScoreError, match="open_clip needs a model and a checkpoint"):
         build_encoder("open_clip:ViT-B-32")

@@ -168,7 +168,11 @@ def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: 
 
 
 def trained_steps(model_path: Path) -> int | None:
-    """The step count a finished run's ``model.pt`` records (None when it records none)."""
+    """The step count a finished run's ``model.pt`` (or a GEN folder's ``model_index.json``) records (None when it
+    records none)."""
+    if model_path.suffix == ".json":
+        step = json.loads(model_path.read_text()).get("paintseg", {}).get("step")
+        return None if step is None else int(step)
     step = torch.load(model_path, map_location="cpu", weights_only=True, mmap=True).get("step")
     return None if step is None else int(step)
 

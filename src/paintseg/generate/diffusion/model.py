@@ -7,13 +7,17 @@ cross-attention tokens that :class:`ReferenceEncoder` makes of the reference cro
 null embedding of the same shape stands in for the reference when it is dropped, so that one network gives both
 terms of classifier-free guidance (Paint-by-Example, Yang et al. 2023, without the pretrained latent space).
 
-A GEN folder holds ``model.pt`` (EMA weights, the model spec, the noise schedule and the GeneratorConfig; only
-tensors and plain values, so ``torch.load(weights_only=True)`` reads it) and ``config.yaml``.
+A GEN folder is a diffusers-style folder like any pretrained pipeline's (``model_index.json`` naming
+``PaintsegGenerator``, ``unet/`` and ``scheduler/`` through ``save_pretrained``, ``reference_encoder/`` with the
+encoder and null embedding as safetensors and the model spec as JSON) plus ``config.yaml``; GEN folders written
+before (one ``model.pt``) still load.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+import json
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from paintseg import __version__
 from paintseg.config import GeneratorConfig, dump_yaml, validate
 from paintseg.errors import PaintsegError
 from paintseg.pretrained import LiteFeatures, masked_mean
-from paintseg.runs import save_torch
+from paintseg.files import write_text
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"
@@ -235,34 +239,69 @@ def build_generator(config: GeneratorConfig) -> PaintModel:
 
 
 # --------------------------------------------------------------------------------------------- save / load
+INDEX = "model_index.json"  # written last: a GEN folder is complete when it exists
+PIPELINE_NAME = "PaintsegGenerator"
+
+
 def save_generator(model: PaintModel, ema_state: dict[str, Tensor] | None, config: GeneratorConfig,
                    path: str | Path, record: dict[str, Any] | None = None, step: int | None = None) -> Path:
-    """Write a GEN folder ``path``: ``model.pt`` (``ema_state``, or the model's own weights when None) and
-    ``config.yaml`` (``record``, default ``{"generator": config}``). Returns the path of ``model.pt``."""
+    """Write a GEN folder ``path`` in the diffusers layout (``ema_state``, or the model's own weights when None):
+    ``unet/`` (``save_pretrained``), ``scheduler/`` (the training noise schedule), ``reference_encoder/``
+    (``model.safetensors``: the reference encoder and the null embedding; ``config.json``: the model spec,
+    prediction type, GeneratorConfig and step), ``config.yaml`` (``record``, default ``{"generator": config}``) and,
+    last, ``model_index.json``. Returns the path of ``model_index.json``."""
+    import diffusers
+    from safetensors.torch import save_file
+
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    state = ema_state if ema_state is not None else model.state_dict()
-    payload = {"state_dict": {k: v.detach().cpu().clone() for k, v in state.items()},
-               "spec": model.spec.to_dict(), "prediction_type": model.prediction_type,
-               "scheduler": {"num_train_timesteps": NUM_TRAIN_TIMESTEPS, "beta_schedule": BETA_SCHEDULE},
-               "config": config.model_dump(mode="json"), "step": step, "parameters": model.num_parameters,
-               "paintseg_version": __version__}
-    target = folder / "model.pt"
-    save_torch(payload, target)
+    state = {k: v.detach().cpu().contiguous() for k, v in
+             (ema_state if ema_state is not None else model.state_dict()).items()}
+    export = PaintModel(model.spec, model.prediction_type)
+    export.load_state_dict(state)
+    export.unet.save_pretrained(folder / "unet")
+    export.noise_scheduler().save_pretrained(folder / "scheduler")
+    encoder_dir = folder / "reference_encoder"
+    encoder_dir.mkdir(exist_ok=True)
+    partial = encoder_dir / "model.safetensors.partial"
+    save_file({k: v.clone() for k, v in state.items() if not k.startswith("unet.")}, str(partial))
+    os.replace(partial, encoder_dir / "model.safetensors")
+    meta = {"spec": model.spec.to_dict(), "prediction_type": model.prediction_type,
+            "config": config.model_dump(mode="json"), "step": step, "parameters": model.num_parameters,
+            "paintseg_version": __version__}
+    write_text(encoder_dir / "config.json", json.dumps(meta, indent=1) + "\n")
     dump_yaml(record if record is not None else {"generator": config.model_dump(mode="json")},
               folder / "config.yaml")
-    return target
+    index = {"_class_name": PIPELINE_NAME, "_diffusers_version": diffusers.__version__,
+             "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
+             "reference_encoder": ["paintseg", "ReferenceEncoder"], "paintseg": {"step": step}}
+    write_text(folder / INDEX, json.dumps(index, indent=1) + "\n")
+    return folder / INDEX
+
+
+def generator_step(folder: Path) -> int | None:
+    """The training step a finished GEN folder records (either layout)."""
+    if (folder / INDEX).is_file():
+        step = json.loads((folder / INDEX).read_text()).get("paintseg", {}).get("step")
+        return None if step is None else int(step)
+    from paintseg.runs import trained_steps
+
+    return trained_steps(folder / "model.pt")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[PaintModel, GeneratorConfig]:
-    """The model of a GEN folder (or of its ``model.pt``), in eval mode with its EMA weights, and its config."""
+    """The model of a GEN folder, in eval mode with its EMA weights, and its config: the diffusers layout
+    (``model_index.json``, see :func:`save_generator`) or the earlier single ``model.pt``."""
     path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if (folder / INDEX).is_file() and path.name != "model.pt":
+        return _load_folder(folder).to(device).eval(), _config_of(folder)
     file = path / "model.pt" if path.is_dir() else path
     if not file.is_file():
         hint = (" Training stopped before the end: run `paintseg generator train` again with --resume and the same "
                 "--out to finish it." if (file.parent / "checkpoints" / "last.pt").exists() else
                 " Train one with `paintseg generator train EPISODE --out GEN`.")
-        raise GeneratorError(f"{path}: no generator model.pt here.{hint}")
+        raise GeneratorError(f"{path}: no generator here (no {INDEX} or model.pt).{hint}")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
         spec = ModelSpec.from_dict(payload["spec"])
@@ -273,3 +312,35 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise GeneratorError(f"{file}: not a paintseg generator ({type(e).__name__}: {e}); pass the model.pt "
                              f"written by `paintseg generator train`") from None
     return model.to(device).eval(), config
+
+
+def _meta(folder: Path) -> dict[str, Any]:
+    file = folder / "reference_encoder" / "config.json"
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise GeneratorError(f"{file}: unreadable ({e}); the GEN folder is incomplete - train it again with "
+                             f"`paintseg generator train ... --resume`") from None
+
+
+def _config_of(folder: Path) -> GeneratorConfig:
+    return validate(_meta(folder)["config"], GeneratorConfig, str(folder / "reference_encoder" / "config.json"))
+
+
+def _load_folder(folder: Path) -> PaintModel:
+    from diffusers import UNet2DConditionModel
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = _meta(folder)
+    try:
+        model = PaintModel(ModelSpec.from_dict(meta["spec"]), meta["prediction_type"])
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+        state = {f"unet.{k}": v for k, v in unet.state_dict().items()}
+        state.update(load_file(str(folder / "reference_encoder" / "model.safetensors")))
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as e:
+        raise GeneratorError(f"{folder}: not a complete paintseg generator ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300]}); train it again with `paintseg generator train ... "
+                             f"--resume`") from None
+    return model

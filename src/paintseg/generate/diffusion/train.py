@@ -8,7 +8,9 @@
       checkpoints/last.pt      weights, EMA weights, optimizer, LR schedule, step, RNG; every checkpoint_every steps
       samples/step_NNNNNN.png  every sample_every steps: one row per validation pair, reference | masked window |
                                painted (EMA weights) | target
-      model.pt                 the EMA weights + model spec + noise schedule + config (load_generator reads it)
+      model_index.json, unet/, scheduler/, reference_encoder/
+                               the EMA weights, model spec, noise schedule and config in the diffusers layout
+                               (save_generator / load_generator; folders from before hold model.pt instead)
       train_summary.json       steps, wall seconds, seconds/step, final loss, peak RSS, parameters
 
 The recipe: DDPM noise (1000 steps, squaredcos_cap_v2), MSE on ε or v, the reference replaced by the null embedding
@@ -39,7 +41,7 @@ from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, op
                            restore_checkpoint, save_torch, say)
 
 from .data import PairBatch, PairSampler, batches
-from .model import PaintModel, build_generator, save_generator
+from .model import INDEX, PaintModel, build_generator, save_generator
 from .sample import paint, to_uint8
 
 log = logging.getLogger(__name__)
@@ -146,19 +148,22 @@ def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConf
 # --------------------------------------------------------------------------------------------- training
 def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, resume: bool = False,
                     progress: bool = True, device: str | None = None) -> Path:
-    """Train a :class:`PaintModel` on the episode's trainset + support scenes; returns the path of ``model.pt``.
+    """Train a :class:`PaintModel` on the episode's trainset + support scenes; returns the path of
+    ``model_index.json``.
 
-    ``resume=True`` continues from ``checkpoints/last.pt`` (and returns at once when ``model.pt`` already holds
+    ``resume=True`` continues from ``checkpoints/last.pt`` (and returns at once when the finished folder holds
     ``config.steps``); the config must match the run's ``config.yaml`` except for ``RESUMABLE_CHANGES``.
     ``device`` defaults to CUDA when available.
     """
     out = Path(out)
-    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
+    # a GEN folder finished before the diffusers layout holds model.pt only: it stays finished
+    model_file = "model.pt" if (out / "model.pt").is_file() and not (out / INDEX).is_file() else INDEX
+    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file
     log_path = out / "log.jsonl"
     record = _record(episode, config)
 
     opened = open_run(out, record, config.steps, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
-                      GeneratorTrainError, "generator")
+                      GeneratorTrainError, "generator", model_file=model_file)
     if opened is None:
         say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress)
         return model_path
@@ -219,7 +224,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                 last = time.perf_counter()  # painting the grid is not training time
     wall = time.perf_counter() - wall_start
 
-    save_generator(model, ema.shadow, config, out, record=record, step=config.steps)
+    model_path = save_generator(model, ema.shadow, config, out, record=record, step=config.steps)
     ran = config.steps - start
     summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
                "seconds_per_step": round((wall - grid_seconds) / ran, 4) if ran else None,
