@@ -58,7 +58,7 @@ def main() -> None:
 
     stages = WORK / "experiment_dubai" / "stages"
     episode_dir = args.episode or finished(stages, "episode", "stage.json") / "episode"
-    gen = args.generator or finished(stages, "generator", "model.pt")
+    gen = args.generator or finished(stages, "generator", "stage.json")
     episode = Episode(episode_dir)
     seconds: dict[str, float] = {}
 

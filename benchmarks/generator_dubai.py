@@ -31,6 +31,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from paintseg.generate.diffusion.model import is_generator
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "work"
 RESULTS = REPO / "benchmarks" / "results"
@@ -75,11 +77,11 @@ def main() -> None:
     episode = args.episode or finished(stages, "episode", "stage.json") / "episode"
     if args.train:
         gen = work / f"gen_small_s{args.train}"
-        if not (gen / "model.pt").is_file():
+        if not is_generator(gen):
             run("train", ps + ["generator", "train", str(episode), "--out", str(gen), "--size", "small", "--steps",
                                str(args.train)] + (["--resume"] if (gen / "checkpoints").is_dir() else []))
     else:
-        gen = args.generator or finished(stages, "generator", "model.pt")
+        gen = args.generator or finished(stages, "generator", "stage.json")
     spec = f"{gen}@{args.strength}" if args.strength != 1.0 else str(gen)
     quality_json = work / "painting_quality.json"
     figure = RESULTS / "generator_dubai_heldout.png"

@@ -22,6 +22,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from paintseg.generate.diffusion.model import is_generator
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "work"
 RESULTS = REPO / "benchmarks" / "results"
@@ -37,12 +39,12 @@ def main() -> None:
     exp = WORK / "experiment_dubai" / "stages"
     episode = next(p for p in sorted(exp.glob("episode-*")) if (p / "stage.json").is_file()) / "episode"
     sweep = WORK / "synthetic_seeds_dubai"
-    generator = next(p for p in sorted(exp.glob("generator-*")) if (p / "model.pt").is_file())
+    generator = next(p for p in sorted(exp.glob("generator-*")) if is_generator(p))
     specs = ["copy-paste", "copy-paste:match"]
     if (sweep / "harm" / "harmoniser.pt").is_file():
         specs += [str(sweep / "harm"), str(sweep / "harm") + ":match"]
     for name, strength in (("gen_s03", "0.3"), ("gen_hint_s03", "0.3"), ("gen_s05", "0.5"), ("gen_s07", "0.7")):
-        if (sweep / name / "model.pt").is_file():
+        if is_generator(sweep / name):
             specs.append(f"{sweep / name}@{strength}")
     specs.append(f"{generator}@1.0")
     out = RESULTS / "painting_dubai.json"

@@ -43,6 +43,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from paintseg.generate.diffusion.model import is_generator
+
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new copy-paste sets, or "strength:S"
     #               for the experiment's placements painted from the composite; train options)
@@ -148,7 +150,7 @@ def main() -> None:
                         own = float(gen_cfg.get("max_strength", 1.0)) == float(strength) and not hint
                         gen = generator if own else work / (f"gen_{'hint_' if hint else ''}s"
                                                             f"{strength.replace('.', '')}")
-                        if not (gen / "model.pt").is_file():  # the experiment's generator settings, low noise only
+                        if not is_generator(gen):  # the experiment's generator settings, low noise only
                             gen_cfg["max_strength"] = float(strength)
                             gen_cfg["spatial_hint"] = hint
                             work.mkdir(parents=True, exist_ok=True)

@@ -279,6 +279,11 @@ def save_generator(model: PaintModel, ema_state: dict[str, Tensor] | None, confi
     return folder / INDEX
 
 
+def is_generator(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a finished paintseg generator (either layout)."""
+    return (Path(folder) / INDEX).is_file() or (Path(folder) / "model.pt").is_file()
+
+
 def generator_step(folder: Path) -> int | None:
     """The training step a finished GEN folder records (either layout)."""
     if (folder / INDEX).is_file():
