@@ -199,3 +199,23 @@ def test_refine_input_errors() -> None:
         NoneRefiner().refine(image[..., 0], obj)
     with pytest.raises(PaintsegError, match="neither"):
         NoneRefiner().refine(image, None)
+
+
+def test_mobile_sam_vit_t_loads_its_real_architecture_and_refines(tmp_path: Path,
+                                                                  tiny_checkpoint: Path) -> None:
+    """MobileSAM (vit_t: TinyViT encoder, 1024 px input) with random weights saved as its checkpoint file."""
+    mobile_sam = pytest.importorskip("mobile_sam")
+    torch.manual_seed(0)
+    sam = mobile_sam.sam_model_registry["vit_t"](checkpoint=None)
+    path = tmp_path / "mobile_sam.pt"
+    torch.save(sam.state_dict(), path)
+    refiner = build_refiner("sam", path, "vit_t", "point")
+    assert type(refiner.predictor).__module__.startswith("mobile_sam")
+    image, obj = disc_scene()
+    inpaint = box_mask(obj.shape, Box(24, 18, 76, 70))
+    out = refiner.refine(image, inpaint)
+    assert out.shape == obj.shape and out.dtype == bool and not (out & ~dilate(inpaint, 8)).any()
+    with pytest.raises(PaintsegError, match="looks like a MobileSAM .*--sam-model-type vit_t"):
+        build_refiner("sam", path, "vit_b")
+    with pytest.raises(PaintsegError, match="not MobileSAM.*--sam-model-type vit_b, vit_l or vit_h"):
+        build_refiner("sam", tiny_checkpoint, "vit_t")

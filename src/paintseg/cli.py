@@ -269,10 +269,19 @@ def generator_train(
                                                    "continue it with more steps later (default: dropped)."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
+    init: Optional[str] = typer.Option(None, help="Fine-tune this pretrained Paint-by-Example-family pipeline "
+                                       "(a diffusers folder or hub id, e.g. a converted RS-Paint) instead of training "
+                                       "paintseg's own model; OUT becomes a pipeline folder."),
+    mixed_precision: str = typer.Option("no", help="With --init: no (fp32), fp16 or bf16 (GPUs)."),
+    gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                help="With --init: recompute UNet activations to save memory."),
+    device: Optional[str] = typer.Option(None, help="cuda, cuda:1 or cpu (default: cuda when there is one)."),
 ) -> None:
     """Self-supervised training: hide an instance (or a random region) of a real scene under an inpaint mask and
     learn to paint it back from a strongly augmented crop of itself, so the model learns to paint what a reference
-    shows, fitted to its surroundings."""
+    shows, fitted to its surroundings. With --init, the same recipe fine-tunes a pretrained pipeline's UNet and
+    reference mapper in its latent space (accelerate; `accelerate launch -m paintseg generator train ...` for
+    several GPUs)."""
     from paintseg.config import GeneratorConfig, load_yaml, validate
     from paintseg.data.episode import Episode
     from paintseg.generate.diffusion.train import train_generator
@@ -286,7 +295,13 @@ def generator_train(
                GeneratorConfig, "options")
     ep = _run(Episode, episode, split)
     _threads()
-    _run(train_generator, ep, out, cfg, resume=resume)
+    if init is not None:
+        from paintseg.generate.finetune import finetune_pipeline
+
+        _run(finetune_pipeline, ep, init, out, cfg, resume=resume, device=device, mixed_precision=mixed_precision,
+             gradient_checkpointing=gradient_checkpointing)
+        return
+    _run(train_generator, ep, out, cfg, resume=resume, device=device)
 
 
 @app.command()

@@ -185,20 +185,36 @@ def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
     return sam
 
 
-# segment_anything's model types ("default" = "vit_h") plus our tiny test model.
-SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_tiny")
+# segment_anything's model types ("default" = "vit_h"), MobileSAM's vit_t and our tiny test model.
+SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_t", "vit_tiny")
+
+
+def _mobile_sam():
+    """MobileSAM (TinyViT image encoder + SAM's decoder; the ``mobilesam-mirror`` package, Apache-2.0)."""
+    import warnings
+
+    with warnings.catch_warnings():  # its timm imports and registrations warn on every import
+        warnings.simplefilter("ignore")
+        return require("mobile_sam", package="mobilesam-mirror", extra="sam", feature="--sam-model-type vit_t")
+
+
+def sam_library(model_type: str):
+    """The package whose predictor and model classes serve ``model_type``: mobile_sam for vit_t, else
+    segment_anything."""
+    return _mobile_sam() if model_type == "vit_t" else _segment_anything()
 
 
 def sam_builder(model_type: str) -> Callable[..., Sam]:
-    """The function that builds a SAM of ``model_type`` (segment_anything's registry, or our tiny test model)."""
+    """The function that builds a SAM of ``model_type`` (segment_anything's or MobileSAM's registry, or our tiny
+    test model)."""
     if model_type not in SAM_MODEL_TYPES:
         raise PaintsegError(f"unknown SAM model type {model_type!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
     if model_type == "vit_tiny":
         return build_sam_vit_tiny
-    return _segment_anything().sam_model_registry[model_type]
+    return sam_library(model_type).sam_model_registry[model_type]
 
 # What each model type's image encoder looks like in a state dict: (patch-embedding width, number of blocks).
-_SAM_SHAPES = {"vit_h": (1280, 32), "vit_l": (1024, 24), "vit_b": (768, 12), "vit_tiny": (64, 2)}
+_SAM_SHAPES = {"vit_h": (1280, 32), "vit_l": (1024, 24), "vit_b": (768, 12), "vit_tiny": (64, 2), "vit_t": None}
 
 
 def _encoder_shape(state: dict[str, Any]) -> tuple[int, int] | None:
@@ -241,8 +257,13 @@ def load_sam(checkpoint: str | Path, model_type: str = "vit_b") -> Sam:
     if not isinstance(state, dict):
         raise PaintsegError(f"{path}: holds a {type(state).__name__}, not a SAM state dict")
     want = "vit_h" if model_type == "default" else model_type
+    tiny_vit = any(str(k).startswith("image_encoder.patch_embed.seq.") for k in state)  # MobileSAM's TinyViT
+    if tiny_vit != (want == "vit_t"):
+        looks = "a MobileSAM (TinyViT) checkpoint" if tiny_vit else "a ViT SAM checkpoint, not MobileSAM"
+        raise PaintsegError(f"{path}: this looks like {looks}, but the model type is {model_type!r}; pass "
+                            f"--sam-model-type {'vit_t' if tiny_vit else 'vit_b, vit_l or vit_h'}")
     found = _encoder_shape(state)
-    if found is not None and found != _SAM_SHAPES[want]:
+    if found is not None and _SAM_SHAPES[want] is not None and found != _SAM_SHAPES[want]:
         guess = [t for t, shape in _SAM_SHAPES.items() if shape == found]
         looks = f"this looks like a {guess[0]} checkpoint" if guess else "this is no SAM model type we know"
         raise PaintsegError(f"{path}: {looks} (image encoder width {found[0]}, {found[1]} blocks), but model type "
@@ -284,7 +305,7 @@ class SamRefiner:
         self.prompt = prompt
         self.dilate = int(dilate)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.predictor = _segment_anything().SamPredictor(load_sam(checkpoint, model_type).to(self.device))
+        self.predictor = sam_library(model_type).SamPredictor(load_sam(checkpoint, model_type).to(self.device))
 
     def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None = None) -> np.ndarray:
         mask, box = _inputs(image, inpaint_mask, box)
