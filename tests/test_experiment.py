@@ -72,6 +72,12 @@ def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():
     assert full.arms == quick.arms and quick.train.steps < full.train.steps and quick.seeds == [0]
     for name in ("dubai.yaml", "oem_fewshot.yaml", "demo_painting.yaml"):
         assert isinstance(load_experiment(REPO / "configs" / name), ExperimentConfig)
+    paper = load_experiment(REPO / "configs" / "oem_fewshot.yaml")  # the paper's setting
+    g = paper.generation
+    assert paper.generator.path.endswith("weights/rs_paint") and paper.generator.train is None
+    assert g.filter.startswith("open_clip:ViT-L-14:") and g.filter.endswith("RemoteCLIP-ViT-L-14.pt")
+    assert (g.refine, g.sam_model_type, g.window, g.scheduler) == ("sam", "vit_h", 512, "pndm")
+    assert [(m.arch, m.encoder_weights) for m in paper.models] == [("segformer", "imagenet"), ("unet", "imagenet")]
 
 
 def test_settings_hash_is_stable_and_sensitive():

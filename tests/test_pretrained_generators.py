@@ -139,3 +139,37 @@ def test_cli_generate_paints_with_a_pipeline_and_a_class_prompt(sd_inpaint: Path
     assert recorded["pipeline"] == "sd-inpaint" and recorded["prompts"] == {str(POOL): "a swimming pool, top view"}
     bad = CliRunner().invoke(app, args[:-1] + ["none", "--prompt", "pool"])
     assert bad.exit_code == 2 and "give CLASS=TEXT" in bad.output
+
+
+def test_paintseg_run_paints_with_a_pipeline_folder_and_keeps_a_hub_id(pbe: Path, tiny_episode: Path,
+                                                                       tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from paintseg.errors import PaintsegError
+    from paintseg.experiment.config import load_experiment
+    from paintseg.experiment.run import run_experiment
+
+    shutil.copytree(pbe, tmp_path / "pbe")
+    data = {"name": "pipe", "episode": {"path": "episode"}, "generator": {"path": "pbe"},
+            "generation": {"per_class": 2, "candidates": 2, "steps": 2, "batch": 2, "window": 64, "device": "cpu",
+                           "quality_tests": 2, "refine": "none"},
+            "arms": ["baseline", "diffusion"],
+            "models": [{"arch": "unet", "encoder": "resnet18"}],
+            "train": {"steps": 2, "batch": 2, "crop": 64, "checkpoint_every": 2, "warmup_steps": 1}, "seeds": [0]}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(data))
+    config = load_experiment(tmp_path / "exp.yaml")
+    saved = run_experiment(config, tmp_path / "exp", progress=False)
+    paint = saved["synthetic"][0]["paint"]["diffusion"]
+    recorded = yaml.safe_load((tmp_path / "exp" / paint / "generate.yaml").read_text())
+    assert recorded["pipeline"] == "paint-by-example" and recorded["size"] == 64
+    assert saved["painting_quality"]["backends"]["diffusion"]["tests"] >= 1
+    assert {r["arm"] for r in saved["runs"]} == {"baseline", "diffusion"}
+
+    data["generator"] = {"path": "Fantasy-Studio/Paint-by-Example"}
+    (tmp_path / "hub.yaml").write_text(yaml.safe_dump(data))
+    hub = load_experiment(tmp_path / "hub.yaml")
+    assert hub.generator.path == "Fantasy-Studio/Paint-by-Example"  # not joined to the config's folder
+    with pytest.raises(PaintsegError, match="hub cannot be asked.*--generator DIR"):
+        run_experiment(hub, tmp_path / "exp_hub", progress=False)

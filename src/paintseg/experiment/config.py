@@ -99,7 +99,9 @@ class GenerationSpec(_Strict):
     candidates: int = Field(4, ge=1, description="Candidates painted per placement (the filter keeps the best).")
     steps: int = Field(25, ge=1, description="Sampling steps.")
     guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale.")
-    scheduler: Literal["ddim", "dpm++"] = "ddim"
+    scheduler: Literal["ddim", "dpm++", "pndm", "default"] = Field(
+        "ddim", description="Sampler: ddim or dpm++ (any generator); pndm (PLMS, RS-Paint's) or default (the one saved "
+        "with it): pretrained pipelines only.")
     strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
                             "strength (SDEdit): 0 = the composite as it is, 1 = from pure noise.")
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
