@@ -295,7 +295,39 @@ def painting_dubai(r: dict) -> str:
     ])
 
 
-BLOCKS = {"threads": threads, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
+def sam_speed(r: dict) -> str:
+    rows = ["| model type | parameters | seconds per 1024-px image |", "|---|---|---|"]
+    rows += [f"| {x['model_type']} | {x['parameters_m']:.1f} M | {x['seconds_per_image']:.2f} s |" for x in r["rows"]]
+    faster = "; ".join(f"vit_t is {x}× faster than {name}" for name, x in r.get("vit_t_speedup", {}).items())
+    return "\n".join([f"**SAM-family refiners** ({r['image']}; {r['device']}, {r['machine']}, {r['date']}):", "",
+                      *rows, "", f"{faster + '. ' if faster else ''}Produced by `{r['command']}` → "
+                      f"`benchmarks/results/sam_speed.json`."])
+
+
+def pretrained_speed(r: dict) -> str:
+    rows = ["| model | dtype | steps | candidates per placement | seconds per candidate | candidates/s |",
+            "|---|---|---|---|---|---|"]
+    for x in r["rows"]:
+        name = ("Paint-by-Example-sized pipeline (512 px)" if x["model"] == "paint-by-example-sized" else
+                f"paintseg base generator ({x['parameters_m']} M, {x['resolution']} px)")
+        rows.append(f"| {name} | {x['dtype']} | {x['steps']} | {x['batch']} | {x['seconds_per_candidate']:.2f} s | "
+                    f"{x['candidates_per_second']:.4f} |")
+    lines = [f"**Painting throughput** (random weights of the real sizes: {r['pbe_parameters_m']} M parameters for "
+             f"the Paint-by-Example-sized pipeline, guidance {r['guidance']}; {r['device']}, {r['date']}):", "", *rows]
+    if "cpu_extrapolated" in r:
+        e = r["cpu_extrapolated"]
+        lines += ["", f"Fitted from the 2- and 4-step runs: {e['seconds_per_step']} s per sampling step and "
+                  f"{e['fixed_seconds']} s per candidate that do not grow with the steps (the VAE's encode and decode at 512 "
+                  f"px, the CLIP tower, PLMS's extra first call), so "
+                  f"about {e['seconds_per_candidate_20_steps']:.0f} s per candidate at 20 steps and "
+                  f"{e['seconds_per_candidate_50_steps']:.0f} s at 50 on this CPU (extrapolated, not run). For "
+                  f"comparison, {r['rs_paint_reference']}. GPU figures: not measured yet (no GPU was lent to this "
+                  f"session; `benchmarks/gpu_check.sh` is the prepared check)."]
+    lines += ["", f"Produced by `{r['command']}` → `benchmarks/results/pretrained_speed_cpu.json`."]
+    return "\n".join(lines)
+
+
+BLOCKS = {"threads": threads, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),

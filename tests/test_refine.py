@@ -219,3 +219,21 @@ def test_mobile_sam_vit_t_loads_its_real_architecture_and_refines(tmp_path: Path
         build_refiner("sam", path, "vit_b")
     with pytest.raises(PaintsegError, match="not MobileSAM.*--sam-model-type vit_b, vit_l or vit_h"):
         build_refiner("sam", tiny_checkpoint, "vit_t")
+
+
+def test_sam2_loads_a_released_style_checkpoint_and_refines(tmp_path: Path) -> None:
+    """SAM 2.1 hiera-tiny with random weights, saved as the released files are ({"model": state_dict})."""
+    pytest.importorskip("sam2")
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(0)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu")
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    refiner = build_refiner("sam", path, "sam2.1_hiera_t", "both")
+    image, obj = disc_scene()
+    inpaint = box_mask(obj.shape, Box(24, 18, 76, 70))
+    out = refiner.refine(image, inpaint)
+    assert out.shape == obj.shape and out.dtype == bool and not (out & ~dilate(inpaint, 8)).any()
+    with pytest.raises(PaintsegError, match="not a sam2.1_hiera_s checkpoint.*sam2.1_hiera_t"):
+        build_refiner("sam", path, "sam2.1_hiera_s")

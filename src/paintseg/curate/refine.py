@@ -18,6 +18,8 @@ the inpaint mask.
 
 from __future__ import annotations
 
+import pickle
+
 import logging
 from functools import partial
 from pathlib import Path
@@ -185,8 +187,30 @@ def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
     return sam
 
 
-# segment_anything's model types ("default" = "vit_h"), MobileSAM's vit_t and our tiny test model.
-SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_t", "vit_tiny")
+# segment_anything's model types ("default" = "vit_h"), MobileSAM's vit_t, SAM 2.1's and our tiny test model.
+SAM2_MODEL_TYPES = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
+SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_t", "vit_tiny", *SAM2_MODEL_TYPES)
+
+
+def sam2_predictor(checkpoint: str | Path, model_type: str, device: torch.device):
+    """SAM 2.1's image predictor (the ``sam2`` package) with ``checkpoint`` (a ``{"model": state_dict}`` file as
+    released, e.g. sam2.1_hiera_large.pt); errors name the file and the fix."""
+    require("sam2", package="sam2", extra=None, feature=f"--sam-model-type {model_type} (install it with "
+            f"SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2)")
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise PaintsegError(f"{path}: SAM 2 checkpoint not found; download the {model_type} weights from "
+                            f"https://github.com/facebookresearch/sam2#model-description")
+    try:
+        model = build_sam2(f"configs/sam2.1/{model_type}.yaml", str(path), device=str(device))
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise PaintsegError(f"{path}: not a {model_type} checkpoint ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200]}); pass the matching --sam-model-type (one of "
+                            f"{', '.join(SAM2_MODEL_TYPES)})") from None
+    return SAM2ImagePredictor(model)
 
 
 def _mobile_sam():
@@ -211,6 +235,8 @@ def sam_builder(model_type: str) -> Callable[..., Sam]:
         raise PaintsegError(f"unknown SAM model type {model_type!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
     if model_type == "vit_tiny":
         return build_sam_vit_tiny
+    if model_type in SAM2_MODEL_TYPES:
+        raise PaintsegError(f"{model_type} is a SAM 2 model: sam2_predictor builds it (the sam2 package's build_sam2)")
     return sam_library(model_type).sam_model_registry[model_type]
 
 # What each model type's image encoder looks like in a state dict: (patch-embedding width, number of blocks).
@@ -305,7 +331,10 @@ class SamRefiner:
         self.prompt = prompt
         self.dilate = int(dilate)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.predictor = sam_library(model_type).SamPredictor(load_sam(checkpoint, model_type).to(self.device))
+        if model_type in SAM2_MODEL_TYPES:
+            self.predictor = sam2_predictor(checkpoint, model_type, self.device)
+        else:
+            self.predictor = sam_library(model_type).SamPredictor(load_sam(checkpoint, model_type).to(self.device))
 
     def refine(self, image: np.ndarray, inpaint_mask: np.ndarray | None, box: Box | None = None) -> np.ndarray:
         mask, box = _inputs(image, inpaint_mask, box)
@@ -315,7 +344,10 @@ class SamRefiner:
             points, labels = np.array([[x + 0.5, y + 0.5]], np.float32), np.array([1])  # pixel centres
         if self.prompt in ("box", "both"):
             box_xyxy = np.array(box, np.float32)  # half-open pixel box = continuous xyxy
-        self.predictor.set_image(image, image_format="RGB")
+        if self.model_type in SAM2_MODEL_TYPES:
+            self.predictor.set_image(image)  # SAM 2 takes RGB as it is
+        else:
+            self.predictor.set_image(image, image_format="RGB")
         masks, scores, _ = self.predictor.predict(point_coords=points, point_labels=labels, box=box_xyxy,
                                                   multimask_output=True)
         best = np.asarray(masks[int(np.argmax(scores))], bool)

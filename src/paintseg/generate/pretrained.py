@@ -156,18 +156,28 @@ def square_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class PretrainedBackend:
-    """Paint with a diffusers Paint-by-Example or SD inpainting pipeline (see the module docstring)."""
+    """Paint with a diffusers Paint-by-Example or SD inpainting pipeline (see the module docstring): ``source`` is
+    a pipeline folder, a hub id, or a pipeline object already built."""
 
-    def __init__(self, source: str | Path, *, steps: int = 50, guidance: float = 5.0, scheduler: str = "default",
+    def __init__(self, source, *, steps: int = 50, guidance: float = 5.0, scheduler: str = "default",
                  seed: int = 0, device: str | None = None, dtype: str = "auto", size: int = 512,
                  prompts: dict[int, str] | None = None, class_names: dict[int, str] | None = None):
         if size % 64:
             raise GeneratorError(f"window size {size}: use a multiple of 64 (512 for the released models)")
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.kind = pipeline_kind(source)
-        self.name = self.kind or "pretrained"
-        self.pipe = load_pipeline(source, self.device, self.dtype, scheduler)
+        if isinstance(source, (str, Path)):
+            self.kind = pipeline_kind(source)
+            self.pipe = load_pipeline(source, self.device, self.dtype, scheduler)
+        else:  # a pipeline built in Python (e.g. benchmarks/pretrained_speed.py); used as it is
+            self.kind = PIPELINES.get(type(source).__name__)
+            if self.kind is None:
+                raise GeneratorError(f"a {type(source).__name__} cannot paint placements; give a "
+                                     f"PaintByExamplePipeline or a StableDiffusionInpaintPipeline")
+            self.pipe = source.to(self.device, self.dtype)
+            self.pipe.set_progress_bar_config(disable=True)
+            source = type(source).__name__
+        self.name = self.kind
         self.source, self.steps, self.guidance, self.seed, self.size = str(source), steps, guidance, seed, size
         self.scheduler = scheduler
         self.prompts, self.class_names = dict(prompts or {}), dict(class_names or {})
