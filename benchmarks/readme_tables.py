@@ -298,7 +298,7 @@ def painting_dubai(r: dict) -> str:
 def sam_speed(r: dict) -> str:
     rows = ["| model type | parameters | seconds per 1024-px image |", "|---|---|---|"]
     rows += [f"| {x['model_type']} | {x['parameters_m']:.1f} M | {x['seconds_per_image']:.2f} s |" for x in r["rows"]]
-    faster = "; ".join(f"vit_t is {x}× faster than {name}" for name, x in r.get("vit_t_speedup", {}).items())
+    faster = "; ".join(f"{name} takes {x}× vit_t's time" for name, x in r.get("vit_t_speedup", {}).items())
     return "\n".join([f"**SAM-family refiners** ({r['image']}; {r['device']}, {r['machine']}, {r['date']}):", "",
                       *rows, "", f"{faster + '. ' if faster else ''}Produced by `{r['command']}` → "
                       f"`benchmarks/results/sam_speed.json`."])

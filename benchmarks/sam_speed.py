@@ -86,7 +86,7 @@ def main() -> None:
         result["vit_t_speedup"] = {r["model_type"]: round(r["seconds_per_image"] / rows[0]["seconds_per_image"], 1)
                                    for r in rows[1:]}
         for name, times in result["vit_t_speedup"].items():
-            print(f"vit_t is {times}x faster than {name}")
+            print(f"{name} takes {times}x vit_t's time")
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}\n{command}")
 

@@ -129,3 +129,25 @@ def test_generator_train_generate_curate_and_train_on_the_synthetic_set(tiny_epi
 
     r = invoke("generate", tiny_episode, "--generator", tmp_path / "no-gen", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "no-gen" in r.output and "paintseg generator train" in r.output
+
+
+def test_generate_and_run_share_their_defaults_and_help_reads_well() -> None:
+    """`generate`'s defaults are the run config's (one source of truth); help is plain, ordered, with defaults."""
+    import typer.main
+
+    from paintseg.experiment.config import GenerationSpec
+
+    command = typer.main.get_command(app)
+    options = {p.name: p.default for p in command.commands["generate"].params}
+    fields = GenerationSpec.model_fields
+    shared = {"per_class", "candidates", "steps", "guidance", "scheduler", "strength", "prior", "appearance",
+              "orient", "reference_weights", "batch", "filter", "score_mode", "keep", "refine", "sam_model_type",
+              "sam_prompt", "min_cover", "max_cover", "device", "dtype"}
+    for name in shared:
+        assert options[name] == fields[name].default, name
+    assert options["window_size"] == fields["window"].default
+    top = invoke("--help").output
+    listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed[:3] == ["demo", "run", "report"] and "<bool>" not in top
+    train_help = invoke("train", "--help").output
+    assert "[default: (1000 unless" in train_help and "[default: 512]" in invoke("generate", "--help").output

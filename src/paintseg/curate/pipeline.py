@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from paintseg.config import guard_settings
+from paintseg.config import guard_settings, parse_keep
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
@@ -44,22 +44,10 @@ class KeepRule:
     @classmethod
     def parse(cls, text: str | None) -> "KeepRule":
         """``"all"``/None, ``"0.6"`` (threshold), ``"top:0.5"`` (fraction) or ``"0.6,top:0.5"`` (both)."""
-        rule = cls()
-        if text is None or text.strip() in ("", "all"):
-            return rule
-        for part in text.split(","):
-            part = part.strip()
-            try:
-                if part.startswith("top:"):
-                    rule.top_fraction = float(part[4:])
-                    if not 0 < rule.top_fraction <= 1:
-                        raise ValueError
-                else:
-                    rule.threshold = float(part)
-            except ValueError:
-                raise PaintsegError(f"--keep {text!r}: use 'all', a score threshold such as '0.6', a fraction "
-                                    f"such as 'top:0.5' (0 < f <= 1), or both: '0.6,top:0.5'") from None
-        return rule
+        try:
+            return cls(*parse_keep(text))
+        except ValueError as e:
+            raise PaintsegError(f"--{e}") from None
 
 
 def refiner_settings(refiner: Refiner) -> dict:

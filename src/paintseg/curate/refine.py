@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 
+from paintseg.config import SAM_MODEL_TYPES as CONFIG_SAM_TYPES
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.generate.masks import Box, mask_box
@@ -188,8 +189,8 @@ def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
 
 
 # segment_anything's model types ("default" = "vit_h"), MobileSAM's vit_t, SAM 2.1's and our tiny test model.
-SAM2_MODEL_TYPES = ("sam2.1_hiera_t", "sam2.1_hiera_s", "sam2.1_hiera_b+", "sam2.1_hiera_l")
-SAM_MODEL_TYPES = ("default", "vit_h", "vit_l", "vit_b", "vit_t", "vit_tiny", *SAM2_MODEL_TYPES)
+SAM_MODEL_TYPES = CONFIG_SAM_TYPES
+SAM2_MODEL_TYPES = tuple(t for t in SAM_MODEL_TYPES if t.startswith("sam2"))
 
 
 def sam2_predictor(checkpoint: str | Path, model_type: str, device: torch.device):

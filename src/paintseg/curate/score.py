@@ -41,6 +41,7 @@ import torch
 from PIL import Image
 from scipy.stats import rankdata
 
+from paintseg.config import ENCODER_KINDS, ENCODER_SPECS, check_encoder_spec
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.generate.candidates import Candidate, load_candidate
@@ -50,8 +51,7 @@ from paintseg.generate.references import Reference, padded_box
 MODES = ("region", "window")
 DEFAULT_MODE = "window"  # measured by benchmarks/curation_dubai.py: best ROC-AUC of the modes (0.71 vs 0.63)
 DEFAULT_ENCODER = "handcrafted"
-EFFICIENTNET_ENCODERS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
-ENCODER_SPECS = "'handcrafted', 'efficientnet-lite0' (or -lite1, -lite2), 'generator:GEN' or 'open_clip:MODEL:CHECKPOINT'"
+EFFICIENTNET_ENCODERS = ENCODER_KINDS[1:]
 
 
 class ScoreError(PaintsegError):
@@ -250,6 +250,10 @@ class EfficientNetEncoder:
 def build_encoder(spec: str = DEFAULT_ENCODER, device: str | None = None) -> Encoder:
     """An encoder from its spec: ``handcrafted``, ``efficientnet-lite0`` (or lite1/lite2), ``generator:GEN`` or
     ``open_clip:MODEL:CHECKPOINT``."""
+    try:
+        check_encoder_spec(spec)
+    except ValueError as e:
+        raise ScoreError(str(e)) from None
     kind, _, rest = spec.partition(":")
     if kind == "handcrafted" and not rest:
         return HandcraftedEncoder()

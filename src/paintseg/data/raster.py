@@ -92,6 +92,21 @@ def is_raster(path: str | Path) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- reading
+def _gdal_reason(error: BaseException) -> str:
+    """What GDAL said, from rasterio's chain of exceptions ("Read failed. See previous exception" alone says
+    nothing): the outermost and innermost messages, and "truncated or corrupt" when a read came up short."""
+    chain, seen = [error], {id(error)}
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and id(nxt) not in seen:
+        chain.append(nxt)
+        seen.add(id(nxt))
+    messages = [str(e) for e in chain if str(e) and "See previous exception" not in str(e)]
+    if not messages:
+        return str(error)
+    detail = messages[0] if len(messages) == 1 else f"{messages[0]}; {messages[-1]}"
+    short = "got" in messages[-1] and "expected" in messages[-1] or "Read error" in messages[-1]
+    return f"the file is truncated or corrupt: {detail}" if short else detail
+
+
 def _read_any(path: Path) -> Raster:
     if not path.is_file():
         raise RasterError(f"{path}: no such file; check the path (and the name listed in the episode)")
@@ -109,7 +124,8 @@ def _read_any(path: Path) -> Raster:
                         np.moveaxis(data, 0, -1), fmt, path, src.crs, src.transform, dict(src.tags())
                     )
         except RasterioIOError as e:
-            raise RasterError(f"{path}: unreadable GeoTIFF ({e}); re-export or replace the file") from None
+            raise RasterError(f"{path}: unreadable GeoTIFF ({_gdal_reason(e)}); re-export or re-download the file"
+                              ) from None
     try:
         with Image.open(path) as im:
             im.load()

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paintseg.generate.pretrained import HUB_ID as _HUB_ID
-from paintseg.config import GENERATOR_MASK_KINDS, GeneratorConfig, HarmoniserConfig, TrainConfig, load_yaml
+from paintseg.config import (GENERATOR_MASK_KINDS, HUB_ID, GeneratorConfig, HarmoniserConfig, SAM_MODEL_TYPES,
+                             TrainConfig, check_encoder_spec, load_yaml, parse_keep)
 
 # copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
 # on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser
@@ -150,6 +150,24 @@ class GenerationSpec(_Strict):
     def _kinds(cls, value: list[str]) -> list[str]:
         return _among(value, GENERATOR_MASK_KINDS, "mask_kinds")
 
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        return check_encoder_spec(value, allow=("none", "generator"))
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: str) -> str:
+        parse_keep(value)
+        return value
+
+    @field_validator("sam_model_type")
+    @classmethod
+    def _sam_type(cls, value: str) -> str:
+        if value not in SAM_MODEL_TYPES:
+            raise ValueError(f"unknown SAM model type {value!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
+        return value
+
     @model_validator(mode="after")
     def _sam(self) -> "GenerationSpec":
         if self.refine == "sam" and self.sam_checkpoint is None:
@@ -269,7 +287,7 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
             setattr(ep.split, key, _resolve(getattr(ep.split, key), base))
     if config.generator is not None:
         path = config.generator.path
-        hub_id = path is not None and _HUB_ID.fullmatch(path) and not (base / path).exists()
+        hub_id = path is not None and HUB_ID.fullmatch(path) and not (base / path).exists()
         config.generator.path = path if hub_id else _resolve(path, base)  # a hub id stays as it is
     config.harmoniser.path = _resolve(config.harmoniser.path, base)
     config.generation.sam_checkpoint = _resolve(config.generation.sam_checkpoint, base)

@@ -50,7 +50,7 @@ from paintseg.config import dump_yaml
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
-from paintseg.generate.pretrained import HUB_ID
+from paintseg.config import HUB_ID
 
 from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 

@@ -22,7 +22,6 @@ Loading pitfall (diffusers 0.42): the hub's Paint-by-Example ``model_index.json`
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import cv2
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from paintseg.config import HUB_ID
 from paintseg.extras import require
 
 from .candidates import Candidate, WindowJob
@@ -40,7 +40,6 @@ PIPELINES = {"PaintByExamplePipeline": "paint-by-example", "StableDiffusionInpai
 DEFAULT_PROMPT = "a top-down satellite image of a {class}"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SCHEDULERS = ("default", "ddim", "pndm", "dpm++")  # default: the scheduler saved with the pipeline
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def read_index(source: str | Path) -> dict | None:
