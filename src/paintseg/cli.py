@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import sys
@@ -80,6 +81,15 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except (PaintsegError, FileNotFoundError) as e:
         _fail(str(e))
+    except OSError as e:  # a folder that cannot be written, a full disk: say so, keep what is complete
+        where = e.filename or "the output folder"
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            _fail(f"{where}: cannot write here ({e.strerror}); pass an --out folder you may write to (nothing "
+                  f"written before was changed)")
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(f"{where}: no space left on the device ({e.strerror}); free some space or pass an --out folder on "
+                  f"another disk, then run the same command again: it resumes from what is complete")
+        raise
 
 
 def _threads() -> None:

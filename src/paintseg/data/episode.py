@@ -151,7 +151,10 @@ class Episode:
         expected_shots = expected_shots if expected_shots is not None else 5
         for cid in self.classes.novel_ids:
             n = len(self.support.get(cid, []))
-            if n < expected_shots:
+            if n == 0:
+                out.append(f"{self.root / SPLIT_LISTS[self.split]}: novel class {cid} ({self.classes.name(cid)}) has no "
+                           f"support image; list at least one under support_set[\"{cid}\"] (few-shot needs examples)")
+            elif n < expected_shots:
                 out.append(f"{self.root / SPLIT_LISTS[self.split]}: novel class {cid} ({self.classes.name(cid)}) has "
                            f"{n} support image(s), fewer than {expected_shots} shots; add support images or pass "
                            f"--shots {n}")

@@ -156,11 +156,17 @@ def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None) -> Rast
     for b in rgb_bands:
         if not 1 <= b <= bands:
             raise RasterError(
-                f"{path}: has {bands} band(s) but band {b} was asked for; pass rgb_bands within 1..{bands}"
+                f"{path}: has {bands} band(s) but band {b} was asked for; say which bands to read as red, green, "
+                f"blue with rgb_bands (1 or 3 band numbers within 1..{bands}, e.g. "
+                f"[{', '.join(str(min(i, bands)) for i in (1, 2, 3))}]) in the --config YAML or the run config's "
+                f"train section"
             )
     arr = arr[..., [b - 1 for b in rgb_bands]]
     if arr.dtype not in (np.uint8, np.uint16):
-        raise RasterError(f"{path}: images must be uint8 or uint16, this one is {arr.dtype}; convert it first")
+        nan = np.issubdtype(arr.dtype, np.floating) and bool(np.isnan(arr).any())
+        raise RasterError(f"{path}: images must be uint8 or uint16, this one is {arr.dtype}"
+                          f"{' with NaN pixels' if nan else ''}; rescale it to uint8 or uint16 first (no-data as 0), "
+                          f"e.g. gdal_translate -ot UInt16 -scale -a_nodata 0 IN.tif OUT.tif")
     return replace(raster, array=np.ascontiguousarray(arr))
 
 
