@@ -24,8 +24,9 @@ from tqdm import tqdm
 from paintseg.data.episode import Episode
 from paintseg.data.raster import IMAGE_SUFFIX, LABEL_SUFFIX, read_image, write_image, write_label
 from paintseg.errors import PaintsegError
-from paintseg.files import write_text
-from paintseg.generate.candidates import load_candidate, read_jsonl
+from paintseg.files import append_jsonl, write_text
+from paintseg.files import read_jsonl
+from paintseg.generate.candidates import load_candidate
 from paintseg.generate.masks import Box
 
 
@@ -113,14 +114,14 @@ def drop_overlaps(chosen: list[dict], candidates_dir: Path) -> tuple[list[dict],
     return kept, dropped
 
 
-def _instance_line(entry: dict, image: str | None, mask_pixels: int | None, why: str | None) -> str:
-    return json.dumps({
+def _instance_record(entry: dict, image: str | None, mask_pixels: int | None, why: str | None) -> dict:
+    return {
         "image": image, "scene": entry["scene"], "placement": entry["placement"], "candidate": entry["candidate"],
         "backend": entry["backend"], "class_id": entry["class_id"], "reference": entry["reference"],
         "reference_source": entry["reference_source"], "box": entry["box"], "window": entry["window"],
         "seed": entry["seed"], "score": entry.get("score"), "refine": entry.get("refine", "none"),
         "mask_pixels": mask_pixels, "kept": why is None, **({"why": why} if why is not None else {}),
-    })
+    }
 
 
 def compose_set(episode: Episode, out: Path, chosen: list[dict], candidates_dir: Path | None = None,
@@ -163,11 +164,9 @@ def compose_set(episode: Episode, out: Path, chosen: list[dict], candidates_dir:
         write_image(out / "images" / image_name, image, like=raster)
         write_label(out / "labels" / (stem + LABEL_SUFFIX[raster.format]), new_label, like=raster,
                     classes=episode.classes)
-        with open(manifest, "a") as f:
-            f.write("".join(_instance_line(e, image_name, int(ins.object_mask.sum()), None) + "\n"
-                            for e, ins in zip(by_scene[scene], insertions)))
+        append_jsonl(manifest, [_instance_record(e, image_name, int(ins.object_mask.sum()), None)
+                                for e, ins in zip(by_scene[scene], insertions)])
         written += 1
     if rejected:
-        with open(manifest, "a") as f:
-            f.write("".join(_instance_line(e, None, None, e["why"]) + "\n" for e in rejected))
+        append_jsonl(manifest, [_instance_record(e, None, None, e["why"]) for e in rejected])
     return written

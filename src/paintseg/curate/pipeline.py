@@ -121,7 +121,7 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
             fallback = getattr(refiner, "last_fallback", None)
             path.parent.mkdir(parents=True, exist_ok=True)
             if fallback:
-                fallback_file.write_text(fallback + "\n")
+                write_text(fallback_file, fallback + "\n")
             save_png(path, refined.astype(np.uint8) * 255)
         if fallback_file.is_file():  # the refiner found no outline and returned the inpaint mask
             rejected[p] = f"refine: no outline ({fallback_file.read_text().strip()})"
@@ -150,7 +150,7 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
         "kept_per_class": dict(Counter(episode.classes.name(int(e["class_id"])) for e in chosen)),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
-    (out / "curate_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "curate_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

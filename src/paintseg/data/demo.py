@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter
 from tqdm import tqdm
 
 from paintseg.errors import PaintsegError
+from paintseg.files import write_text
 
 from .classes import BACKGROUND, IGNORE, ClassInfo, ClassMap
 from .raster import Raster, write_image, write_label
@@ -318,6 +319,6 @@ def _write(root: Path, args: dict, progress: bool) -> None:
         write_label(folder / "labels" / f"{name}.tif", _relabel(label, part), like=like, classes=DEMO_CLASSES)
         names[part].append(f"{name}.tif")
     val = {"support_set": {str(SOLAR): names["support"]}, "query_set": names["query"]}
-    (root / "val.json").write_text(json.dumps(val, indent=1) + "\n")
-    (root / "train.txt").write_text("".join(n + "\n" for n in names["train"]))
-    (root / "demo.json").write_text(json.dumps(_config(**args), indent=1) + "\n")
+    write_text(root / "val.json", json.dumps(val, indent=1) + "\n")
+    write_text(root / "train.txt", "".join(n + "\n" for n in names["train"]))
+    write_text(root / "demo.json", json.dumps(_config(**args), indent=1) + "\n")

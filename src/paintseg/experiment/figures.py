@@ -24,7 +24,8 @@ from scipy import ndimage
 from paintseg.data.episode import Episode, Sample
 from paintseg.data.raster import read_image, read_label, to_uint8
 from paintseg.evaluate.metrics import PREDICTION_SUFFIXES
-from paintseg.generate.candidates import read_jsonl, read_manifest
+from paintseg.files import read_jsonl
+from paintseg.generate.candidates import read_manifest
 from paintseg.generate.references import load_references
 
 TILE = 256  # the largest side of an image tile, in pixels

@@ -15,8 +15,6 @@ On disk (``SYN/candidates/``; file names in the manifest are relative to it)::
 
 from __future__ import annotations
 
-import json
-import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from tqdm import tqdm
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
 from paintseg.errors import PaintsegError
-from paintseg.files import save_png
+from paintseg.files import append_jsonl, read_jsonl, save_png
 
 from .masks import Box, make_mask
 from .placement import Placement
@@ -108,13 +106,7 @@ def candidate_file(index: int, k: int) -> str:
 
 def done_placements(manifest: Path) -> set[int]:
     """Placement indices whose candidates are all written (their manifest lines exist)."""
-    if not manifest.is_file():
-        return set()
-    done = set()
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            done.add(int(json.loads(line)["placement"]))
-    return done
+    return {int(entry["placement"]) for entry in read_jsonl(manifest)}
 
 
 def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backend, out: Path, candidates: int,
@@ -152,7 +144,7 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
                 else:
                     paint_file = image_file.replace(".png", "_paint.png")
                     save_png(out / paint_file, cand.paint_mask.astype(np.uint8) * 255)
-                lines.append(json.dumps({
+                lines.append(({
                     "placement": job.index, "candidate": k, "backend": backend.name,
                     "class_id": job.placement.class_id, "reference": job.placement.reference,
                     "reference_source": job.reference.source, "scene": job.placement.scene,
@@ -162,10 +154,7 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
                     "inpaint_file": inpaint_file,
                     "object_pixels": int(cand.object_mask.sum()),
                 }))
-        with open(manifest, "a") as f:
-            f.write("\n".join(lines) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(manifest, lines)  # after every file of the batch is written: the placements' completion mark
         painted += len(pending)
         bar.update(len(pending))
         pending.clear()
@@ -177,13 +166,6 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
     flush()
     bar.close()
     return painted
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a manifest (one per line; blank lines skipped); [] when the file does not exist yet."""
-    if not Path(path).is_file():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def read_manifest(path: Path) -> list[dict]:

@@ -96,7 +96,7 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "seconds_per_candidate": round(timings["paint"] / max(len(todo) * candidates, 1), 4) if todo else None,
     }
-    (out / "generate_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "generate_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
