@@ -327,7 +327,21 @@ def pretrained_speed(r: dict) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"threads": threads, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
+def large_raster(r: dict) -> str:
+    rows = ["| image | windows | windowed: peak RSS | windowed: windows/s | in memory: peak RSS | in memory: windows/s |",
+            "|---|---|---|---|---|---|"]
+    by = {(x["size"], x["mode"]): x for x in r["rows"]}
+    for size in sorted({x["size"] for x in r["rows"]}):
+        w, m = by[(size, "windowed")], by.get((size, "in memory"))
+        rows.append(f"| {size} × {size} | {w['windows']} | {w['peak_rss_mb']:,} MB | {w['windows_per_second']} | "
+                    + (f"{m['peak_rss_mb']:,} MB | {m['windows_per_second']} |" if m else "– | – |"))
+    return "\n".join([f"**Large GeoTIFFs** ({r['model']}, {r['window']}-px windows, overlap {r['overlap']}, "
+                      f"{r['threads']} threads, {r['date']}; peak RSS of the whole process, the model's own forward "
+                      f"pass included):", "", *rows, "",
+                      f"Produced by `{r['command']}` → `benchmarks/results/large_raster.json`."])
+
+
+BLOCKS = {"threads": threads, "large_raster": large_raster, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),

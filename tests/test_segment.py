@@ -270,6 +270,51 @@ def test_predict_geotiff_keeps_georeference_and_size(trained, tmp_path: Path) ->
     assert (tmp_path / "pred" / "color" / "scene.png").is_file()
 
 
+def test_windowed_prediction_of_a_geotiff_equals_the_in_memory_one(trained, tmp_path: Path) -> None:
+    """Column blocks and windowed reads/writes (the large-GeoTIFF path) give the labels of the in-memory path."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from paintseg.data.raster import Raster
+    from paintseg.segment.predict import predict_geotiff
+    from paintseg.segment.train import load_model
+    from paintseg.segment.predict import allowed_classes
+
+    episode, run = trained
+    img, _ = tiny_scene(np.random.default_rng(7), 192, pools=3)
+    like = Raster(img[:150, :190], "GTiff", crs=CRS.from_epsg(32633), transform=Affine(0.5, 0, 5e5, 0, -0.5, 4e6))
+    src = write_image(tmp_path / "in" / "scene.tif", img[:150, :190], like=like)
+    (whole,) = predict(run, [src], tmp_path / "mem", batch=1, progress=False)
+    model, classes, meta = load_model(run)
+    blocked = predict_geotiff(model, src, tmp_path / "win" / "scene.tif", 64, 0.25, 1,
+                              allowed_classes(classes, meta), classes, columns=40)
+    a, b = read_label(whole), read_label(blocked)
+    assert np.array_equal(a.array, b.array) and b.crs == a.crs and b.transform == a.transform
+    (auto,) = predict(run, [src], tmp_path / "auto", batch=1, progress=False, large_pixels=0)  # the CLI's path
+    assert np.array_equal(read_label(auto).array, a.array) and (tmp_path / "auto/color/scene.png").is_file()
+
+
+def test_predict_a_4096_px_geotiff_tiled_from_the_real_sample(trained, shared_data: Path, tmp_path: Path) -> None:
+    """A 4096 x 4096 GeoTIFF (adelaide_2.tif tiled 4 x 4) goes window by window: same CRS, transform and size."""
+    import rasterio
+
+    _, run = trained
+    with rasterio.open(shared_data / "oem_geotiff_sample" / "adelaide_2.tif") as s:
+        tile, profile = s.read(), s.profile
+    big = tmp_path / "big.tif"
+    profile.update(width=4096, height=4096, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(big, "w", **profile) as dst:
+        for r in range(4):
+            for c in range(4):
+                dst.write(tile, window=rasterio.windows.Window(c * 1024, r * 1024, 1024, 1024))
+    (out,) = predict(run, [big], tmp_path / "pred", window=256, batch=8, progress=False, large_pixels=1024 * 1024)
+    with rasterio.open(big) as a, rasterio.open(out) as b:
+        assert (b.width, b.height, b.count, b.crs, b.transform) == (a.width, a.height, 1, a.crs, a.transform)
+        corner = b.read(1, window=rasterio.windows.Window(0, 0, 64, 64))
+    assert set(np.unique(corner).tolist()) <= {1, 2, 3, 4}
+    assert not list((tmp_path / "pred").glob(".*.partial"))
+
+
 def test_predict_accuracy_on_query_images(trained, tmp_path: Path) -> None:
     episode, run = trained
     written = predict(run, [s.image for s in episode.query], tmp_path / "pred", progress=False)

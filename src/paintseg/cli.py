@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import glob
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -584,6 +585,10 @@ def generate(
             _fail(f"--prompt {item!r}: give CLASS=TEXT, e.g. --prompt 'pool=a swimming pool seen from above'")
         prompts[_run(ep.classes.by_name, name.strip()).id] = text.strip()
     novel = {c: ep.classes.name(c) for c in ep.classes.novel_ids}
+    if device is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: this process's device
+        from paintseg.generate.pipeline import process_state
+
+        device = str(process_state().device)
     backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
                              strength=strength, paste_colour=paste_colour, paste_noise=paste_noise, device=device,
                              dtype=dtype, size=window_size, prompts=prompts, class_names=novel)
@@ -594,6 +599,8 @@ def generate(
     summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
                    batch=batch, select=select, backend_settings=settings, curation=curation,
                    reference_weights=reference_weights, appearance=appearance, orient=orient)
+    if "rank" in summary:  # another process of `accelerate launch`: the first one curates and reports
+        return
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
                           indent=1))
     if summary["curation"] is not None:

@@ -95,15 +95,18 @@ def timm_state_dict(state: dict[str, torch.Tensor], blocks_per_stage: list[int])
     return out
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], what: str, error: type[Exception] | None = None,
+                hint: str = "", weights: str = "the packaged weights") -> None:
+    """``model.load_state_dict(state, strict=True)``, with an ``error`` (default :class:`PretrainedError`) that
+    counts and shows the missing, unexpected and mis-shaped keys first, then ``hint``."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or extra or shapes:
-        raise PretrainedError(f"{what}: the packaged weights do not fit ({len(missing)} missing keys, e.g. "
-                              f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}; {len(shapes)} shape "
-                              f"mismatches, e.g. {shapes[:2]})")
+        raise (error or PretrainedError)(
+            f"{what}: {weights} do not fit ({len(missing)} missing keys, e.g. {missing[:3]}; {len(extra)} "
+            f"unexpected, e.g. {extra[:3]}; {len(shapes)} shape mismatches, e.g. {shapes[:3]}){hint}")
     model.load_state_dict(state, strict=True)
 
 
@@ -120,7 +123,7 @@ def imagenet_classifier(name: str = "tf_efficientnet_lite0") -> nn.Module:
     import timm
 
     model = timm.create_model(name, pretrained=False)
-    _load_strict(model, packaged_state(name, [len(s) for s in model.blocks]), name)
+    load_strict(model, packaged_state(name, [len(s) for s in model.blocks]), name)
     return model.eval()
 
 
@@ -128,7 +131,7 @@ def load_packaged_encoder(features: nn.Module, name: str) -> None:
     """Load the packaged weights into a timm ``features_only`` model (what smp's ``tu-`` encoder wraps): every key
     but the classifier head's, strictly."""
     state = packaged_state(name, [len(s) for s in features.blocks])
-    _load_strict(features, {k: v for k, v in state.items() if not k.startswith(HEAD_KEYS)}, f"tu-{name}")
+    load_strict(features, {k: v for k, v in state.items() if not k.startswith(HEAD_KEYS)}, f"tu-{name}")
 
 
 class LiteFeatures(nn.Module):

@@ -107,7 +107,12 @@ def _gdal_reason(error: BaseException) -> str:
     return f"the file is truncated or corrupt: {detail}" if short else detail
 
 
-def _read_any(path: Path) -> Raster:
+Box = tuple[int, int, int, int]  # (row, col, height, width) of a window, in pixels
+
+
+def _read_any(path: Path, window: Box | None = None) -> Raster:
+    """The raster at ``path``; with ``window``, only those pixels (GeoTIFF: read from disk alone, in bounded
+    memory; PNG/JPEG: cropped after reading) and the transform moved to the window's corner."""
     if not path.is_file():
         raise RasterError(f"{path}: no such file; check the path (and the name listed in the episode)")
     fmt = raster_format(path)
@@ -119,10 +124,14 @@ def _read_any(path: Path) -> Raster:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as src:
-                    data = src.read()  # (bands, H, W), whatever the interleave on disk
-                    return Raster(
-                        np.moveaxis(data, 0, -1), fmt, path, src.crs, src.transform, dict(src.tags())
-                    )
+                    if window is None:
+                        data, transform = src.read(), src.transform  # (bands, H, W), whatever the interleave
+                    else:
+                        from rasterio.windows import Window
+
+                        box = Window(window[1], window[0], window[3], window[2])
+                        data, transform = src.read(window=box), src.window_transform(box)
+                    return Raster(np.moveaxis(data, 0, -1), fmt, path, src.crs, transform, dict(src.tags()))
         except RasterioIOError as e:
             raise RasterError(f"{path}: unreadable GeoTIFF ({_gdal_reason(e)}); re-export or re-download the file"
                               ) from None
@@ -137,16 +146,18 @@ def _read_any(path: Path) -> Raster:
         raise RasterError(f"{path}: unreadable {fmt} ({e}); re-export or replace the file") from None
     if arr.ndim == 2:
         arr = arr[..., None]
-    return Raster(arr, fmt, path)
+    raster = Raster(arr, fmt, path)
+    return raster if window is None else raster.window(*window)
 
 
-def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None) -> Raster:
+def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None, window: Box | None = None) -> Raster:
     """Read an image as H×W×C in its stored dtype.
 
     ``rgb_bands`` picks bands (1-based, as GDAL counts them) in the order red, green, blue, e.g. ``(4, 3, 2)`` for
     Sentinel-2; by default a 1- or 3-band image is returned whole and a 4+-band image gives its first three bands.
+    ``window`` = (row, col, height, width) reads only those pixels (a GeoTIFF from disk alone).
     """
-    raster = _read_any(Path(path))
+    raster = _read_any(Path(path), window)
     arr = raster.array
     if raster.format == "PNG" and arr.shape[2] in (2, 4):  # drop alpha
         arr = arr[..., : arr.shape[2] - 1]
@@ -170,12 +181,13 @@ def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None) -> Rast
     return replace(raster, array=np.ascontiguousarray(arr))
 
 
-def read_label(path: str | Path, classes: ClassMap | None = None) -> Raster:
-    """Read a label as H×W uint8 class ids (colour-coded labels decoded through ``classes``)."""
+def read_label(path: str | Path, classes: ClassMap | None = None, window: Box | None = None) -> Raster:
+    """Read a label as H×W uint8 class ids (colour-coded labels decoded through ``classes``); ``window`` as in
+    :func:`read_image`."""
     path = Path(path)
     if raster_format(path) == "JPEG":
         raise RasterError(f"{path}: JPEG is lossy and cannot hold exact labels; store labels as PNG or GeoTIFF")
-    raster = _read_any(path)
+    raster = _read_any(path, window)
     arr = raster.array
     if arr.shape[2] in (1, 2):
         ids = arr[..., 0]
@@ -313,11 +325,17 @@ def _default_lut() -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- conversions
-def to_float(image: np.ndarray) -> np.ndarray:
+def stretch_bounds(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-band 2nd and 98th percentiles (1×1×C each) that :func:`to_float` stretches uint16 imagery between."""
+    img = image.astype(np.float32) if image.ndim == 3 else image.astype(np.float32)[..., None]
+    return (np.percentile(img, 2, axis=(0, 1), keepdims=True), np.percentile(img, 98, axis=(0, 1), keepdims=True))
+
+
+def to_float(image: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """H×W×C uint8/uint16 → H×W×3 float32 in [0, 1] for models.
 
-    uint8 is divided by 255; uint16 is stretched per band between its 2nd and 98th percentiles. A 1-band image is
-    repeated to 3 bands.
+    uint8 is divided by 255; uint16 is stretched per band between its 2nd and 98th percentiles (``bounds``: given
+    ones, e.g. of the whole image when this is one window of it). A 1-band image is repeated to 3 bands.
     """
     if image.ndim == 2:
         image = image[..., None]
@@ -325,8 +343,7 @@ def to_float(image: np.ndarray) -> np.ndarray:
         out = image.astype(np.float32) / 255.0
     else:
         img = image.astype(np.float32)
-        lo = np.percentile(img, 2, axis=(0, 1), keepdims=True)
-        hi = np.percentile(img, 98, axis=(0, 1), keepdims=True)
+        lo, hi = bounds if bounds is not None else stretch_bounds(img)
         out = np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)

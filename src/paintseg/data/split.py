@@ -148,11 +148,16 @@ def _probe(path: Path) -> tuple[int, int, int]:
         raise SplitError(f"{path}: unreadable image ({e}); re-export or remove it") from None
 
 
-def _label(path: Path, classes: ClassMap) -> np.ndarray:
+def _label(path: Path, classes: ClassMap, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
     try:
-        return read_label(path, classes).array
+        return read_label(path, classes, window).array
     except (RasterError, ClassMapError) as e:
         raise SplitError(str(e)) from None
+
+
+def _windowed(path: Path) -> bool:
+    """GeoTIFFs are read tile by tile from disk (bounded memory for any size); PNG/JPEG whole, once."""
+    return raster_format(path) == "GTiff"
 
 
 # ------------------------------------------------------------------------------------------------ assignment
@@ -299,21 +304,28 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
     for i, pair in enumerate(tqdm(pairs, desc="scan labels", unit="pair", disable=not progress)):
         height, width, n_bands = _probe(pair.image)
         bands.append(n_bands)
-        label = _label(pair.label, classes)
-        if label.shape != (height, width):
-            raise SplitError(f"{pair.label}: label is {label.shape[1]}x{label.shape[0]} but its image {pair.image} is "
+        windowed = _windowed(pair.label)
+        if windowed:
+            lh, lw, _ = _probe(pair.label)
+        else:
+            label = _label(pair.label, classes)
+            lh, lw = label.shape
+        if (lh, lw) != (height, width):
+            raise SplitError(f"{pair.label}: label is {lw}x{lh} but its image {pair.image} is "
                              f"{width}x{height}; image and label must have the same size")
-        hist = np.bincount(label.reshape(-1), minlength=256)
-        unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
-        if unknown:
-            raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are {sorted(valid)} (add them "
-                             f"to classes.json or fix the label)")
         prefix = f"{pair.group}_{pair.stem}" if group else pair.stem
         th, tw = min(height, tile or height), min(width, tile or width)
         for ri, row in enumerate(_offsets(height, tile)):
             for ci, col in enumerate(_offsets(width, tile)):
                 tiles.append(_Tile(i, row, col, th, tw, _sanitize(f"{prefix}_r{ri}_c{ci}")))
-                counts.append(np.bincount(label[row : row + th, col : col + tw].reshape(-1), minlength=256))
+                cut = _label(pair.label, classes, (row, col, th, tw)) if windowed else \
+                    label[row : row + th, col : col + tw]
+                hist = np.bincount(cut.reshape(-1), minlength=256)
+                unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
+                if unknown:
+                    raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are {sorted(valid)} "
+                                     f"(add them to classes.json or fix the label)")
+                counts.append(hist)
     seen: dict[str, _Tile] = {}
     for t in tiles:
         if t.name in seen:
@@ -346,16 +358,27 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
     for i in tqdm(sorted(by_pair), desc="write tiles", unit="pair", disable=not progress):
         pair = pairs[i]
         fmt = raster_format(pair.image)
+        every_band = tuple(range(1, bands[i] + 1)) if fmt == "GTiff" else None
+        whole_image = whole_label = None
         try:
-            image = read_image(pair.image, tuple(range(1, bands[i] + 1)) if fmt == "GTiff" else None)
+            if not _windowed(pair.image):
+                whole_image = read_image(pair.image, every_band)
         except RasterError as e:
             raise SplitError(str(e)) from None
-        label = _label(pair.label, classes)
+        if not _windowed(pair.label):
+            whole_label = _label(pair.label, classes)
         for t in by_pair[i]:
             tl, (role, cid) = tiles[t], jobs[t]
+            box = (tl.row, tl.col, tl.height, tl.width)
             folder = out / ("trainset" if role == "train" else "valset")
-            window = image.window(tl.row, tl.col, tl.height, tl.width)
-            lab = _relabel(label[tl.row : tl.row + tl.height, tl.col : tl.col + tl.width], role, classes, cid)
+            try:
+                window = whole_image.window(*box) if whole_image is not None else \
+                    read_image(pair.image, every_band, box)
+            except RasterError as e:
+                raise SplitError(str(e)) from None
+            cut = whole_label[tl.row : tl.row + tl.height, tl.col : tl.col + tl.width] \
+                if whole_label is not None else _label(pair.label, classes, box)
+            lab = _relabel(cut, role, classes, cid)
             file_name = tl.name + IMAGE_SUFFIX[fmt]
             write_image(folder / "images" / file_name, window.array, like=window)
             write_label(folder / "labels" / (tl.name + LABEL_SUFFIX[fmt]), lab, like=window, classes=classes)

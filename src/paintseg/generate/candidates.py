@@ -110,7 +110,7 @@ def done_placements(manifest: Path) -> set[int]:
 
 
 def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backend, out: Path, candidates: int,
-                     batch: int, total: int, progress: bool = True) -> int:
+                     batch: int, total: int, progress: bool = True, manifest_name: str = "manifest.jsonl") -> int:
     """Paint every job with the backend in batches; write each candidate into ``out`` (the candidates folder) and
     append its manifest lines.
 
@@ -118,7 +118,7 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
     skipping the placements already in the manifest. Returns the number of placements painted now."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = out / "manifest.jsonl"
+    manifest = out / manifest_name  # one per process when several paint (generate.pipeline.merge_manifests)
     painted = 0
     bar = tqdm(total=total, desc=f"paint ({backend.name})", unit="placement", disable=not progress)
     pending: list[WindowJob] = []

@@ -56,6 +56,7 @@ import torch
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.files import write_text
+from paintseg.pretrained import load_strict
 
 # The architecture part of RS-Paint's configs/rs_remoteclip.yaml (the LDM "original config" diffusers' converters
 # read); --config replaces it.
@@ -173,14 +174,8 @@ def rs_paint_mapper(state: dict[str, torch.Tensor], blocks: int) -> dict[str, to
 
 
 def _strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    own = module.state_dict()
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or extra or shapes:
-        raise ConvertError(f"{what}: the checkpoint does not fit ({len(missing)} missing keys, e.g. {missing[:3]}; "
-                           f"{len(extra)} unexpected, e.g. {extra[:3]}; {len(shapes)} shape mismatches, e.g. "
-                           f"{shapes[:3]}); is this an RS-Paint checkpoint, and --config its yaml?")
-    module.load_state_dict(state, strict=True)
+    load_strict(module, state, what, ConvertError, "; is this an RS-Paint checkpoint, and --config its yaml?",
+                weights="the checkpoint's weights")
 
 
 def _sha256(path: Path) -> str:

@@ -8,14 +8,16 @@ as the label. Every step writes into SYN and is skipped when its output is alrea
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from paintseg.config import guard_settings
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
-from paintseg.files import write_text
+from paintseg.files import read_jsonl, write_text
 
 from .candidates import Backend, SceneCache, done_placements, make_job, read_manifest, write_candidates
 from .masks import MASK_KINDS
@@ -50,28 +52,45 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
         settings["appearance"] = appearance
     if orient:
         settings["orient"] = True
-    guard_settings(out / "generate.yaml", settings, "this synthetic set")
+    rank, world, barrier = processes()
     timings: dict[str, float] = {}
-
     t = time.time()
     references = extract_references(episode)
-    if not (out / "references" / "references.jsonl").is_file():
-        save_references(references, out / "references", episode.classes)
+    if rank == 0:  # the first process records the settings, the references and the plan; the others read them
+        guard_settings(out / "generate.yaml", settings, "this synthetic set")
+        if not (out / "references" / "references.jsonl").is_file():
+            save_references(references, out / "references", episode.classes)
     timings["references"] = time.time() - t
 
     t = time.time()
-    placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
-                                  reference_weights, appearance, orient)
+    if rank == 0:
+        placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
+                                      reference_weights, appearance, orient)
+    barrier()
+    if rank != 0:
+        guard_settings(out / "generate.yaml", settings, "this synthetic set")
+        placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, False,
+                                      reference_weights, appearance, orient)
     timings["placement"] = time.time() - t
 
     t = time.time()
     cand_dir = out / "candidates"
     done = done_placements(cand_dir / "manifest.jsonl")
+    for shard in cand_dir.glob("manifest.rank*.jsonl"):  # a multi-process run killed before it merged
+        done |= done_placements(shard)
     todo = sorted((i for i in range(len(placements)) if i not in done), key=lambda i: (placements[i].scene, i))
+    all_todo = len(todo)
+    todo = todo[rank::world]  # each process paints its share; the seeds are per placement, so the pixels are too
+    barrier()  # every process has its share before any writes a manifest line the others would count as done
     scenes = SceneCache(episode)
     jobs = (make_job(i, placements[i], references, scenes) for i in todo)
-    write_candidates(jobs, backend, cand_dir, candidates, batch, total=len(todo), progress=progress)
+    write_candidates(jobs, backend, cand_dir, candidates, batch, total=len(todo), progress=progress and rank == 0,
+                     manifest_name="manifest.jsonl" if world == 1 else f"manifest.rank{rank}.jsonl")
+    barrier()
     timings["paint"] = time.time() - t
+    if rank != 0:
+        return {"rank": rank, "painted_now": len(todo)}
+    merge_manifests(cand_dir)
     manifest = read_manifest(cand_dir / "manifest.jsonl")
 
     curated = None
@@ -90,14 +109,44 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
         "references": references_summary(references, episode.classes),
         "placements": dict(per_class_counts),
         "candidates": len(manifest),
-        "painted_now": len(todo),
+        "painted_now": all_todo,
         "curation": curated,
         "prior": prior_info,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
-        "seconds_per_candidate": round(timings["paint"] / max(len(todo) * candidates, 1), 4) if todo else None,
+        "seconds_per_candidate": round(timings["paint"] / max(all_todo * candidates, 1), 4) if all_todo else None,
+        "processes": world,
     }
     write_text(out / "generate_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def processes() -> tuple[int, int, Callable[[], None]]:
+    """(this process's rank, the number of processes, a barrier) under `accelerate launch` or torchrun
+    (WORLD_SIZE > 1; accelerate's PartialState joins them), else (0, 1, a no-op)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, lambda: None
+    state = process_state()
+    return state.process_index, state.num_processes, state.wait_for_everyone
+
+
+def process_state():
+    """accelerate's PartialState of this process: gloo on CPUs (``cpu=True``; accelerate would otherwise see one
+    process on a machine without GPUs), NCCL on GPUs."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def merge_manifests(cand_dir: Path) -> None:
+    """One ``manifest.jsonl`` in (placement, candidate) order from it and the shards of several processes, so
+    the same seed gives the same file with any number of processes."""
+    shards = sorted(cand_dir.glob("manifest.rank*.jsonl"))
+    entries = read_jsonl(cand_dir / "manifest.jsonl") + [e for s in shards for e in read_jsonl(s)]
+    entries.sort(key=lambda e: (int(e["placement"]), int(e["candidate"])))
+    write_text(cand_dir / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in entries))
+    for shard in shards:
+        shard.unlink()
 
 
 def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str = "context",
