@@ -337,7 +337,7 @@ def large_raster(r: dict) -> str:
                     + (f"{m['peak_rss_mb']:,} MB | {m['windows_per_second']} |" if m else "– | – |"))
     return "\n".join([f"**Large GeoTIFFs** ({r['model']}, {r['window']}-px windows, overlap {r['overlap']}, "
                       f"{r['threads']} threads, {r['date']}; peak RSS of the whole process, the model's own forward "
-                      f"pass included):", "", *rows, "",
+                      f"pass included):", "", *rows, "", *([r["note"], ""] if r.get("note") else []),
                       f"Produced by `{r['command']}` → `benchmarks/results/large_raster.json`."])
 
 
