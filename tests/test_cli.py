@@ -146,6 +146,9 @@ def test_generate_and_run_share_their_defaults_and_help_reads_well() -> None:
     for name in shared:
         assert options[name] == fields[name].default, name
     assert options["window_size"] == fields["window"].default
+    curate = {p.name: p.default for p in command.commands["curate"].params}
+    for name in ("filter", "score_mode", "keep", "refine", "sam_model_type", "sam_prompt", "min_cover", "max_cover"):
+        assert curate[name] == fields[name].default, name
     top = invoke("--help").output
     listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line.strip()]
     assert listed[:3] == ["demo", "run", "report"] and "<bool>" not in top

@@ -127,3 +127,21 @@ def test_generator_train_killed_after_a_checkpoint_resumes(big_episode: Path, tm
     steps = [json.loads(x)["step"] for x in (gen / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13)) and (gen / "model_index.json").is_file()
     assert not [p for p in gen.rglob("*.partial")]
+
+
+def test_curate_killed_while_composing_completes_identically(big_episode: Path, tmp_path: Path) -> None:
+    paint = ["--generator", "copy-paste", "--per-class", "60", "--candidates", "2", "--select", "none"]
+    finish(paintseg("generate", big_episode, "--out", tmp_path / "cands", *paint))
+    curate = ["--refine", "grabcut", "--keep", "top:0.8"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    finish(paintseg("curate", tmp_path / "cands", "--episode", big_episode, "--out", straight, *curate))
+    kill_when(paintseg("curate", tmp_path / "cands", "--episode", big_episode, "--out", killed, *curate),
+              lambda: (killed / "images").is_dir() and any((killed / "images").iterdir()))
+    finish(paintseg("curate", tmp_path / "cands", "--episode", big_episode, "--out", killed, *curate))
+    skip = ("curate_summary.json",)
+    got, want = tree(killed, skip), tree(straight, skip)
+    assert got.keys() == want.keys()
+    for name, data in want.items():
+        data = data.replace(str(straight).encode(), str(killed).encode())
+        assert (sorted(got[name].splitlines()) == sorted(data.splitlines())) if name.endswith(".jsonl") else \
+            got[name] == data, name

@@ -743,16 +743,17 @@ def curate(
     episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
     out: Optional[Path] = typer.Option(None, help="Synthetic set to write (default: SOURCE itself). Use a new "
                                        "folder per setting to compare filters or refiners on the same paintings."),
-    filter: str = typer.Option("handcrafted", help="Encoder ('handcrafted', 'efficientnet-lite0', 'generator:GEN', "
+    filter: str = typer.Option(_G["filter"], help="Encoder ('handcrafted', 'efficientnet-lite0', 'generator:GEN', "
                                "'open_clip:MODEL:CHECKPOINT') or 'none' (candidate 0, unscored)."),
-    score_mode: str = typer.Option("window", help="'window' (the paper's whole-crop scoring) or 'region'."),
-    keep: str = typer.Option("all", help="'all', '0.6', 'top:0.5' or '0.6,top:0.5' (per class)."),
-    refine: str = typer.Option("none", help="'none', 'grabcut' or 'sam'."),
+    score_mode: str = typer.Option(_G["score_mode"], help="'window' (the paper's whole-crop scoring) or 'region'."),
+    keep: str = typer.Option(_G["keep"], help="'all', '0.6', 'top:0.5' or '0.6,top:0.5' (per class)."),
+    refine: str = typer.Option(_G["refine"], help="'none', 'grabcut' or 'sam'."),
     sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),
-    sam_model_type: str = typer.Option("vit_b", help="SAM model type: vit_b, vit_l, vit_h."),
-    sam_prompt: str = typer.Option("point", help="'point', 'box' or 'both'."),
-    min_cover: float = typer.Option(0.2, help="Least share of the inpaint mask a refined mask must cover."),
-    max_cover: float = typer.Option(1.0, help="Largest share of the inpaint mask a refined mask may cover "
+    sam_model_type: str = typer.Option(_G["sam_model_type"], help="SAM model type: vit_b, vit_l, vit_h, vit_t "
+                                       "(MobileSAM) or sam2.1_hiera_t/s/b+/l."),
+    sam_prompt: str = typer.Option(_G["sam_prompt"], help="'point', 'box' or 'both'."),
+    min_cover: float = typer.Option(_G["min_cover"], help="Least share of the inpaint mask a refined mask must cover."),
+    max_cover: float = typer.Option(_G["max_cover"], help="Largest share of the inpaint mask a refined mask may cover "
                                     "(default: off)."),
     split: str = typer.Option("valset", help="valset or testset."),
 ) -> None:
