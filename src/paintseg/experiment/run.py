@@ -46,11 +46,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from paintseg.config import dump_yaml
+from paintseg.config import HUB_ID, dump_yaml
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
-
-from paintseg.config import HUB_ID
 
 from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 
@@ -282,6 +280,11 @@ def _paint_settings(config: ExperimentConfig, episode, generator: tuple[Path, st
     return settings
 
 
+def _recipe(settings: dict) -> dict:
+    """The paint settings that decide the pixels (the stage hash): all but the device."""
+    return {k: v for k, v in settings.items() if k != "device"}
+
+
 def _painting_quality(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
                       harmoniser: tuple[Path, str] | None, stages: Stages, progress: bool) -> dict | None:
     """Every painting backend of the arms on the same held-out query windows (once per experiment)."""
@@ -295,8 +298,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     filtering = (g.filter != "none" and g.candidates > 1
                  and any(ARM_CURATION[a][1] for a in config.arms if a in ARM_CURATION))
     extra = [(g.filter, g.candidates, g.score_mode)] if filtering else []  # older stages keep their hash
-    key = settings_hash(episode_key, keys, {k: v for k, v in settings.items() if k != "device"}, g.quality_tests,
-                        config.seeds[0], *extra)
+    key = settings_hash(episode_key, keys, _recipe(settings), g.quality_tests, config.seeds[0], *extra)
     folder = stages.folder("painting-quality", key)
     out = folder / "painting_quality.json"
 
@@ -363,8 +365,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
         if name == "diffusion":
             gen_path, gen_key = generator
             settings = _paint_settings(config, episode, generator, strength=False)
-            key = settings_hash(place_key, gen_key, {k: v for k, v in settings.items() if k != "device"},
-                                g.candidates)
+            key = settings_hash(place_key, gen_key, _recipe(settings), g.candidates)
             candidates = g.candidates
         else:  # the copy-paste arms paste (and harmonise) candidate 0 as it is
             settings, candidates = {}, 1

@@ -144,7 +144,7 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
                 else:
                     paint_file = image_file.replace(".png", "_paint.png")
                     save_png(out / paint_file, cand.paint_mask.astype(np.uint8) * 255)
-                lines.append(({
+                lines.append({
                     "placement": job.index, "candidate": k, "backend": backend.name,
                     "class_id": job.placement.class_id, "reference": job.placement.reference,
                     "reference_source": job.reference.source, "scene": job.placement.scene,
@@ -153,7 +153,7 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
                     "file": image_file, "mask_file": mask_file, "paint_file": paint_file,
                     "inpaint_file": inpaint_file,
                     "object_pixels": int(cand.object_mask.sum()),
-                }))
+                })
         append_jsonl(manifest, lines)  # after every file of the batch is written: the placements' completion mark
         painted += len(pending)
         bar.update(len(pending))

@@ -33,6 +33,7 @@ from paintseg.config import HUB_ID
 from paintseg.extras import require
 
 from .candidates import Candidate, WindowJob
+from .diffusion.backend import square_reference
 from .diffusion.model import GeneratorError
 
 INDEX = "model_index.json"
@@ -69,7 +70,10 @@ def read_index(source: str | Path) -> dict | None:
 
 def pipeline_kind(source: str | Path) -> str | None:
     """'paint-by-example' or 'sd-inpaint' when ``source`` is such a diffusers pipeline, else None."""
-    index = read_index(source)
+    return _kind(read_index(source), source)
+
+
+def _kind(index: dict | None, source: str | Path) -> str | None:
     if index is None:
         return None
     name = index.get("_class_name")
@@ -104,7 +108,8 @@ def load_pipeline(source: str | Path, device: str = "cpu", dtype: torch.dtype = 
     require("transformers", package="transformers", extra="generators", feature="pretrained diffusers generators")
     import diffusers
 
-    kind = pipeline_kind(source)
+    index = read_index(source)
+    kind = _kind(index, source)
     if kind is None:
         raise GeneratorError(f"{source}: no {INDEX} of a Paint-by-Example or SD inpainting pipeline here")
     if scheduler not in SCHEDULERS:
@@ -116,7 +121,7 @@ def load_pipeline(source: str | Path, device: str = "cpu", dtype: torch.dtype = 
             from transformers import CLIPImageProcessor
 
             # every component by its own class, as diffusers refuses the index's "paint_by_example" library
-            src, index = str(source), read_index(source)
+            src = str(source)
             pipe = diffusers.PaintByExamplePipeline(
                 vae=diffusers.AutoencoderKL.from_pretrained(src, subfolder="vae", dtype=dtype),
                 unet=diffusers.UNet2DConditionModel.from_pretrained(src, subfolder="unet", dtype=dtype),
@@ -144,16 +149,6 @@ def candidate_seed(placement_seed: int, k: int, seed: int) -> int:
     return (int(placement_seed) * 1_000_003 + k * 7919 + (seed << 20)) % (2**63)
 
 
-def square_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """A reference crop centred on a grey square, so the pipeline's resize + centre crop keeps all of it."""
-    h, w = mask.shape
-    side = max(h, w)
-    canvas = np.full((side, side, 3), 128, np.uint8)
-    oy, ox = (side - h) // 2, (side - w) // 2
-    canvas[oy : oy + h, ox : ox + w] = image[..., :3]
-    return canvas
-
-
 class PretrainedBackend:
     """Paint with a diffusers Paint-by-Example or SD inpainting pipeline (see the module docstring): ``source`` is
     a pipeline folder, a hub id, or a pipeline object already built."""
@@ -166,17 +161,15 @@ class PretrainedBackend:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         if isinstance(source, (str, Path)):
-            self.kind = pipeline_kind(source)
             self.pipe = load_pipeline(source, self.device, self.dtype, scheduler)
-        else:  # a pipeline built in Python (e.g. benchmarks/pretrained_speed.py); used as it is
-            self.kind = PIPELINES.get(type(source).__name__)
-            if self.kind is None:
-                raise GeneratorError(f"a {type(source).__name__} cannot paint placements; give a "
-                                     f"PaintByExamplePipeline or a StableDiffusionInpaintPipeline")
+        elif type(source).__name__ in PIPELINES:  # a pipeline built in Python (benchmarks/pretrained_speed.py)
             self.pipe = source.to(self.device, self.dtype)
             self.pipe.set_progress_bar_config(disable=True)
             source = type(source).__name__
-        self.name = self.kind
+        else:
+            raise GeneratorError(f"a {type(source).__name__} cannot paint placements; give a "
+                                 f"PaintByExamplePipeline or a StableDiffusionInpaintPipeline")
+        self.kind = self.name = PIPELINES[type(self.pipe).__name__]
         self.source, self.steps, self.guidance, self.seed, self.size = str(source), steps, guidance, seed, size
         self.scheduler = scheduler
         self.prompts, self.class_names = dict(prompts or {}), dict(class_names or {})
@@ -197,7 +190,7 @@ class PretrainedBackend:
                                                 if job.window_image.shape[0] > s else cv2.INTER_CUBIC))
             area = cv2.resize(job.mask.astype(np.float32), (s, s), interpolation=cv2.INTER_AREA)
             mask = Image.fromarray(((area > 0) * 255).astype(np.uint8))
-            ref = Image.fromarray(square_crop(job.reference.image, job.reference.mask))
+            ref = Image.fromarray(square_reference(job.reference.image, job.reference.mask)[0])
             for k in range(candidates):
                 windows.append(window)
                 masks.append(mask)

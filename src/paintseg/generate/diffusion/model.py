@@ -284,16 +284,6 @@ def is_generator(folder: str | Path) -> bool:
     return (Path(folder) / INDEX).is_file() or (Path(folder) / "model.pt").is_file()
 
 
-def generator_step(folder: Path) -> int | None:
-    """The training step a finished GEN folder records (either layout)."""
-    if (folder / INDEX).is_file():
-        step = json.loads((folder / INDEX).read_text()).get("paintseg", {}).get("step")
-        return None if step is None else int(step)
-    from paintseg.runs import trained_steps
-
-    return trained_steps(folder / "model.pt")
-
-
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[PaintModel, GeneratorConfig]:
     """The model of a GEN folder, in eval mode with its EMA weights, and its config: the diffusers layout
     (``model_index.json``, see :func:`save_generator`) or the earlier single ``model.pt``."""
