@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import glob
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -13,6 +12,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
+from paintseg import distributed
 from paintseg.config import GeneratorConfig, TrainConfig
 from paintseg.experiment.config import GenerationSpec
 
@@ -585,10 +585,8 @@ def generate(
             _fail(f"--prompt {item!r}: give CLASS=TEXT, e.g. --prompt 'pool=a swimming pool seen from above'")
         prompts[_run(ep.classes.by_name, name.strip()).id] = text.strip()
     novel = {c: ep.classes.name(c) for c in ep.classes.novel_ids}
-    if device is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # accelerate launch: this process's device
-        from paintseg.generate.pipeline import process_state
-
-        device = str(process_state().device)
+    if device is None and distributed.world_size() > 1:  # accelerate launch: this process's device
+        device = distributed.device()
     backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
                              strength=strength, paste_colour=paste_colour, paste_noise=paste_noise, device=device,
                              dtype=dtype, size=window_size, prompts=prompts, class_names=novel)

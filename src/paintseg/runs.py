@@ -100,9 +100,10 @@ def log_step(log_file, bar, step: int, loss: float, lr: float, since: float, sho
     """Append training step ``step``'s line to ``log.jsonl`` ({"step", "loss", "lr", "seconds"}) and advance the
     progress bar (``shown``: the loss as the bar prints it); returns the time now, the next step's ``since``."""
     now = time.perf_counter()
-    log_file.write(json.dumps({"step": step, "loss": round(loss, 6), "lr": lr, "seconds": round(now - since, 4)})
-                   + "\n")
-    log_file.flush()
+    if log_file is not None:  # None: a process other than the first of a multi-process run
+        log_file.write(json.dumps({"step": step, "loss": round(loss, 6), "lr": lr,
+                                   "seconds": round(now - since, 4)}) + "\n")
+        log_file.flush()
     bar.update(1)
     bar.set_postfix(loss=shown)
     return now
@@ -122,12 +123,13 @@ def say(log: logging.Logger, message: str, progress: bool) -> None:
 
 def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
              resumable: Sequence[str], error: type[Exception], what: str,
-             model_file: str = "model.pt") -> tuple[int, dict | None] | None:
+             model_file: str = "model.pt", write: bool = True) -> tuple[int, dict | None] | None:
     """Open a run folder for training: refuse to start over a run without ``resume``, refuse to resume with settings
     that would change the weights, load ``checkpoints/last.pt``, record ``config.yaml`` and cut ``log.jsonl`` back to
     the checkpoint. Returns ``(start step, checkpoint or None)``, or None when ``model.pt`` already holds ``steps``.
     ``error`` is the trainer's error class, ``what`` names what the folder holds ("model", "generator") and
-    ``model_file`` the finished weights' file name."""
+    ``model_file`` the finished weights' file name. ``write=False`` (every process of a multi-process run but the
+    first) checks and loads but writes nothing."""
     from paintseg.config import dump_yaml
 
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file
@@ -159,11 +161,12 @@ def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: 
         raise error(f"{model_path}: the run finished at step {done} and its resume checkpoint was dropped "
                     f"(keep_checkpoint is off), so it cannot continue to steps={steps}; pass steps={done}, or a new "
                     f"--out folder (train with --keep-checkpoint to be able to continue a finished run)")
-    out.mkdir(parents=True, exist_ok=True)
-    dump_yaml(record, config_path)
-    if checkpoint is None and log_path.exists():
-        log_path.unlink()  # a run killed before its first checkpoint starts over
-    keep_log(log_path, start)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(record, config_path)
+        if checkpoint is None and log_path.exists():
+            log_path.unlink()  # a run killed before its first checkpoint starts over
+        keep_log(log_path, start)
     return start, checkpoint
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from paintseg.config import GeneratorConfig, dump_yaml
 from paintseg.data.episode import Episode
+from paintseg.distributed import share
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.files import write_text
@@ -50,6 +51,13 @@ def _reference_pixels(reference: torch.Tensor, processor, size: int) -> torch.Te
     mean = torch.tensor(processor.image_mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_std, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def _latents(vae, image: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """A sample of the VAE's latent distribution of ``image`` drawn with the noise ``eps``, scaled as the UNet
+    sees latents."""
+    dist = vae.encode(image).latent_dist
+    return (dist.mean + dist.std * eps.to(dist.mean.dtype)) * vae.config.scaling_factor
 
 
 def _trainable(encoder) -> list[torch.nn.Parameter]:
@@ -91,7 +99,7 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     cond_drop, grad_clip, checkpoint_every, max_strength, the pair settings (mask kinds, box fraction, random
     regions) and ``resolution`` (default: the pipeline's own, 512 for the released models)."""
     require("accelerate", package="accelerate", extra="generators", feature="generator train --init")
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
     from diffusers import DDPMScheduler
     from diffusers.pipelines.deprecated.paint_by_example.pipeline_paint_by_example import \
         prepare_mask_and_masked_image
@@ -108,7 +116,10 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
         raise FinetuneError(f"{out}: already holds a fine-tuned pipeline; pass a new --out folder")
     if (out / "checkpoints").exists() and not resume:
         raise FinetuneError(f"{out}: holds a partly fine-tuned pipeline; pass --resume to continue it, or a new --out")
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=(device == "cpu"))
+    # split_batches: config.batch is the global batch (each process trains on its rows), so the LR schedule takes
+    # one step per training step whatever the number of processes
+    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=(device == "cpu"),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
     torch.manual_seed(config.seed)
     pipe = load_pipeline(init, "cpu", torch.float32)
     side = config.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -150,20 +161,30 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     wall, losses = time.perf_counter(), []
     unet.train()
     gen = torch.Generator(device="cpu")
+    rows = share(config.batch, accelerator.process_index, accelerator.num_processes)
+    latent_shape = (config.batch, vae.config.latent_channels, side // pipe.vae_scale_factor,
+                    side // pipe.vae_scale_factor)
     for step in range(start, config.steps):
+        # the step's whole global batch and its noise depend only on (seed, step); each process takes its rows
         gen.manual_seed(config.seed * 1_000_003 + step)
-        batch = sampler.batch(step).to(accelerator.device)
+        batch = sampler.batch(step)
+        sample = torch.randn(latent_shape, generator=gen)  # of the VAE's latent distribution: resumable
+        noise = torch.randn(latent_shape, generator=gen)
+        t = torch.randint(0, top_t, (config.batch,), generator=gen)
+        drop = torch.rand(config.batch, generator=gen) < config.cond_drop
+        masked_sample = torch.randn(latent_shape, generator=gen)  # of the masked image's latent distribution
+        batch = batch[rows].to(accelerator.device)
+        sample, noise, t, drop, masked_sample = (x[rows].to(accelerator.device)
+                                                 for x in (sample, noise, t, drop, masked_sample))
         b = batch.target.shape[0]
         with torch.no_grad():
             mask, masked = prepare_mask_and_masked_image(batch.target.clamp(-1, 1), batch.mask.float())
+            # the masked image's latents sampled as the pipeline samples them, with this step's noise, and handed
+            # to the pipeline's own prepare_mask_latents as latents (it would draw from torch's global RNG)
+            masked_latents = _latents(vae, masked, masked_sample)
             mask_latents, masked_latents = pipe.prepare_mask_latents(
-                mask, masked, b, side, side, batch.target.dtype, accelerator.device, None, False)
-            dist = vae.encode(batch.target).latent_dist  # sampled with the step's generator: resumable
-            latents = (dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(dist.mean.device)) \
-                * vae.config.scaling_factor
-            noise = torch.randn(latents.shape, generator=gen).to(latents.device)
-            t = torch.randint(0, top_t, (b,), generator=gen).to(latents.device)
-            drop = (torch.rand(b, generator=gen) < config.cond_drop).to(latents.device)
+                mask, masked_latents, b, side, side, batch.target.dtype, accelerator.device, None, False)
+            latents = _latents(vae, batch.target, sample)
             noisy = noise_scheduler.add_noise(latents, noise, t)
             pixels = _reference_pixels(batch.reference, pipe.feature_extractor, size)
         with accelerator.accumulate(unet):

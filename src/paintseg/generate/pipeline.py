@@ -8,14 +8,13 @@ as the label. Every step writes into SYN and is skipped when its output is alrea
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
 from paintseg.config import guard_settings
 from paintseg.data.episode import Episode
+from paintseg.distributed import main_first, processes
 from paintseg.errors import PaintsegError
 from paintseg.files import read_jsonl, write_text
 
@@ -56,21 +55,14 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     timings: dict[str, float] = {}
     t = time.time()
     references = extract_references(episode)
-    if rank == 0:  # the first process records the settings, the references and the plan; the others read them
-        guard_settings(out / "generate.yaml", settings, "this synthetic set")
-        if not (out / "references" / "references.jsonl").is_file():
-            save_references(references, out / "references", episode.classes)
     timings["references"] = time.time() - t
-
     t = time.time()
-    if rank == 0:
-        placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
-                                      reference_weights, appearance, orient)
-    barrier()
-    if rank != 0:
+    with main_first():  # the first process records the settings, the references and the plan; the others read them
         guard_settings(out / "generate.yaml", settings, "this synthetic set")
-        placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds, False,
-                                      reference_weights, appearance, orient)
+        if rank == 0 and not (out / "references" / "references.jsonl").is_file():
+            save_references(references, out / "references", episode.classes)
+        placements, prior_info = plan(episode, references, out, per_class, seed, prior, mask_kinds,
+                                      progress and rank == 0, reference_weights, appearance, orient)
     timings["placement"] = time.time() - t
 
     t = time.time()
@@ -118,24 +110,6 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     }
     write_text(out / "generate_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
-
-
-def processes() -> tuple[int, int, Callable[[], None]]:
-    """(this process's rank, the number of processes, a barrier) under `accelerate launch` or torchrun
-    (WORLD_SIZE > 1; accelerate's PartialState joins them), else (0, 1, a no-op)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, lambda: None
-    state = process_state()
-    return state.process_index, state.num_processes, state.wait_for_everyone
-
-
-def process_state():
-    """accelerate's PartialState of this process: gloo on CPUs (``cpu=True``; accelerate would otherwise see one
-    process on a machine without GPUs), NCCL on GPUs."""
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def merge_manifests(cand_dir: Path) -> None:

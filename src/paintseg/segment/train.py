@@ -12,6 +12,10 @@
 
 Every file is written to a temporary name and renamed, so a killed run leaves only complete files and resumes from
 ``checkpoints/last.pt`` (``resume=True``) with exactly the batches and weights an uninterrupted run would have had.
+
+Under ``accelerate launch`` (N processes) the model trains with DDP (:mod:`paintseg.distributed`): ``batch`` is the
+global batch, each process trains on its ``batch / N`` rows of it, BatchNorm is synchronised across GPUs (on CPUs
+each process normalises its own rows), and process 0 alone writes the folder; the model loads in one process.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +32,7 @@ from segmentation_models_pytorch.losses import DiceLoss
 from torch import nn
 from tqdm import tqdm
 
+from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
@@ -55,20 +61,6 @@ def _record(episode: Episode, config: TrainConfig, synthetic: Sequence[Path]) ->
             "seed": config.seed, "paintseg_version": __version__}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Sequence[str | Path] = (),
           resume: bool = False, progress: bool = True, device: str | None = None) -> Path:
     """Train ``config.arch``/``config.encoder`` on the episode's trainset + support set (+ synthetic sets).
@@ -83,21 +75,27 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / "model.pt"
     log_path = out / "log.jsonl"
     record = _record(episode, config, synthetic)
+    rank, world, barrier = distributed.processes()
+    rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
+    main = rank == 0
 
     opened = open_run(out, record, config.steps, resume, ("episode", "split", "synthetic"), "train",
-                      RESUMABLE_CHANGES, TrainError, "model")
+                      RESUMABLE_CHANGES, TrainError, "model", write=main)
+    barrier()  # every process has checked the folder before the first one writes into it
     if opened is None:
-        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress)
+        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
         return model_path
     start, checkpoint = opened
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    episode.classes.save(out / "classes.json")
+    device = device or distributed.device()
+    if main:
+        episode.classes.save(out / "classes.json")
 
-    sampler = TrainingSampler(episode, config, synthetic, progress=progress)
+    sampler = TrainingSampler(episode, config, synthetic, progress=progress and main)
     num_classes = episode.classes.num_classes
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.encoder, num_classes,
-                        encoder_weights=None if checkpoint else config.encoder_weights).to(device)
+                        encoder_weights=None if checkpoint else config.encoder_weights)
+    model = distributed.sync_batchnorm(model).to(device)
     encoder = list(model.net.encoder.parameters())
     ids = {id(p) for p in encoder}
     groups = [{"params": encoder, "lr": config.lr * config.encoder_lr_scale},
@@ -106,6 +104,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, config.steps)
+    net = distributed.data_parallel(model)  # DDP with several processes; `model` stays the unwrapped one
 
     weight = None
     if config.class_weights == "inverse-sqrt":
@@ -113,16 +112,17 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     cross_entropy = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     dice = DiceLoss("multiclass", ignore_index=IGNORE) if config.dice_weight > 0 else None
 
+    shared = f"; {world} processes, {config.batch // world} of each batch of {config.batch} each" if world > 1 else ""
     say(log, f"training {config.arch}/{config.encoder} ({num_classes} channels) on {device} for steps "
-         f"{start}..{config.steps} into {out}; {sampler.describe()}", progress)
-    model.train()
+         f"{start}..{config.steps} into {out}; {sampler.describe()}{shared}", progress and main)
+    net.train()
     losses: list[float] = []
     wall_start = last = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not progress)
-    with open(log_path, "a") as log_file, bar:
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not (progress and main))
+    with (open(log_path, "a") if main else nullcontext()) as log_file, bar:
         for step, images, labels in batches(sampler, start):
-            images, labels = images.to(device), labels.to(device)
-            logits = model(images)
+            images, labels = images[rows].to(device), labels[rows].to(device)
+            logits = net(images)
             if (labels != IGNORE).any():
                 loss = cross_entropy(logits, labels)
                 if dice is not None:
@@ -134,26 +134,29 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
             optimizer.step()
             lr = optimizer.param_groups[-1]["lr"]
             scheduler.step()
-            done, value = step + 1, float(loss.detach())
+            done, value = step + 1, distributed.mean(float(loss.detach()))
             losses.append(value)
             last = log_step(log_file, bar, done, value, lr, last, f"{value:.4f}")
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if main and (done % config.checkpoint_every == 0 or done == config.steps):
                 save_torch(checkpoint_state(done, model, optimizer, scheduler), ckpt_path)
     wall = time.perf_counter() - wall_start
 
-    save_torch({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": config.arch,
-           "encoder": config.encoder, "num_classes": num_classes, "crop": config.crop,
-           "rgb_bands": config.rgb_bands, "learn_background": config.learn_background, "step": config.steps,
-           "classes": episode.classes.to_dict(), "paintseg_version": __version__}, model_path)
-    ran = config.steps - start
-    summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
-               "seconds_per_step": round(wall / ran, 4) if ran else None,
-               "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
-               "last_loss": losses[-1] if losses else None, "device": device,
-               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
-    finish_run(out, config.keep_checkpoint)
-    say(log, f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+    if main:
+        save_torch({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": config.arch,
+                    "encoder": config.encoder, "num_classes": num_classes, "crop": config.crop,
+                    "rgb_bands": config.rgb_bands, "learn_background": config.learn_background,
+                    "step": config.steps, "classes": episode.classes.to_dict(), "paintseg_version": __version__},
+                   model_path)
+        ran = config.steps - start
+        summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran,
+                   "wall_seconds": round(wall, 3), "seconds_per_step": round(wall / ran, 4) if ran else None,
+                   "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
+                   "last_loss": losses[-1] if losses else None, "device": device, "processes": world,
+                   "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+        finish_run(out, config.keep_checkpoint)
+        say(log, f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+    barrier()  # the model is written before any process returns
     return model_path
 
 

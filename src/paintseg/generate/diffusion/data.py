@@ -71,6 +71,10 @@ class PairBatch:
     def to(self, device: str | torch.device) -> "PairBatch":
         return PairBatch(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
+    def __getitem__(self, rows: slice) -> "PairBatch":
+        """The pairs ``rows`` (a process's share of a global batch)."""
+        return PairBatch(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
 
 def find_instances(scene: int, label: np.ndarray, config: GeneratorConfig) -> list[Instance]:
     """Components of every labelled class whose box fits a window as ``box_fraction`` asks."""

@@ -17,6 +17,10 @@ The recipe: DDPM noise (1000 steps, squaredcos_cap_v2), MSE on ε or v, the refe
 for ``cond_drop`` of the pairs, AdamW with linear warm-up and cosine decay, gradient clipping, an EMA of the weights.
 Every file is written to a temporary name and renamed; pairs and noise depend only on ``(seed, step)``, so a killed
 run resumed from ``checkpoints/last.pt`` ends with the weights of an uninterrupted one.
+
+Under ``accelerate launch`` (N processes) it trains with DDP (:mod:`paintseg.distributed`): every process trains on
+its ``batch / N`` rows of the step's global batch and noise, so N processes follow one step for step (the model has
+no BatchNorm); process 0 alone writes the folder.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ from tqdm import tqdm
 from paintseg import __version__
 from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
+from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
 from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
@@ -90,20 +96,6 @@ def _record(episode: Episode, config: GeneratorConfig) -> dict[str, Any]:
             "split": episode.split, "seed": config.seed, "paintseg_version": __version__}
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def step_noise(config: GeneratorConfig, step: int, batch: PairBatch, num_timesteps: int,
                device: str | torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Noise, timesteps and reference drops of training step ``step`` (they depend only on seed and step)."""
@@ -115,6 +107,22 @@ def step_noise(config: GeneratorConfig, step: int, batch: PairBatch, num_timeste
     t = torch.randint(0, high, (size,), generator=generator)
     drop = torch.rand(size, generator=generator) < config.cond_drop
     return noise.to(device), t.to(device), drop.to(device)
+
+
+class TrainingStep(torch.nn.Module):
+    """The reference encoding and the denoising pass of one training step as one module, so that DDP sees every
+    trained weight used inside its forward."""
+
+    def __init__(self, model: PaintModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy: Tensor, masked: Tensor, mask: Tensor, reference: Tensor, ref_mask: Tensor,
+                drop: Tensor, t: Tensor, hint: Tensor | None) -> Tensor:
+        tokens = self.model.encode_reference(reference, ref_mask, drop)
+        if hint is not None:
+            hint = hint * (~drop).view(-1, 1, 1, 1)  # dropped with the tokens
+        return self.model(noisy, masked, mask, tokens, t, hint)
 
 
 def weighted_mse(pred: Tensor, wanted: Tensor, mask: Tensor, mask_weight: float) -> Tensor:
@@ -162,15 +170,19 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     log_path = out / "log.jsonl"
     record = _record(episode, config)
 
+    rank, world, barrier = distributed.processes()
+    rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
+    main = rank == 0
     opened = open_run(out, record, config.steps, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
-                      GeneratorTrainError, "generator", model_file=model_file)
+                      GeneratorTrainError, "generator", model_file=model_file, write=main)
+    barrier()  # every process has checked the folder before the first one writes into it
     if opened is None:
-        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress)
+        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
         return model_path
     start, checkpoint = opened
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or distributed.device()
 
-    sampler = PairSampler.from_episode(episode, config, progress=progress)
+    sampler = PairSampler.from_episode(episode, config, progress=progress and main)
     validation = sampler.validation(config.sample_count)
     torch.manual_seed(config.seed)
     model = build_generator(config).to(device)
@@ -183,25 +195,28 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
         ema.load_state_dict(checkpoint["ema"])
     noise_scheduler = model.noise_scheduler()
     num_timesteps = noise_scheduler.config.num_train_timesteps
+    net = distributed.data_parallel(TrainingStep(model))  # DDP with several processes
 
+    shared = f"; {world} processes, {config.batch // world} of each batch of {config.batch} each" if world > 1 else ""
     say(log, f"training generator {config.size!r} ({model.num_parameters / 1e6:.2f} M parameters, "
          f"{model.spec.resolution} px, {config.prediction_type}) on {device} for steps {start}..{config.steps} "
-         f"into {out}; {sampler.describe()}", progress)
+         f"into {out}; {sampler.describe()}{shared}", progress and main)
     model.train()
     losses: list[float] = []
     wall_start = last = time.perf_counter()
     grid_seconds = 0.0
-    bar = tqdm(total=config.steps, initial=start, desc="train generator", unit="step", disable=not progress)
-    with open(log_path, "a") as log_file, bar:
+    bar = tqdm(total=config.steps, initial=start, desc="train generator", unit="step",
+               disable=not (progress and main))
+    with (open(log_path, "a") if main else nullcontext()) as log_file, bar:
         for step, batch in batches(sampler, start):
-            batch = batch.to(device)
-            noise, t, drop = step_noise(config, step, batch, num_timesteps, device)
+            noise, t, drop = step_noise(config, step, batch, num_timesteps, "cpu")  # of the whole global batch
+            batch, noise, t, drop = batch[rows].to(device), noise[rows].to(device), t[rows].to(device), \
+                drop[rows].to(device)
             noisy = noise_scheduler.add_noise(batch.target, noise, t)
             wanted = noise if config.prediction_type == "epsilon" else \
                 noise_scheduler.get_velocity(batch.target, noise, t)
-            tokens = model.encode_reference(batch.reference, batch.ref_mask, drop)
-            hint = batch.hint * (~drop).view(-1, 1, 1, 1) if model.spec.hint else None  # dropped with the tokens
-            pred = model(noisy, batch.masked, batch.mask, tokens, t, hint)
+            pred = net(noisy, batch.masked, batch.mask, batch.reference, batch.ref_mask, drop, t,
+                       batch.hint if model.spec.hint else None)
             loss = weighted_mse(pred, wanted, batch.mask, config.mask_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,13 +225,13 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            ema.update(model)
-            done, value = step + 1, float(loss.detach())
+            ema.update(model)  # the same on every process: DDP keeps their weights equal
+            done, value = step + 1, distributed.mean(float(loss.detach()))
             losses.append(value)
             last = log_step(log_file, bar, done, value, lr, last, f"{value:.4f}")
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if main and (done % config.checkpoint_every == 0 or done == config.steps):
                 save_torch(checkpoint_state(done, model, optimizer, scheduler, ema=ema.state_dict()), ckpt_path)
-            if done % config.sample_every == 0 or done == config.steps:
+            if main and (done % config.sample_every == 0 or done == config.steps):
                 grid_start = time.perf_counter()
                 ema_model.load_state_dict(ema.shadow)
                 write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png")
@@ -224,6 +239,9 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                 last = time.perf_counter()  # painting the grid is not training time
     wall = time.perf_counter() - wall_start
 
+    if not main:
+        barrier()  # the first process writes the generator
+        return model_path
     model_path = save_generator(model, ema.shadow, config, out, record=record, step=config.steps)
     ran = config.steps - start
     summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
@@ -231,9 +249,10 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                "sample_grid_seconds": round(grid_seconds, 3),
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
                "last_loss": losses[-1] if losses else None, "parameters": model.num_parameters,
-               "size": config.size, "resolution": model.spec.resolution, "device": device,
+               "size": config.size, "resolution": model.spec.resolution, "device": device, "processes": world,
                "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
     finish_run(out, config.keep_checkpoint)
     say(log, f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
+    barrier()
     return model_path
