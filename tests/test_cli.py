@@ -154,3 +154,13 @@ def test_generate_and_run_share_their_defaults_and_help_reads_well() -> None:
     assert listed[:3] == ["demo", "run", "report"] and "<bool>" not in top
     train_help = invoke("train", "--help").output
     assert "[default: (1000 unless" in train_help and "[default: 512]" in invoke("generate", "--help").output
+
+
+def test_single_process_commands_refuse_a_multi_process_launch(tiny_episode: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what accelerate launch / torchrun set in every process they start
+    result = runner.invoke(app, ["predict", str(tmp_path / "run"), "--images", str(tiny_episode / "valset" / "images"),
+                                 "--out", str(tmp_path / "pred")])
+    assert result.exit_code == 2 and not (tmp_path / "pred").exists()
+    assert "`paintseg predict` runs in one process, but 2 were started" in result.output
+    assert "Commands that use several processes: demo, run, generate, train, generator, harmoniser" in result.output

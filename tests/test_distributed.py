@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,15 +35,18 @@ def _tree(root: Path, other: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith("_summary.json")}  # timings
 
 
-def paintseg(*args, processes: int = 1, check: bool = True) -> subprocess.CompletedProcess:
+def command(*args, processes: int = 1) -> list[str]:
     """``python -m paintseg ARGS`` in one process, or under accelerate's torchrun launcher (``--multi_gpu``: on a
     machine without GPUs its processes join over gloo)."""
-    args = [str(a) for a in args]
     launch = [sys.executable, "-m", "paintseg"] if processes == 1 else [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_port()), "-m", "paintseg"]
-    done = subprocess.run(launch + args, env=ENV, capture_output=True, text=True)
+    return launch + [str(a) for a in args]
+
+
+def paintseg(*args, processes: int = 1, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(command(*args, processes=processes), env=ENV, capture_output=True, text=True)
     if check:
         assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -147,3 +152,75 @@ def test_ddp_finetune_of_a_pipeline_follows_one_process(episode: Path, tmp_path:
     assert [x["lr"] for x in two] == pytest.approx([x["lr"] for x in one])
     assert [x["loss"] for x in two] == pytest.approx([x["loss"] for x in one], rel=1e-3)
     assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["processes"] == 2
+
+
+def test_ddp_harmoniser_train_writes_once(episode: Path, tmp_path: Path) -> None:
+    out = tmp_path / "harm"
+    paintseg("harmoniser", "train", episode, "--out", out, "--encoder-weights", "none", "--steps", "4", "--batch", "4",
+             "--crop", "32", processes=2)
+    assert steps_logged(out) == [1, 2, 3, 4]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["processes"] == 2 and summary["held_out"]["l1_composite"] > 0
+    from paintseg.generate.harmonise.model import load_harmoniser
+
+    assert load_harmoniser(out)[0].num_parameters == summary["parameters"]
+
+
+TIMINGS = ("stages", "wall_seconds", "environment", "command", "disk_mb")
+
+
+def _results(exp: Path) -> dict:
+    """results.json without what depends on the clock, the machine and the command line."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if "seconds" not in k and "rss" not in k}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip({k: v for k, v in json.loads((exp / "results.json").read_text()).items() if k not in TIMINGS})
+
+
+def test_run_over_two_processes_killed_and_resumed_gives_the_results_of_one(episode: Path, tmp_path: Path) -> None:
+    import yaml
+
+    config = tmp_path / "experiment.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "two", "episode": {"path": str(episode)}, "arms": ["baseline", "copy-paste", "diffusion"],
+        "generator": {"train": {"size": "tiny", "steps": 4, "batch": 2, "sample_every": 4, "warmup_steps": 1}},
+        "generation": {"per_class": 3, "candidates": 2, "steps": 2, "batch": 4, "quality_tests": 2},
+        "models": [{"arch": "unet", "encoder": "resnet18"}],
+        "train": {"steps": 3, "batch": 2, "crop": 64, "warmup_steps": 1}, "seeds": [0, 1]}))
+    one, two = tmp_path / "one", tmp_path / "two"
+    paintseg("run", config, "--out", one, "--no-progress")
+    # two processes, killed (launcher and workers, as a cancelled job is) once a training has finished, then resumed
+    proc = subprocess.Popen(command("run", config, "--out", two, processes=2), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while not list(two.glob("stages/train-*/stage.json")):
+            assert proc.poll() is None, "the run ended before the kill point"
+            assert time.time() < deadline, "no training finished within 300 s"
+            time.sleep(0.01)
+    finally:
+        import psutil
+
+        tree = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+        for pid in tree:  # torchrun starts its workers in sessions of their own
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+    finished = len(list(two.glob("stages/**/stage.json")))
+    time.sleep(2)
+    assert len(list(two.glob("stages/**/stage.json"))) == finished  # nothing is left running
+    assert not (two / "results.json").exists() and 0 < len(list(two.glob("stages/train-*/stage.json"))) < 6
+    done = paintseg("run", config, "--out", two, processes=2)
+    ran = {int(line.split("/")[0].rsplit(" ", 1)[1]) for line in done.stderr.splitlines()
+           if line.startswith("[process ") and "] [stage " in line}
+    assert ran == {1, 2}, done.stderr[-3000:]  # both processes ran stages
+    assert _results(two) == _results(one)
+    results = json.loads((two / "results.json").read_text())
+    assert results["complete"] and results["environment"]["processes"] == 2 and (two / "report.html").is_file()
+    assert len(results["runs"]) == 6 and all(s["cached"] for s in results["stages"])
+    assert "novel mIoU" in done.stdout or "novel" in done.stdout  # the first process prints the headline once
+    assert done.stdout.count("results: ") == 1

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from paintseg import distributed
-from paintseg.config import GeneratorConfig, TrainConfig
+from paintseg.config import GeneratorConfig, HarmoniserConfig, TrainConfig
 from paintseg.experiment.config import GenerationSpec
 
 PRIOR_HELP = ("Where instances go: 'context' (base-class labels around the support instances), 'appearance' "
@@ -71,6 +71,18 @@ app.add_typer(data_app, name="data")
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+# the commands that share their work between the processes `accelerate launch` starts (paintseg.distributed)
+MULTI_PROCESS = ("demo", "run", "generate", "train", "generator", "harmoniser")
+
+
+@app.callback()
+def _launched(ctx: typer.Context) -> None:
+    if distributed.world_size() > 1 and ctx.invoked_subcommand not in MULTI_PROCESS:
+        _fail(f"`paintseg {ctx.invoked_subcommand}` runs in one process, but {distributed.world_size()} were "
+              f"started (accelerate launch / torchrun); start it as plain `paintseg {ctx.invoked_subcommand} ...`. "
+              f"Commands that use several processes: {', '.join(MULTI_PROCESS)}")
 
 
 def _run(fn, *args, **kwargs):
@@ -185,7 +197,8 @@ def train(
         help="Encoder learning rate = lr x this (e.g. 0.1 for "
         "a pretrained encoder); default 1."),
     steps: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "steps"), help="Optimisation steps."),
-    batch: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "batch"), help="Crops per step."),
+    batch: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "batch"),
+        help="Crops per step (the global batch under accelerate launch, split over the processes)."),
     crop: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "crop"),
         help="Training crop size in pixels (multiple of 32)."),
     lr: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "lr"),
@@ -329,7 +342,7 @@ def generator_train(
         "'efficientnet-lite0' (frozen ImageNet encoder + trained mapper)."),
     steps: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "steps"), help="Optimisation steps."),
     batch: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "batch"),
-        help="Training pairs per step."),
+        help="Training pairs per step (the global batch under accelerate launch, split over the processes)."),
     lr: Optional[float] = typer.Option(None, show_default=_from(GeneratorConfig, "lr"), help="Peak learning rate."),
     seed: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "seed"),
         help="Seed for weights, pairs, noise and samples."),
@@ -470,21 +483,26 @@ def harmoniser_train(
                                    "scenes (every labelled class's instances; no novel-class labels needed)."),
     out: Path = typer.Option(..., help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
     config: Optional[Path] = typer.Option(None, help="YAML with HarmoniserConfig fields; options here override it."),
-    encoder: Optional[str] = typer.Option(None, help="smp/timm encoder of the UNet (default "
-                                          "tu-tf_efficientnet_lite0)."),
-    encoder_weights: Optional[str] = typer.Option(None, help="'imagenet' or 'none' (random initialisation)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps (default 600)."),
-    batch: Optional[int] = typer.Option(None, help="Training pairs per step (default 8)."),
-    crop: Optional[int] = typer.Option(None, help="Training window side, a multiple of 32 (default 96)."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 0.001)."),
-    seed: Optional[int] = typer.Option(None, help="Seed for weights and pairs."),
+    encoder: Optional[str] = typer.Option(None, show_default=_from(HarmoniserConfig, "encoder"),
+                                          help="smp/timm encoder of the UNet."),
+    encoder_weights: Optional[str] = typer.Option(None, show_default=_from(HarmoniserConfig, "encoder_weights"),
+                                                  help="'imagenet' or 'none' (random initialisation)."),
+    steps: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "steps"),
+                                        help="Optimisation steps."),
+    batch: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "batch"),
+                                        help="Training pairs per step (the global batch under accelerate launch)."),
+    crop: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "crop"),
+                                       help="Training window side, a multiple of 32."),
+    lr: Optional[float] = typer.Option(None, show_default=_from(HarmoniserConfig, "lr"), help="Peak learning rate."),
+    seed: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "seed"),
+                                       help="Seed for weights and pairs."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
     """Self-supervised training: re-colour a real instance as if it had been pasted from another scene and learn
     to give back its real pixels from the composite and its mask. The held-out error of the composite (copy-paste)
     and of the harmonised window is printed and written to train_summary.json."""
-    from paintseg.config import HarmoniserConfig, load_yaml, validate
+    from paintseg.config import load_yaml, validate
     from paintseg.data.episode import Episode
     from paintseg.generate.harmonise.train import train_harmoniser
 
@@ -774,6 +792,8 @@ def _experiment(config, out: Path, progress: bool, command: str) -> None:
 
     _threads()
     results = _run(run_experiment, config, out, progress=progress, command=command)
+    if "rank" in results:  # another process of `accelerate launch`: the first one gathers and reports
+        return
     typer.echo(format_headline(results))
     minutes = results["wall_seconds"] / 60
     typer.echo(f"results: {out / 'results.json'}\nreport:  {out / 'report.html'}  (open it in a browser; "

@@ -29,6 +29,10 @@ only the training budget re-trains without re-painting, and a stage is never reu
 resumes: complete stages are skipped, and an interrupted stage continues where its own resume logic allows (the
 trainers from their last checkpoint, painting from the last finished placement, curation from the last composed
 scene).
+
+Under ``accelerate launch`` (N processes, one machine or several sharing EXP's file system) the stages are dealt
+out to the processes (:func:`_spread`), each run whole in one process, and the first process then gathers
+results.json and the report from the finished stages: the results are those of a run in one process.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from paintseg import distributed
 from paintseg.config import HUB_ID, dump_yaml
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
@@ -123,8 +128,8 @@ class Stages:
     stages of its kind (its name's first word: train, evaluate, paint, ...) took on average so far in this call,
     or the average of all stages run so far when none of its kind has run yet."""
 
-    def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None):
-        self.exp, self.root, self.progress = exp, exp / "stages", progress
+    def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None, tag: str = ""):
+        self.exp, self.root, self.progress, self.tag = exp, exp / "stages", progress, tag
         self.records: list[dict] = []
         self.upcoming = list(planned or [])  # the kinds of the stages still to run (see estimate_left)
         self.total = len(self.upcoming) or None
@@ -147,14 +152,15 @@ class Stages:
     def _position(self) -> str:
         n = len(self.records) + 1
         text = f"{n}/{self.total}" if self.total else f"{n}"
-        left = self.estimate_left()
+        left = self.estimate_left() if self.total else None  # without the plan, nothing to estimate from
         return text + (f", about {_duration(left)} left" if left is not None else "")
 
     def run(self, name: str, folder: Path, work: Callable[[], Any]) -> dict:
         """``work()`` fills ``folder`` unless ``folder/stage.json`` says it is complete; returns the stage record."""
         marker = folder / "stage.json"
         rel = _rel(folder, self.exp)
-        line = (f"[cached {len(self.records) + 1}/{self.total or '?'}] {name}  ({rel})" if marker.is_file()
+        count = f" {len(self.records) + 1}/{self.total}" if self.total else ""
+        line = (f"[cached{count}] {name}  ({rel})" if marker.is_file()
                 else f"[stage {self._position()}] {name}  -> {rel}")
         self._say(line)
         if self.upcoming and self.upcoming[0] == name.split()[0]:
@@ -176,7 +182,7 @@ class Stages:
 
     def _say(self, text: str) -> None:
         if self.progress:
-            print(text, file=sys.stderr, flush=True)
+            print(f"{self.tag}{text}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- stages
@@ -516,23 +522,35 @@ def _environment() -> dict:
 def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = True, command: str | None = None,
                    report: bool = True) -> dict:
     """Run every stage of ``config`` into ``exp`` (resuming what is there) and return the results dict that is
-    also written to ``exp/results.json``; ``report=True`` writes ``exp/report.html`` at the end."""
-    from paintseg.data.episode import Episode
-
+    also written to ``exp/results.json``; ``report=True`` writes ``exp/report.html`` at the end. Under a
+    multi-process launch every process runs its share of the stages; the first returns the results (written once
+    every stage is done), the others ``{"rank": r}``."""
     exp = Path(exp)
-    exp.mkdir(parents=True, exist_ok=True)
-    dump_yaml(config, exp / "config.yaml")
-    stages = Stages(exp, progress, planned_stages(config))
+    rank, world, barrier = distributed.processes()
+    if rank == 0:
+        exp.mkdir(parents=True, exist_ok=True)
+        dump_yaml(config, exp / "config.yaml")
     wall = time.perf_counter()
+    if world > 1:  # every stage is run by one of the processes; then the first one gathers them (all cached)
+        with distributed.local():
+            _spread(config, exp, progress, rank, world, barrier)
+        if rank != 0:
+            return {"rank": rank}
+        if progress:
+            print(f"[process 1/{world}] every stage is done; writing results.json and the report", file=sys.stderr,
+                  flush=True)
+        progress = False  # the stages are all cached: no line for each
+    with distributed.local():
+        return _gather(config, exp, progress, command, report, wall, world)
+
+
+def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | None, report: bool, wall: float,
+            world: int) -> dict:
+    """The stages in order (running those not complete yet) and the results of every run."""
+    stages = Stages(exp, progress, planned_stages(config))
 
     root, episode_key = _episode(config, stages, progress)
-    episode = Episode(root, config.episode.set)
-    problems = episode.problems(expected_shots=max(episode.shots, 1))  # any k-shot episode, k >= 1
-    if problems:
-        raise ExperimentError(f"{root}: the episode has problems ({'; '.join(problems[:3])}); fix them (see "
-                              f"`paintseg data check {root}`) and run again")
-    if not episode.classes.novel_ids:
-        raise ExperimentError(f"{root}: the episode has no novel class; name one in its classes.json")
+    episode = _open_episode(config, root)
     generator = harmoniser = None
     if needs_generator(config):
         generator = _generator(config, episode, episode_key, stages, progress)
@@ -561,7 +579,7 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
         "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
         "synthetic": synthetic, "painting_quality": painting_quality, "stages": stages.records, "complete": False,
         "wall_seconds": None,
-        "environment": _environment(), "command": command,
+        "environment": dict(_environment(), processes=world), "command": command,
     }
     full: dict[tuple[str, str, int], dict] = {}  # every run's metrics.json, per-image matrices included
     for seed in config.seeds:
@@ -589,6 +607,63 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     results["disk_mb"] = round(folder_bytes(exp) / 2**20, 1)  # the whole folder, report included
     write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     return results
+
+
+def _open_episode(config: ExperimentConfig, root: Path):
+    from paintseg.data.episode import Episode
+
+    episode = Episode(root, config.episode.set)
+    problems = episode.problems(expected_shots=max(episode.shots, 1))  # any k-shot episode, k >= 1
+    if problems:
+        raise ExperimentError(f"{root}: the episode has problems ({'; '.join(problems[:3])}); fix them (see "
+                              f"`paintseg data check {root}`) and run again")
+    if not episode.classes.novel_ids:
+        raise ExperimentError(f"{root}: the episode has no novel class; name one in its classes.json")
+    return episode
+
+
+def _spread(config: ExperimentConfig, exp: Path, progress: bool, rank: int, world: int,
+            barrier: Callable[[], None]) -> None:
+    """Every stage of the experiment, each run whole by one of ``world`` processes (this one is ``rank``): the
+    stages that do not depend on each other are dealt out in turn, in four rounds with a barrier after each
+    (the episode; the generator and harmoniser; painting quality and each seed's placements, paintings and
+    curation; each training and evaluation). A stage is the same computation in any process, so the results are
+    those of one process. Between rounds every process reads what the others wrote (``quiet`` stages are all
+    complete by then)."""
+    mine = Stages(exp, progress, tag=f"[process {rank + 1}/{world}] ")
+    quiet = Stages(exp, progress=False)
+
+    def deal(jobs: list[Callable[[], Any]]) -> None:
+        for i, job in enumerate(jobs):
+            if i % world == rank:
+                job()
+        barrier()
+
+    deal([lambda: _episode(config, mine, progress)])
+    root, episode_key = _episode(config, quiet, False)
+    episode = _open_episode(config, root)
+
+    models: list[Callable[[], Any]] = []
+    if needs_generator(config):
+        models.append(lambda: _generator(config, episode, episode_key, mine, progress))
+    if "harmonise" in config.arms:
+        models.append(lambda: _harmoniser(config, episode, episode_key, mine, progress))
+    deal(models)
+    generator = _generator(config, episode, episode_key, quiet, False) if needs_generator(config) else None
+    harmoniser = _harmoniser(config, episode, episode_key, quiet, False) if "harmonise" in config.arms else None
+
+    def synthetic(seed: int, stages: Stages, show: bool) -> dict[str, tuple[Path, str]]:
+        painted, _ = _painting(config, episode, episode_key, generator, seed, stages, show, harmoniser)
+        return _curation(config, episode, painted, generator, seed, stages, show)
+
+    painting = any(a in ARM_CURATION for a in config.arms)
+    deal([lambda: _painting_quality(config, episode, episode_key, generator, harmoniser, mine, progress)]
+         + ([lambda seed=seed: synthetic(seed, mine, progress) for seed in config.seeds] if painting else []))
+    curated = {seed: synthetic(seed, quiet, False) for seed in config.seeds} if painting else {}
+
+    deal([lambda seed=seed, arm=arm, model=model: _train_and_evaluate(
+        config, episode, episode_key, arm, model, seed, curated.get(seed, {}).get(arm), mine, progress)
+        for seed in config.seeds for arm in config.arms for model in config.models])
 
 
 def _duration(seconds: float) -> str:

@@ -45,6 +45,10 @@ class HarmonyBatch:
     def to(self, device: str | torch.device) -> "HarmonyBatch":
         return HarmonyBatch(self.composite.to(device), self.mask.to(device), self.target.to(device))
 
+    def __getitem__(self, rows: slice) -> "HarmonyBatch":
+        """The pairs ``rows`` (a process's share of a global batch)."""
+        return HarmonyBatch(self.composite[rows], self.mask[rows], self.target[rows])
+
 
 def recolour(pixels: np.ndarray, rng: np.random.Generator, shift: float) -> np.ndarray:
     """A random colour transform of float RGB in [0, 1] (any shape ending in 3)."""

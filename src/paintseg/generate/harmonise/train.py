@@ -13,7 +13,9 @@
                             the harmonised window, and the share of the composite's error removed
 
 The loss is the L1 error on the pixels the harmoniser may change (the object mask, grown by the border if one is
-set). AdamW, linear warm-up, cosine decay; pairs depend only on ``(seed, step)``, so a resumed run ends with an uninterrupted run's weights.
+set). AdamW, linear warm-up, cosine decay; pairs depend only on ``(seed, step)``, so a resumed run ends with an
+uninterrupted run's weights. Under ``accelerate launch`` it trains with DDP as the other trainers do
+(:mod:`paintseg.distributed`: each process on its rows of the global batch, process 0 alone writes).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from tqdm import tqdm
 from paintseg import __version__
 from paintseg.config import HarmoniserConfig
 from paintseg.data.episode import Episode
+from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
 from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
@@ -90,43 +94,53 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
     out = Path(out)
     record = {"harmoniser": config.model_dump(mode="json"), "episode": str(episode.root.resolve()),
               "split": episode.split, "seed": config.seed, "paintseg_version": __version__}
+    rank, world, barrier = distributed.processes()
+    rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
+    main = rank == 0
     opened = open_run(out, record, config.steps, resume, ("episode", "split"), "harmoniser", RESUMABLE_CHANGES,
-                      HarmoniserTrainError, "harmoniser", model_file=MODEL_FILE)
+                      HarmoniserTrainError, "harmoniser", model_file=MODEL_FILE, write=main)
+    barrier()  # every process has checked the folder before the first one writes into it
     model_path = out / MODEL_FILE
     if opened is None:
-        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress)
+        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
         return model_path
     start, checkpoint = opened
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pairs = HarmonyPairs.from_episode(episode, config, progress=progress)
+    device = device or distributed.device()
+    pairs = HarmonyPairs.from_episode(episode, config, progress=progress and main)
     torch.manual_seed(config.seed)
-    model = Harmoniser(config).to(device)
+    model = distributed.sync_batchnorm(Harmoniser(config)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
     if checkpoint is not None:
         restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, config.steps)
+    net = distributed.data_parallel(model)  # DDP with several processes; `model` stays the unwrapped one
     say(log, f"training harmoniser ({config.encoder}, {model.num_parameters / 1e6:.2f} M parameters, "
-         f"{config.crop} px) on {device} for steps {start}..{config.steps} into {out}; {pairs.describe()}", progress)
-    model.train()
+         f"{config.crop} px) on {device} for steps {start}..{config.steps} into {out}; {pairs.describe()}",
+        progress and main)
+    net.train()
     losses: list[float] = []
     wall_start = last = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, desc="train harmoniser", unit="step", disable=not progress)
-    with open(out / "log.jsonl", "a") as log_file, bar:
+    bar = tqdm(total=config.steps, initial=start, desc="train harmoniser", unit="step",
+               disable=not (progress and main))
+    with (open(out / "log.jsonl", "a") if main else nullcontext()) as log_file, bar:
         for step in range(start, config.steps):
-            batch = pairs.batch(step).to(device)
+            batch = pairs.batch(step)[rows].to(device)
             region = model.region(batch.mask)
-            loss = region_l1(model(batch.composite, batch.mask), batch.target, region).mean()
+            loss = region_l1(net(batch.composite, batch.mask), batch.target, region).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            done, value = step + 1, float(loss.detach())
+            done, value = step + 1, distributed.mean(float(loss.detach()))
             losses.append(value)
             last = log_step(log_file, bar, done, value, lr, last, f"{value * 255:.2f}")
-            if done % config.checkpoint_every == 0 or done == config.steps:
+            if main and (done % config.checkpoint_every == 0 or done == config.steps):
                 save_torch(checkpoint_state(done, model, optimizer, scheduler), out / "checkpoints" / "last.pt")
+    if not main:
+        barrier()  # the first process scores and writes the harmoniser
+        return model_path
     wall = time.perf_counter() - wall_start
     model.eval()
     validation = pairs.validation(config.validation_pairs)
@@ -138,9 +152,10 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
                "seconds_per_step": round(wall / ran, 4) if ran else None,
                "final_loss_l1_255": round(255 * sum(losses[-20:]) / len(losses[-20:]), 3) if losses else None,
                "held_out": scores, "parameters": model.num_parameters, "encoder": config.encoder,
-               "device": device, "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+               "device": device, "processes": world, "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
     finish_run(out, config.keep_checkpoint)
     say(log, f"harmoniser written to {model_path} ({summary['seconds_per_step']} s/step); held-out L1 "
          f"{scores['l1_composite']:.2f} (copy-paste) -> {scores['l1_harmonised']:.2f}", progress)
+    barrier()
     return model_path
