@@ -166,17 +166,10 @@ def test_ddp_harmoniser_train_writes_once(episode: Path, tmp_path: Path) -> None
     assert load_harmoniser(out)[0].num_parameters == summary["parameters"]
 
 
-TIMINGS = ("stages", "wall_seconds", "environment", "command", "disk_mb")
-
-
 def _results(exp: Path) -> dict:
-    """results.json without what depends on the clock, the machine and the command line."""
-    def strip(x):
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if "seconds" not in k and "rss" not in k}
-        return [strip(v) for v in x] if isinstance(x, list) else x
+    from paintseg.experiment.run import outcome
 
-    return strip({k: v for k, v in json.loads((exp / "results.json").read_text()).items() if k not in TIMINGS})
+    return outcome(json.loads((exp / "results.json").read_text()))
 
 
 def test_run_over_two_processes_killed_and_resumed_gives_the_results_of_one(episode: Path, tmp_path: Path) -> None:

@@ -666,6 +666,21 @@ def _spread(config: ExperimentConfig, exp: Path, progress: bool, rank: int, worl
         for seed in config.seeds for arm in config.arms for model in config.models])
 
 
+# what results.json records of the clock, the machine and the command line rather than of the experiment
+CIRCUMSTANCES = ("stages", "wall_seconds", "environment", "command", "disk_mb")
+
+
+def outcome(results: dict) -> dict:
+    """``results`` without :data:`CIRCUMSTANCES` and without any field of seconds or memory (``*seconds*``,
+    ``*rss*``): what two runs of the same config must agree on, whatever the machine or number of processes."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if "seconds" not in k and "rss" not in k}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip({k: v for k, v in results.items() if k not in CIRCUMSTANCES})
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
