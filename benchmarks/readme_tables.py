@@ -341,7 +341,32 @@ def large_raster(r: dict) -> str:
                       f"Produced by `{r['command']}` → `benchmarks/results/large_raster.json`."])
 
 
-BLOCKS = {"threads": threads, "large_raster": large_raster, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
+def processes(r: dict) -> str:
+    n, d, t = r["processes"], r["demo_quick"], r["train"]
+    one, many = t["1"], t[str(n)]
+    return "\n".join([
+        f"**Measured** ({r['device']}, {r['cores']} cores, {r['date']}; one process with {one['threads_per_process']} "
+        f"torch thread(s) against {n} processes with {many['threads_per_process']} each):",
+        "",
+        f"| | 1 process | {n} processes | speed-up |",
+        "|---|---|---|---|",
+        f"| `paintseg demo --quick` ({d['stages']} stages, {d['runs']} trainings) | {d['seconds_1']} s | "
+        f"{d[f'seconds_{n}']} s | ×{d['speedup']} |",
+        f"| `paintseg train` Unet-resnet18, batch 8, crop 128 ({t['steps']} steps) | {one['seconds_per_step']} s/step | "
+        f"{many['seconds_per_step']} s/step | ×{t['speedup']} |",
+        "",
+        f"`results.json` from {n} processes against one process with as many threads as each of them had (the same "
+        f"computation; everything but times, machine and command line compared): "
+        f"{'identical' if d['same_results_as_1_process_same_threads'] else 'DIFFERENT'}; against one process on all "
+        f"{r['cores']} cores: {'identical' if d['same_results_as_1_process_all_cores'] else 'not identical'} (novel "
+        f"mIoU of a run differs by up to {d['max_novel_miou_difference_all_cores']}: torch's CPU kernels sum in an "
+        f"order that depends on the thread count). Final training loss (mean of the last 10 steps): "
+        f"{one['final_loss']} in one process, {many['final_loss']} with DDP (per-process BatchNorm on CPUs).",
+        f"Produced by `{r['command']}` → `benchmarks/results/processes.json`.",
+    ])
+
+
+BLOCKS = {"threads": threads, "processes": processes, "large_raster": large_raster, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),

@@ -574,7 +574,7 @@ def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | 
             })
 
     results = {
-        "name": config.name, "config": config.model_dump(mode="json"), "episode": str(root.resolve()),
+        "name": config.name, "config": config.model_dump(mode="json"), "episode": _rel(root, exp),
         "novel": [episode.classes.name(i) for i in episode.classes.novel_ids], "arms": list(config.arms),
         "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
         "synthetic": synthetic, "painting_quality": painting_quality, "stages": stages.records, "complete": False,
