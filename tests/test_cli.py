@@ -164,3 +164,17 @@ def test_single_process_commands_refuse_a_multi_process_launch(tiny_episode: Pat
     assert result.exit_code == 2 and not (tmp_path / "pred").exists()
     assert "`paintseg predict` runs in one process, but 2 were started" in result.output
     assert "Commands that use several processes: demo, run, generate, train, generator, harmoniser" in result.output
+
+
+def test_trainer_options_lay_over_the_config_file(tiny_episode: Path, tmp_path: Path) -> None:
+    """Options that name config fields override the --config file; the rest comes from the file; 'none' on the
+    command line is random initialisation."""
+    config = tmp_path / "harm.yaml"
+    config.write_text("steps: 2\ncrop: 32\nlr: 0.002\nborder: 1\n")
+    result = invoke("harmoniser", "train", str(tiny_episode), "--out", str(tmp_path / "h"), "--config", str(config),
+                    "--encoder-weights", "none", "--batch", "2", "--steps", "1")
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "h" / "config.yaml").read_text())["harmoniser"]
+    assert (saved["steps"], saved["batch"], saved["crop"], saved["lr"], saved["border"]) == (1, 2, 32, 0.002, 1)
+    assert saved["encoder_weights"] is None
+    assert "Training pairs per step (the global batch" in invoke("harmoniser", "train", "--help").output

