@@ -217,3 +217,16 @@ def test_run_over_two_processes_killed_and_resumed_gives_the_results_of_one(epis
     assert len(results["runs"]) == 6 and all(s["cached"] for s in results["stages"])
     assert "novel mIoU" in done.stdout or "novel" in done.stdout  # the first process prints the headline once
     assert done.stdout.count("results: ") == 1
+
+
+def test_barriers_wait_as_long_as_paintseg_dist_timeout_says(tmp_path: Path) -> None:
+    """Processes wait for each other at barriers PAINTSEG_DIST_TIMEOUT seconds (default 24 h: torch's 10-30 min is
+    shorter than a stage another process of `paintseg run` may be running)."""
+    script = tmp_path / "wait.py"
+    script.write_text("import time\nfrom paintseg import distributed\nrank, world, barrier = distributed.processes()\n"
+                      "time.sleep(4 if rank == 0 else 0)\nbarrier()\nprint('through', rank, world)\n")
+    launch = command(processes=2)[:-2] + [str(script)]  # the launcher, then the script instead of `-m paintseg`
+    short = subprocess.run(launch, env={**ENV, "PAINTSEG_DIST_TIMEOUT": "1"}, capture_output=True, text=True)
+    assert short.returncode != 0 and "Timed out waiting 1000ms" in short.stderr
+    long = subprocess.run(launch, env=ENV, capture_output=True, text=True)
+    assert long.returncode == 0 and sorted(long.stdout.split("\n")[:2]) == ["through 0 2", "through 1 2"], long.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from typing import Callable, ContextManager, Iterator, TypeVar
 
 from paintseg.errors import PaintsegError
@@ -32,13 +33,26 @@ def world_size() -> int:
     return 1 if _local else max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
+def timeout() -> timedelta:
+    """How long a process waits for the others at a barrier: ``PAINTSEG_DIST_TIMEOUT`` seconds, default 24 hours
+    (torch's default, 10 or 30 minutes, is shorter than a stage of `paintseg run` that another process may be
+    running meanwhile; a process that fails stops the others at once through the launcher anyway)."""
+    value = os.environ.get("PAINTSEG_DIST_TIMEOUT", "").strip()
+    try:
+        return timedelta(seconds=float(value)) if value else timedelta(hours=24)
+    except ValueError:
+        raise PaintsegError(f"PAINTSEG_DIST_TIMEOUT={value!r} is not a number of seconds; set it to e.g. 86400, "
+                            f"or unset it for 24 hours") from None
+
+
 def process_state():
     """accelerate's PartialState of this process: gloo on CPUs (``cpu=True``; accelerate would otherwise see one
-    process on a machine without GPUs), NCCL on GPUs (and the process's own GPU made the current one)."""
+    process on a machine without GPUs), NCCL on GPUs (and the process's own GPU made the current one); barriers
+    wait :func:`timeout`."""
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timeout())
 
 
 def processes() -> tuple[int, int, Callable[[], None]]:

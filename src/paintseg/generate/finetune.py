@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from paintseg.config import GeneratorConfig, dump_yaml
 from paintseg.data.episode import Episode
-from paintseg.distributed import share
+from paintseg.distributed import share, timeout
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.files import write_text
@@ -99,7 +99,7 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     cond_drop, grad_clip, checkpoint_every, max_strength, the pair settings (mask kinds, box fraction, random
     regions) and ``resolution`` (default: the pipeline's own, 512 for the released models)."""
     require("accelerate", package="accelerate", extra="generators", feature="generator train --init")
-    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate import Accelerator, DataLoaderConfiguration, InitProcessGroupKwargs
     from diffusers import DDPMScheduler
     from diffusers.pipelines.deprecated.paint_by_example.pipeline_paint_by_example import \
         prepare_mask_and_masked_image
@@ -119,7 +119,8 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     # split_batches: config.batch is the global batch (each process trains on its rows), so the LR schedule takes
     # one step per training step whatever the number of processes
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=(device == "cpu"),
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timeout())])
     torch.manual_seed(config.seed)
     pipe = load_pipeline(init, "cpu", torch.float32)
     side = config.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
