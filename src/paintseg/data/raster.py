@@ -161,10 +161,17 @@ def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None, window:
     arr = raster.array
     if raster.format == "PNG" and arr.shape[2] in (2, 4):  # drop alpha
         arr = arr[..., : arr.shape[2] - 1]
-    bands = arr.shape[2]
-    if rgb_bands is None:
-        rgb_bands = (1,) if bands == 1 else (1, 2, 3)
-    for b in rgb_bands:
+    arr = arr[..., [b - 1 for b in image_bands(path, arr.shape[2], rgb_bands)]]
+    if arr.dtype not in (np.uint8, np.uint16):
+        check_image_dtype(path, arr.dtype, np.issubdtype(arr.dtype, np.floating) and bool(np.isnan(arr).any()))
+    return replace(raster, array=np.ascontiguousarray(arr))
+
+
+def image_bands(path: str | Path, bands: int, rgb_bands: Sequence[int] | None) -> list[int]:
+    """The 1-based bands of an image of ``bands`` bands read as red, green, blue (``rgb_bands``, default the first
+    three, or the only one); a band the image does not have is an error that says what to pass."""
+    chosen = list(rgb_bands) if rgb_bands is not None else [1] if bands == 1 else [1, 2, 3]
+    for b in chosen:
         if not 1 <= b <= bands:
             raise RasterError(
                 f"{path}: has {bands} band(s) but band {b} was asked for; say which bands to read as red, green, "
@@ -172,13 +179,15 @@ def read_image(path: str | Path, rgb_bands: Sequence[int] | None = None, window:
                 f"[{', '.join(str(min(i, bands)) for i in (1, 2, 3))}]) in the --config YAML or the run config's "
                 f"train section"
             )
-    arr = arr[..., [b - 1 for b in rgb_bands]]
-    if arr.dtype not in (np.uint8, np.uint16):
-        nan = np.issubdtype(arr.dtype, np.floating) and bool(np.isnan(arr).any())
-        raise RasterError(f"{path}: images must be uint8 or uint16, this one is {arr.dtype}"
+    return chosen
+
+
+def check_image_dtype(path: str | Path, dtype: np.dtype, nan: bool = False) -> None:
+    """Images are uint8 or uint16; anything else is an error that says how to convert it."""
+    if np.dtype(dtype) not in (np.uint8, np.uint16):
+        raise RasterError(f"{path}: images must be uint8 or uint16, this one is {np.dtype(dtype)}"
                           f"{' with NaN pixels' if nan else ''}; rescale it to uint8 or uint16 first (no-data as 0), "
                           f"e.g. gdal_translate -ot UInt16 -scale -a_nodata 0 IN.tif OUT.tif")
-    return replace(raster, array=np.ascontiguousarray(arr))
 
 
 def read_label(path: str | Path, classes: ClassMap | None = None, window: Box | None = None) -> Raster:

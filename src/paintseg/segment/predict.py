@@ -147,16 +147,12 @@ def predict_geotiff(model: Segmenter, path: Path, target: Path, window: int, ove
     import rasterio
     from rasterio.windows import Window
 
-    from ..data.raster import stretch_bounds, to_float
+    from ..data.raster import check_image_dtype, image_bands, stretch_bounds, to_float
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(path) as src:
-        bands = list(rgb_bands or ((1,) if src.count == 1 else (1, 2, 3)))
-        if max(bands) > src.count:
-            raise PredictError(f"{path}: has {src.count} band(s) but band {max(bands)} was asked for (the run's "
-                               f"rgb_bands); predict imagery with the bands the model was trained on")
+        bands = image_bands(path, src.count, rgb_bands)  # what read_image would read
         dtype = np.dtype(src.dtypes[bands[0] - 1])
-        if dtype not in (np.uint8, np.uint16):
-            raise PredictError(f"{path}: images must be uint8 or uint16, this one is {dtype}; rescale it first")
+        check_image_dtype(path, dtype)
         bounds = None
         if dtype == np.uint16:
             scale = max(1, int(np.ceil(max(src.height, src.width) / 1024)))
