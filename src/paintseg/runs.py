@@ -123,13 +123,24 @@ def say(log: logging.Logger, message: str, progress: bool) -> None:
 
 def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
              resumable: Sequence[str], error: type[Exception], what: str,
-             model_file: str = "model.pt", write: bool = True) -> tuple[int, dict | None] | None:
+             model_file: str = "model.pt") -> tuple[int, dict | None] | None:
     """Open a run folder for training: refuse to start over a run without ``resume``, refuse to resume with settings
     that would change the weights, load ``checkpoints/last.pt``, record ``config.yaml`` and cut ``log.jsonl`` back to
     the checkpoint. Returns ``(start step, checkpoint or None)``, or None when ``model.pt`` already holds ``steps``.
     ``error`` is the trainer's error class, ``what`` names what the folder holds ("model", "generator") and
-    ``model_file`` the finished weights' file name. ``write=False`` (every process of a multi-process run but the
-    first) checks and loads but writes nothing."""
+    ``model_file`` the finished weights' file name. In a multi-process run (:mod:`paintseg.distributed`) every process
+    checks and loads, the first alone writes, and none returns before all have checked."""
+    from paintseg.distributed import processes
+
+    rank, _, barrier = processes()
+    opened = _open_run(out, record, steps, resume, keys, section, resumable, error, what, model_file, rank == 0)
+    barrier()  # every process has checked the folder before the first one writes into it
+    return opened
+
+
+def _open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
+              resumable: Sequence[str], error: type[Exception], what: str, model_file: str,
+              write: bool) -> tuple[int, dict | None] | None:
     from paintseg.config import dump_yaml
 
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file

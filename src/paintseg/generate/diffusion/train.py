@@ -174,8 +174,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
     main = rank == 0
     opened = open_run(out, record, config.steps, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
-                      GeneratorTrainError, "generator", model_file=model_file, write=main)
-    barrier()  # every process has checked the folder before the first one writes into it
+                      GeneratorTrainError, "generator", model_file=model_file)
     if opened is None:
         say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
         return model_path
