@@ -282,7 +282,9 @@ def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
 
 def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp_path, tiny_episode):
     data = {**TINY, "arms": ["baseline", "copy-paste", "diffusion"],
-            "generation": {**TINY["generation"], "prior": "auto", "orient": True, "strength": 0.5}}
+            "generator": {"train": {**TINY["generator"]["train"], "snapshots": 2}},
+            "generation": {**TINY["generation"], "prior": "auto", "orient": True, "strength": 0.5,
+                           "quality_tests": 2}}
     config = load_experiment(write_config(tmp_path, data))
     exp = tmp_path / "exp"
     results = run_experiment(config, exp, progress=False)
@@ -296,6 +298,12 @@ def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp
     assert same[0] == same[1]  # both backends paint the very same (turned) placements
     page = (exp / "report.html").read_text()
     assert "from the copy-paste composite at strength 0.5" in page and "placement prior auto, oriented" in page
+    # the generator's training is recorded, and its snapshots give the painter's learning curve in the report
+    assert results["generator"]["steps"] == 4 and results["generator"]["train_seconds"] > 0
+    curve = results["painting_quality"]["curve"]
+    assert [(p["step"], p["strength"]) for p in curve["points"]] == [(2, 0.5), (4, 0.5)]
+    assert set(curve["controls"]) == {"copy-paste", "copy-paste-noise"}
+    assert "The painter's learning curve" in page and 'alt="painter learning curve"' in page
 
 
 def test_refine_and_filter_none_are_allowed_without_the_arm_they_would_duplicate():

@@ -320,8 +320,11 @@ def generator_train(
     size: Optional[str] = _field(GeneratorConfig, "size"),
     reference_encoder: Optional[str] = _field(GeneratorConfig, "reference_encoder"),
     steps: Optional[int] = _field(GeneratorConfig, "steps"),
+    minutes: Optional[float] = _field(GeneratorConfig, "minutes"),
+    snapshots: Optional[int] = _field(GeneratorConfig, "snapshots"),
     batch: Optional[int] = _field(GeneratorConfig, "batch"),
     lr: Optional[float] = _field(GeneratorConfig, "lr"),
+    snr_gamma: Optional[float] = _field(GeneratorConfig, "snr_gamma"),
     seed: Optional[int] = _field(GeneratorConfig, "seed"),
     max_strength: Optional[float] = _field(GeneratorConfig, "max_strength"),
     spatial_hint: Optional[bool] = _field(GeneratorConfig, "spatial_hint", "--spatial-hint/--no-spatial-hint"),
@@ -357,6 +360,62 @@ def generator_train(
              gradient_checkpointing=gradient_checkpointing)
         return
     _run(train_generator, ep, out, cfg, resume=resume, device=device)
+
+
+@generator_app.command("curve")
+def generator_curve(
+    gen: Path = typer.Argument(..., help="Generator folder (GEN) trained with --snapshots N (a folder without "
+                               "snapshots gives one point)."),
+    episode: Path = typer.Argument(..., help="Episode folder; its query images are the held-out test scenes."),
+    out: Path = typer.Option(..., help="JSON file for the curve: one point per snapshot and strength, and the "
+                             "copy-paste controls."),
+    figure: Optional[Path] = typer.Option(None, help="PNG of the curve (class rate, ΔE, novelty/diversity against "
+                                          "training minutes); with it also FIGURE_samples.png (the first --samples "
+                                          "tests painted by every point)."),
+    strength: list[float] = typer.Option([0.3], help="Painting strength, repeatable (1: from noise)."),
+    per_class: int = typer.Option(24, help="Tests per novel class."),
+    candidates: int = typer.Option(2, help="Candidates painted per test (2 or more measure diversity)."),
+    paste_noise: float = typer.Option(17.5, help="The copy-paste-noise control's noise (grey levels); 0: leave it "
+                                      "out."),
+    steps: int = typer.Option(20, help="Sampling steps."),
+    samples: int = typer.Option(4, help="Tests shown in FIGURE_samples.png."),
+    seed: int = typer.Option(0, help="Seed for the test windows and the noise."),
+    split: str = typer.Option("valset", help="valset or testset."),
+) -> None:
+    """The painter's learning curve: paint the same held-out query tests with every snapshot of a generator run
+    (and the finished generator) beside copy-paste and copy-paste-noise, and measure how often the class probe
+    calls the painted object the class, how close its colours are to the real instances, how far it is from its
+    reference and how much two candidates differ."""
+    import shutil
+    import tempfile
+
+    from paintseg.data.episode import Episode
+    from paintseg.evaluate.curve import curve_lines, painting_curve
+    from paintseg.files import write_bytes, write_text
+    from paintseg.generate.references import extract_references
+
+    if candidates < 1:
+        _fail(f"--candidates {candidates}: paint at least 1 per test (2 or more to measure diversity)")
+    if any(not 0 < s <= 1 for s in strength):
+        _fail(f"--strength {strength}: each strength is in (0, 1] (0.3: from the copy-paste composite, 1: from noise)")
+    ep = _run(Episode, episode, split)
+    _threads()
+    folder = Path(tempfile.mkdtemp(prefix="paintseg-curve-")) if figure is not None else None
+    curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strength, per_class=per_class,
+                 seed=seed, steps=steps, candidates=candidates, paste_noise=paste_noise or None, samples_dir=folder,
+                 samples=samples)
+    if figure is not None:
+        from paintseg.experiment.figures import curve_chart, painting_samples_figure, png_bytes
+
+        write_bytes(figure, png_bytes(curve_chart(curve)))
+        write_bytes(figure.with_name(f"{figure.stem}_samples.png"),
+                    png_bytes(painting_samples_figure(curve["quality"], folder)))
+        shutil.rmtree(folder, ignore_errors=True)
+    curve["quality"].pop("samples", None)
+    write_text(out, json.dumps(curve, indent=1, default=str) + "\n")
+    for line in curve_lines(curve):
+        typer.echo(line)
+    typer.echo(f"written {out}" + (f", {figure}" if figure is not None else ""))
 
 
 @app.command()

@@ -94,7 +94,8 @@ class ConfigError(PaintsegError):
 # Settings added after runs and stages were first recorded, with the value that does what the code did before them.
 # A run folder or a cached experiment stage recorded without such a field is read as having that value, so a new
 # option does not stop old runs from resuming nor invalidate finished stages.
-ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False}
+ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False, "minutes": None,
+                               "snr_gamma": None, "snapshots": 0}
 
 
 class TrainConfig(BaseModel):
@@ -206,10 +207,21 @@ class GeneratorConfig(BaseModel):
     reference_encoder: Literal["cnn", "efficientnet-lite0"] = Field(
         "cnn", description="Reference encoder: 'cnn' (small CNN trained with the UNet) or 'efficientnet-lite0' "
         "(frozen ImageNet EfficientNet-Lite0, offline weights from the 'pretrained' extra, with a trained mapper).")
-    steps: int = Field(20000, ge=1, description="Optimisation steps.")
+    steps: int = Field(20000, ge=1, description="Optimisation steps (with minutes: the most steps the budget may "
+                       "reach).")
+    minutes: float | None = Field(None, gt=0, description="A compute budget instead of a step count: train for as "
+                                  "many steps as fit in this many minutes of training on this machine (measured "
+                                  "over the first steps, then fixed and recorded in GEN/budget.json; the LR "
+                                  "schedule is laid over them; sample grids and snapshots are not counted).")
+    snapshots: int = Field(0, ge=0, le=16, description="Keep the EMA weights at this many points of the run, each "
+                           "after half the steps of the next (the last is the finished generator), as GEN folders "
+                           "in GEN/snapshots/: one run gives a learning curve (paintseg generator curve).")
     batch: int = Field(8, ge=1, description="Training pairs per step (the global batch: under accelerate launch "
                        "each of N processes trains on batch / N of them).")
     lr: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")
+    snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting across noise levels "
+                                    "(Hang et al. 2023; 5 is their choice): each pair's loss weighted "
+                                    "min(SNR, gamma) / (SNR + 1) for v, / SNR for epsilon; none: equal weights.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(200, ge=0, description="Linear warm-up steps before the cosine decay.")
     seed: int = Field(0, ge=0, description="Seed for the initial weights, the pairs, the noise and the samples.")

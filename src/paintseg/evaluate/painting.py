@@ -20,6 +20,14 @@ measure asks whether the painted object *is* the class:
   accuracy on the real query instances (novel and base) is reported beside it, as the ceiling a faithful painting
   could reach.
 
+Faithfulness alone rewards a paste. Two more measures, in the probe's (standardised) feature space, say how *new*
+the painted instances are:
+
+- ``novelty``: 1 - the cosine similarity of the painted object and its reference (the support instance it was
+  painted from); a paste scores its context's share of it, a new instance more;
+- ``diversity`` (with ``candidates`` >= 2): 1 - the cosine similarity of two candidates painted for the same test
+  with different noise; 0 for a deterministic backend such as copy-paste.
+
 ``painting_quality`` returns per class and overall means with the per-test records, so two backends are compared
 on identical tests (paired).
 """
@@ -186,6 +194,23 @@ class ClassProbe:
         crop = _crop(image, mask)
         return float(self.score([crop])[0]) if crop is not None else 0.0
 
+    def feature(self, image: np.ndarray, mask: np.ndarray):
+        """The object's standardised probe features (the space ``novelty`` and ``diversity`` are measured in)."""
+        import torch
+
+        crop = _crop(np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(mask))
+        if crop is None:
+            return None
+        with torch.no_grad():
+            return ((self._embed([crop]) - self.mu) / self.sd)[0]
+
+
+def feature_distance(a, b) -> float:
+    """1 - cosine similarity of two feature vectors (0: the same direction)."""
+    import torch
+
+    return float(1 - torch.nn.functional.cosine_similarity(a, b, dim=0))
+
 
 def _tests(episode: Episode, references: Sequence[Reference], per_class: int, seed: int,
            min_pixels: int) -> list[tuple[WindowJob, np.ndarray]]:
@@ -239,15 +264,23 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
 
 def painting_quality(episode: Episode, backends: dict[str, Backend], references: Sequence[Reference],
                      per_class: int = 24, seed: int = 0, min_pixels: int = 64, samples_dir: Path | None = None,
-                     samples: int = 6, probe: bool = True) -> dict:
+                     samples: int = 6, probe: bool = True, candidates: int = 1,
+                     class_probe: "ClassProbe | None" = None) -> dict:
     """Paint the same held-out tests with every backend; the distances of each to the real instances, and the
     seconds each backend took per test. With ``samples_dir``, the first ``samples`` tests are written there as
     PNGs (the window before painting and every backend's painted window; listed under "samples"). ``probe``
-    adds ``p_class`` (the class probe, EfficientNet-Lite0 features) and the probe's accuracy on real query
-    instances."""
+    adds ``p_class`` (the class probe, EfficientNet-Lite0 features; ``class_probe``: one already trained on this
+    episode) with ``novelty``, and the probe's accuracy on real query instances; ``candidates`` >= 2 paints that
+    many per test and adds ``diversity`` (the first candidate is the one measured)."""
     tests = _tests(episode, references, per_class, seed, min_pixels)
     metrics = list(METRICS if probe else METRICS[:3])
-    class_probe = ClassProbe(episode, references, seed) if probe and tests else None
+    if probe:
+        metrics += ["novelty"] + (["diversity"] if candidates > 1 else [])
+        if class_probe is None and tests:
+            class_probe = ClassProbe(episode, references, seed)
+    else:
+        class_probe = None
+    ref_features: dict[int, object] = {}
     records: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}
     shown: list[dict] = []
@@ -261,7 +294,8 @@ def painting_quality(episode: Episode, backends: dict[str, Backend], references:
         rows = []
         start = time.perf_counter()
         for job, real in tests:
-            cand = backend.paint([job], 1)[0][0]
+            cands = backend.paint([job], candidates)[0]
+            cand = cands[0]
             if job.index < len(shown):
                 file = f"t{job.index:03d}_b{b}.png"
                 save_png(Path(samples_dir) / file, _outlined(cand.image, cand.object_mask))
@@ -273,6 +307,14 @@ def painting_quality(episode: Episode, backends: dict[str, Backend], references:
                    **{k: round(v, 4) for k, v in colour_distances(painted, real).items()}}
             if class_probe is not None:
                 row["p_class"] = round(class_probe.score_object(cand.image, cand.object_mask), 4)
+                ref = job.reference
+                if job.placement.reference not in ref_features:
+                    ref_features[job.placement.reference] = class_probe.feature(ref.image, ref.mask)
+                painted_f = class_probe.feature(cand.image, cand.object_mask)
+                row["novelty"] = round(feature_distance(painted_f, ref_features[job.placement.reference]), 4)
+                if candidates > 1:
+                    other = class_probe.feature(cands[1].image, cands[1].object_mask)
+                    row["diversity"] = round(feature_distance(painted_f, other), 4)
             rows.append(row)
         seconds[name] = round((time.perf_counter() - start) / max(len(tests), 1), 4)
         records[name] = rows

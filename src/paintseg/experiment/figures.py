@@ -245,6 +245,41 @@ def novel_chart(arms: list[str], models: list[str], means: dict[tuple[str, str],
     return fig
 
 
+def curve_chart(curve: dict) -> Figure:
+    """The painter's learning curve (:func:`paintseg.evaluate.curve.painting_curve`): the probe's class rate,
+    ΔE to the real instances, and novelty / diversity against training minutes (steps where minutes are unknown),
+    one line per painting strength; the copy-paste controls as horizontal lines."""
+    panels = [("class_rate", "probe: called the class", True), ("delta_e", "ΔE to real instances (lower: closer)",
+                                                                   False),
+              ("novelty", "novelty (solid) · diversity (dashed)", False)]
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    timed = all(p["minutes"] is not None for p in curve["points"])
+    for ax, (metric, title, percent) in zip(axes, panels):
+        for s, strength in enumerate(curve["strengths"]):
+            color = PALETTE[s % len(PALETTE)]
+            rows = [p for p in curve["points"] if p["strength"] == strength and p.get(metric) is not None]
+            x = [p["minutes"] if timed else p["step"] for p in rows]
+            ax.plot(x, [p[metric] for p in rows], "o-", color=color, label=f"painted @ {strength:g}")
+            if metric == "novelty":
+                div = [(xx, p["diversity"]) for xx, p in zip(x, rows) if p.get("diversity") is not None]
+                if div:
+                    ax.plot(*zip(*div), "s--", color=color, alpha=0.7)
+        for c, (name, row) in enumerate(curve["controls"].items()):
+            if row.get(metric) is not None:
+                ax.axhline(row[metric], color=["#444444", "#AA3377", "#228833"][c % 3], ls=":", label=name)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_minor_formatter(lambda v, _: "")
+        ax.set_xlabel("training minutes" if timed else "training steps")
+        ax.set_title(title, fontsize=9)
+        if percent:
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    return fig
+
+
 def stage_chart(labels: list[str], seconds: list[float], cached: list[bool], texts: list[str] | None = None) -> Figure:
     """Horizontal bars: seconds per stage, in run order from the top, each labelled with ``texts``; cached: grey."""
     fig = Figure(figsize=(8, 0.28 * len(labels) + 1.0), layout="constrained")

@@ -26,8 +26,8 @@ from paintseg.data.episode import SPLIT_LISTS, Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
-from .figures import (data_uri, novel_chart, overlay_lut, painting_samples_figure, placement_figure, prediction_grid,
-                      sample_grid, stage_chart)
+from .figures import (curve_chart, data_uri, novel_chart, overlay_lut, painting_samples_figure, placement_figure,
+                      prediction_grid, sample_grid, stage_chart)
 
 FIX = "run `paintseg run CONFIG --out EXP` first"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -366,7 +366,24 @@ def _painting_quality(exp: Path, results: dict) -> str:
                  f"called the class by the probe): its pick changes the probe's probability by "
                  f"{row['p_class_gain']:+.3f} and the ΔE to the real instances by {row['delta_e_gain']:+.1f} against "
                  f"a random pick (a gain is + and −){auc}.</p>")
-    return title + note + _table(header, body) + _painting_samples(exp, quality)
+    return title + note + _table(header, body) + _painting_samples(exp, quality) + _curve(quality.get("curve"))
+
+
+def _curve(curve: dict | None) -> str:
+    """The painter's learning curve (generator.train.snapshots): painting quality against training minutes."""
+    if not curve or not curve.get("points"):
+        return ""
+    last = curve["points"][-1]
+    controls = "; ".join(f"{_esc(n)} {r['class_rate']:.0%}" for n, r in curve["controls"].items()
+                         if r.get("class_rate") is not None)
+    minutes = f"{last['minutes']:g} min" if last.get("minutes") is not None else f"{last['step']} steps"
+    text = (f"<h3>The painter's learning curve</h3><p class=\"meta\">The same held-out tests painted by the "
+            f"generator's snapshots (EMA weights after half, a quarter, … of its training; a snapshot's learning rate "
+            f"had not decayed yet, so each point is a lower bound of what that budget buys). After {minutes} of "
+            f"training the probe calls {last['class_rate']:.0%} of its paintings the class (controls: {controls}); "
+            f"novelty is the distance of a painting to its reference and diversity the distance between two "
+            f"candidates, in the probe's feature space.</p>")
+    return text + _img(curve_chart(curve), "painter learning curve")
 
 
 def _painting_samples(exp: Path, quality: dict) -> str:

@@ -335,6 +335,15 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
                                    per_class=max(1, g.quality_tests // 2), seed=config.seeds[0], mode=g.score_mode)
             found.pop("records")
             quality["filter_quality"] = found
+        if "diffusion" in names and (generator[0] / "snapshots").is_dir():  # the painter's learning curve
+            from paintseg.evaluate.curve import painting_curve
+            from paintseg.generate.references import extract_references
+
+            curve = painting_curve(episode, generator[0], extract_references(episode), strengths=[g.strength],
+                                   per_class=g.quality_tests, seed=config.seeds[0], steps=g.steps,
+                                   guidance=g.guidance, paste_noise=g.paste_noise)
+            curve.pop("quality")
+            quality["curve"] = curve | {"generator": _rel(generator[0], stages.exp)}
         write_text(out, json.dumps(quality, indent=1) + "\n")
 
     stages.run("painting quality", folder, work)
@@ -575,6 +584,7 @@ def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | 
 
     results = {
         "name": config.name, "config": config.model_dump(mode="json"), "episode": _rel(root, exp),
+        "generator": generator_record(generator[0]) if generator is not None else None,
         "novel": [episode.classes.name(i) for i in episode.classes.novel_ids], "arms": list(config.arms),
         "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
         "synthetic": synthetic, "painting_quality": painting_quality, "stages": stages.records, "complete": False,
@@ -607,6 +617,19 @@ def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | 
     results["disk_mb"] = round(folder_bytes(exp) / 2**20, 1)  # the whole folder, report included
     write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     return results
+
+
+def generator_record(folder: Path) -> dict | None:
+    """What a GEN folder records of its training: steps reached, training and wall seconds, threads, processes and,
+    for a budget in minutes, what it was measured to buy (None for a pretrained pipeline or a folder without it)."""
+    summary = Path(folder) / "train_summary.json"
+    if not summary.is_file():
+        return None
+    found = json.loads(summary.read_text())
+    keep = ("steps", "minutes", "train_seconds", "wall_seconds", "seconds_per_step", "torch_threads", "processes",
+            "device", "size", "parameters", "final_loss")
+    budget = Path(folder) / "budget.json"
+    return {k: found.get(k) for k in keep} | ({"budget": json.loads(budget.read_text())} if budget.is_file() else {})
 
 
 def _open_episode(config: ExperimentConfig, root: Path):

@@ -107,6 +107,11 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     out = Path(out)
     if mixed_precision not in MIXED_PRECISION:
         raise FinetuneError(f"mixed precision {mixed_precision!r}: use one of {', '.join(MIXED_PRECISION)}")
+    unused = [f"{name} {value}" for name, value in (("minutes", config.minutes), ("snapshots", config.snapshots),
+                                                      ("snr_gamma", config.snr_gamma)) if value]
+    if unused:
+        raise FinetuneError(f"{', '.join(unused)}: budgets in minutes, snapshots and min-SNR weighting are for "
+                            f"paintseg's own generator; a fine-tune takes --steps (drop those settings)")
     if pipeline_kind(init) != "paint-by-example":
         raise FinetuneError(f"{init}: --init takes a Paint-by-Example-family pipeline folder (Paint-by-Example, a "
                             f"converted RS-Paint); an SD inpainting pipeline has no reference to learn from")

@@ -11,10 +11,19 @@
       model_index.json, unet/, scheduler/, reference_encoder/
                                the EMA weights, model spec, noise schedule and config in the diffusers layout
                                (save_generator / load_generator; folders from before hold model.pt instead)
-      train_summary.json       steps, wall seconds, seconds/step, final loss, peak RSS, parameters
+      train_summary.json       steps, wall seconds, training seconds, seconds/step, final loss, peak RSS, parameters
+      budget.json              with ``minutes``: the measured seconds/step and the steps the budget buys (fixed once)
+      snapshots/step_NNNNNN/   with ``snapshots``: the EMA weights after half, a quarter, ... of the steps, each a GEN
+                               folder that paints, with snapshot.json {"step", "train_seconds", "torch_threads"}
 
-The recipe: DDPM noise (1000 steps, squaredcos_cap_v2), MSE on ε or v, the reference replaced by the null embedding
-for ``cond_drop`` of the pairs, AdamW with linear warm-up and cosine decay, gradient clipping, an EMA of the weights.
+The recipe: DDPM noise (1000 steps, squaredcos_cap_v2), MSE on ε or v (optionally min-SNR-γ weighted across noise
+levels), the reference replaced by the null embedding for ``cond_drop`` of the pairs, AdamW with linear warm-up and
+cosine decay, gradient clipping, an EMA of the weights.
+
+A budget in ``minutes`` instead of ``steps``: the first steps run on the schedule of ``steps`` (warm-up) while their
+seconds are measured (:data:`MEASURE` steps after :data:`WARM`), then the run fixes how many steps its budget buys,
+writes ``budget.json`` and lays the cosine decay over them; a resumed run reads ``budget.json`` and continues to the
+same step, so the budget is spent once and the schedule does not move.
 Every file is written to a temporary name and renamed; pairs and noise depend only on ``(seed, step)``, so a killed
 run resumed from ``checkpoints/last.pt`` ends with the weights of an uninterrupted one.
 
@@ -54,7 +63,10 @@ log = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed: they do not change the weights of the steps done so far.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "sample_every", "sample_count", "sample_steps",
-                     "sample_guidance", "num_workers", "keep_checkpoint")
+                     "sample_guidance", "num_workers", "keep_checkpoint", "snapshots")
+WARM, MEASURE = 3, 20  # a budget's seconds/step: the mean of MEASURE steps after the first WARM of a process
+BUDGET = "budget.json"
+SNAPSHOTS = "snapshots"
 NOISE_TAG = 9_999_991  # second seed word of the per-step noise / timesteps / reference drops
 
 
@@ -125,12 +137,40 @@ class TrainingStep(torch.nn.Module):
         return self.model(noisy, masked, mask, tokens, t, hint)
 
 
-def weighted_mse(pred: Tensor, wanted: Tensor, mask: Tensor, mask_weight: float) -> Tensor:
-    """MSE with the pixels under the inpaint mask weighted ``mask_weight`` (1: the plain MSE)."""
-    if mask_weight == 1:
+def weighted_mse(pred: Tensor, wanted: Tensor, mask: Tensor, mask_weight: float,
+                 pair_weight: Tensor | None = None) -> Tensor:
+    """MSE with the pixels under the inpaint mask weighted ``mask_weight`` (1: the plain MSE); with ``pair_weight``
+    (one per pair, e.g. :func:`snr_weights`) each pair's mean error is scaled by it before the batch mean."""
+    if mask_weight == 1 and pair_weight is None:
         return torch.nn.functional.mse_loss(pred, wanted)
     weight = 1 + (mask_weight - 1) * mask
-    return ((pred - wanted).square() * weight).sum() / (weight.sum() * pred.shape[1])
+    if pair_weight is None:
+        return ((pred - wanted).square() * weight).sum() / (weight.sum() * pred.shape[1])
+    weight = weight.expand_as(pred)
+    per_pair = ((pred - wanted).square() * weight).flatten(1).sum(1) / weight.flatten(1).sum(1)
+    return (per_pair * pair_weight).mean()
+
+
+def snr_weights(alphas_cumprod: Tensor, t: Tensor, gamma: float, prediction_type: str) -> Tensor:
+    """Min-SNR-γ weights (Hang et al., ICCV 2023) of timesteps ``t``: min(SNR, γ) / (SNR + 1) for a v target,
+    min(SNR, γ) / SNR for ε; SNR = ᾱ / (1 - ᾱ). Low-noise steps, whose target is nearly the noise itself, count
+    less."""
+    ac = alphas_cumprod.to(t.device)[t].float()
+    snr = ac / (1 - ac)
+    clipped = snr.clamp(max=gamma)
+    return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
+
+
+def snapshot_steps(total: int, count: int) -> list[int]:
+    """The steps before ``total`` whose EMA weights ``count`` snapshots keep: total/2, total/4, ... (the last of the
+    ``count`` points is the finished generator itself)."""
+    return sorted({max(1, total >> k) for k in range(1, count)} - {total})
+
+
+def read_budget(out: Path) -> dict | None:
+    """``GEN/budget.json`` (what a ``minutes`` budget was measured to buy), or None before it is written."""
+    path = Path(out) / BUDGET
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConfig, path: Path) -> Path:
@@ -153,6 +193,28 @@ def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConf
     return save_png(path, grid)
 
 
+def _fix_budget(config: GeneratorConfig, done: int, train_seconds: float, measured: list[float],
+                world: int) -> dict[str, Any]:
+    """How many steps ``config.minutes`` buy, from the mean seconds of the measured steps (after the first WARM; the
+    same figure in every process, so all stop at the same step)."""
+    timed = measured[WARM:] or measured
+    per_step = distributed.mean(sum(timed) / len(timed))
+    left = max(0.0, config.minutes * 60 - distributed.mean(train_seconds))
+    steps = min(config.steps, done + int(left / per_step))
+    return {"minutes": config.minutes, "steps": steps, "seconds_per_step": round(per_step, 5),
+            "measured_steps": len(timed), "fixed_at_step": done, "capped": steps == config.steps,
+            "torch_threads": torch.get_num_threads(), "processes": world}
+
+
+def _snapshot(model: PaintModel, ema: EMA, config: GeneratorConfig, record: dict[str, Any], out: Path, step: int,
+              train_seconds: float) -> Path:
+    """Write the EMA weights at ``step`` as the GEN folder ``out/snapshots/step_NNNNNN`` (with snapshot.json)."""
+    folder = out / SNAPSHOTS / f"step_{step:06d}"
+    write_text(folder / "snapshot.json", json.dumps({"step": step, "train_seconds": round(train_seconds, 3),
+                                                     "torch_threads": torch.get_num_threads()}) + "\n")
+    return save_generator(model, ema.shadow, config, folder, record=record, step=step)
+
+
 # --------------------------------------------------------------------------------------------- training
 def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, resume: bool = False,
                     progress: bool = True, device: str | None = None) -> Path:
@@ -173,12 +235,17 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     rank, world, barrier = distributed.processes()
     rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
     main = rank == 0
-    opened = open_run(out, record, config.steps, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
+    budget = read_budget(out) if config.minutes and resume else None
+    total = budget["steps"] if budget else config.steps  # with minutes: the cap until the budget is measured
+    opened = open_run(out, record, total, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
                       GeneratorTrainError, "generator", model_file=model_file)
     if opened is None:
-        say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
+        say(log, f"{model_path}: already trained for {total} steps; nothing to do", progress and main)
         return model_path
     start, checkpoint = opened
+    if budget is not None and checkpoint is None:
+        budget = None  # killed before its first checkpoint: the run starts over and measures again
+        total = config.steps
     device = device or distributed.device()
 
     sampler = PairSampler.from_episode(episode, config, progress=progress and main)
@@ -188,26 +255,34 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     ema_model = build_generator(config).to(device).eval()  # holds the EMA weights while sample grids are painted
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, config.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, total))
+    train_seconds = 0.0  # training time so far (sample grids and snapshots excluded), over resumes
     if checkpoint is not None:
-        restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, config.steps)
+        restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, total)
         ema.load_state_dict(checkpoint["ema"])
+        train_seconds = float(checkpoint.get("train_seconds", 0.0))
+    snapshots = snapshot_steps(total, config.snapshots) if budget or not config.minutes else []
     noise_scheduler = model.noise_scheduler()
     num_timesteps = noise_scheduler.config.num_train_timesteps
     net = distributed.data_parallel(TrainingStep(model))  # DDP with several processes
 
     shared = f"; {world} processes, {config.batch // world} of each batch of {config.batch} each" if world > 1 else ""
+    until = f"{total}" if budget or not config.minutes else f"as many as {config.minutes:g} min buy (<= {total})"
     say(log, f"training generator {config.size!r} ({model.num_parameters / 1e6:.2f} M parameters, "
-         f"{model.spec.resolution} px, {config.prediction_type}) on {device} for steps {start}..{config.steps} "
+         f"{model.spec.resolution} px, {config.prediction_type}) on {device} for steps {start}..{until} "
          f"into {out}; {sampler.describe()}{shared}", progress and main)
+    alphas_cumprod = noise_scheduler.alphas_cumprod
+    measured: list[float] = []  # seconds of this process's steps, until the budget is fixed
     model.train()
     losses: list[float] = []
     wall_start = last = time.perf_counter()
     grid_seconds = 0.0
-    bar = tqdm(total=config.steps, initial=start, desc="train generator", unit="step",
+    bar = tqdm(total=total, initial=start, desc="train generator", unit="step",
                disable=not (progress and main))
     with (open(log_path, "a") if main else nullcontext()) as log_file, bar:
         for step, batch in batches(sampler, start):
+            if step >= total:
+                break
             noise, t, drop = step_noise(config, step, batch, num_timesteps, "cpu")  # of the whole global batch
             batch, noise, t, drop = batch[rows].to(device), noise[rows].to(device), t[rows].to(device), \
                 drop[rows].to(device)
@@ -216,7 +291,9 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                 noise_scheduler.get_velocity(batch.target, noise, t)
             pred = net(noisy, batch.masked, batch.mask, batch.reference, batch.ref_mask, drop, t,
                        batch.hint if model.spec.hint else None)
-            loss = weighted_mse(pred, wanted, batch.mask, config.mask_weight)
+            weights = None if config.snr_gamma is None else \
+                snr_weights(alphas_cumprod, t, config.snr_gamma, config.prediction_type)
+            loss = weighted_mse(pred, wanted, batch.mask, config.mask_weight, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -227,23 +304,46 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             ema.update(model)  # the same on every process: DDP keeps their weights equal
             done, value = step + 1, distributed.mean(float(loss.detach()))
             losses.append(value)
-            last = log_step(log_file, bar, done, value, lr, last, f"{value:.4f}")
-            if main and (done % config.checkpoint_every == 0 or done == config.steps):
-                save_torch(checkpoint_state(done, model, optimizer, scheduler, ema=ema.state_dict()), ckpt_path)
-            if main and (done % config.sample_every == 0 or done == config.steps):
+            previous, last = last, log_step(log_file, bar, done, value, lr, last, f"{value:.4f}")
+            train_seconds += last - previous
+            if config.minutes and budget is None:
+                measured.append(last - previous)
+                spent = train_seconds >= config.minutes * 60
+                if len(measured) >= WARM + MEASURE or spent or done == total:
+                    budget = _fix_budget(config, done, train_seconds, measured, world)
+                    total = budget["steps"]
+                    scheduler.lr_lambdas[0] = factor = lr_factor(config.warmup_steps, total)
+                    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                        group["lr"] = base_lr * factor(scheduler.last_epoch)  # as a resumed run sets it
+                    snapshots = [s for s in snapshot_steps(total, config.snapshots) if s > done]
+                    bar.total = total
+                    if main:
+                        write_text(out / BUDGET, json.dumps(budget, indent=1) + "\n")
+            if main and (done % config.checkpoint_every == 0 or done == total):
+                save_torch(checkpoint_state(done, model, optimizer, scheduler, ema=ema.state_dict(),
+                                            train_seconds=train_seconds), ckpt_path)
+            if main and (done % config.sample_every == 0 or done == total):
                 grid_start = time.perf_counter()
                 ema_model.load_state_dict(ema.shadow)
                 write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png")
                 grid_seconds += time.perf_counter() - grid_start
                 last = time.perf_counter()  # painting the grid is not training time
+            if main and done in snapshots:
+                grid_start = time.perf_counter()
+                _snapshot(model, ema, config, record, out, done, train_seconds)
+                grid_seconds += time.perf_counter() - grid_start
+                last = time.perf_counter()
+            if done >= total:
+                break
     wall = time.perf_counter() - wall_start
 
     if not main:
         barrier()  # the first process writes the generator
         return model_path
-    model_path = save_generator(model, ema.shadow, config, out, record=record, step=config.steps)
-    ran = config.steps - start
-    summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
+    model_path = save_generator(model, ema.shadow, config, out, record=record, step=total)
+    ran = total - start
+    summary = {"steps": total, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
+               "train_seconds": round(train_seconds, 3), "minutes": config.minutes,
                "seconds_per_step": round((wall - grid_seconds) / ran, 4) if ran else None,
                "sample_grid_seconds": round(grid_seconds, 3),
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
