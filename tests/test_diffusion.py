@@ -302,6 +302,16 @@ def test_backend_strength_zero_is_copy_paste_and_low_strength_keeps_the_silhouet
         assert np.array_equal(c.image[~c.paint_mask], job.window_image[~c.paint_mask])
     with pytest.raises(GeneratorError, match="strength 2"):
         DiffusionBackend(tmp_path / "gen", strength=2)
+    # over the copy-paste-noise composite: strength 0 is that control exactly, and painting keeps its silhouette
+    noisy = CopyPasteBackend(noise=17.5).paint(jobs, 1)
+    zero = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.0, device="cpu", paste_noise=17.5).paint(jobs, 2)
+    for cp, plain, cands in zip(noisy, pasted, zero):
+        assert all(np.array_equal(c.image, cp[0].image) for c in cands)
+        assert not np.array_equal(cands[0].image, plain[0].image)
+    low = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.5, device="cpu", paste_noise=17.5).paint(jobs, 1)
+    assert all(np.array_equal(c[0].object_mask, cp[0].object_mask) for c, cp in zip(low, noisy))
+    with pytest.raises(GeneratorError, match="paste noise 17.5: painting from pure noise"):
+        DiffusionBackend(tmp_path / "gen", strength=1.0, paste_noise=17.5)
 
 
 def test_max_strength_trains_only_the_low_noise_timesteps():

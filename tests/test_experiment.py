@@ -54,6 +54,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
     ({"episode": {"path": "a", "demo": {}}}, "give exactly one of episode.path, episode.split or episode.demo"),
     ({"generation": {"refine": "none"}}, "use grabcut or sam, or drop the diffusion-no-refine arm"),
     ({"generation": {"filter": "none"}}, "or drop the diffusion-no-filter arm"),
+    ({"arms": ["baseline", "diffusion-noise"]}, "set generation.strength below 1 (e.g. 0.3) or drop the arm"),
     ({"generation": {"refine": "sam"}}, "refine: sam needs sam_checkpoint"),
     ({"seeds": [1, 1]}, "lists a seed twice"),
     ({"train": {"crop": 100}}, "crop 100 is not a multiple of 32"),
@@ -281,7 +282,7 @@ def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
 
 
 def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp_path, tiny_episode):
-    data = {**TINY, "arms": ["baseline", "copy-paste", "diffusion"],
+    data = {**TINY, "arms": ["baseline", "copy-paste", "copy-paste-noise", "diffusion", "diffusion-noise"],
             "generator": {"train": {**TINY["generator"]["train"], "snapshots": 2}},
             "generation": {**TINY["generation"], "prior": "auto", "orient": True, "strength": 0.5,
                            "quality_tests": 2}}
@@ -294,8 +295,13 @@ def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp
     assert set(prior) == {"labels", "appearance", "mix"} and "pool" in prior["mix"]
     settings = yaml.safe_load((paint["diffusion"] / "generate.yaml").read_text())
     assert settings["strength"] == 0.5 and settings["prior"] == "auto" and settings["orient"] is True
-    same = [(paint[name] / "placements.jsonl").read_text() for name in ("copy-paste", "diffusion")]
-    assert same[0] == same[1]  # both backends paint the very same (turned) placements
+    same = [(paint[name] / "placements.jsonl").read_text() for name in ("copy-paste", "diffusion", "diffusion-noise")]
+    assert same[0] == same[1] == same[2]  # every backend paints the very same (turned) placements
+    noisy = yaml.safe_load((paint["diffusion-noise"] / "generate.yaml").read_text())
+    assert noisy["paste_noise"] == 17.5 and noisy["strength"] == 0.5 and "paste_noise" not in settings
+    # painting is judged against the strongest control too, and the headline names it
+    assert {(c["arm"], c["against"]) for c in results["comparisons"]} >= {
+        ("diffusion", "copy-paste-noise"), ("diffusion-noise", "copy-paste-noise"), ("diffusion-noise", "copy-paste")}
     page = (exp / "report.html").read_text()
     assert "from the copy-paste composite at strength 0.5" in page and "placement prior auto, oriented" in page
     # the generator's training is recorded, and its snapshots give the painter's learning curve in the report

@@ -83,3 +83,7 @@ def test_compare_and_the_report_verdict():
     assert line.startswith(f"painting (diffusion) raised novel IoU by {c['seeds']['mean']:.1f} ± ")
     assert "over copy-paste (unet-x; query-tile 95 % interval [" in line and line.endswith(": beyond noise.")
     assert verdict_line({"comparisons": []}) is None
+    # against copy-paste-noise too: the verdict names the strongest control
+    noisy = {"arm": "diffusion", "against": "copy-paste-noise", "model": "unet-x", "novel_miou": one}
+    line = verdict_line({"comparisons": results["comparisons"] + [noisy]})
+    assert "over copy-paste-noise (unet-x" in line and line.endswith("seed noise unknown (1 seed).")

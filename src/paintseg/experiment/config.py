@@ -17,11 +17,12 @@ from paintseg.config import (GENERATOR_MASK_KINDS, HUB_ID, GeneratorConfig, Harm
                              TrainConfig, check_encoder_spec, load_yaml, parse_keep)
 
 # copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
-# on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser
+# on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser; diffusion-noise:
+# painted from the copy-paste-noise composite (generation.strength < 1), faithful new instances with appearance noise
 ARMS = ("baseline", "copy-paste", "copy-paste-match", "copy-paste-noise", "harmonise", "diffusion",
-        "diffusion-no-filter", "diffusion-no-refine")
+        "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
 DEFAULT_ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
-DIFFUSION_ARMS = ("diffusion", "diffusion-no-filter", "diffusion-no-refine")
+DIFFUSION_ARMS = ("diffusion", "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
 
 
 class _Strict(BaseModel):
@@ -246,6 +247,10 @@ class ExperimentConfig(_Strict):
             raise ValueError("generation.filter: none would make the diffusion arm equal to diffusion-no-filter; "
                              "name an encoder (handcrafted, efficientnet-lite0, generator, "
                              "open_clip:MODEL:CHECKPOINT), or drop the diffusion-no-filter arm")
+        if "diffusion-noise" in arms and g.strength >= 1:
+            raise ValueError("the diffusion-noise arm paints over the copy-paste-noise composite, which painting from "
+                             "noise (generation.strength 1) never sees; set generation.strength below 1 (e.g. 0.3) "
+                             "or drop the arm")
         return self
 
     def train_config(self, model: ModelSpec, seed: int) -> TrainConfig:

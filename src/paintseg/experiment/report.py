@@ -156,12 +156,14 @@ def _comparison(results: dict, arm: str, against: str, model: str | None = None)
 
 
 def verdict_line(results: dict) -> str | None:
-    """One sentence: does painting beat copy-paste (else: the best synthetic arm vs the baseline), by how much, and
-    is that beyond noise. None when there is nothing to compare."""
+    """One sentence: does painting beat the strongest control it was run against (copy-paste-noise, else copy-paste;
+    else: the best synthetic arm vs the baseline), by how much, and is that beyond noise. None when there is nothing
+    to compare."""
     comparisons = [c for c in results.get("comparisons") or [] if isinstance(c.get("novel_miou"), dict)]
     if not comparisons:
         return None
-    pick = next((c for c in comparisons if c["arm"] == "diffusion" and c["against"] == "copy-paste"), None)
+    pick = next((c for against in ("copy-paste-noise", "copy-paste") for c in comparisons
+                 if c["arm"] == "diffusion" and c["against"] == against), None)
     if pick is None:
         vs_base = [c for c in comparisons if c["against"] == "baseline"]
         if not vs_base:
@@ -541,8 +543,9 @@ per-image IoUs). Base mIoU averages the base classes, novel mIoU the novel class
 colours moved to the new surroundings and random flips; copy-paste-noise = pasted with smooth colour noise on the
 object (generation.paste_noise); harmonise = pasted, then re-coloured by the harmoniser
 trained on the episode's scenes; diffusion = painted by the
-exemplar-conditioned inpainting model, filtered by similarity and with refined masks; diffusion-no-filter and
-diffusion-no-refine drop one of those two steps.</li></ul>"""
+exemplar-conditioned inpainting model, filtered by similarity and with refined masks; diffusion-noise = the same,
+painted over the copy-paste-noise composite; diffusion-no-filter and diffusion-no-refine drop one of those two
+steps.</li></ul>"""
 
 
 # --------------------------------------------------------------------------------------------- API

@@ -64,9 +64,13 @@ ARM_CURATION = {
     "copy-paste-noise": ("copy-paste-noise", False, False),
     "harmonise": ("harmonise", False, False),
     "diffusion": ("diffusion", True, True),
+    "diffusion-noise": ("diffusion-noise", True, True),
     "diffusion-no-filter": ("diffusion", False, True),
     "diffusion-no-refine": ("diffusion", True, False),
 }
+
+
+DIFFUSION_BACKENDS = ("diffusion", "diffusion-noise")  # the ARM_CURATION backends that paint with the generator
 
 
 class ExperimentError(PaintsegError):
@@ -260,6 +264,8 @@ def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Pa
 
     if name == "diffusion":
         return make_backend(generator[0], seed=seed, **settings)
+    if name == "diffusion-noise":
+        return make_backend(generator[0], seed=seed, paste_noise=paste_noise, **settings)
     if name == "harmonise":
         return make_backend(harmoniser[0])
     if name == "copy-paste-noise":
@@ -298,9 +304,11 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     names = sorted({ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION})
     if not names or g.quality_tests == 0:
         return None
-    settings = _paint_settings(config, episode, generator if "diffusion" in names else None, strength=True)
+    painters = [n for n in names if n in DIFFUSION_BACKENDS]
+    settings = _paint_settings(config, episode, generator if painters else None, strength=True)
     keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else
-                f"{n}:{g.paste_noise}" if n == "copy-paste-noise" else n) for n in names}
+                f"{n}:{g.paste_noise}" if n == "copy-paste-noise" else
+                f"{generator[1]}:noise:{g.paste_noise}" if n == "diffusion-noise" else n) for n in names}
     filtering = (g.filter != "none" and g.candidates > 1
                  and any(ARM_CURATION[a][1] for a in config.arms if a in ARM_CURATION))
     extra = [(g.filter, g.candidates, g.score_mode)] if filtering else []  # older stages keep their hash
@@ -330,12 +338,12 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
             from paintseg.curate.score import build_encoder
             from paintseg.evaluate.curation import filter_quality
 
-            found = filter_quality(episode, backends["diffusion"], {g.filter: build_encoder(g.filter)},
+            found = filter_quality(episode, backends[painters[0]], {g.filter: build_encoder(g.filter)},
                                    extract_references(episode), candidates=g.candidates,
                                    per_class=max(1, g.quality_tests // 2), seed=config.seeds[0], mode=g.score_mode)
             found.pop("records")
             quality["filter_quality"] = found
-        if "diffusion" in names and (generator[0] / "snapshots").is_dir():  # the painter's learning curve
+        if painters and (generator[0] / "snapshots").is_dir():  # the painter's learning curve
             from paintseg.evaluate.curve import painting_curve
             from paintseg.generate.references import extract_references
 
@@ -376,11 +384,12 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
 
     backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
     painted: dict[str, tuple[Path, str]] = {}
-    for name in sorted(backends, key=lambda n: n != "diffusion"):  # diffusion first: the long one
-        if name == "diffusion":
+    for name in sorted(backends, key=lambda n: n not in DIFFUSION_BACKENDS):  # diffusion first: the long one
+        if name in DIFFUSION_BACKENDS:
             gen_path, gen_key = generator
             settings = _paint_settings(config, episode, generator, strength=False)
-            key = settings_hash(place_key, gen_key, _recipe(settings), g.candidates)
+            extra = [("paste_noise", g.paste_noise)] if name == "diffusion-noise" else []
+            key = settings_hash(place_key, gen_key, _recipe(settings), g.candidates, *extra)
             candidates = g.candidates
         else:  # the copy-paste arms paste (and harmonise) candidate 0 as it is
             settings, candidates = {}, 1
@@ -499,12 +508,15 @@ def summarize_runs(runs: list[dict], arms: list[str], models: list[str]) -> list
 
 
 def comparisons(full: dict[tuple[str, str, int], dict], arms: list[str], models: list[str], classes) -> list[dict]:
-    """Every arm against the baseline, and every painted arm against copy-paste, per model: novel and base mIoU
-    differences with their seed and query-tile statistics (paintseg.evaluate.significance.compare)."""
+    """Every arm against the baseline, every painted arm against copy-paste, and every diffusion arm against
+    copy-paste-noise (the strongest control: it tells a painting gain from an appearance-noise gain), per model:
+    novel and base mIoU differences with their seed and query-tile statistics
+    (paintseg.evaluate.significance.compare)."""
     from paintseg.evaluate.significance import compare
 
     pairs = [(arm, "baseline") for arm in arms if arm != "baseline" and "baseline" in arms]
     pairs += [(arm, "copy-paste") for arm in arms if arm not in ("baseline", "copy-paste") and "copy-paste" in arms]
+    pairs += [(arm, "copy-paste-noise") for arm in arms if arm in DIFFUSION_ARMS and "copy-paste-noise" in arms]
     out = []
     for model in models:
         for arm, other in pairs:

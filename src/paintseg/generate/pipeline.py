@@ -237,11 +237,13 @@ def make_backend(generator: str | Path, *, seed: int = 0, steps: int = 50, guida
             from .diffusion.backend import DiffusionBackend
 
             backend = DiffusionBackend(Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
-                                       seed=seed, strength=strength, device=device)
+                                       seed=seed, strength=strength, device=device, paste_noise=paste_noise)
             settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
                         "scheduler": scheduler}
             if strength != 1.0:
                 settings["strength"] = strength
+            if paste_noise:
+                settings["paste_noise"] = paste_noise
     if paste_colour != "none":
         settings["paste_colour"] = paste_colour
     return backend, settings

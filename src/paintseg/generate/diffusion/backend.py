@@ -12,6 +12,10 @@ is the pasted silhouette, which a low strength keeps in place. The model works a
 what it changes is added to the full-resolution composite: at strength 0 the result is the copy-paste candidate
 exactly, and the pasted object keeps its detail at every strength.
 
+With ``paste_noise`` σ > 0 (and ``strength`` < 1) the composite is the copy-paste-noise one: smooth colour noise of
+std σ on the pasted object, which the model then paints over - new instances that keep the appearance variation of
+the copy-paste-noise control.
+
 A generator trained with ``spatial_hint`` also gets the pasted reference (the copy-paste composite's object, at the
 model's resolution) as its 4 hint channels, at any strength.
 """
@@ -51,12 +55,15 @@ class DiffusionBackend:
     name = "diffusion"
 
     def __init__(self, generator: str | Path, steps: int = 50, guidance: float = 3.0, scheduler: str = "ddim",
-                 seed: int = 0, device: str | None = None, strength: float = 1.0):
+                 seed: int = 0, device: str | None = None, strength: float = 1.0, paste_noise: float = 0.0):
         if scheduler not in SCHEDULERS:
             raise GeneratorError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}")
         if not 0.0 <= strength <= 1.0:
             raise GeneratorError(f"strength {strength}: use 0 (copy-paste as it is) to 1 (paint from pure noise)")
-        self.strength = strength
+        if paste_noise and strength >= 1.0:
+            raise GeneratorError(f"paste noise {paste_noise}: painting from pure noise (strength 1) never sees the "
+                                 f"noisy paste; give a strength below 1 (e.g. 0.3) or no paste noise")
+        self.strength, self.paste_noise = strength, paste_noise
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.config = load_generator(generator, self.device)
         self.resolution = self.model.spec.resolution
@@ -70,7 +77,7 @@ class DiffusionBackend:
             ref_image, ref_mask = square_reference(job.reference.image, job.reference.mask)
             region, objects, init, hint = job.mask, job.mask, None, None
             if self.strength < 1.0 or self.model.spec.hint:
-                composite = CopyPasteBackend().paint([job], 1)[0][0]
+                composite = CopyPasteBackend(noise=self.paste_noise).paint([job], 1)[0][0]
             if self.model.spec.hint:  # the pasted reference, at model resolution
                 rgb = resize_square(composite.image, self.resolution)
                 pasted = resize_square(composite.object_mask.astype(np.uint8), self.resolution, nearest=True) > 0

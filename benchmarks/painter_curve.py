@@ -1,0 +1,116 @@
+"""The painter's learning curve: painting quality on held-out query windows against training compute, per recipe.
+
+Each recipe trains paintseg's generator - the experiment config's generator.train settings with one change - for a
+budget in minutes with snapshots (EMA weights after half, a quarter, ... of the run), then `paintseg generator
+curve` paints the same held-out query tests with every snapshot at each strength, beside copy-paste and
+copy-paste-noise (the probe's class rate, ΔE to the real instances, novelty against the reference, diversity
+between two candidates). One long run gives every point of its curve.
+
+    today      the config's generator.train as it is
+    min-snr    + min-SNR-gamma loss weighting, gamma 5 (Hang et al. 2023)
+    batch16    + batch 16 (twice the pairs per step)
+    lr3e-3     + peak learning rate 3e-3
+
+Recipes train side by side, one process and one thread each (--parallel, the default), so they get the same
+compute; a finished GEN folder is reused. Every step is a `paintseg` command (printed).
+Writes benchmarks/results/painter_curve_NAME.json and painter_curve_NAME_RECIPE.png (+ _samples.png).
+
+    python benchmarks/painter_curve.py --config configs/demo.yaml --minutes 45 --snapshots 8 --recipes today min-snr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {"today": {}, "min-snr": {"snr_gamma": 5.0}, "batch16": {"batch": 16}, "lr3e-3": {"lr": 3e-3}}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
+
+
+def main() -> None:
+    from paintseg.experiment.config import load_experiment
+    from paintseg.experiment.run import Stages, _episode
+    from paintseg.generate.diffusion.model import is_generator
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
+    ap.add_argument("--recipes", nargs="+", default=["today", "min-snr"], choices=list(RECIPES))
+    ap.add_argument("--minutes", type=float, default=45.0, help="training budget of each recipe (one thread)")
+    ap.add_argument("--snapshots", type=int, default=8)
+    ap.add_argument("--strengths", nargs="+", type=float, default=[0.3, 0.6, 1.0])
+    ap.add_argument("--per-class", type=int, default=24)
+    ap.add_argument("--sequential", action="store_true", help="train the recipes one after the other")
+    args = ap.parse_args()
+    config = load_experiment(args.config)
+    name = config.name
+    work = REPO / "benchmarks" / "work" / f"painter_curve_{name}"
+    episode, _ = _episode(config, Stages(work, progress=False), progress=False)
+    ps = [sys.executable, "-m", "paintseg"]
+
+    jobs = []
+    for recipe in args.recipes:
+        gen = work / f"gen_{recipe}"
+        settings = {**config.generator.train.model_dump(mode="json"), **RECIPES[recipe], "minutes": args.minutes,
+                    "snapshots": args.snapshots, "steps": 1_000_000, "checkpoint_every": 1000,
+                    "sample_every": 5000, "keep_checkpoint": True}
+        cfg = work / f"gen_{recipe}.yaml"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(yaml.safe_dump(settings))
+        if not is_generator(gen):
+            cmd = ps + ["generator", "train", str(episode), "--out", str(gen), "--config", str(cfg), "--resume"]
+            print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
+            jobs.append(subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            if args.sequential:
+                jobs.pop().wait()
+    for job in jobs:
+        if job.wait():
+            sys.exit(f"a generator run failed: {shlex.join(job.args)}")
+
+    found = {}
+    for recipe in args.recipes:
+        gen = work / f"gen_{recipe}"
+        out = work / f"curve_{recipe}.json"
+        figure = REPO / "benchmarks" / "results" / f"painter_curve_{name}_{recipe}.png"
+        if not out.is_file():
+            cmd = ps + ["generator", "curve", str(gen), str(episode), "--out", str(out), "--figure", str(figure),
+                        "--per-class", str(args.per_class), "--paste-noise", str(config.generation.paste_noise),
+                        "--steps", str(config.generation.steps)]
+            for strength in args.strengths:
+                cmd += ["--strength", str(strength)]
+            print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
+            subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL)
+        curve = json.loads(out.read_text())
+        curve.pop("quality", None)
+        found[recipe] = {"changes": RECIPES[recipe], "budget": json.loads((gen / "budget.json").read_text()),
+                         "summary": json.loads((gen / "train_summary.json").read_text()), **curve,
+                         "figure": str(figure.relative_to(REPO))}
+
+    result = {"config": str(args.config), "name": name, "date": str(date.today()), "minutes": args.minutes,
+              "snapshots": args.snapshots, "strengths": args.strengths, "per_class": args.per_class,
+              "recipes": found, "command": shlex.join(["python", *sys.argv])}
+    target = REPO / "benchmarks" / "results" / f"painter_curve_{name}.json"
+    target.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    for recipe, row in found.items():
+        print(f"== {recipe} ({row['changes'] or 'as configured'}): {row['budget']['steps']} steps in "
+              f"{args.minutes:g} min of one thread")
+        for p in row["points"]:
+            print(f"  step {p['step']:>6} ({p['minutes']:6.2f} min) @ {p['strength']:g}: class rate "
+                  f"{p['class_rate']:.0%}, p {p['p_class']:.2f}, ΔE {p['delta_e']:.1f}, novelty {p['novelty']:.2f}, "
+                  f"diversity {p['diversity']:.2f}")
+        for control, c in row["controls"].items():
+            print(f"  {control}: class rate {c['class_rate']:.0%}, ΔE {c['delta_e']:.1f}, novelty "
+                  f"{c['novelty']:.2f}, diversity {c['diversity']:.2f}")
+    print(f"written {target}\n$ {result['command']}")
+
+
+if __name__ == "__main__":
+    main()
