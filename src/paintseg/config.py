@@ -215,7 +215,8 @@ class GeneratorConfig(BaseModel):
                                   "schedule is laid over them; sample grids and snapshots are not counted).")
     snapshots: int = Field(0, ge=0, le=16, description="Keep the EMA weights at this many points of the run, each "
                            "after half the steps of the next (the last is the finished generator), as GEN folders "
-                           "in GEN/snapshots/: one run gives a learning curve (paintseg generator curve).")
+                           "in GEN/snapshots/: one run gives a learning curve (paintseg generator curve). With minutes, points "
+                           "inside the first (timed) steps are not kept.")
     batch: int = Field(8, ge=1, description="Training pairs per step (the global batch: under accelerate launch "
                        "each of N processes trains on batch / N of them).")
     lr: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")
