@@ -33,11 +33,15 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "dubai.yaml")
     ap.add_argument("--work", type=Path, default=None, help="Experiment folder (default: "
                     "benchmarks/work/experiment_NAME)")
+    ap.add_argument("--seeds", default=None, help="`paintseg run --seeds`: other seeds than the config's (e.g. "
+                    "0,1,2,3,4 in the folder of a 3-seed run adds seeds 3 and 4)")
+    ap.add_argument("--name", default=None, help="NAME of the result files (default: the config's file stem)")
     args = ap.parse_args()
-    args.name = args.config.stem
+    args.name = args.name or args.config.stem
     exp = args.work or REPO / "benchmarks" / "work" / f"experiment_{args.name}"
     results_dir = REPO / "benchmarks" / "results"
-    cmd = [sys.executable, "-m", "paintseg", "run", str(args.config), "--out", str(exp)]
+    seeds = ["--seeds", args.seeds] if args.seeds else []
+    cmd = [sys.executable, "-m", "paintseg", "run", str(args.config), "--out", str(exp), *seeds]
     print("$ " + shlex.join(cmd), flush=True)
     t = time.time()
     subprocess.run(cmd, check=True)
@@ -49,8 +53,12 @@ def main() -> None:
     rel = Path(os.path.relpath(given, REPO)) if given.is_relative_to(REPO) else args.config
     results["benchmark"] = {
         "command": " ".join([f"{k}={v}" for k, v in threads.items()] + ["python", "benchmarks/experiment.py"]
-                            + ([] if args.name == "dubai" else ["--config", str(rel)])),
-        "paintseg_command": f"paintseg run {rel} --out {exp.relative_to(REPO) if exp.is_relative_to(REPO) else exp}",
+                            + ([] if args.name == "dubai" else ["--config", str(rel)])
+                            + (["--work", str(exp.relative_to(REPO) if exp.is_relative_to(REPO) else exp)]
+                               if args.work else []) + seeds + (["--name", args.name] if args.name !=
+                                                                 args.config.stem else [])),
+        "paintseg_command": f"paintseg run {rel} --out {exp.relative_to(REPO) if exp.is_relative_to(REPO) else exp}"
+                            + (f" --seeds {args.seeds}" if args.seeds else ""),
         "wall_seconds_this_call": round(wall, 1),
         "wall_seconds_all_stages": round(sum(s["seconds"] for s in results["stages"]), 1),
         "note": "wall_seconds_all_stages adds up every stage's own time, also of stages finished by earlier "

@@ -136,14 +136,17 @@ def experiment(r: dict, name: str) -> str:
         tile = f" [{tiles['low']:+.1f}, {tiles['high']:+.1f}]" if tiles else ""
         return f"{seeds['mean']:+.1f}{spread}{tile} {mark}"
 
+    noise = any(x["against"] == "copy-paste-noise" for x in r.get("comparisons") or [])
     rows = ["| arm | model | seeds | base mIoU | novel mIoU | score | novel vs baseline | base vs baseline | "
-            "novel vs copy-paste | synthetic instances / seed |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "novel vs copy-paste | " + ("novel vs copy-paste-noise | " if noise else "")
+            + "synthetic instances / seed |", "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if noise else "")]
     for row in r["summary"]:
         k = kept.get(row["arm"])
         rows.append(f"| {row['arm']} | {row['model']} | {row['n']} | {_ms(row['base_miou'])} | "
                     f"{_ms(row['novel_miou'])} | {_ms(row['score'])} | {versus(row, 'baseline')} | "
                     f"{versus(row, 'baseline', 'base_miou')} | {versus(row, 'copy-paste')} | "
-                    f"{'—' if not k else f'{sum(k) / len(k):.0f}'} |")
+                    + (f"{versus(row, 'copy-paste-noise')} | " if noise else "")
+                    + f"{'—' if not k else f'{sum(k) / len(k):.0f}'} |")
     from paintseg.experiment.report import verdict_line
 
     verdict = verdict_line(r)
@@ -156,6 +159,11 @@ def experiment(r: dict, name: str) -> str:
     total = sum(minutes.values())
     t, g = c["train"], c["generation"]
     b = r["benchmark"]
+    gen = r.get("generator") or {}
+    painter = (f" Painter: {gen['size']}, {gen['steps']} steps"
+               + (f" ({gen['minutes']:g} min budget)" if gen.get("minutes") else "")
+               + f" in {gen['train_seconds'] / 60:.1f} min on {gen['torch_threads']} thread(s)."
+               if gen.get("train_seconds") else "")
     return "\n".join([
         f"**{r['name']}** (novel = {', '.join(r['novel'])}; IoU in %, mean ± std over seeds; gain = novel mIoU "
         f"minus the baseline's):",
@@ -170,7 +178,7 @@ def experiment(r: dict, name: str) -> str:
         f"share {t['synthetic_fraction']}" + (f", synthetic context {t['synthetic_context']} px"
                                                if t.get("synthetic_context") else "") + ". Painting: "
         f"{g['per_class']} placements × {g['candidates']} candidates per seed, {g['steps']} DDIM steps, filter "
-        f"{g['filter']} ({g['keep']}), refine {g['refine']}. Stage time (min): "
+        f"{g['filter']} ({g['keep']}), refine {g['refine']}.{painter} Stage time (min): "
         + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items())
         + f"; {total:.0f} min in all on {r['environment']['cpus']} CPU cores, peak RSS "
         f"{max(s['peak_rss_mb'] for s in r['stages']):.0f} MB.",
@@ -366,12 +374,46 @@ def processes(r: dict) -> str:
     ])
 
 
+def painter_curve(r: dict) -> str:
+    """The painter's learning curve per recipe: one row per snapshot and strength, the controls below."""
+    head = ("| recipe | steps | minutes (1 thread) | strength | probe: the class | ΔE to real | novelty | "
+            "diversity |")
+    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    controls = None
+    for recipe, row in r["recipes"].items():
+        controls = row["controls"]
+        for p in row["points"]:
+            rows.append(f"| {recipe} | {p['step']} | {p['minutes']:.1f} | {p['strength']:g} | {p['class_rate']:.0%} | "
+                        f"{p['delta_e']:.1f} | {p['novelty']:.2f} | {p['diversity']:.2f} |")
+    for name, c in (controls or {}).items():
+        rows.append(f"| {name} | | | | {c['class_rate']:.0%} | {c['delta_e']:.1f} | {c['novelty']:.2f} | "
+                    f"{c['diversity']:.2f} |")
+    some = next(iter(r["recipes"].values()))
+    probe = some.get("probe") or {}
+    ceiling = (f" The probe calls {probe['real_novel_rate']:.0%} of {probe['real_novel']} real query instances the "
+               f"class and {probe['real_base_rate']:.0%} of {probe['real_base']} base-class instances."
+               if probe.get("real_novel_rate") is not None else "")
+    return "\n".join([
+        f"**The painter's learning curve on the {r['name']} episode** ({r['per_class']} held-out query tests per novel "
+        f"class, {some['candidates']} candidates each; every recipe trained {r['minutes']:g} min on one thread with "
+        f"{r['snapshots']} snapshots, {r['date']}):",
+        "",
+        *rows,
+        "",
+        f"Snapshots are the EMA weights part-way through one run (their learning rate had not decayed), so each row is "
+        f"a lower bound of what a run of that budget reaches.{ceiling} Figures: "
+        + ", ".join(f"[{k}]({v['figure']})" for k, v in r["recipes"].items()) + ".",
+        "",
+        f"Produced by `{r['command']}` → `benchmarks/results/painter_curve_{r['name']}.json`.",
+    ])
+
+
 BLOCKS = {"threads": threads, "processes": processes, "large_raster": large_raster, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
-          "experiment_demo_painting": lambda r: experiment(r, "demo_painting")}
+          "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve}
 
 
 def main() -> None:

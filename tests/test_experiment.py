@@ -281,6 +281,21 @@ def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_cli_run_seeds_replace_the_configs(tmp_path, tiny_episode):
+    path = write_config(tmp_path, {**TINY, "episode": {"path": str(tiny_episode)}, "arms": ["baseline"]})
+    cmd = [sys.executable, "-m", "paintseg", "run", str(path), "--out", str(tmp_path / "e"), "--no-progress"]
+    for seeds, message in (("1,x", "--seeds '1,x': give comma-separated whole numbers"), ("2,2", "lists a seed twice")):
+        done = subprocess.run(cmd + ["--seeds", seeds], capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "e").exists()
+    done = subprocess.run(cmd + ["--seeds", "3"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert results["seeds"] == [3] and [r["seed"] for r in results["runs"]] == [3]
+    assert results["command"].endswith("--seeds 3")
+
+
 def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp_path, tiny_episode):
     data = {**TINY, "arms": ["baseline", "copy-paste", "copy-paste-noise", "diffusion", "diffusion-noise"],
             "generator": {"train": {**TINY["generator"]["train"], "snapshots": 2}},

@@ -812,15 +812,26 @@ def run_cmd(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/): episode, generator, generation, arms, "
                                   "models, train, seeds."),
     out: Path = typer.Option(..., help="Experiment folder EXP; run again with the same --out to resume."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds instead of the config's (e.g. 0,1,2,3,4: "
+                                        "more seeds tell a gain from seed noise; finished seeds are reused)."),
     progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
 ) -> None:
     """Run baseline vs copy-paste vs diffusion (and ablations) for every model and seed of CONFIG; writes
     EXP/results.json and EXP/report.html. Every stage is cached by a hash of its settings, so a killed or changed
     run redoes only what changed."""
-    from paintseg.experiment.config import load_experiment
+    from paintseg.config import validate
+    from paintseg.experiment.config import ExperimentConfig, load_experiment
 
     cfg = _run(load_experiment, config)
-    _experiment(cfg, out, progress, f"paintseg run {config} --out {out}")
+    line = f"paintseg run {config} --out {out}"
+    if seeds is not None:
+        try:
+            chosen = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            _fail(f"--seeds {seeds!r}: give comma-separated whole numbers, e.g. --seeds 0,1,2")
+        cfg = _run(validate, {**cfg.model_dump(mode="json"), "seeds": chosen}, ExperimentConfig, "--seeds")
+        line += f" --seeds {seeds}"
+    _experiment(cfg, out, progress, line)
 
 
 @app.command()
