@@ -348,23 +348,29 @@ def test_training_writes_the_run_folder(texture_episode, tmp_path):
     assert train_generator(texture_episode, out, quick_config(), resume=True, progress=False) == path
 
 
+def crash_at(index: int, monkeypatch) -> None:
+    """Make generator training raise KeyboardInterrupt (a kill) when it reaches step ``index`` (0-based);
+    ``monkeypatch.undo()`` lifts it."""
+    real_noise = train_module.step_noise
+
+    def crash(config, step, *args):
+        if step == index:
+            raise KeyboardInterrupt("killed")
+        return real_noise(config, step, *args)
+
+    monkeypatch.setattr(train_module, "step_noise", crash)
+
+
 def test_resume_after_interruption_gives_the_uninterrupted_weights(texture_episode, tmp_path, monkeypatch):
     config = quick_config(steps=6, checkpoint_every=3, sample_every=100)
     train_generator(texture_episode, tmp_path / "straight", config, progress=False)
 
-    real_noise = train_module.step_noise
-
-    def crash_at_step_4(config, step, *args):
-        if step == 4:
-            raise KeyboardInterrupt("killed")
-        return real_noise(config, step, *args)
-
-    monkeypatch.setattr(train_module, "step_noise", crash_at_step_4)
+    crash_at(4, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         train_generator(texture_episode, tmp_path / "resumed", config, progress=False)
     assert torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["step"] == 3
     assert not (tmp_path / "resumed/model_index.json").exists()
-    monkeypatch.setattr(train_module, "step_noise", real_noise)
+    monkeypatch.undo()
     train_generator(texture_episode, tmp_path / "resumed", config, resume=True, progress=False)
 
     straight = load_generator(tmp_path / "straight")[0].state_dict()

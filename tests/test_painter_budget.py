@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -20,20 +19,7 @@ from paintseg.generate.diffusion import train as train_module
 from paintseg.generate.diffusion.train import snapshot_steps, snr_weights, weighted_mse
 from paintseg.generate.references import extract_references
 
-from test_diffusion import make_texture_episode, quick_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def texture_episode(tmp_path_factory) -> Episode:
-    return Episode(make_texture_episode(tmp_path_factory.mktemp("textures")))
+from test_diffusion import crash_at, one_thread, quick_config, texture_episode  # noqa: F401 (fixtures)
 
 
 def log_steps(folder) -> list[int]:
@@ -99,20 +85,13 @@ def test_a_budget_run_killed_after_its_budget_resumes_to_the_steps_it_bought(tex
     """Killed after the budget is fixed, the run resumes to the same step with the same schedule: its weights are
     those of a plain run of that many steps (the measured steps lie inside the warm-up, which no total changes)."""
     config = quick_config(steps=100_000, minutes=0.15, warmup_steps=30, checkpoint_every=10, sample_every=10_000)
-    real_noise = train_module.step_noise
-
-    def crash_at_step_35(config, step, *args):
-        if step == 35:
-            raise KeyboardInterrupt("killed")
-        return real_noise(config, step, *args)
-
-    monkeypatch.setattr(train_module, "step_noise", crash_at_step_35)
+    crash_at(35, monkeypatch)
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
         train_generator(texture_episode, out, config, progress=False)
     budget = json.loads((out / "budget.json").read_text())
     assert torch.load(out / "checkpoints/last.pt", weights_only=True)["step"] == 30
-    monkeypatch.setattr(train_module, "step_noise", real_noise)
+    monkeypatch.undo()
     train_generator(texture_episode, out, config, resume=True, progress=False)
     assert json.loads((out / "budget.json").read_text()) == budget  # measured once, not again
     total = budget["steps"]
