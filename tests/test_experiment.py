@@ -71,8 +71,15 @@ def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():
     assert (REPO / "configs" / "demo.yaml").resolve() == DEMO_CONFIG.resolve()
     full, quick = demo_config(), demo_config(quick=True)
     assert full.arms == quick.arms and quick.train.steps < full.train.steps and quick.seeds == [0]
-    for name in ("dubai.yaml", "oem_fewshot.yaml", "demo_painting.yaml"):
-        assert isinstance(load_experiment(REPO / "configs" / name), ExperimentConfig)
+    # the demo's painter trains for a budget in minutes; --quick for a fixed (reproducible) step count
+    assert full.generator.train.minutes > 0 and quick.generator.train.minutes is None
+    assert quick.generator.train.steps == 40 and quick.generator.train.snapshots == 2
+    ablations = load_experiment(REPO / "configs" / "demo_ablations.yaml")
+    assert ablations.generator.train == full.generator.train and ablations.generation == full.generation
+    assert set(full.arms) < set(ablations.arms) and len(ablations.models) == 2
+    for name in ("dubai.yaml", "oem_fewshot.yaml", "demo_painting.yaml", "demo_ablations.yaml"):
+        config = load_experiment(REPO / "configs" / name)
+        assert {"copy-paste", "copy-paste-noise"} <= set(config.arms), name  # both controls in every config
     paper = load_experiment(REPO / "configs" / "oem_fewshot.yaml")  # the paper's setting
     g = paper.generation
     assert paper.generator.path.endswith("weights/rs_paint") and paper.generator.train is None

@@ -11,7 +11,8 @@ DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 # ``--quick``: the same stages and arms with tiny budgets, a smoke run in under 2 minutes on 2 CPU cores
 QUICK = {
     "episode": {"demo": {"scenes": 8, "size": 128, "shots": 3, "query": 3}},
-    "generator": {"train": {"steps": 40, "checkpoint_every": 20, "sample_every": 40, "warmup_steps": 5}},
+    "generator": {"train": {"minutes": None, "steps": 40, "snapshots": 2, "checkpoint_every": 20, "sample_every": 40,
+                            "warmup_steps": 5}},
     "generation": {"per_class": 8, "candidates": 2, "steps": 8, "keep": "top:0.75"},
     "train": {"steps": 12, "checkpoint_every": 6, "warmup_steps": 2, "crop": 64},
     "seeds": [0],
