@@ -325,8 +325,9 @@ def _painting_quality(exp: Path, results: dict) -> str:
     if not quality:
         return title + _missing("not measured (no painting arm, or generation.quality_tests: 0)")
     paired = quality.get("paired_vs_copy_paste") or {}
+    novelty = [m for m in ("novelty", "diversity") if any(m in row for row in quality["backends"].values())]
     header = ["backend", "tests", "ΔE of mean colour", "Δ lightness spread", "histogram distance",
-              "closer than copy-paste (ΔE)", "probe: is the class", "s per test"]
+              "closer than copy-paste (ΔE)", "probe: is the class", *novelty, "s per test"]
     body = []
     for name, row in quality["backends"].items():
         wins = paired.get(name)
@@ -335,13 +336,17 @@ def _painting_quality(exp: Path, results: dict) -> str:
         body.append([_td(_esc(name), False), _td(str(row.get("tests", 0)))]
                     + [_td(f"{row[m]:.2f}" if m in row else "") for m in ("delta_e", "delta_l_std", "hist")]
                     + [_td(versus), _td(f"{row['class_rate']:.0%} (p {row['p_class']:.2f})" if "class_rate" in row
-                                        else ""),
-                       _td(f"{row['seconds_per_test']:.2f}" if "seconds_per_test" in row else "")])
+                                        else "")]
+                    + [_td(f"{row[m]:.2f}" if m in row else "") for m in novelty]
+                    + [_td(f"{row['seconds_per_test']:.2f}" if "seconds_per_test" in row else "")])
     note = ("<p class=\"meta\">Every painting backend paints the same support reference into the same window of a "
             "held-out query image (a window free of the class); the painted object is compared with the real "
             "instances of its class in that image: CIE76 distance of the mean Lab colours, difference of the "
-            "lightness spreads, 1 − Bhattacharyya coefficient of the Lab histograms. Lower is closer; the last "
-            "column counts the tests where a backend's ΔE is below copy-paste's (sign test).</p>")
+            "lightness spreads, 1 − Bhattacharyya coefficient of the Lab histograms. Lower is closer; the fourth "
+            "column counts the tests where a backend's ΔE is below copy-paste's (sign test)."
+            + (" Novelty: 1 − cosine similarity between the painted object and its reference in the probe's "
+               "feature space (how far a painting is from a paste of its reference); diversity: the same between "
+               "two candidates painted for the same test." if novelty else "") + "</p>")
     probe = quality.get("probe")
     if probe and probe.get("real_novel_rate") is not None:
         note += (f"<p class=\"meta\">Probe: a linear classifier on frozen EfficientNet-Lite0 features, trained on "

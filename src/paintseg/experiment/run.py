@@ -323,7 +323,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         backends = {n: _backend(n, generator, harmoniser, config.seeds[0], settings, g.paste_noise)[0] for n in names}
         quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
                                    seed=config.seeds[0], samples_dir=folder / "samples",
-                                   samples=config.report.samples)
+                                   samples=config.report.samples, candidates=2)  # 2: diversity too
         if "copy-paste" in backends:
             quality["paired_vs_copy_paste"] = {n: paired_wins(quality, n, "copy-paste") for n in names
                                                if n != "copy-paste"}
