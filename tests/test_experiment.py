@@ -75,7 +75,8 @@ def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():
     assert full.generator.train.minutes > 0 and quick.generator.train.minutes is None
     assert quick.generator.train.steps == 40 and quick.generator.train.snapshots == 2
     ablations = load_experiment(REPO / "configs" / "demo_ablations.yaml")
-    assert ablations.generator.train == full.generator.train and ablations.generation == full.generation
+    assert ablations.generator.train == full.generator.train and full.generation.refine == "none"
+    assert ablations.generation.model_copy(update={"refine": "none"}) == full.generation  # refine is what it ablates
     assert set(full.arms) < set(ablations.arms) and len(ablations.models) == 2
     for name in ("dubai.yaml", "oem_fewshot.yaml", "demo_painting.yaml", "demo_ablations.yaml"):
         config = load_experiment(REPO / "configs" / name)
