@@ -6,16 +6,16 @@ curve` paints the same held-out query tests with every snapshot at each strength
 copy-paste-noise (the probe's class rate, ΔE to the real instances, novelty against the reference, diversity
 between two candidates). One long run gives every point of its curve.
 
-    today      the config's generator.train as it is
-    min-snr    + min-SNR-gamma loss weighting, gamma 5 (Hang et al. 2023)
-    batch16    + batch 16 (twice the pairs per step)
-    lr3e-3     + peak learning rate 3e-3
+    equal      the config's generator.train with equal loss weights across noise levels (the recipe before min-SNR)
+    min-snr    with min-SNR-gamma loss weighting, gamma 5 (Hang et al. 2023; configs/demo.yaml's recipe)
+    batch16    min-snr with batch 16 (twice the pairs per step)
+    lr3e-3     min-snr with peak learning rate 3e-3
 
 Recipes train side by side, one process and one thread each (--parallel, the default), so they get the same
 compute; a finished GEN folder is reused. Every step is a `paintseg` command (printed).
 Writes benchmarks/results/painter_curve_NAME.json and painter_curve_NAME_RECIPE.png (+ _samples.png).
 
-    python benchmarks/painter_curve.py --config configs/demo.yaml --minutes 45 --snapshots 8 --recipes today min-snr
+    python benchmarks/painter_curve.py --config configs/demo.yaml --minutes 45 --snapshots 8 --recipes equal min-snr
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = {"today": {}, "min-snr": {"snr_gamma": 5.0}, "batch16": {"batch": 16}, "lr3e-3": {"lr": 3e-3}}
+RECIPES = {"equal": {"snr_gamma": None}, "min-snr": {"snr_gamma": 5.0}, "batch16": {"snr_gamma": 5.0, "batch": 16},
+           "lr3e-3": {"snr_gamma": 5.0, "lr": 3e-3}}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 
@@ -43,7 +44,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")
-    ap.add_argument("--recipes", nargs="+", default=["today", "min-snr"], choices=list(RECIPES))
+    ap.add_argument("--recipes", nargs="+", default=["equal", "min-snr"], choices=list(RECIPES))
     ap.add_argument("--minutes", type=float, default=45.0, help="training budget of each recipe (one thread)")
     ap.add_argument("--snapshots", type=int, default=8)
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.3, 0.6, 1.0])

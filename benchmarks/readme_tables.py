@@ -413,6 +413,7 @@ BLOCKS = {"threads": threads, "processes": processes, "large_raster": large_rast
           "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
+          "experiment_demo_5seeds": lambda r: experiment(r, "demo_5seeds"),
           "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve}
 
 

@@ -841,8 +841,9 @@ def demo(
     progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
 ) -> None:
     """The whole method on built-in procedural aerial scenes with a novel class (solar panels): demo scenes →
-    generator → painting → curation → baseline / copy-paste / diffusion / ablations × a pretrained and a from-scratch
-    Unet → report.html; about half an hour and 800 MB on 2 CPU cores (README: the demo)."""
+    painter (an 8-minute budget) → painting → curation → baseline / copy-paste / copy-paste-noise / painting /
+    painting over noisy pastes × 3 seeds with an ImageNet Lite0 Unet → report.html; about a quarter of an hour and
+    under 1 GB on 2 idle CPU cores (README: the demo)."""
     from paintseg.experiment.demo import demo_config
 
     cfg = demo_config(quick)
