@@ -199,8 +199,12 @@ def _setup(results: dict, episode: Episode | None) -> str:
                         else ""))
     gen = ((config.get("generator") or {}).get("train")) or {}
     if gen:
+        trained = results.get("generator") or {}
+        budget = f"budget {gen['minutes']:g} min: " if gen.get("minutes") else ""
+        took = (f" in {trained['train_seconds'] / 60:.1f} min on {trained['torch_threads']} thread(s)"
+                if trained.get("train_seconds") else "")
         parts.append(f"generator: {gen.get('size')} ({gen.get('reference_encoder', 'cnn')} reference encoder), "
-                     f"{gen.get('steps')} steps × batch {gen.get('batch')}")
+                     f"{budget}{trained.get('steps') or gen.get('steps')} steps{took}, batch {gen.get('batch')}")
     elif (config.get("generator") or {}).get("path"):
         parts.append(f"generator: {config['generator']['path']}")
     g = config.get("generation") or {}
@@ -383,7 +387,7 @@ def _curve(curve: dict | None) -> str:
     last = curve["points"][-1]
     controls = "; ".join(f"{_esc(n)} {r['class_rate']:.0%}" for n, r in curve["controls"].items()
                          if r.get("class_rate") is not None)
-    minutes = f"{last['minutes']:g} min" if last.get("minutes") is not None else f"{last['step']} steps"
+    minutes = f"{last['minutes']:.1f} min" if last.get("minutes") is not None else f"{last['step']} steps"
     text = (f"<h3>The painter's learning curve</h3><p class=\"meta\">The same held-out tests painted by the "
             f"generator's snapshots (EMA weights after half, a quarter, … of its training; a snapshot's learning rate "
             f"had not decayed yet, so each point is a lower bound of what that budget buys). After {minutes} of "
