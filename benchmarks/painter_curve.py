@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.3, 0.6, 1.0])
     ap.add_argument("--per-class", type=int, default=24)
     ap.add_argument("--sequential", action="store_true", help="train the recipes one after the other")
+    ap.add_argument("--evaluate-only", action="store_true", help="train nothing: measure the snapshots each GEN "
+                    "folder holds (a run stopped early gives the part of its curve it reached)")
     args = ap.parse_args()
     config = load_experiment(args.config)
     name = config.name
@@ -66,7 +68,7 @@ def main() -> None:
         cfg = work / f"gen_{recipe}.yaml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(yaml.safe_dump(settings))
-        if not is_generator(gen):
+        if not is_generator(gen) and not args.evaluate_only:
             cmd = ps + ["generator", "train", str(episode), "--out", str(gen), "--config", str(cfg), "--resume"]
             print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
             jobs.append(subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -91,8 +93,10 @@ def main() -> None:
             subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL)
         curve = json.loads(out.read_text())
         curve.pop("quality", None)
+        summary = gen / "train_summary.json"
         found[recipe] = {"changes": RECIPES[recipe], "budget": json.loads((gen / "budget.json").read_text()),
-                         "summary": json.loads((gen / "train_summary.json").read_text()), **curve,
+                         "finished": is_generator(gen),
+                         "summary": json.loads(summary.read_text()) if summary.is_file() else None, **curve,
                          "figure": str(figure.relative_to(REPO))}
 
     result = {"config": str(args.config), "name": name, "date": str(date.today()), "minutes": args.minutes,
@@ -101,8 +105,9 @@ def main() -> None:
     target = REPO / "benchmarks" / "results" / f"painter_curve_{name}.json"
     target.write_text(json.dumps(result, indent=1, default=str) + "\n")
     for recipe, row in found.items():
-        print(f"== {recipe} ({row['changes'] or 'as configured'}): {row['budget']['steps']} steps in "
-              f"{args.minutes:g} min of one thread")
+        reached = "" if row["finished"] else f", stopped at step {row['points'][-1]['step']}"
+        print(f"== {recipe} ({row['changes']}): budget {row['budget']['steps']} steps in {args.minutes:g} min of one "
+              f"thread{reached}")
         for p in row["points"]:
             print(f"  step {p['step']:>6} ({p['minutes']:6.2f} min) @ {p['strength']:g}: class rate "
                   f"{p['class_rate']:.0%}, p {p['p_class']:.2f}, ΔE {p['delta_e']:.1f}, novelty {p['novelty']:.2f}, "

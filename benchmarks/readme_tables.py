@@ -396,7 +396,9 @@ def painter_curve(r: dict) -> str:
     return "\n".join([
         f"**The painter's learning curve on the {r['name']} episode** ({r['per_class']} held-out query tests per novel "
         f"class, {some['candidates']} candidates each; every recipe trained {r['minutes']:g} min on one thread with "
-        f"{r['snapshots']} snapshots, {r['date']}):",
+        f"{r['snapshots']} snapshots, {r['date']}"
+        + "".join(f"; {k} stopped at step {v['points'][-1]['step']} of {v['budget']['steps']}"
+                  for k, v in r["recipes"].items() if not v.get("finished", True)) + "):",
         "",
         *rows,
         "",
