@@ -375,30 +375,38 @@ def processes(r: dict) -> str:
 
 
 def painter_curve(r: dict) -> str:
-    """The painter's learning curve per recipe: one row per snapshot and strength, the controls below."""
-    head = ("| recipe | steps | minutes (1 thread) | strength | probe: the class | ΔE to real | novelty | "
-            "diversity |")
-    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    """The painter's learning curve per recipe: one row per snapshot (the probe's class rate at every strength, the
+    other measures at the first strength), the controls below."""
+    strengths = r["strengths"]
+    first = strengths[0]
+    head = ("| recipe | steps | minutes (1 thread) | " + " | ".join(f"probe: the class @ {s:g}" for s in strengths)
+            + f" | ΔE to real @ {first:g} | novelty @ {first:g} | diversity @ {first:g} |")
+    rows = [head, "|---|---|---|" + "---|" * (len(strengths) + 3)]
     controls = None
     for recipe, row in r["recipes"].items():
         controls = row["controls"]
+        by_step: dict[int, dict[float, dict]] = {}
         for p in row["points"]:
-            rows.append(f"| {recipe} | {p['step']} | {p['minutes']:.1f} | {p['strength']:g} | {p['class_rate']:.0%} | "
-                        f"{p['delta_e']:.1f} | {p['novelty']:.2f} | {p['diversity']:.2f} |")
+            by_step.setdefault(p["step"], {})[p["strength"]] = p
+        for step, points in by_step.items():
+            p = points[first]
+            rows.append(f"| {recipe} | {step} | {p['minutes']:.1f} | "
+                        + " | ".join(f"{points[s]['class_rate']:.0%}" for s in strengths)
+                        + f" | {p['delta_e']:.1f} | {p['novelty']:.2f} | {p['diversity']:.2f} |")
     for name, c in (controls or {}).items():
-        rows.append(f"| {name} | | | | {c['class_rate']:.0%} | {c['delta_e']:.1f} | {c['novelty']:.2f} | "
-                    f"{c['diversity']:.2f} |")
+        rows.append(f"| {name} | | | " + " | ".join(f"{c['class_rate']:.0%}" for _ in strengths)
+                    + f" | {c['delta_e']:.1f} | {c['novelty']:.2f} | {c['diversity']:.2f} |")
     some = next(iter(r["recipes"].values()))
     probe = some.get("probe") or {}
     ceiling = (f" The probe calls {probe['real_novel_rate']:.0%} of {probe['real_novel']} real query instances the "
                f"class and {probe['real_base_rate']:.0%} of {probe['real_base']} base-class instances."
                if probe.get("real_novel_rate") is not None else "")
+    stopped = "".join(f"; {k} was stopped early, its last snapshot is step {v['points'][-1]['step']} of "
+                      f"{v['budget']['steps']}" for k, v in r["recipes"].items() if not v.get("finished", True))
     return "\n".join([
         f"**The painter's learning curve on the {r['name']} episode** ({r['per_class']} held-out query tests per novel "
-        f"class, {some['candidates']} candidates each; every recipe trained {r['minutes']:g} min on one thread with "
-        f"{r['snapshots']} snapshots, {r['date']}"
-        + "".join(f"; {k} stopped at step {v['points'][-1]['step']} of {v['budget']['steps']}"
-                  for k, v in r["recipes"].items() if not v.get("finished", True)) + "):",
+        f"class, {some['candidates']} candidates each; every recipe given {r['minutes']:g} min of one thread with "
+        f"{r['snapshots']} snapshots, {r['date']}{stopped}):",
         "",
         *rows,
         "",
