@@ -181,6 +181,12 @@ CASES = [
     Case("config: unknown value", config(lambda d: d.update(generation={"filter": "handcraftd"})),
          "generation.filter"),
     Case("config: missing file", missing_config, "no such config file"),
+    Case("config: painting over noisy pastes from noise", config(lambda d: d.update(
+        arms=["baseline", "diffusion-noise"], generator={"train": {"size": "tiny"}}, generation={"strength": 1.0})),
+        "set generation.strength below 1"),
+    Case("config: a painter budget of no time", config(lambda d: d.update(
+        arms=["baseline", "diffusion"], generator={"train": {"size": "tiny", "minutes": 0}})),
+        "generator.train.minutes"),
     Case("read-only output folder", unwritable, "cannot write", patch=_deny(errno.EACCES)),
     Case("full disk", unwritable, "no space left", patch=_deny(errno.ENOSPC)),
 ]
