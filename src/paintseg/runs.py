@@ -72,6 +72,15 @@ def lr_factor(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def lay_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, warmup: int, total: int) -> None:
+    """Lay the warm-up + cosine schedule over ``total`` steps from the scheduler's current step on, and set the
+    learning rate of the next step accordingly (a resumed run, or a budget fixed part-way through a run)."""
+    factor = lr_factor(warmup, total)
+    scheduler.lr_lambdas = [factor] * len(scheduler.optimizer.param_groups)
+    for group, base_lr in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
+
+
 def checkpoint_state(step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                      scheduler: torch.optim.lr_scheduler.LRScheduler, **extra: Any) -> dict[str, Any]:
     """What ``checkpoints/last.pt`` holds: weights, optimizer, LR schedule, step and RNG states (plus ``extra``, e.g.
@@ -88,9 +97,7 @@ def restore_checkpoint(checkpoint: dict[str, Any], model: torch.nn.Module, optim
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    factor = lr_factor(warmup, steps)
-    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-        group["lr"] = base_lr * factor(scheduler.last_epoch)
+    lay_schedule(scheduler, warmup, steps)
     torch.set_rng_state(checkpoint["torch_rng"])
     if torch.cuda.is_available() and checkpoint.get("cuda_rng") is not None:
         torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])

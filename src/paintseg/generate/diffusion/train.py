@@ -52,7 +52,7 @@ from paintseg.data.episode import Episode
 from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
+from paintseg.runs import (checkpoint_state, finish_run, lay_schedule, log_step, lr_factor, open_run, peak_rss_mb,
                            restore_checkpoint, save_torch, say)
 
 from .data import PairBatch, PairSampler, batches
@@ -276,7 +276,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     model.train()
     losses: list[float] = []
     wall_start = last = time.perf_counter()
-    grid_seconds = 0.0
+    grid_seconds = snapshot_seconds = 0.0
     bar = tqdm(total=total, initial=start, desc="train generator", unit="step",
                disable=not (progress and main))
     with (open(log_path, "a") if main else nullcontext()) as log_file, bar:
@@ -311,12 +311,9 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                 spent = train_seconds >= config.minutes * 60
                 if len(measured) >= WARM + MEASURE or spent or done == total:
                     budget = _fix_budget(config, done, train_seconds, measured, world)
-                    total = budget["steps"]
-                    scheduler.lr_lambdas[0] = factor = lr_factor(config.warmup_steps, total)
-                    for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-                        group["lr"] = base_lr * factor(scheduler.last_epoch)  # as a resumed run sets it
+                    total = bar.total = budget["steps"]
+                    lay_schedule(scheduler, config.warmup_steps, total)
                     snapshots = [s for s in snapshot_steps(total, config.snapshots) if s > done]
-                    bar.total = total
                     if main:
                         write_text(out / BUDGET, json.dumps(budget, indent=1) + "\n")
             if main and (done % config.checkpoint_every == 0 or done == total):
@@ -329,10 +326,10 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                 grid_seconds += time.perf_counter() - grid_start
                 last = time.perf_counter()  # painting the grid is not training time
             if main and done in snapshots:
-                grid_start = time.perf_counter()
+                snapshot_start = time.perf_counter()
                 _snapshot(model, ema, config, record, out, done, train_seconds)
-                grid_seconds += time.perf_counter() - grid_start
-                last = time.perf_counter()
+                snapshot_seconds += time.perf_counter() - snapshot_start
+                last = time.perf_counter()  # nor is writing a snapshot
             if done >= total:
                 break
     wall = time.perf_counter() - wall_start
@@ -344,8 +341,8 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     ran = total - start
     summary = {"steps": total, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
                "train_seconds": round(train_seconds, 3), "minutes": config.minutes,
-               "seconds_per_step": round((wall - grid_seconds) / ran, 4) if ran else None,
-               "sample_grid_seconds": round(grid_seconds, 3),
+               "seconds_per_step": round((wall - grid_seconds - snapshot_seconds) / ran, 4) if ran else None,
+               "sample_grid_seconds": round(grid_seconds, 3), "snapshot_seconds": round(snapshot_seconds, 3),
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
                "last_loss": losses[-1] if losses else None, "parameters": model.num_parameters,
                "size": config.size, "resolution": model.spec.resolution, "device": device, "processes": world,
