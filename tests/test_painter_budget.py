@@ -138,6 +138,7 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
         assert row["tests"] > 0
         assert 0 <= row["class_rate"] <= 1 and row["delta_e"] >= 0
         assert 0 <= row["novelty"] <= 2 and 0 <= row["diversity"] <= 2
+    assert all(p["trained_on"] for p in curve["points"])  # quick_config trains every noise level
     # painting from noise at the same spot gives two different candidates; copy-paste repeats its reference
     from_noise = [p for p in curve["points"] if p["strength"] == 1.0]
     assert min(p["diversity"] for p in from_noise) > curve["controls"]["copy-paste"]["diversity"]
@@ -146,14 +147,16 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
 def test_cli_curve_writes_json_and_figures(tiny_episode, tmp_path):
     episode = Episode(tiny_episode)
     gen = tmp_path / "gen"
-    train_generator(episode, gen, quick_config(steps=4, snapshots=2, sample_every=100), progress=False)
+    train_generator(episode, gen, quick_config(steps=4, snapshots=2, sample_every=100, max_strength=0.3),
+                    progress=False)
     out, figure = tmp_path / "curve.json", tmp_path / "curve.png"
     done = subprocess.run([sys.executable, "-m", "paintseg", "generator", "curve", str(gen), str(tiny_episode),
                            "--out", str(out), "--figure", str(figure), "--per-class", "2", "--steps", "2",
-                           "--samples", "2"], capture_output=True, text=True)
+                           "--samples", "2", "--strength", "0.3", "--strength", "1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     curve = json.loads(out.read_text())
-    assert [p["step"] for p in curve["points"]] == [2, 4]
+    assert [(p["step"], p["trained_on"]) for p in curve["points"]] == [(2, True), (2, False), (4, True), (4, False)]
+    assert done.stdout.count("(beyond the noise levels it was trained on)") == 2
     assert "step       4" in done.stdout and "copy-paste-noise:" in done.stdout
     for png in (figure, tmp_path / "curve_samples.png"):
         assert Image.open(png).size[0] > 400

@@ -5,7 +5,8 @@ a quarter, ... of its steps in ``GEN/snapshots/step_NNNNNN/``, each a GEN folder
 paints the same held-out query tests (:func:`paintseg.evaluate.painting.painting_quality`) with every snapshot and
 the finished generator, at each painting strength asked for, next to the copy-paste controls, and returns one
 point per (snapshot, strength): training minutes and steps, the probe's class rate, ΔE to the real instances,
-novelty (distance to the reference) and diversity (between two candidates).
+novelty (distance to the reference) and diversity (between two candidates). ``trained_on`` is False for a strength
+above the generator's ``max_strength``: it starts from noise levels the painter never trained on.
 
 One long run gives every point, but a snapshot is not the same as a run trained for its steps: its learning rate had
 not decayed yet (the EMA smooths that), so the curve is a lower bound of what a budget of that size buys.
@@ -80,7 +81,8 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
 
     curve = [{"step": point["step"], "strength": strength,
               "minutes": None if point["train_seconds"] is None else round(point["train_seconds"] / 60, 3),
-              "backend": name, **measures(rows[name])} for name, (point, strength) in names.items()]
+              "backend": name, "trained_on": strength <= backends[name].config.max_strength + 1e-9,
+              **measures(rows[name])} for name, (point, strength) in names.items()]
     return {"generator": str(Path(gen)), "points": curve,
             "controls": {name: measures(rows[name]) for name in backends if name not in names},
             "probe": quality.get("probe"), "strengths": list(strengths), "tests_per_class": per_class,
@@ -93,5 +95,6 @@ def curve_lines(curve: dict) -> list[str]:
         return ", ".join(f"{m} {row[m]:.3f}" for m in CURVE_METRICS if row.get(m) is not None)
 
     lines = [f"step {p['step']:>7} ({p['minutes'] if p['minutes'] is not None else '?'} min) @ {p['strength']:g}: "
-             f"{fmt(p)}" for p in curve["points"]]
+             f"{fmt(p)}" + ("" if p.get("trained_on", True) else "  (beyond the noise levels it was trained on)")
+             for p in curve["points"]]
     return lines + [f"{name}: {fmt(row)}" for name, row in curve["controls"].items()]
