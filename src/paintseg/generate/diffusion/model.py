@@ -330,7 +330,9 @@ def _load_folder(folder: Path) -> PaintModel:
     meta = _meta(folder)
     try:
         model = PaintModel(ModelSpec.from_dict(meta["spec"]), meta["prediction_type"])
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+        # low_cpu_mem_usage off: paintseg's UNets are small, and without accelerate (not a core dependency) diffusers
+        # would print an install hint on every load (each snapshot of a learning curve)
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", low_cpu_mem_usage=False)
         state = {f"unet.{k}": v for k, v in unet.state_dict().items()}
         state.update(load_file(str(folder / "reference_encoder" / "model.safetensors")))
         model.load_state_dict(state)
