@@ -264,22 +264,18 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
 
 def painting_quality(episode: Episode, backends: dict[str, Backend], references: Sequence[Reference],
                      per_class: int = 24, seed: int = 0, min_pixels: int = 64, samples_dir: Path | None = None,
-                     samples: int = 6, probe: bool = True, candidates: int = 1,
-                     class_probe: "ClassProbe | None" = None) -> dict:
+                     samples: int = 6, probe: bool = True, candidates: int = 1) -> dict:
     """Paint the same held-out tests with every backend; the distances of each to the real instances, and the
     seconds each backend took per test. With ``samples_dir``, the first ``samples`` tests are written there as
     PNGs (the window before painting and every backend's painted window; listed under "samples"). ``probe``
-    adds ``p_class`` (the class probe, EfficientNet-Lite0 features; ``class_probe``: one already trained on this
-    episode) with ``novelty``, and the probe's accuracy on real query instances; ``candidates`` >= 2 paints that
+    adds ``p_class`` (the class probe, EfficientNet-Lite0 features) with ``novelty``, and the probe's accuracy on
+    real query instances; ``candidates`` >= 2 paints that
     many per test and adds ``diversity`` (the first candidate is the one measured)."""
     tests = _tests(episode, references, per_class, seed, min_pixels)
     metrics = list(METRICS if probe else METRICS[:3])
     if probe:
         metrics += ["novelty"] + (["diversity"] if candidates > 1 else [])
-        if class_probe is None and tests:
-            class_probe = ClassProbe(episode, references, seed)
-    else:
-        class_probe = None
+    class_probe = ClassProbe(episode, references, seed) if probe and tests else None
     ref_features: dict[int, object] = {}
     records: dict[str, list[dict]] = {}
     seconds: dict[str, float] = {}
