@@ -139,7 +139,7 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
         assert 0 <= row["class_rate"] <= 1 and row["delta_e"] >= 0
         assert 0 <= row["novelty"] <= 2 and 0 <= row["diversity"] <= 2
     assert all(p["trained_on"] for p in curve["points"])  # quick_config trains every noise level
-    # painting from noise at the same spot gives two different candidates; copy-paste repeats its reference
+    # painting from noise at the same spot gives two different candidates; copy-paste only flips / turns its reference
     from_noise = [p for p in curve["points"] if p["strength"] == 1.0]
     assert min(p["diversity"] for p in from_noise) > curve["controls"]["copy-paste"]["diversity"]
 

@@ -26,7 +26,8 @@ the painted instances are:
 - ``novelty``: 1 - the cosine similarity of the painted object and its reference (the support instance it was
   painted from); a paste scores its context's share of it, a new instance more;
 - ``diversity`` (with ``candidates`` >= 2): 1 - the cosine similarity of two candidates painted for the same test
-  with different noise; 0 for a deterministic backend such as copy-paste.
+  with different noise. Copy-paste's candidates are seeded flips / quarter turns of one reference (0.08 on the demo),
+  the floor a painter's diversity is read against.
 
 ``painting_quality`` returns per class and overall means with the per-test records, so two backends are compared
 on identical tests (paired).
