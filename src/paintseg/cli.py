@@ -140,34 +140,68 @@ def _threads() -> None:
 # ------------------------------------------------------------------------------------------------- split
 @app.command()
 def split(
-    images: str = typer.Option(..., help="Glob of the images, e.g. 'data/*/images/*.jpg' (quote it). ** recurses."),
-    labels: str = typer.Option(..., help="Glob of the labels; paired with images by file stem (within a group)."),
-    classes: Path = typer.Option(..., help="classes.json with every class's id, name, role and colour(s)."),
-    novel: str = typer.Option(..., help="Novel class name(s), comma-separated; every other class becomes base."),
     out: Path = typer.Option(..., help="New episode folder to write (OpenEarthMap few-shot layout)."),
+    novel: str = typer.Option(..., help="Novel class name(s), comma-separated; every other class becomes base."),
+    dataset: Optional[str] = typer.Option(
+        None, help="A built-in dataset (loveda, potsdam, vaihingen, openearthmap) under --root, as released or as "
+        "converted by mmsegmentation: its class map, file patterns and groups are built in."),
+    root: Optional[Path] = typer.Option(None, help="With --dataset: the folder that holds the dataset."),
+    layout: Optional[str] = typer.Option(None, help="With --dataset: release or mmseg (default: the one found)."),
+    images: Optional[str] = typer.Option(
+        None, help="Glob of the images, e.g. 'data/*/images/*.jpg' (quote it). ** recurses. Not with --dataset."),
+    labels: Optional[str] = typer.Option(
+        None, help="Glob of the labels; paired with images by file stem (within a group). Not with --dataset."),
+    classes: Optional[Path] = typer.Option(
+        None, help="classes.json with every class's id, name, role and colour(s) (with --dataset: replaces the "
+        "built-in map)."),
     shots: int = typer.Option(5, help="Support images per novel class."),
     seed: int = typer.Option(0, help="Seed for the group assignment and the support choice."),
     group: Optional[str] = typer.Option(
         None, help="Regex on the path naming a group (e.g. 'Tile \\d+'); train, support and query never share a "
         "group, so nearby pixels never leak between training and evaluation."),
+    block: Optional[int] = typer.Option(
+        None, help="Cut every scene into square spatial blocks of this many pixels that serve as the groups: for a "
+        "few large scenes, or one."),
+    gap: int = typer.Option(64, help="With --block: pixels between the tiles of neighbouring blocks (no train tile "
+                            "touches a support or query tile)."),
     tile: int = typer.Option(512, help="Cut larger images into tiles of this size (0 keeps images whole)."),
     query_fraction: float = typer.Option(0.25, help="Share of the groups used as the query set."),
     min_pixels: int = typer.Option(64, help="Least pixels of a novel class for an image to serve as its support."),
 ) -> None:
-    """Build a few-shot episode from any fully labelled dataset.
+    """Build a few-shot episode from any fully labelled dataset, or a built-in one (--dataset).
 
     Trainset labels keep the base classes only (novel pixels become background 0), each support label keeps only its
     novel class, query labels keep everything - as in the OpenEarthMap few-shot challenge. Deterministic for a seed.
+    The episode is checked as `paintseg data check` checks it before it is complete.
     """
     from paintseg.data.classes import ClassMap
     from paintseg.data.split import format_summary, split_dataset
 
-    cmap = _run(ClassMap.load, classes)
     names = [n.strip() for n in novel.split(",") if n.strip()]
-    summary = _run(split_dataset, images, labels, cmap, names, out, shots=shots, seed=seed, group=group,
-                   tile=tile or None, query_fraction=query_fraction, min_pixels=min_pixels)
+    options = dict(shots=shots, seed=seed, tile=tile or None, query_fraction=query_fraction, min_pixels=min_pixels,
+                   block=block, gap=gap)
+    if dataset is not None:
+        from paintseg.data.datasets import preset
+
+        if images or labels:
+            _fail("--dataset finds the images and labels itself; drop --images/--labels (or drop --dataset)")
+        if root is None:
+            _fail("--dataset needs --root, the folder that holds the dataset")
+        found = _run(preset, dataset)
+        lay = _run(found.layout, root, layout)
+        images, labels = _run(found.patterns, root, lay)
+        cmap = _run(ClassMap.load, classes) if classes else found.classes
+        typer.echo(f"{found.title}, {lay.name} layout ({lay.about}): {images} + {labels}")
+        summary = _run(split_dataset, images, labels, cmap, names, out, group=group or lay.group, key=lay.key,
+                       skip_unlabelled=True, dataset=f"{found.name}/{lay.name}", **options)
+    else:
+        if not (images and labels and classes):
+            _fail("pass --images, --labels and --classes (any dataset), or --dataset NAME --root DIR (built in: "
+                  "loveda, potsdam, vaihingen, openearthmap)")
+        cmap = _run(ClassMap.load, classes)
+        summary = _run(split_dataset, images, labels, cmap, names, out, group=group, **options)
     typer.echo(format_summary(summary))
-    typer.echo(f"episode written to {out}")
+    typer.echo(f"episode written to {out} (checked: `paintseg data check {out}` passes)")
 
 
 # ------------------------------------------------------------------------------------------------- data

@@ -7,7 +7,13 @@ The on-disk form is ``classes.json``::
                  {"id": 255, "name": "unlabeled", "role": "ignore", "color": ["#9B9B9B", "#000000"]}]}
 
 ``color`` is one ``#RRGGBB`` string or a list of them (several palette colours meaning one class). Label value 0 is
-background (never scored) and 255 is ignore (never counted).
+background (never scored) and 255 is ignore (never counted): the class with role ``background`` has id 0, the one
+with role ``ignore`` id 255.
+
+``values`` (optional) says which values of a *source* dataset's single-band labels mean the class, when they differ
+from the id - LoveDA's no-data 0 is ``{"id": 255, "name": "no-data", "role": "ignore", "values": [0]}``. A class
+without ``values`` is read from the value equal to its id, unless another class claims that value. ``paintseg split``
+reads the source labels through the values and writes the episode's labels as ids (its ``classes.json`` has none).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class ClassInfo:
     name: str
     role: str
     colors: tuple[str, ...] = field(default_factory=tuple)
+    values: tuple[int, ...] = field(default_factory=tuple)  # source label values meaning this class (default: id)
 
     @property
     def color(self) -> tuple[int, int, int]:
@@ -67,11 +74,25 @@ class ClassMap:
         items = sorted(classes, key=lambda c: c.id)
         seen_ids: set[int] = set()
         seen_names: set[str] = set()
+        claimed: dict[int, str] = {}
         for c in items:
             if not 0 <= c.id <= 255:
                 raise ClassMapError(f"{source}: class {c.name!r} has id {c.id}; ids must be 0..255 (255 is ignore)")
             if c.role not in ROLES:
                 raise ClassMapError(f"{source}: class {c.name!r} has role {c.role!r}; use one of {', '.join(ROLES)}")
+            fixed = {"background": BACKGROUND, "ignore": IGNORE}.get(c.role)
+            if fixed is not None and c.id != fixed:
+                raise ClassMapError(
+                    f"{source}: class {c.name!r} has role {c.role!r} but id {c.id}; in an episode the {c.role} is "
+                    f"label value {fixed}: give it \"id\": {fixed}, \"values\": [{c.id}] (read from value {c.id} of "
+                    f"the source labels), or make it a base class (\"role\": \"base\") if it should be scored")
+            for v in c.values:
+                if not 0 <= v <= 255:
+                    raise ClassMapError(f"{source}: class {c.name!r} lists value {v}; label values are 0..255")
+                if v in claimed:
+                    raise ClassMapError(f"{source}: value {v} is listed by {claimed[v]!r} and {c.name!r}; a source "
+                                        f"label value means one class")
+                claimed[v] = c.name
             if c.id in seen_ids:
                 raise ClassMapError(f"{source}: id {c.id} is used by more than one class; give each class its own id")
             if c.name in seen_names:
@@ -96,10 +117,13 @@ class ClassMap:
             try:
                 color = entry.get("color", [])
                 colors = (color,) if isinstance(color, str) else tuple(color)
-                items.append(ClassInfo(int(entry["id"]), str(entry["name"]), str(entry.get("role", "base")), colors))
+                raw = entry.get("values", [])
+                values = (int(raw),) if isinstance(raw, int) else tuple(int(v) for v in raw)
+                items.append(ClassInfo(int(entry["id"]), str(entry["name"]), str(entry.get("role", "base")), colors,
+                                       values))
             except (KeyError, TypeError, ValueError, AttributeError):
                 raise ClassMapError(
-                    f"{source}: entry {i} ({entry!r}) needs at least an integer 'id' and a 'name'"
+                    f"{source}: entry {i} ({entry!r}) needs at least an integer 'id' and a 'name' ('values': integers)"
                 ) from None
         return cls(items, source)
 
@@ -120,6 +144,8 @@ class ClassMap:
             entry: dict = {"id": c.id, "name": c.name, "role": c.role}
             if c.colors:
                 entry["color"] = c.colors[0] if len(c.colors) == 1 else list(c.colors)
+            if c.values:
+                entry["values"] = list(c.values)
             out.append(entry)
         return {"classes": out}
 
@@ -222,6 +248,40 @@ class ClassMap:
             for c in self.classes
         ]
         return ClassMap(items, self.source)
+
+    # ----------------------------------------------------------------- source label values
+    @property
+    def has_values(self) -> bool:
+        """Whether some class reads its pixels from other source label values than its id (see ``values``)."""
+        return any(c.values for c in self.classes)
+
+    def episode_map(self) -> "ClassMap":
+        """This map without ``values``: the class map of labels that already hold ids (what split writes)."""
+        return ClassMap([replace(c, values=()) for c in self.classes], self.source)
+
+    def value_lut(self) -> np.ndarray:
+        """256-entry table: source label value → class id, -1 for a value no class reads."""
+        table = np.full(256, -1, np.int16)
+        claimed = {v for c in self.classes for v in c.values}
+        for v in self.valid_values - claimed:
+            table[v] = v
+        for c in self.classes:
+            table[list(c.values)] = c.id
+        return table
+
+    def decode_values(self, raw: np.ndarray, source: str | Path = "label") -> np.ndarray:
+        """Single-band source label values → class ids through ``values``; an unknown value is an error naming the
+        file. Without ``values`` the labels already hold ids and are returned as they are."""
+        if not self.has_values:
+            return raw
+        table = self.value_lut()
+        ids = table[raw]
+        if (ids < 0).any():
+            bad = sorted(np.unique(raw[ids < 0]).tolist())
+            read = ", ".join(f"{v}={self.name(int(table[v]))}" for v in range(256) if table[v] >= 0)
+            raise ClassMapError(f"{source}: label value(s) {bad} mean no class of {self.source} (it reads {read}); "
+                                f"list them under a class's \"values\" in classes.json")
+        return ids.astype(np.uint8)
 
     # ----------------------------------------------------------------- colours
     def lut(self) -> np.ndarray:

@@ -207,6 +207,8 @@ def read_label(path: str | Path, classes: ClassMap | None = None, window: Box | 
         palette = _png_palette(path) if raster.format == "PNG" else None
         if palette is not None and classes is not None and _palette_is_colour_code(palette, ids, classes):
             ids = classes.decode_colors(palette[ids], path)
+        elif classes is not None:
+            ids = classes.decode_values(ids, path)
     elif arr.shape[2] >= 3:
         if classes is None:
             raise RasterError(f"{path}: a colour-coded (3-band) label needs a class map with colours (--classes)")

@@ -68,6 +68,7 @@ class _Tile:
     height: int
     width: int
     name: str  # output file name without suffix
+    group: str  # the pair's group, or its spatial block with --block
 
 
 # ------------------------------------------------------------------------------------------------ pairing
@@ -87,38 +88,65 @@ def _group_of(path: Path, regex: re.Pattern) -> str:
     return m.group(1) if regex.groups else m.group(0)
 
 
-def find_pairs(images: str, labels: str, group: str | None = None) -> list[Pair]:
+def find_pairs(images: str, labels: str, group: str | None = None, key: str | None = None,
+               skip_unlabelled: bool = False) -> list[Pair]:
     """Pair the files matched by two glob patterns by stem, within the group each path's ``group`` regex names.
 
     The group is the whole regex match, or its first capture group if it has one. Without ``group`` every pair is
-    its own group (named by its stem) and stems must be unique. Returns the pairs sorted by group, then stem.
+    its own group (named by its stem) and stems must be unique. ``key`` (a regex on the file name; its first group,
+    else its whole match) pairs files whose stems differ (``top_potsdam_2_10_RGB`` with ``top_potsdam_2_10_label``).
+    An image without a label is an error, or skipped with ``skip_unlabelled`` (releases that ship unlabelled test
+    images). Returns the pairs sorted by group, then stem.
     """
-    try:
-        regex = re.compile(group) if group else None
-    except re.error as e:
-        raise SplitError(f"--group \"{group}\" is not a valid regular expression ({e})") from None
+    return _pair(images, labels, group, key, skip_unlabelled)[0]
+
+
+def _pair(images: str, labels: str, group: str | None, key: str | None,
+          skip_unlabelled: bool) -> tuple[list[Pair], list[Path]]:
+    """:func:`find_pairs` and the images it skipped for want of a label."""
+    regex, key_regex = _regex(group, "--group"), _regex(key, "the pairing key")
+
+    def stem(p: Path) -> str:
+        if key_regex is None:
+            return p.stem
+        m = key_regex.search(p.name)
+        if m is None:
+            raise SplitError(f"{p}: the pairing key \"{key_regex.pattern}\" does not match this file name; check "
+                             f"that --images and --labels match only the dataset's images and labels")
+        return m.group(1) if key_regex.groups else m.group(0)
 
     def index(paths: list[Path], what: str) -> dict[tuple[str, str], Path]:
         found: dict[tuple[str, str], Path] = {}
         for p in paths:
-            key = (_group_of(p, regex) if regex else "", p.stem)
-            if key in found:
-                where = f" in group {key[0]!r}" if regex else ""
+            k = (_group_of(p, regex) if regex else "", stem(p))
+            if k in found:
+                where = f" in group {k[0]!r}" if regex else ""
                 fix = ("make --group match a part of the path that tells them apart" if regex else
                        "pass --group REGEX to pair files by stem within a group, e.g. --group \"Tile \\d+\"")
-                raise SplitError(f"two {what} have the stem {p.stem!r}{where}: {found[key]} and {p}; {fix}")
-            found[key] = p
+                raise SplitError(f"two {what} have the stem {k[1]!r}{where}: {found[k]} and {p}; {fix}")
+            found[k] = p
         return found
 
     image_index = index(_glob(images, "images"), "images")
     label_index = index(_glob(labels, "labels"), "labels")
-    missing = [p for key, p in image_index.items() if key not in label_index]
-    if missing:
+    missing = [p for k, p in image_index.items() if k not in label_index]
+    if missing and not skip_unlabelled:
         shown = ", ".join(str(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise SplitError(f"{len(missing)} image(s) have no label with the same stem"
                          f"{' in the same group' if regex else ''} among {labels!r}: {shown}; "
                          f"fix the --labels pattern or add the labels")
-    return [Pair(p, label_index[key], key[0] if regex else key[1], key[1]) for key, p in sorted(image_index.items())]
+    pairs = [Pair(p, label_index[k], k[0] if regex else k[1], k[1])
+             for k, p in sorted(image_index.items()) if k in label_index]
+    if not pairs:
+        raise SplitError(f"none of the images matched by {images!r} has a label among {labels!r}; fix the patterns")
+    return pairs, missing
+
+
+def _regex(pattern: str | None, what: str) -> re.Pattern | None:
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error as e:
+        raise SplitError(f"{what} \"{pattern}\" is not a valid regular expression ({e})") from None
 
 
 # ------------------------------------------------------------------------------------------------ tiling
@@ -128,6 +156,31 @@ def _offsets(size: int, tile: int | None) -> list[int]:
         return [0]
     n = -(-size // tile)
     return [i * tile for i in range(n - 1)] + [size - tile]
+
+
+def _blocks(size: int, block: int | None, gap: int) -> list[tuple[int, int]]:
+    """The [start, end) of each block's usable part along one axis: ``size // block`` equal blocks (at least one),
+    each giving up ``gap // 2`` pixels on every side it shares with another block, so tiles of different blocks are
+    at least ``gap`` pixels apart."""
+    if block is None:
+        return [(0, size)]
+    n = max(1, size // block)
+    edges = [round(i * size / n) for i in range(n + 1)]
+    half = gap // 2
+    return [(a + (half if i else 0), b - (half if i < n - 1 else 0)) for i, (a, b) in enumerate(zip(edges, edges[1:]))]
+
+
+def suggest_block(sizes: list[tuple[int, int]], tile: int | None, gap: int, groups: int = 9) -> int | None:
+    """The largest block size (a multiple of ``tile``) that cuts these scenes into at least ``groups`` blocks with
+    room for a tile in each; None if even the smallest does not."""
+    step = tile or 256
+    for k in range(8, 0, -1):
+        block = k * step
+        if block - gap < step:
+            continue
+        if sum(max(1, h // block) * max(1, w // block) for h, w in sizes) >= groups:
+            return block
+    return None
 
 
 def _sanitize(name: str) -> str:
@@ -276,11 +329,19 @@ def _count(counts: np.ndarray, role: str, classes: ClassMap, class_id: int | Non
 # ------------------------------------------------------------------------------------------------ the split
 def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str], out: Path, shots: int = 5,
                   seed: int = 0, group: str | None = None, tile: int | None = 512, query_fraction: float = 0.25,
-                  min_pixels: int = 64, progress: bool = True) -> dict:
+                  min_pixels: int = 64, progress: bool = True, key: str | None = None,
+                  skip_unlabelled: bool = False, block: int | None = None, gap: int = 64,
+                  dataset: str | None = None) -> dict:
     """Write a few-shot episode of ``novel`` classes to ``out`` from a fully labelled dataset; return its summary.
 
-    ``images``/``labels`` are glob patterns (see :func:`find_pairs`), ``classes`` decodes the labels (colour-coded
-    ones through the class colours) and is saved, with ``novel`` made the novel classes, as ``out/classes.json``.
+    ``images``/``labels`` are glob patterns (see :func:`find_pairs`, also for ``key`` and ``skip_unlabelled``),
+    ``classes`` decodes the labels (colour-coded ones through the class colours, single-band ones through the
+    classes' ``values``) and is saved, with ``novel`` made the novel classes, as ``out/classes.json``.
+
+    ``block`` (pixels) makes square spatial blocks of every image the groups - for a few large scenes, or one - with
+    ``gap`` pixels between the tiles of neighbouring blocks, so that no train tile touches a support or query tile.
+    Before the episode's lists are written, the episode is checked as ``paintseg data check`` checks it; a problem
+    there is an error (a split never leaves an episode its own check rejects). ``dataset`` only labels the record.
     """
     out = Path(out)
     if (out / "train.txt").exists():
@@ -290,17 +351,21 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
     if shots < 1 or min_pixels < 1 or tile is not None and tile < 1 or not 0 < query_fraction < 1:
         raise SplitError(f"need shots >= 1, min_pixels >= 1, tile >= 1 and 0 < query_fraction < 1; got shots={shots}, "
                          f"min_pixels={min_pixels}, tile={tile}, query_fraction={query_fraction}")
+    if block is not None and (gap < 0 or block - gap < (tile or 1)):
+        raise SplitError(f"--block {block} with --gap {gap} leaves no room for a {tile} px tile; a block must be at "
+                         f"least --tile + --gap pixels (e.g. --block {(tile or 256) * 2 + gap})")
     try:
         classes = classes.with_novel(novel)
     except ClassMapError as e:
         raise SplitError(str(e)) from None
-    pairs = find_pairs(images, labels, group)
+    pairs, unlabelled = _pair(images, labels, group, key, skip_unlabelled)
     valid = classes.valid_values
 
     # pass 1: check every pair, cut its label into tiles and count the pixels of each class in each tile
     tiles: list[_Tile] = []
     counts: list[np.ndarray] = []
     bands: list[int] = []
+    sizes: list[tuple[int, int]] = []
     for i, pair in enumerate(tqdm(pairs, desc="scan labels", unit="pair", disable=not progress)):
         height, width, n_bands = _probe(pair.image)
         bands.append(n_bands)
@@ -314,18 +379,25 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
             raise SplitError(f"{pair.label}: label is {lw}x{lh} but its image {pair.image} is "
                              f"{width}x{height}; image and label must have the same size")
         prefix = f"{pair.group}_{pair.stem}" if group else pair.stem
-        th, tw = min(height, tile or height), min(width, tile or width)
-        for ri, row in enumerate(_offsets(height, tile)):
-            for ci, col in enumerate(_offsets(width, tile)):
-                tiles.append(_Tile(i, row, col, th, tw, _sanitize(f"{prefix}_r{ri}_c{ci}")))
-                cut = _label(pair.label, classes, (row, col, th, tw)) if windowed else \
-                    label[row : row + th, col : col + tw]
-                hist = np.bincount(cut.reshape(-1), minlength=256)
-                unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
-                if unknown:
-                    raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are {sorted(valid)} "
-                                     f"(add them to classes.json or fix the label)")
-                counts.append(hist)
+        sizes.append((height, width))
+        for bi, (r0, r1) in enumerate(_blocks(height, block, gap)):
+            for bj, (c0, c1) in enumerate(_blocks(width, block, gap)):
+                where = f"_b{bi}-{bj}" if block else ""
+                th, tw = min(r1 - r0, tile or r1 - r0), min(c1 - c0, tile or c1 - c0)
+                for ri, row in enumerate(_offsets(r1 - r0, tile)):
+                    for ci, col in enumerate(_offsets(c1 - c0, tile)):
+                        tl = _Tile(i, r0 + row, c0 + col, th, tw, _sanitize(f"{prefix}{where}_r{ri}_c{ci}"),
+                                   pair.group + where)
+                        tiles.append(tl)
+                        box = (tl.row, tl.col, th, tw)
+                        cut = _label(pair.label, classes, box) if windowed else \
+                            label[tl.row : tl.row + th, tl.col : tl.col + tw]
+                        hist = np.bincount(cut.reshape(-1), minlength=256)
+                        unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
+                        if unknown:
+                            raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are "
+                                             f"{sorted(valid)} (add them to classes.json or fix the label)")
+                        counts.append(hist)
     seen: dict[str, _Tile] = {}
     for t in tiles:
         if t.name in seen:
@@ -333,14 +405,17 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
                              f"{t.name!r} (names keep only A-Z a-z 0-9 _ . -); rename one of them")
         seen[t.name] = t
 
-    hint = "pass a --group regex that matches more groups" if group else "add images (each pair is its own group)"
+    suggested = suggest_block(sizes, tile, gap) if block is None else None
+    hint = (f"cut the scenes into spatial blocks that serve as groups: --block {suggested} (pixels; tiles of "
+            f"different blocks stay --gap {gap} px apart)" if suggested else
+            "pass a --group regex that matches more groups" if group else "add images (each pair is its own group)")
     count_matrix = np.stack(counts)
-    groups, support = _assign(tiles, [pairs[t.pair].group for t in tiles], count_matrix, classes, shots, min_pixels,
+    groups, support = _assign(tiles, [t.group for t in tiles], count_matrix, classes, shots, min_pixels,
                               query_fraction, np.random.default_rng(seed), hint)
     role_of_group = {g: role for role, names in groups.items() for g in names}
     jobs: dict[int, tuple[str, int | None]] = {}  # tile -> (role, support class)
     for t, tl in enumerate(tiles):
-        role = role_of_group[pairs[tl.pair].group]
+        role = role_of_group[tl.group]
         if role != "support":
             jobs[t] = (role, None)
     for cid, chosen in support.items():
@@ -349,7 +424,7 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
     # pass 2: read the pairs again; cut, relabel and write the tiles that are used
     log.info("writing episode to %s", out)
     out.mkdir(parents=True, exist_ok=True)
-    classes.save(out / "classes.json")
+    classes.episode_map().save(out / "classes.json")
     by_pair: dict[int, list[int]] = {}
     for t in sorted(jobs):
         by_pair.setdefault(tiles[t].pair, []).append(t)
@@ -387,14 +462,32 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
                 support_names[cid].append(file_name)
 
     summary = _summary(tiles, count_matrix, jobs, groups, classes)
-    config = {"images": images, "labels": labels, "group": group, "novel": list(novel), "shots": shots, "seed": seed,
-              "tile": tile, "query_fraction": query_fraction, "min_pixels": min_pixels}
+    summary["unlabelled_images"] = len(unlabelled)
+    config = {"dataset": dataset, "images": images, "labels": labels, "group": group, "key": key,
+              "skip_unlabelled": skip_unlabelled, "novel": list(novel), "shots": shots, "seed": seed, "tile": tile,
+              "block": block, "gap": gap if block else None, "query_fraction": query_fraction,
+              "min_pixels": min_pixels}
     write_text(out / "split.json", json.dumps({"config": config, "summary": summary}, indent=1) + "\n")
     val = {"support_set": {str(c): sorted(v) for c, v in sorted(support_names.items())},
            "query_set": sorted(names["query"])}
     write_text(out / "val.json", json.dumps(val, indent=1) + "\n")
     write_text(out / "train.txt", "".join(n + "\n" for n in sorted(names["train"])))
+    _self_check(out, shots)
     return summary
+
+
+def _self_check(out: Path, shots: int) -> None:
+    """``paintseg data check`` on the episode just written; on any problem the lists go (the folder is no episode)
+    and the error names the problems - a bug in the split, reported rather than handed on."""
+    from .episode import Episode
+
+    problems = Episode(out).problems(expected_shots=shots)
+    if problems:
+        for name in ("train.txt", "val.json"):
+            (out / name).unlink(missing_ok=True)
+        shown = "; ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise SplitError(f"{out}: the episode split wrote fails its own check ({len(problems)} problem(s): {shown}); "
+                         f"this is a paintseg bug - please report it with the command you ran")
 
 
 def _summary(tiles: list[_Tile], counts: np.ndarray, jobs: dict[int, tuple[str, int | None]],
@@ -423,6 +516,8 @@ def format_summary(summary: dict) -> str:
     width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, width)))
              for row in rows]
+    if summary.get("unlabelled_images"):
+        lines.append(f"{summary['unlabelled_images']:,} image(s) without a label skipped (a release's test images)")
     if summary.get("unused_tiles"):
         lines.append(f"{summary['unused_tiles']:,} tile(s) of the support groups are not used (not a support shot)")
     lines += [f"warning: {w}" for w in summary.get("warnings", [])]
