@@ -140,6 +140,41 @@ def config(change: Callable[[dict], None]):
     return build
 
 
+def one_scene(root: Path):
+    """One scene in its own group: the split needs --block."""
+    from PIL import Image
+
+    from conftest import tiny_scene
+
+    image, label = tiny_scene(np.random.default_rng(0), size=768, pools=12)
+    for part in ("images", "labels"):
+        (root / part).mkdir()
+    Image.fromarray(image).save(root / "images" / "big.png")
+    Image.fromarray(label).save(root / "labels" / "big.png")
+    return ["split", "--images", str(root / "images" / "big.png"), "--labels", str(root / "labels" / "big.png"),
+            "--classes", str(_classes(root)), "--novel", "pool", "--out", str(root / "ep"), "--tile", "128"], \
+        root / "images" / "big.png"
+
+
+def _classes(root: Path) -> Path:
+    path = root / "classes.json"
+    tiny_classes().save(path)
+    return path
+
+
+def background_not_zero(root: Path):
+    """A classes.json whose background role is value 1 (LoveDA's natural map)."""
+    data = make_dataset(root / "data")
+    cmap = json.loads(_classes(root).read_text())
+    for c in cmap["classes"]:
+        if c["role"] == "background":
+            c["id"] = 1 if not any(d["id"] == 1 for d in cmap["classes"]) else 254
+    path = root / "classes.json"
+    path.write_text(json.dumps(cmap))
+    return ["split", "--images", str(data / "*/images/*.png"), "--labels", str(data / "*/labels/*.png"),
+            "--classes", str(path), "--novel", "pool", "--out", str(root / "ep")], path
+
+
 def missing_config(root: Path):
     return ["run", str(root / "nowhere.yaml"), "--out", str(root / "exp")], root / "nowhere.yaml"
 
@@ -181,6 +216,13 @@ CASES = [
     Case("config: unknown value", config(lambda d: d.update(generation={"filter": "handcraftd"})),
          "generation.filter"),
     Case("config: missing file", missing_config, "no such config file"),
+    Case("config: unknown segmentation encoder", config(lambda d: d.update(
+        arms=["baseline"], models=[{"encoder": "resnet1800"}])),
+         "models.0: unknown encoder 'resnet1800'"),
+    Case("config: generator folder that does not exist", config(lambda d: d.update(
+        arms=["baseline", "diffusion"], generator={"path": "runs/gen/painter"})), "generator.path"),
+    Case("split: one scene (fewer than 3 groups)", one_scene, "--block"),
+    Case("split: class map with background at another value than 0", background_not_zero, '"values"'),
     Case("config: painting over noisy pastes from noise", config(lambda d: d.update(
         arms=["baseline", "diffusion-noise"], generator={"train": {"size": "tiny"}}, generation={"strength": 1.0})),
         "set generation.strength below 1"),

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from paintseg.config import ConfigError
-from paintseg.experiment.config import ExperimentConfig, load_experiment
+from paintseg.experiment.config import ExperimentConfig, check_experiment, load_experiment
 from paintseg.experiment.demo import DEMO_CONFIG, demo_config
 from paintseg.experiment.run import (Stages, folder_bytes, planned_stages, run_experiment, settings_hash,
                                      summarize_runs)
@@ -34,6 +34,7 @@ TINY = {
 
 
 def write_config(folder: Path, data: dict) -> Path:
+    (folder / "episode").mkdir(parents=True, exist_ok=True)  # TINY's episode.path must exist when it is loaded
     path = folder / "experiment.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -59,6 +60,17 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
     ({"seeds": [1, 1]}, "lists a seed twice"),
     ({"train": {"crop": 100}}, "crop 100 is not a multiple of 32"),
     ({"models": [{"arch": "unet"}, {"arch": "unet"}]}, "lists a model twice"),
+    ({"models": [{"encoder": "resnet1800"}]}, "models.0: unknown encoder 'resnet1800'; did you mean resnet18"),
+    ({"models": [{"encoder": "tu-tf_efficientnet_lite9"}]}, "unknown timm encoder 'tu-tf_efficientnet_lite9'"),
+    ({"models": [{"encoder": "resnet18", "encoder_weights": "imagenet22k"}]},
+     "encoder_weights 'imagenet22k' for 'resnet18': choose one of imagenet, ssl, swsl"),
+    ({"generator": {"path": "gen/old/painter"}}, "generator.path:"),
+    ({"generation": {"filter": "generator:nowhere"}}, "generation.filter: "),
+    ({"episode": {"split": {"images": "x/*.png", "labels": "y/*.png", "classes": "c.json", "novel": ["a"]}}},
+     "episode.split.images: no file matches"),
+    ({"episode": {"split": {"dataset": "loveda", "root": "LoveDA", "novel": ["building"]}}},
+     "episode.split.root: "),
+    ({"episode": {"split": {"dataset": "deepglobe", "root": "x", "novel": ["a"]}}}, "'deepglobe' is not built in"),
 ])
 def test_bad_configs_name_the_file_and_the_field(tmp_path, change, message):
     path = write_config(tmp_path, {**TINY, **change})
@@ -79,9 +91,14 @@ def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():
     assert ablations.generation.model_copy(update={"refine": "none"}) == full.generation  # refine is what it ablates
     assert set(full.arms) < set(ablations.arms) and len(ablations.models) == 2
     for name in ("dubai.yaml", "oem_fewshot.yaml", "demo_painting.yaml", "demo_ablations.yaml"):
-        config = load_experiment(REPO / "configs" / name)
+        config = load_experiment(REPO / "configs" / name, check=name != "oem_fewshot.yaml")
         assert {"copy-paste", "copy-paste-noise"} <= set(config.arms), name  # both controls in every config
-    paper = load_experiment(REPO / "configs" / "oem_fewshot.yaml")  # the paper's setting
+    paper = load_experiment(REPO / "configs" / "oem_fewshot.yaml", check=False)  # the paper's setting
+    # the files a user brings are named at load time, and nothing else is wrong with it
+    missing = check_experiment(paper)
+    assert [p.split(":")[0] for p in missing] == ["episode.path", "generator.path", "generation.sam_checkpoint",
+                                                  "generation.filter"]
+    assert all("does not exist" in p for p in missing)
     g = paper.generation
     assert paper.generator.path.endswith("weights/rs_paint") and paper.generator.train is None
     assert g.filter.startswith("open_clip:ViT-L-14:") and g.filter.endswith("RemoteCLIP-ViT-L-14.pt")

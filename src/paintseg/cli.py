@@ -174,32 +174,19 @@ def split(
     novel class, query labels keep everything - as in the OpenEarthMap few-shot challenge. Deterministic for a seed.
     The episode is checked as `paintseg data check` checks it before it is complete.
     """
-    from paintseg.data.classes import ClassMap
-    from paintseg.data.split import format_summary, split_dataset
+    from paintseg.data.datasets import split_recipe
+    from paintseg.data.split import format_summary
+    from paintseg.experiment.config import SplitRecipe
+    from paintseg.config import validate
 
-    names = [n.strip() for n in novel.split(",") if n.strip()]
-    options = dict(shots=shots, seed=seed, tile=tile or None, query_fraction=query_fraction, min_pixels=min_pixels,
-                   block=block, gap=gap)
-    if dataset is not None:
-        from paintseg.data.datasets import preset
-
-        if images or labels:
-            _fail("--dataset finds the images and labels itself; drop --images/--labels (or drop --dataset)")
-        if root is None:
-            _fail("--dataset needs --root, the folder that holds the dataset")
-        found = _run(preset, dataset)
-        lay = _run(found.layout, root, layout)
-        images, labels = _run(found.patterns, root, lay)
-        cmap = _run(ClassMap.load, classes) if classes else found.classes
-        typer.echo(f"{found.title}, {lay.name} layout ({lay.about}): {images} + {labels}")
-        summary = _run(split_dataset, images, labels, cmap, names, out, group=group or lay.group, key=lay.key,
-                       skip_unlabelled=True, dataset=f"{found.name}/{lay.name}", **options)
-    else:
-        if not (images and labels and classes):
-            _fail("pass --images, --labels and --classes (any dataset), or --dataset NAME --root DIR (built in: "
-                  "loveda, potsdam, vaihingen, openearthmap)")
-        cmap = _run(ClassMap.load, classes)
-        summary = _run(split_dataset, images, labels, cmap, names, out, group=group, **options)
+    if dataset is not None and (images or labels):
+        _fail("--dataset finds the images and labels itself; drop --images/--labels (or drop --dataset)")
+    settings = dict(dataset=dataset, root=str(root) if root else None, layout=layout, images=images, labels=labels,
+                    classes=str(classes) if classes else None, novel=[n.strip() for n in novel.split(",") if n.strip()],
+                    shots=shots, seed=seed, group=group, block=block, gap=gap, tile=tile, query_fraction=query_fraction,
+                    min_pixels=min_pixels)
+    recipe = _run(validate, settings, SplitRecipe, "paintseg split options")
+    summary = _run(split_recipe, recipe, out, echo=typer.echo)
     typer.echo(format_summary(summary))
     typer.echo(f"episode written to {out} (checked: `paintseg data check {out}` passes)")
 

@@ -95,7 +95,8 @@ class ConfigError(PaintsegError):
 # A run folder or a cached experiment stage recorded without such a field is read as having that value, so a new
 # option does not stop old runs from resuming nor invalidate finished stages.
 ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False, "minutes": None,
-                               "snr_gamma": None, "snapshots": 0}
+                               "snr_gamma": None, "snapshots": 0, "dataset": None, "root": None, "layout": None,
+                               "block": None, "gap": 64}
 
 
 class TrainConfig(BaseModel):
@@ -373,6 +374,35 @@ class HarmoniserConfig(BaseModel):
     @classmethod
     def _box_fraction(cls, value: tuple[float, float]) -> tuple[float, float]:
         return GeneratorConfig._box_fraction(value)
+
+
+def encoder_problem(encoder: str, weights: str | None) -> str | None:
+    """What is wrong with a segmentation encoder name and its weights (smp's registry; timm's for 'tu-<name>'), or
+    None. Imports smp/timm (seconds), so it runs when a config file is loaded, not on every config object."""
+    import difflib
+
+    if encoder.startswith("tu-"):
+        import timm
+
+        name = encoder.removeprefix("tu-")
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, timm.list_models(), 3)
+            hint = f"; did you mean {', '.join('tu-' + c for c in close)}" if close else ""
+            return f"unknown timm encoder {encoder!r}{hint} (any timm model name after 'tu-')"
+        if weights not in (None, "imagenet"):
+            return f"encoder_weights {weights!r}: timm encoders take 'imagenet' (pretrained) or null (random init)"
+        return None
+    from segmentation_models_pytorch.encoders import encoders
+
+    if encoder not in encoders:
+        close = difflib.get_close_matches(encoder, list(encoders), 3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        return (f"unknown encoder {encoder!r}; {hint}smp encoders include resnet18, resnet34, efficientnet-b0, "
+                f"mit_b0; any timm model works as 'tu-<name>' (e.g. 'tu-tf_efficientnet_lite0')")
+    known = list(encoders[encoder].get("pretrained_settings", {}))
+    if weights is not None and weights not in known:
+        return f"encoder_weights {weights!r} for {encoder!r}: choose one of {', '.join(known) or 'none'}, or null"
+    return None
 
 
 # --------------------------------------------------------------------------------------------------- YAML

@@ -161,3 +161,26 @@ def preset(name: str) -> DatasetPreset:
         raise SplitError(f"--dataset {name!r} is not built in; choose one of {', '.join(PRESETS)}, or pass --images, "
                          f"--labels and --classes for any other dataset")
     return PRESETS[key]
+
+
+def split_recipe(recipe, out: Path, progress: bool = True, echo=None) -> dict:
+    """``paintseg split`` from its settings (any object with the fields of
+    :class:`paintseg.experiment.config.SplitRecipe`: ``dataset``/``root``/``layout`` or ``images``/``labels``/
+    ``classes``, and ``novel``, ``shots``, ``seed``, ``group``, ``block``, ``gap``, ``tile``, ``query_fraction``,
+    ``min_pixels``); ``echo`` receives the line that says which dataset and layout were found."""
+    from .split import split_dataset
+
+    options = dict(shots=recipe.shots, seed=recipe.seed, tile=recipe.tile or None, query_fraction=recipe.query_fraction,
+                   min_pixels=recipe.min_pixels, block=recipe.block, gap=recipe.gap, progress=progress)
+    if recipe.dataset is None:
+        return split_dataset(recipe.images, recipe.labels, ClassMap.load(recipe.classes), list(recipe.novel), out,
+                             group=recipe.group, **options)
+    found = preset(recipe.dataset)
+    root = Path(recipe.root)
+    lay = found.layout(root, recipe.layout)
+    images, labels = found.patterns(root, lay)
+    classes = ClassMap.load(recipe.classes) if recipe.classes else found.classes
+    if echo is not None:
+        echo(f"{found.title}, {lay.name} layout ({lay.about}): {images} + {labels}")
+    return split_dataset(images, labels, classes, list(recipe.novel), out, group=recipe.group or lay.group,
+                         key=lay.key, skip_unlabelled=True, dataset=f"{found.name}/{lay.name}", **options)

@@ -406,7 +406,8 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
         seen[t.name] = t
 
     suggested = suggest_block(sizes, tile, gap) if block is None else None
-    hint = (f"cut the scenes into spatial blocks that serve as groups: --block {suggested} (pixels; tiles of "
+    hint = f"the {len(pairs)} image(s) matched, such as {pairs[0].image}, give too few places; " + (
+            f"cut the scenes into spatial blocks that serve as groups: --block {suggested} (pixels; tiles of "
             f"different blocks stay --gap {gap} px apart)" if suggested else
             "pass a --group regex that matches more groups" if group else "add images (each pair is its own group)")
     count_matrix = np.stack(counts)

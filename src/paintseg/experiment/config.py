@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paintseg.config import (GENERATOR_MASK_KINDS, HUB_ID, GeneratorConfig, HarmoniserConfig, SAM_MODEL_TYPES,
-                             TrainConfig, check_encoder_spec, load_yaml, parse_keep)
+from paintseg.config import (GENERATOR_MASK_KINDS, HUB_ID, ConfigError, GeneratorConfig, HarmoniserConfig,
+                             SAM_MODEL_TYPES, TrainConfig, check_encoder_spec, encoder_problem, load_yaml, parse_keep)
 
 # copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
 # on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser; diffusion-noise:
@@ -30,18 +30,38 @@ class _Strict(BaseModel):
 
 
 class SplitRecipe(_Strict):
-    """Build the episode with ``paintseg split`` from a fully labelled dataset (see that command's options)."""
+    """Build the episode with ``paintseg split`` from a fully labelled dataset (see that command's options): a
+    built-in ``dataset`` under ``root``, or any dataset by ``images``, ``labels`` and ``classes``."""
 
-    images: str = Field(..., description="Glob of the images, e.g. 'data/*/images/*.jpg'.")
-    labels: str = Field(..., description="Glob of the labels, paired with the images by stem.")
-    classes: str = Field(..., description="classes.json of the dataset.")
+    dataset: str | None = Field(None, description="A built-in dataset: loveda, potsdam, vaihingen, openearthmap.")
+    root: str | None = Field(None, description="With dataset: the folder that holds it (release or mmseg layout).")
+    layout: Literal["release", "mmseg"] | None = Field(None, description="With dataset: the layout (default: found).")
+    images: str | None = Field(None, description="Glob of the images, e.g. 'data/*/images/*.jpg'.")
+    labels: str | None = Field(None, description="Glob of the labels, paired with the images by stem.")
+    classes: str | None = Field(None, description="classes.json of the dataset (with dataset: replaces its map).")
     novel: list[str] = Field(..., min_length=1, description="Novel class names.")
     shots: int = Field(5, ge=1)
     seed: int = 0
     group: str | None = Field(None, description="Regex naming a group (train, support and query never share one).")
+    block: int | None = Field(None, ge=64, description="Square spatial blocks (pixels) of every scene as the groups.")
+    gap: int = Field(64, ge=0, description="With block: pixels between tiles of neighbouring blocks.")
     tile: int = Field(512, ge=0)
     query_fraction: float = Field(0.25, gt=0, lt=1)
     min_pixels: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _source(self) -> "SplitRecipe":
+        if self.dataset is not None:
+            from paintseg.data.datasets import PRESETS
+
+            if self.dataset not in PRESETS:
+                raise ValueError(f"dataset {self.dataset!r} is not built in; choose one of {', '.join(PRESETS)}")
+            if self.root is None or self.images or self.labels:
+                raise ValueError("dataset needs root (the dataset's folder) and no images/labels")
+        elif not (self.images and self.labels and self.classes):
+            raise ValueError("give dataset + root (built in: loveda, potsdam, vaihingen, openearthmap), or images, "
+                             "labels and classes")
+        return self
 
 
 class DemoScenes(_Strict):
@@ -276,10 +296,60 @@ def _resolve(value: str | None, base: Path) -> str | None:
     return str(base / value)
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
+def load_experiment(path: str | Path, check: bool = True) -> ExperimentConfig:
     """Read and validate an experiment YAML (e.g. configs/demo.yaml); relative paths inside are made relative to
-    the file's folder."""
-    return resolve_paths(load_yaml(path, ExperimentConfig), Path(path).resolve().parent)
+    the file's folder. Beyond the fields' own checks, the files it names must exist and the segmentation encoders
+    must be known to smp/timm (:func:`check_experiment`; ``check=False`` skips that, to read a config whose files are
+    elsewhere), so no value fails later than the load."""
+    config = resolve_paths(load_yaml(path, ExperimentConfig), Path(path).resolve().parent)
+    problems = check_experiment(config) if check else []
+    if problems:
+        raise ConfigError(f"{path}: invalid ExperimentConfig:\n" + "\n".join(f"  {p}" for p in problems))
+    return config
+
+
+def check_experiment(config: ExperimentConfig) -> list[str]:
+    """``field: problem`` for every path that does not exist and every unknown encoder or weight name."""
+    import glob
+
+    out: list[str] = []
+
+    def exists(field: str, value: str | None, what: str) -> None:
+        if value is not None and not Path(value).exists():
+            out.append(f"{field}: {value} does not exist; {what}")
+
+    ep = config.episode
+    exists("episode.path", ep.path, "build an episode with `paintseg split` or give episode.split")
+    if ep.split is not None:
+        r = ep.split
+        exists("episode.split.root", r.root, "the folder that holds the dataset")
+        exists("episode.split.classes", r.classes, "a classes.json (schema in the README)")
+        for key in ("images", "labels"):
+            pattern = getattr(r, key)
+            if pattern and not glob.glob(pattern, recursive=True):
+                out.append(f"episode.split.{key}: no file matches {pattern!r}; fix the pattern (relative to the "
+                           f"config file's folder)")
+    if config.generator is not None and config.generator.path is not None:
+        path = config.generator.path
+        if not (HUB_ID.fullmatch(path) and not Path(path).is_absolute()):
+            exists("generator.path", path, "a folder written by `paintseg generator train`, or give generator.train")
+    exists("harmoniser.path", config.harmoniser.path, "a folder written by `paintseg harmoniser train`")
+    exists("generation.sam_checkpoint", config.generation.sam_checkpoint, "a SAM .pth checkpoint")
+    spec = config.generation.filter
+    if spec.startswith("generator:"):
+        exists("generation.filter", spec.removeprefix("generator:"), "a trained generator folder")
+    elif spec.startswith("open_clip:") and spec.count(":") >= 2:
+        exists("generation.filter", spec.split(":", 2)[2], "an open_clip checkpoint file")
+    for i, m in enumerate(config.models):
+        problem = encoder_problem(m.encoder, m.encoder_weights)
+        if problem:
+            out.append(f"models.{i}: {problem}")
+    h = config.harmoniser
+    if "harmonise" in config.arms and h.path is None:
+        problem = encoder_problem(h.train.encoder, h.train.encoder_weights)
+        if problem:
+            out.append(f"harmoniser.train: {problem}")
+    return out
 
 
 def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
@@ -288,7 +358,7 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
     ep = config.episode
     ep.path = _resolve(ep.path, base)
     if ep.split is not None:
-        for key in ("images", "labels", "classes"):
+        for key in ("images", "labels", "classes", "root"):
             setattr(ep.split, key, _resolve(getattr(ep.split, key), base))
     if config.generator is not None:
         path = config.generator.path

@@ -195,9 +195,8 @@ def _episode(config: ExperimentConfig, stages: Stages, progress: bool) -> tuple[
     if spec.path is not None:
         root = Path(spec.path)
         return root, settings_hash("path", str(root.resolve()))
-    recipe = spec.split if spec.split is not None else spec.demo
     kind = "split" if spec.split is not None else "demo"
-    key = settings_hash(kind, recipe.model_dump(mode="json"))
+    key = settings_hash(kind, recipe(spec.split) if kind == "split" else spec.demo.model_dump(mode="json"))
     folder = stages.folder("episode", key)
     root = folder / "episode"
 
@@ -205,13 +204,9 @@ def _episode(config: ExperimentConfig, stages: Stages, progress: bool) -> tuple[
         partial = folder / "episode.partial"
         shutil.rmtree(partial, ignore_errors=True)  # a split killed half-way starts over (it takes seconds)
         if kind == "split":
-            from paintseg.data.classes import ClassMap
-            from paintseg.data.split import split_dataset
+            from paintseg.data.datasets import split_recipe
 
-            r = spec.split
-            split_dataset(r.images, r.labels, ClassMap.load(r.classes), r.novel, partial, shots=r.shots,
-                          seed=r.seed, group=r.group, tile=r.tile or None, query_fraction=r.query_fraction,
-                          min_pixels=r.min_pixels, progress=progress)
+            split_recipe(spec.split, partial, progress=progress)
             shutil.rmtree(root, ignore_errors=True)
             os.replace(partial, root)
         else:
