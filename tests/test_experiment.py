@@ -147,19 +147,38 @@ def test_summary_mean_std_and_gain():
 
 
 def test_stage_lines_count_stages_and_estimate_the_time_left(tmp_path, capsys, monkeypatch):
-    stages = Stages(tmp_path, progress=True, planned=["train", "evaluate", "train", "evaluate"])
-    clock = iter([0.0, 10.0, 100.0, 102.0])  # train takes 10 s, evaluate 2 s
+    stages = Stages(tmp_path, progress=True, planned=["generator", "train", "evaluate", "train", "evaluate"],
+                    priors={"generator": 60.0})
+    clock = iter([0.0, 55.0, 100.0, 110.0, 200.0, 202.0])  # the painter takes 55 s, train 10 s, evaluate 2 s
     with monkeypatch.context() as m:
         m.setattr(time, "perf_counter", lambda: next(clock))
+        stages.run("generator", tmp_path / "g", lambda: None)
         stages.run("train a", tmp_path / "t1", lambda: None)
         stages.run("evaluate a", tmp_path / "e1", lambda: None)
     stages.run("train b", tmp_path / "t1", lambda: None)  # complete already: cached
     err = capsys.readouterr().err
-    assert "[stage 1/4] train a" in err
-    # this evaluate and the next at the 10 s average of all stages (none of their kind ran yet), the train at 10 s
-    assert "[stage 2/4, about 30 s left] evaluate a" in err
-    assert "[cached 3/4] train b" in err
-    assert stages.upcoming == ["evaluate"] and stages.estimate_left() == 2.0
+    # the painter's budget is known before it runs; stages of a kind not measured yet are counted, not guessed
+    assert "[stage 1/5, about 60 s left + 4 not timed yet: train, evaluate] generator" in err
+    assert "[stage 2/5, 4 not timed yet: train, evaluate] train a" in err
+    # once a train ran, the trains are timed: this evaluate (untimed) and the train (10 s) still to come
+    assert "[stage 3/5, about 10 s left + 2 not timed yet: evaluate] evaluate a" in err
+    assert "[cached 4/5] train b" in err
+    assert stages.upcoming == ["evaluate"] and stages.estimate_left() == (2.0, {})
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal():
+    import io
+
+    from tqdm import tqdm
+
+    from paintseg.progress import LineWriter
+
+    out = io.StringIO()
+    for _ in tqdm(range(200), desc="train", file=LineWriter(out), mininterval=0, miniters=1):
+        pass
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and 10 <= len(lines) <= 12, lines  # one line per 10 %, and the last state
+    assert lines[0].startswith("train:   0%") and lines[-1].startswith("train: 100%")
 
 
 def test_planned_stages_follow_the_config():

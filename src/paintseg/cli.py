@@ -102,6 +102,10 @@ MULTI_PROCESS = ("demo", "run", "generate", "train", "generator", "harmoniser")
 
 @app.callback()
 def _launched(ctx: typer.Context) -> None:
+    if not sys.stderr.isatty():  # a log file or a pipe: plain lines, not redrawn bars
+        from paintseg.progress import plain_lines
+
+        plain_lines()
     if distributed.world_size() > 1 and ctx.invoked_subcommand not in MULTI_PROCESS:
         _fail(f"`paintseg {ctx.invoked_subcommand}` runs in one process, but {distributed.world_size()} were "
               f"started (accelerate launch / torchrun); start it as plain `paintseg {ctx.invoked_subcommand} ...`. "

@@ -127,37 +127,53 @@ class Stages:
     """Runs stages into EXP/stages/<name>-<hash>/, skipping complete ones, and records time and peak memory.
 
     With ``planned`` (the kinds of the stages the run will pass through, :func:`planned_stages`) every stage line
-    says "stage N/M" and, once a
-    stage has run, an estimate of the time left: each stage still to come is assumed to take as long as the
-    stages of its kind (its name's first word: train, evaluate, paint, ...) took on average so far in this call,
-    or the average of all stages run so far when none of its kind has run yet."""
+    says "stage N/M" and an estimate of the time left that only counts what was measured: each stage still to come
+    takes as long as the stages of its kind (its name's first word: train, evaluate, paint, ...) took on average in
+    this call, or its ``priors`` entry (seconds; e.g. the painter's budget in minutes); stages of a kind neither
+    measured nor known are counted, not guessed ("+ 24 not timed yet: train, evaluate"), so the estimate does not
+    jump when a slow kind is first measured."""
 
-    def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None, tag: str = ""):
+    def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None, tag: str = "",
+                 priors: dict[str, float] | None = None):
         self.exp, self.root, self.progress, self.tag = exp, exp / "stages", progress, tag
         self.records: list[dict] = []
         self.upcoming = list(planned or [])  # the kinds of the stages still to run (see estimate_left)
         self.total = len(self.upcoming) or None
+        self.priors = dict(priors or {})
 
     def folder(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}"
 
-    def estimate_left(self) -> float | None:
-        """Seconds the stages in ``upcoming`` (this one included) will take, from the stages this call ran (None
-        before any ran)."""
-        ran = [r for r in self.records if not r["cached"]]
-        if not ran:
-            return None
-        overall = statistics.fmean(r["seconds"] for r in ran)
+    def estimate_left(self) -> tuple[float, dict[str, int]]:
+        """Seconds the stages in ``upcoming`` (this one included) will take, from the stages this call ran and the
+        priors, and how many upcoming stages of each kind that neither covers are left out."""
         by_kind: dict[str, list[float]] = {}
-        for r in ran:
-            by_kind.setdefault(r["stage"].split()[0], []).append(r["seconds"])
-        return sum(statistics.fmean(by_kind[k]) if k in by_kind else overall for k in self.upcoming)
+        for r in self.records:
+            if not r["cached"]:
+                by_kind.setdefault(r["stage"].split()[0], []).append(r["seconds"])
+        seconds, untimed = 0.0, {}
+        for kind in self.upcoming:
+            if kind in by_kind:
+                seconds += statistics.fmean(by_kind[kind])
+            elif kind in self.priors:
+                seconds += self.priors[kind]
+            else:
+                untimed[kind] = untimed.get(kind, 0) + 1
+        return seconds, untimed
 
     def _position(self) -> str:
         n = len(self.records) + 1
-        text = f"{n}/{self.total}" if self.total else f"{n}"
-        left = self.estimate_left() if self.total else None  # without the plan, nothing to estimate from
-        return text + (f", about {_duration(left)} left" if left is not None else "")
+        if not self.total:
+            return f"{n}"
+        seconds, untimed = self.estimate_left()
+        text = f"{n}/{self.total}"
+        if sum(untimed.values()) == len(self.upcoming):  # nothing of what is left was measured or is known
+            return text + (f", {len(self.upcoming)} not timed yet: {', '.join(untimed)}"
+                           if any(not r["cached"] for r in self.records) else "")
+        text += f", about {_duration(seconds)} left"
+        if untimed:
+            text += f" + {sum(untimed.values())} not timed yet: {', '.join(untimed)}"
+        return text
 
     def run(self, name: str, folder: Path, work: Callable[[], Any]) -> dict:
         """``work()`` fills ``folder`` unless ``folder/stage.json`` says it is complete; returns the stage record."""
@@ -563,7 +579,7 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
 def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | None, report: bool, wall: float,
             world: int) -> dict:
     """The stages in order (running those not complete yet) and the results of every run."""
-    stages = Stages(exp, progress, planned_stages(config))
+    stages = Stages(exp, progress, planned_stages(config), priors=stage_priors(config))
 
     root, episode_key = _episode(config, stages, progress)
     episode = _open_episode(config, root)
@@ -722,6 +738,12 @@ def _duration(seconds: float) -> str:
 def needs_generator(config: ExperimentConfig) -> bool:
     """Whether the experiment uses its generator: to paint (a diffusion arm) or to filter (``filter: generator``)."""
     return any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator"
+
+
+def stage_priors(config: ExperimentConfig) -> dict[str, float]:
+    """Seconds a stage kind will take, known before it runs: the painter's budget when it has one in minutes."""
+    train = config.generator.train if config.generator is not None else None
+    return {"generator": train.minutes * 60} if train is not None and train.minutes else {}
 
 
 def planned_stages(config: ExperimentConfig) -> list[str]:
