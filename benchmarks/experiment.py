@@ -4,7 +4,7 @@ Runs every arm × model × seed of the config through the CLI, renders the repor
 benchmarks/results (NAME = the config's file stem):
 
     experiment_NAME.json           the run's results.json + the exact command, wall time and thread settings
-    experiment_NAME_report.png     the screenshot of report.html (the report itself, several MB of embedded
+    experiment_NAME_report.png     the whole report.html at half size (the report itself, several MB of embedded
                                    figures, stays in the work folder)
 
 Re-running resumes: every finished stage in the work folder (benchmarks/work/experiment_NAME) is reused, and the
@@ -68,6 +68,11 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=1) + "\n")
     png = results_dir / f"experiment_{args.name}_report.png"
     subprocess.run([sys.executable, "-m", "paintseg", "report", str(exp), "--screenshot", str(png)], check=True)
+    from PIL import Image
+
+    with Image.open(png) as im:  # the whole report, at half size (a full-size page is ~6 MB of PNG)
+        small = im.convert("RGB").resize((im.width // 2, im.height // 2), Image.LANCZOS)
+    small.quantize(colors=256).save(png, optimize=True)
     from paintseg.experiment.run import format_headline
 
     print(format_headline(results))

@@ -205,6 +205,8 @@ def test_screenshot_that_writes_nothing_is_an_error(experiment: Path, tmp_path: 
         pytest.skip("no `true` program")
     (tmp_path / "page.html").write_text("<p>hi</p>")
     with pytest.raises(ReportError, match="wrote no screenshot"):
+        screenshot(tmp_path / "page.html", tmp_path / "page.png", browser=true, height=800)
+    with pytest.raises(ReportError, match="could not measure the height"):
         screenshot(tmp_path / "page.html", tmp_path / "page.png", browser=true)
 
 
@@ -215,6 +217,18 @@ def test_screenshot_renders_the_report(experiment: Path, tmp_path: Path) -> None
     image = np.asarray(Image.open(png).convert("RGB"))
     assert png.is_file() and image.shape[1] == 900
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no chromium on PATH (apt-get install chromium)")
+def test_screenshot_captures_the_whole_page_in_stitched_parts(tmp_path: Path) -> None:
+    blocks = "".join(f'<div style="height:400px;background:rgb({40 * i},{255 - 40 * i},128)">{i}</div>'
+                     for i in range(6))
+    page = tmp_path / "tall.html"
+    page.write_text(f"<!DOCTYPE html><html><head></head><body style='margin:0'>{blocks}</body></html>")
+    image = np.asarray(Image.open(screenshot(page, tmp_path / "tall.png", width=300, part=700)).convert("RGB"))
+    assert image.shape[:2] == (2400, 300)  # 6 blocks of 400 px, rendered in 4 parts of <= 700 px
+    for i in range(6):  # every block where it belongs, the last one included
+        assert tuple(image[400 * i + 200, 150]) == (40 * i, 255 - 40 * i, 128), i
 
 
 def test_painting_quality_section_reads_the_probe_ceiling_and_the_filter(experiment: Path, tmp_path: Path) -> None:

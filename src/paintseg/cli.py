@@ -877,7 +877,7 @@ def demo(
 @app.command()
 def report(
     exp: Path = typer.Argument(..., help="Experiment folder written by `paintseg run`."),
-    screenshot: Optional[Path] = typer.Option(None, help="Also render the report with headless Chromium into this "
+    screenshot: Optional[Path] = typer.Option(None, help="Also render the whole report with headless Chromium into this "
                                               "PNG."),
 ) -> None:
     """(Re)write EXP/report.html from EXP/results.json, optionally with a screenshot."""
