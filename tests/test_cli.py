@@ -182,3 +182,25 @@ def test_trainer_options_lay_over_the_config_file(tiny_episode: Path, tmp_path: 
                     "--steps", "1", "--batch", "2", "--crop", "64")
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["train"]["encoder_weights"] is None
+
+
+def test_a_run_folders_echoed_config_is_a_valid_config(tiny_episode: Path, tmp_path: Path) -> None:
+    """config.yaml in a GEN / train / harmoniser folder holds the settings under one section beside the run's own
+    record (episode, split, seed, version); --config reads it as the settings."""
+    import yaml
+
+    from paintseg.config import GeneratorConfig, HarmoniserConfig, TrainConfig, dump_yaml, load_yaml
+    from paintseg.data.episode import Episode
+    from paintseg.generate.diffusion.train import _record as generator_record
+    from paintseg.segment.train import _record as train_record
+
+    episode = Episode(tiny_episode)
+    for record, model, config in (
+            (generator_record(episode, GeneratorConfig(size="tiny", steps=7)), GeneratorConfig,
+             GeneratorConfig(size="tiny", steps=7)),
+            (train_record(episode, TrainConfig(steps=9), []), TrainConfig, TrainConfig(steps=9)),
+            ({"harmoniser": HarmoniserConfig(steps=5).model_dump(mode="json"), "episode": "e", "split": "valset",
+              "seed": 0, "paintseg_version": "0"}, HarmoniserConfig, HarmoniserConfig(steps=5))):
+        path = dump_yaml(record, tmp_path / f"{model.__name__}.yaml")
+        assert set(yaml.safe_load(path.read_text())) > {"episode", "paintseg_version"}
+        assert load_yaml(path, model) == config

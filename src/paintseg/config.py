@@ -437,7 +437,21 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of {model.__name__} fields (key: value lines), "
                           f"got {type(data).__name__}")
-    return validate(data, model, str(path))
+    return validate(run_settings(data, model), model, str(path))
+
+
+# The sections under which a run folder's config.yaml echoes its settings, beside the run's own record
+RUN_SECTIONS = ("train", "generator", "harmoniser")
+RUN_RECORD = {"episode", "split", "synthetic", "seed", "paintseg_version"}
+
+
+def run_settings(data: dict[str, Any], model: type[M]) -> dict[str, Any]:
+    """``data`` itself, or - for the config.yaml a run folder echoes (``{generator: {...}, episode: ..., seed: ...,
+    paintseg_version: ...}``) - its settings section, so that any run's config.yaml is a valid ``--config``."""
+    sections = [k for k in RUN_SECTIONS if isinstance(data.get(k), dict)]
+    if len(sections) == 1 and set(data) <= RUN_RECORD | set(sections) and not set(model.model_fields) >= set(data):
+        return data[sections[0]]
+    return data
 
 
 def dump_yaml(obj: BaseModel | dict[str, Any], path: str | Path) -> Path:
