@@ -132,7 +132,7 @@ def experiment(r: dict, name: str) -> str:
             return "—"
         seeds, tiles = x[metric]["seeds"], x[metric]["tiles"]
         spread = f" ± {seeds['std']:.1f}" if seeds.get("std") is not None else ""
-        mark = "✓" if x[metric]["beyond"] else "≈"
+        mark = ("▲" if x[metric]["seeds"]["mean"] > 0 else "▼") if x[metric]["beyond"] else "≈"
         tile = f" [{tiles['low']:+.1f}, {tiles['high']:+.1f}]" if tiles else ""
         return f"{seeds['mean']:+.1f}{spread}{tile} {mark}"
 
@@ -172,7 +172,8 @@ def experiment(r: dict, name: str) -> str:
         "",
         *([f"**Verdict:** {verdict}", ""] if verdict else []),
         "Differences: mean ± std of the per-seed paired differences, [95 % bootstrap interval over query tiles]; "
-        "✓ beyond noise (the seeds' 95 % t-interval and the tile interval both exclude 0), ≈ within noise.",
+        "▲ / ▼ beyond noise, up / down (the seeds' 95 % t-interval and the tile interval both exclude 0), ≈ within "
+        "noise.",
         "",
         f"Segmentation: {models}; {t['steps']} steps, batch {t['batch']}, crop {t['crop']}, lr {t['lr']}, synthetic "
         f"share {t['synthetic_fraction']}" + (f", synthetic context {t['synthetic_context']} px"

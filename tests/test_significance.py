@@ -9,6 +9,7 @@ from paintseg.data.classes import ClassMap
 from paintseg.evaluate.metrics import summarize
 from paintseg.evaluate.significance import compare, metric_of, paired_seeds, tile_bootstrap
 from paintseg.experiment.report import verdict_line
+from paintseg.evaluate.significance import explain, seeds_needed
 
 CLASSES = ClassMap.from_dict({"classes": [
     {"id": 0, "name": "background", "role": "background", "color": "#000000"},
@@ -81,9 +82,23 @@ def test_compare_and_the_report_verdict():
     results = {"comparisons": [{"arm": "diffusion", "against": "copy-paste", "model": "unet-x", "novel_miou": c}]}
     line = verdict_line(results)
     assert line.startswith(f"painting (diffusion) raised novel IoU by {c['seeds']['mean']:.1f} ± ")
-    assert "over copy-paste (unet-x; query-tile 95 % interval [" in line and line.endswith(": beyond noise.")
+    assert "over copy-paste (unet-x) - beyond noise: the 3 seeds' 95 % interval [" in line
+    assert "and the query-tile interval [" in line and line.endswith("both exclude 0.")
     assert verdict_line({"comparisons": []}) is None
-    # against copy-paste-noise too: the verdict names the strongest control
+    # against copy-paste-noise too: the verdict names the strongest control, and with one seed what to do
     noisy = {"arm": "diffusion", "against": "copy-paste-noise", "model": "unet-x", "novel_miou": one}
     line = verdict_line({"comparisons": results["comparisons"] + [noisy]})
-    assert "over copy-paste-noise (unet-x" in line and line.endswith("seed noise unknown (1 seed).")
+    assert "over copy-paste-noise (unet-x) - not settled: the query-tile interval [" in line
+    assert line.endswith("excludes 0, but with 1 seed the seed-to-seed spread is unknown; run 3 or more seeds.")
+
+
+def test_a_within_noise_verdict_says_which_interval_and_how_many_seeds():
+    """2 seeds, a clear tile interval but a wide seed interval (the case that read as a contradiction): the words
+    say that the seeds are too few and about how many would settle it."""
+    c = {"seeds": {"n": 2, "mean": -13.9, "std": 3.9, "low": -49.0, "high": 21.1, "beyond": False},
+         "tiles": {"low": -19.7, "high": -9.0, "beyond": True}, "beyond": False, "verdict": "within noise"}
+    text = explain(c)
+    assert text.startswith("within noise: the 2 seeds' 95 % interval [-49.0, +21.1] includes 0; at this spread "
+                           "about 3 seeds would settle a difference this large")
+    assert text.endswith("the query-tile interval [-19.7, -9.0] excludes 0")
+    assert seeds_needed(-13.9, 3.9) == 3 and seeds_needed(1.0, 10.0, limit=20) is None

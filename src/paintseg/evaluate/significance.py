@@ -115,6 +115,44 @@ def compare(a: dict[int, dict], b: dict[int, dict], classes: ClassMap, metric: s
     return out
 
 
+def seeds_needed(mean: float, std: float, limit: int = 50) -> int | None:
+    """The fewest paired seeds whose 95 % t-interval would exclude 0 for a difference of ``mean`` with this seed
+    spread ``std`` (None: not within ``limit`` seeds, or no difference)."""
+    from scipy.stats import t as student
+
+    if not mean or std is None:
+        return None
+    for n in range(2, limit + 1):
+        if float(student.ppf(0.975, n - 1)) * std / math.sqrt(n) < abs(mean):
+            return n
+    return None
+
+
+def explain(comparison: dict) -> str:
+    """The verdict of :func:`compare` in words a user can act on: which interval includes 0, and what would settle
+    it (more seeds - how many at this spread - or more query tiles)."""
+    seeds, tiles = comparison["seeds"], comparison.get("tiles")
+    tile_text = (f"the query-tile interval [{tiles['low']:+.1f}, {tiles['high']:+.1f}]" if tiles else None)
+    if comparison["beyond"]:
+        return (f"beyond noise: the {seeds['n']} seeds' 95 % interval [{seeds['low']:+.1f}, {seeds['high']:+.1f}]"
+                + (f" and {tile_text}" if tile_text else "") + " both exclude 0")
+    if seeds["beyond"] is None:
+        start = f"{tile_text} {'excludes' if tiles and tiles['beyond'] else 'includes'} 0, " if tile_text else ""
+        return f"not settled: {start}but with 1 seed the seed-to-seed spread is unknown; run 3 or more seeds"
+    parts = []
+    if not seeds["beyond"]:
+        need = seeds_needed(seeds["mean"], seeds["std"])
+        more = (f"; at this spread about {need} seeds would settle a difference this large (--seeds)" if need and
+                need > seeds["n"] else "; at this spread no practical number of seeds would settle it")
+        parts.append(f"the {seeds['n']} seeds' 95 % interval [{seeds['low']:+.1f}, {seeds['high']:+.1f}] includes 0"
+                     + more)
+    if tiles and not tiles["beyond"]:
+        parts.append(f"{tile_text} includes 0 (the difference depends on which tiles are in the query set)")
+    elif tiles and tiles["beyond"]:
+        parts.append(f"{tile_text} excludes 0")
+    return "within noise: " + "; ".join(parts)
+
+
 def sign_test(wins: int, n: int) -> float:
     """Two-sided exact sign test: the p-value of ``wins`` successes in ``n`` paired trials against 1/2."""
     from scipy.stats import binomtest

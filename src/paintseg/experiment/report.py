@@ -176,11 +176,12 @@ def verdict_line(results: dict) -> str | None:
     mean = seeds["mean"]
     if not _ok(mean):
         return None
+    from paintseg.evaluate.significance import explain
+
     who = "painting (diffusion)" if pick["arm"] == "diffusion" else pick["arm"]
     spread = f" ± {seeds['std']:.1f} (std of {seeds['n']} paired seeds)" if _ok(seeds.get("std")) else " (1 seed)"
-    tile = f"; query-tile 95 % interval [{tiles['low']:+.1f}, {tiles['high']:+.1f}]" if tiles else ""
     return (f"{who} {'raised' if mean >= 0 else 'lowered'} novel IoU by {abs(mean):.1f}{spread} over "
-            f"{pick['against']} ({pick['model']}{tile}): {n['verdict']}.")
+            f"{pick['against']} ({pick['model']}) - {explain(n)}.")
 
 
 def _setup(results: dict, episode: Episode | None) -> str:
@@ -269,7 +270,7 @@ def _headline(results: dict) -> str:
             + _table(["arm", "model", "n", "base mIoU", "novel mIoU", "score", "gain novel", "gain base",
                       "gain score", "novel vs copy-paste"], out)
             + "<p class=\"meta\">Bold: best novel mIoU per model. Gain: arm mean minus the baseline mean for the "
-              "same model. ✓ beyond noise: the 95 % t-interval of the per-seed paired differences and the 95 % "
+              "same model. ▲ / ▼ beyond noise, up / down: the 95 % t-interval of the per-seed paired differences and the 95 % "
               "bootstrap interval over query tiles both exclude 0; ≈ within noise: one of them does not (with one "
               "seed only the tile interval exists).</p>")
 
@@ -278,7 +279,9 @@ def _noise(results: dict, row: dict, against: str, metric: str = "novel_miou") -
     c = _comparison(results, row["arm"], against, row["model"])
     if not c or not isinstance(c.get(metric), dict):
         return ""
-    return " ✓" if c[metric].get("beyond") else " ≈"
+    if not c[metric].get("beyond"):
+        return " ≈"
+    return " ▲" if (c[metric]["seeds"].get("mean") or 0) > 0 else " ▼"
 
 
 def _versus_copy_paste(results: dict, row: dict) -> str:
