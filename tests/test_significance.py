@@ -90,6 +90,10 @@ def test_compare_and_the_report_verdict():
     line = verdict_line({"comparisons": results["comparisons"] + [noisy]})
     assert "over copy-paste-noise (unet-x) - not settled: the query-tile interval [" in line
     assert line.endswith("excludes 0, but with 1 seed the seed-to-seed spread is unknown; run 3 or more seeds.")
+    # of the two painting arms, the better one against that control
+    over_noise = {"arm": "diffusion-noise", "against": "copy-paste-noise", "model": "unet-x", "novel_miou": c}
+    line = verdict_line({"comparisons": results["comparisons"] + [noisy, over_noise]})
+    assert line.startswith("painting (diffusion-noise) raised novel IoU") and "over copy-paste-noise" in line
 
 
 def test_a_within_noise_verdict_says_which_interval_and_how_many_seeds():

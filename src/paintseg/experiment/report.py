@@ -158,14 +158,19 @@ def _comparison(results: dict, arm: str, against: str, model: str | None = None)
 
 
 def verdict_line(results: dict) -> str | None:
-    """One sentence: does painting beat the strongest control it was run against (copy-paste-noise, else copy-paste;
-    else: the best synthetic arm vs the baseline), by how much, and is that beyond noise. None when there is nothing
-    to compare."""
+    """One sentence: does painting (the better of the diffusion arms) beat the strongest control it was run against
+    (copy-paste-noise, else copy-paste; else: the best synthetic arm vs the baseline), by how much, and is that
+    beyond noise. None when there is nothing to compare."""
     comparisons = [c for c in results.get("comparisons") or [] if isinstance(c.get("novel_miou"), dict)]
     if not comparisons:
         return None
-    pick = next((c for against in ("copy-paste-noise", "copy-paste") for c in comparisons
-                 if c["arm"] == "diffusion" and c["against"] == against), None)
+    pick = None
+    for against in ("copy-paste-noise", "copy-paste"):  # the strongest control run; the better painting arm
+        painted = [c for c in comparisons if c["arm"] in ("diffusion", "diffusion-noise") and c["against"] == against
+                   and _ok(c["novel_miou"]["seeds"]["mean"])]
+        if painted:
+            pick = max(painted, key=lambda c: c["novel_miou"]["seeds"]["mean"])
+            break
     if pick is None:
         vs_base = [c for c in comparisons if c["against"] == "baseline"]
         if not vs_base:
@@ -178,7 +183,7 @@ def verdict_line(results: dict) -> str | None:
         return None
     from paintseg.evaluate.significance import explain
 
-    who = "painting (diffusion)" if pick["arm"] == "diffusion" else pick["arm"]
+    who = f"painting ({pick['arm']})" if pick["arm"].startswith("diffusion") else pick["arm"]
     spread = f" ± {seeds['std']:.1f} (std of {seeds['n']} paired seeds)" if _ok(seeds.get("std")) else " (1 seed)"
     return (f"{who} {'raised' if mean >= 0 else 'lowered'} novel IoU by {abs(mean):.1f}{spread} over "
             f"{pick['against']} ({pick['model']}) - {explain(n)}.")
