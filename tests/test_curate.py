@@ -53,7 +53,7 @@ class RightOneBackend:
 def painted(tiny_episode: Path, tmp_path: Path) -> tuple[Episode, Path]:
     ep = Episode(tiny_episode)
     syn = tmp_path / "painted"
-    generate(ep, RightOneBackend(), syn, per_class=6, candidates=3, seed=1, mask_kinds=("rectangle",), select="none",
+    generate(ep, RightOneBackend(), syn, per_class=6, candidates=3, seed=1, mask_kinds=("rectangle",),
              progress=False)
     return ep, syn
 
@@ -188,7 +188,7 @@ def test_curation_rejects_clashing_insertions_instead_of_failing(tiny_episode: P
     ep = Episode(tiny_episode)
     syn = tmp_path / "painted"
     generate(ep, WholeWindowBackend(), syn, per_class=12, candidates=1, seed=1, mask_kinds=("rectangle",),
-             select="none", progress=False)
+             progress=False)
     summary = curate(ep, syn, tmp_path / "cur", progress=False)
     lines = _lines(tmp_path / "cur" / "manifest.jsonl")
     clashes = sum(line.get("why") == OVERLAP for line in lines)

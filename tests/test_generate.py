@@ -12,13 +12,14 @@ from rasterio.crs import CRS
 
 from conftest import make_tiny_episode
 from paintseg.config import TrainConfig
-from paintseg.curate.compose import Insertion, compose, feather
+from paintseg.curate.compose import Insertion, compose
+from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label
 from paintseg.errors import PaintsegError
 from paintseg.generate.candidates import SceneCache, make_job, read_manifest
 from paintseg.generate.copy_paste import CopyPasteBackend
-from paintseg.generate.masks import Box
+from paintseg.generate.masks import Box, feather
 from paintseg.generate.pipeline import generate
 from paintseg.generate.placement import Placement
 from paintseg.generate.references import extract_references
@@ -93,6 +94,7 @@ def test_generate_copy_paste_writes_a_synthetic_set_the_trainer_reads(tiny_episo
     ep = Episode(tiny_episode)
     syn = tmp_path / "syn"
     summary = generate(ep, CopyPasteBackend(), syn, per_class=5, candidates=2, seed=3, progress=False)
+    curate(ep, syn, syn, encoder=None, progress=False)  # the next stage: candidate 0 of each placement, composed
     assert summary["placements"] == {"pool": 5} and summary["candidates"] == 10
     cands = read_manifest(syn / "candidates" / "manifest.jsonl")
     assert sorted((e["placement"], e["candidate"]) for e in cands) == [(p, k) for p in range(5) for k in range(2)]
@@ -151,6 +153,7 @@ def test_generate_keeps_geotiff_georeference(tmp_path: Path) -> None:
         write_image(p, r.array, like=r)
     syn = tmp_path / "syn"
     generate(Episode(root), CopyPasteBackend(), syn, per_class=3, candidates=1, progress=False)
+    curate(Episode(root), syn, syn, encoder=None, progress=False)
     out = sorted((syn / "images").glob("*.tif"))
     assert out
     r = read_image(out[0])

@@ -13,7 +13,7 @@ from skimage import data
 from paintseg.extras import MissingExtraError
 from paintseg.pretrained import (INPUT_MEAN, INPUT_STD, PACKAGED, PretrainedError, imagenet_classifier,
                                  packaged_name, timm_state_dict, weights_path)
-from paintseg.segment.models import build_model
+from paintseg.networks import build_model
 
 ESPRESSO_OR_CUP = {967, 968}
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 from conftest import POOL  # noqa: E402
 from tiny_pipelines import save_paint_by_example, save_sd_inpaint  # noqa: E402
+from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode  # noqa: E402
 from paintseg.generate.candidates import SceneCache, make_job  # noqa: E402
 from paintseg.generate.diffusion.model import GeneratorError  # noqa: E402
@@ -86,7 +87,8 @@ def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_
     assert settings["pipeline"] == "paint-by-example" and settings["scheduler"] == "ddim"
     assert backend.pipe.scheduler.__class__.__name__ == "DDIMScheduler"
     summary = generate(ep, backend, tmp_path / "syn", per_class=2, candidates=2, backend_settings=settings,
-                       select="first", progress=False)
+                       progress=False)
+    curate(ep, tmp_path / "syn", tmp_path / "syn", encoder=None, progress=False)
     lines = [json.loads(x) for x in (tmp_path / "syn/candidates/manifest.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and {x["backend"] for x in lines} == {"paint-by-example"}
     assert summary["candidates"] == 4 and summary["painted_now"] == 2

@@ -17,7 +17,7 @@ from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label, write_image, write_label
 from paintseg.segment import data as segdata
 from paintseg.segment.data import DataError, TrainingSampler
-from paintseg.segment.models import ARCHS, ModelError, build_model
+from paintseg.networks import ARCHS, ModelError, build_model
 from paintseg.segment.predict import PredictError, predict, predict_array, window_weight
 from paintseg.segment.train import TrainError, load_model, train
 

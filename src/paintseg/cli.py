@@ -463,14 +463,17 @@ def place(
     novel class is the share of placements whose surroundings look more like a real query instance's than a random
     spot's do (0.5: no better than uniform). Several backends can then paint the same plan."""
     from paintseg.data.episode import Episode
+    from paintseg.evaluate.placement import placement_quality
     from paintseg.generate.masks import MASK_KINDS
     from paintseg.generate.pipeline import place as run_place
 
     _check_appearance(appearance)
-    summary = _run(run_place, _run(Episode, episode, split), out, per_class, seed, prior, MASK_KINDS,
-                   reference_weights=reference_weights, appearance=appearance, orient=orient)
+    ep = _run(Episode, episode, split)
+    summary = _run(run_place, ep, out, per_class, seed, prior, MASK_KINDS, reference_weights=reference_weights,
+                   appearance=appearance, orient=orient)
     typer.echo(f"{summary['placements']} placements written to {out / 'placements.jsonl'}")
-    for name, q in summary["quality"].items():
+    quality = placement_quality(ep, summary["plan"], summary["references"], out, seed=seed)
+    for name, q in quality.items():
         labels = f", {q['fit_rate_labels']:.2f} by base-class shares" if "fit_rate_labels" in q else ""
         typer.echo(f"{name}: fit rate {q['fit_rate']:.2f} by colour/texture{labels} ({q['placements']} placements vs "
                    f"{q['query_instances']} real query instances; 0.5 = no better than random spots)")
@@ -478,7 +481,7 @@ def place(
         if o.get("query") is not None and o.get("placed") is not None:
             typer.echo(f"{name}: alignment with the surrounding structure cos 2Δ {o['placed']:.2f} placed vs "
                        f"{o['query']:.2f} real (1 = along it, -1 = across it, 0 = random)")
-    if not summary["quality"]:
+    if not quality:
         typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
 
 
@@ -640,21 +643,24 @@ def generate(
     backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
                              strength=strength, paste_colour=paste_colour, paste_noise=paste_noise, device=device,
                              dtype=dtype, size=window_size, prompts=prompts, class_names=novel)
+    if select not in ("best", "first", "none"):
+        _fail(f"--select {select!r}: use best, first or none")
     curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
                          sam_model_type, sam_prompt, min_cover, max_cover)
     _threads()
     _check_appearance(appearance)
     summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
-                   batch=batch, select=select, backend_settings=settings, curation=curation,
-                   reference_weights=reference_weights, appearance=appearance, orient=orient)
+                   batch=batch, backend_settings=settings, reference_weights=reference_weights,
+                   appearance=appearance, orient=orient)
     if "rank" in summary:  # another process of `accelerate launch`: the first one curates and reports
         return
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
                           indent=1))
-    if summary["curation"] is not None:
-        from paintseg.curate.pipeline import format_summary
+    if select != "none":  # the curation stage on the candidates just painted: the best, or candidate 0 unscored
+        from paintseg.curate.pipeline import curate, format_summary
 
-        typer.echo(format_summary(summary["curation"]))
+        options = dict(curation, encoder=None) if select == "first" else curation
+        typer.echo(format_summary(_run(curate, ep, out, out, **options)))
     typer.echo(f"synthetic set written to {out}")
 
 

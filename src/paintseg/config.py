@@ -19,7 +19,7 @@ from paintseg.files import write_text
 
 M = TypeVar("M", bound=BaseModel)
 
-# Architectures of segmentation_models_pytorch that paintseg.segment.models.build_model knows (kept here as plain
+# Architectures of segmentation_models_pytorch that paintseg.networks.build_model knows (kept here as plain
 # names so that validating a config does not import torch).
 SEGMENTATION_ARCHS = ("unet", "unetplusplus", "deeplabv3plus", "deeplabv3", "fpn", "pspnet", "linknet", "manet",
                       "pan", "upernet", "segformer", "dpt")

@@ -16,7 +16,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -27,7 +26,7 @@ from paintseg.errors import PaintsegError
 from paintseg.files import append_jsonl, write_text
 from paintseg.files import read_jsonl
 from paintseg.generate.candidates import load_candidate
-from paintseg.generate.masks import Box
+from paintseg.generate.masks import Box, feather
 
 
 @dataclass
@@ -39,17 +38,6 @@ class Insertion:
     paint_mask: np.ndarray  # bool h×w, the pixels the generator was allowed to change (blend region)
     object_mask: np.ndarray  # bool h×w, the pixels labelled as the novel class
     class_id: int
-
-
-def feather(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Soft alpha from a boolean mask: 1 deep inside, falling to 0 at the mask's edge over about ``radius`` pixels.
-
-    The alpha never leaves the mask, so pixels outside it keep their original values exactly."""
-    m = mask.astype(np.float32)
-    if radius <= 0 or not mask.any():
-        return m
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
-    return np.clip(dist / float(radius), 0.0, 1.0) * m
 
 
 def compose(image: np.ndarray, label: np.ndarray, insertions: list[Insertion],

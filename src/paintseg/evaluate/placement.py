@@ -22,12 +22,16 @@ with the same file names (e.g. the fully labelled one a relabelled benchmark epi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 from scipy import ndimage
 
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
+from paintseg.files import write_text
 from paintseg.generate.masks import Box
 from paintseg.generate.placement import grow_box
 
@@ -186,3 +190,25 @@ def orientation_agreement(episode: Episode, placements: list, references: list, 
                 "query": round(float(np.mean(real)), 3) if real else None, "query_instances": len(real),
                 "placed": round(float(np.mean(placed)), 3) if placed else None, "placements": len(placed)}
     return out
+
+
+def placement_quality(episode: Episode, placements: list, references: list, out: Path | None = None,
+                      seed: int = 0) -> dict:
+    """How well a plan fits, per novel class (written to ``out/placement_quality.json`` when ``out`` is given): the
+    fit rate by colour/texture, by base-class shares (``fit_rate_labels``, independent of image statistics) and
+    against the support instances' own surroundings (``fit_rate_support``), and the orientation agreement (do placed
+    instances lie along their surroundings as the real query instances do)."""
+    quality = fit_rate(episode, placements, seed=seed)
+    by_labels = fit_rate(episode, placements, seed=seed, space="labels")
+    by_support = fit_rate(episode, placements, seed=seed, against="support")
+    for name, q in quality.items():
+        if name in by_labels:
+            q["fit_rate_labels"] = by_labels[name]["fit_rate"]
+        if name in by_support:
+            q["fit_rate_support"] = by_support[name]["fit_rate"]
+    for name, agreement in orientation_agreement(episode, placements, references).items():
+        if name in quality:
+            quality[name]["orientation"] = agreement
+    if out is not None:
+        write_text(Path(out) / "placement_quality.json", json.dumps(quality, indent=1) + "\n")
+    return quality

@@ -389,9 +389,14 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
         plan_settings["orient"] = True
     place_key = settings_hash(episode_key, plan_settings)
     place_dir = stages.folder(f"placements-s{seed}", place_key)
-    stages.run(f"placements s{seed}", place_dir, lambda: place(
-        episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress, g.reference_weights,
-        g.appearance, g.orient))
+    def placements() -> None:
+        from paintseg.evaluate.placement import placement_quality
+
+        done = place(episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress,
+                     g.reference_weights, g.appearance, g.orient)
+        placement_quality(episode, done["plan"], done["references"], place_dir, seed=seed)
+
+    stages.run(f"placements s{seed}", place_dir, placements)
 
     backends = {ARM_CURATION[a][0] for a in config.arms if a in ARM_CURATION}
     painted: dict[str, tuple[Path, str]] = {}
@@ -415,7 +420,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
                     shutil.copyfile(place_dir / file, folder / file)
             backend, backend_settings = _backend(name, generator, harmoniser, seed, settings, g.paste_noise)
             generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
-                     prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch, select="none",
+                     prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch,
                      backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights,
                      appearance=g.appearance, orient=g.orient)
 

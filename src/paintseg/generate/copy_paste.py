@@ -20,9 +20,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from paintseg.curate.compose import feather
 from paintseg.errors import PaintsegError
-from paintseg.generate.masks import mask_box
+from paintseg.generate.masks import feather, mask_box
 
 from .candidates import Candidate, WindowJob
 

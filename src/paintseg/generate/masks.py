@@ -170,3 +170,14 @@ def make_mask(kind: str, shape: tuple[int, int], box: Box, rng: np.random.Genera
     if kind == "silhouette":
         return silhouette_mask(shape, box, ref_mask, rng)
     raise PaintsegError(f"unknown mask kind {kind!r}; use one of {', '.join(MASK_KINDS)}")
+
+
+def feather(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Soft alpha from a boolean mask: 1 deep inside, falling to 0 at the mask's edge over about ``radius`` pixels.
+
+    The alpha never leaves the mask, so pixels outside it keep their original values exactly."""
+    m = mask.astype(np.float32)
+    if radius <= 0 or not mask.any():
+        return m
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    return np.clip(dist / float(radius), 0.0, 1.0) * m

@@ -23,21 +23,14 @@ from .masks import MASK_KINDS
 from .placement import load_placements, plan_placements, prior_summary, save_placements
 from .references import extract_references, references_summary, save_references
 
-SELECTIONS = ("best", "first", "none")
 
 
 def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50, candidates: int = 4,
              seed: int = 0, prior: str = "context", mask_kinds: tuple[str, ...] = MASK_KINDS, batch: int = 8,
-             select: str = "first", backend_settings: dict | None = None, curation: dict | None = None,
-             progress: bool = True, reference_weights: str = "uniform", appearance: str = "colour",
+             backend_settings: dict | None = None, progress: bool = True, reference_weights: str = "uniform", appearance: str = "colour",
              orient: bool = False) -> dict:
-    """Run references → placements → candidates (→ curate and compose) into ``out``; returns a summary dict.
-
-    ``select``: ``"best"`` curates with ``curation`` (keyword arguments of :func:`paintseg.curate.pipeline.curate`:
-    encoder, refiner, keep_rule, mode, ...); ``"first"`` composes candidate 0 of every placement, unscored (with
-    ``curation``'s refiner, if any); ``"none"`` stops after painting."""
-    if select not in SELECTIONS:
-        raise PaintsegError(f"unknown --select {select!r}; use one of {', '.join(SELECTIONS)}")
+    """Run references → placements → candidates into ``out``; returns a summary dict. Choosing among the candidates
+    and composing the synthetic set is the next stage's (:func:`paintseg.curate.pipeline.curate` on ``out``)."""
     if per_class < 1 or candidates < 1:
         raise PaintsegError(f"--per-class ({per_class}) and --candidates ({candidates}) must be at least 1")
     out = Path(out)
@@ -85,24 +78,12 @@ def generate(episode: Episode, backend: Backend, out: Path, per_class: int = 50,
     merge_manifests(cand_dir)
     manifest = read_manifest(cand_dir / "manifest.jsonl")
 
-    curated = None
-    if select != "none":
-        from paintseg.curate.pipeline import curate
-
-        t = time.time()
-        options = dict(curation or {})
-        if select == "first":
-            options["encoder"] = None
-        curated = curate(episode, out, out, progress=progress, **options)
-        timings["curate"] = time.time() - t
-
     per_class_counts = Counter(episode.classes.name(p.class_id) for p in placements)
     summary = {
         "references": references_summary(references, episode.classes),
         "placements": dict(per_class_counts),
         "candidates": len(manifest),
         "painted_now": all_todo,
-        "curation": curated,
         "prior": prior_info,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "seconds_per_candidate": round(timings["paint"] / max(all_todo * candidates, 1), 4) if all_todo else None,
@@ -127,30 +108,12 @@ def place(episode: Episode, out: Path, per_class: int, seed: int = 0, prior: str
           mask_kinds: tuple[str, ...] = MASK_KINDS, progress: bool = True, reference_weights: str = "uniform",
           appearance: str = "colour", orient: bool = False) -> dict:
     """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
-    kept) and measure it - ``out/placement_quality.json`` holds the fit rate per novel class
-    (paintseg.evaluate.placement: how often a placement's surroundings are nearer to a real query instance's than a
-    random spot's are; ~0.5 for uniform placement), by colour/texture and by base-class shares, and the orientation
-    agreement (do placed instances lie along their surroundings as the real query instances do). Returns
-    ``{"placements", "prior", "quality"}``."""
-    from paintseg.evaluate.placement import fit_rate, orientation_agreement
-
-    out = Path(out)
+    kept). Returns ``{"placements", "prior", "plan"}`` (the plan: the placements themselves, for measuring it with
+    :func:`paintseg.evaluate.placement.placement_quality`)."""
     references = extract_references(episode)
-    placements, info = plan(episode, references, out, per_class, seed, prior, mask_kinds, progress,
+    placements, info = plan(episode, references, Path(out), per_class, seed, prior, mask_kinds, progress,
                             reference_weights, appearance, orient)
-    quality = fit_rate(episode, placements, seed=seed)
-    by_labels = fit_rate(episode, placements, seed=seed, space="labels")
-    by_support = fit_rate(episode, placements, seed=seed, against="support")
-    for name, q in quality.items():  # the same measure on base-class shares (independent of image statistics)
-        if name in by_labels:
-            q["fit_rate_labels"] = by_labels[name]["fit_rate"]
-        if name in by_support:  # ... and against the support instances' own surroundings
-            q["fit_rate_support"] = by_support[name]["fit_rate"]
-    for name, agreement in orientation_agreement(episode, placements, references).items():
-        if name in quality:
-            quality[name]["orientation"] = agreement
-    write_text(out / "placement_quality.json", json.dumps(quality, indent=1) + "\n")
-    return {"placements": len(placements), "prior": info, "quality": quality}
+    return {"placements": len(placements), "prior": info, "plan": placements, "references": references}
 
 
 def plan(episode: Episode, references: list, out: Path, per_class: int, seed: int = 0, prior: str = "context",

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from paintseg.errors import PaintsegError
 from ..data.classes import BACKGROUND, ClassMap
 from ..data.raster import FORMATS, LABEL_SUFFIX, is_raster, read_image, to_float, write_image, write_label
-from .models import Segmenter
+from paintseg.networks import Segmenter
 from .train import load_model
 
 

@@ -43,7 +43,7 @@ from ..config import TrainConfig
 from ..data.classes import IGNORE, ClassMap
 from ..data.episode import Episode
 from .data import TrainingSampler, batches
-from .models import Segmenter, build_model
+from paintseg.networks import Segmenter, build_model
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ class Harmoniser(nn.Module):
 
     def __init__(self, config: HarmoniserConfig, pretrained: bool = True):
         super().__init__()
-        from paintseg.segment.models import build_model
+        from paintseg.networks import build_model
 
         weights = config.encoder_weights if pretrained else None
         segmenter = build_model("unet", config.encoder, 1, encoder_weights=weights)

@@ -1,4 +1,5 @@
-"""Segmentation models: one explicit call over segmentation_models_pytorch.
+"""The networks paintseg builds on segmentation_models_pytorch, shared by the stages that use them (the segmenter;
+the harmoniser's encoder): one explicit call over smp, with paintseg's packaged ImageNet weights.
 
 ``build_model("unet", "resnet18", num_classes=13)`` returns a :class:`Segmenter`: the smp model plus the input
 normalisation, so callers pass RGB floats in [0, 1] (``paintseg.data.raster.to_float``) shaped ``B×3×H×W`` and get
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from paintseg.errors import PaintsegError
-from ..config import SEGMENTATION_ARCHS
+from paintseg.config import SEGMENTATION_ARCHS
 
 ARCHS: dict[str, type[nn.Module]] = {
     "unet": smp.Unet,
