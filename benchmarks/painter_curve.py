@@ -40,7 +40,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 def main() -> None:
     from paintseg.experiment.config import load_experiment
-    from paintseg.experiment.run import Stages, _episode
+    from paintseg.experiment.run import _episode
+    from paintseg.experiment.stages import Stages
     from paintseg.generate.diffusion.model import is_generator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -57,7 +57,7 @@ def launch(args: list[str], processes: int, cores: int) -> float:
 
 
 def main() -> None:
-    from paintseg.experiment.run import outcome
+    from paintseg.experiment.summary import outcome
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=2)

@@ -168,7 +168,7 @@ def test_ddp_harmoniser_train_writes_once(episode: Path, tmp_path: Path) -> None
 
 
 def _results(exp: Path) -> dict:
-    from paintseg.experiment.run import outcome
+    from paintseg.experiment.summary import outcome
 
     return outcome(json.loads((exp / "results.json").read_text()))
 

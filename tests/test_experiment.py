@@ -16,8 +16,9 @@ import yaml
 from paintseg.config import ConfigError
 from paintseg.experiment.config import ExperimentConfig, check_experiment, load_experiment
 from paintseg.experiment.demo import DEMO_CONFIG, demo_config
-from paintseg.experiment.run import (Stages, folder_bytes, planned_stages, run_experiment, settings_hash,
-                                     summarize_runs)
+from paintseg.experiment.run import folder_bytes, planned_stages, run_experiment
+from paintseg.experiment.stages import Stages, settings_hash
+from paintseg.experiment.summary import summarize_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,7 @@ def test_options_added_later_keep_finished_stages_valid():
     """A field added after stages were cached enters the stage hash only when set: at its neutral value the recipe
     is what it was before the field existed."""
     from paintseg.config import ADDED_LATER, GeneratorConfig, TrainConfig
-    from paintseg.experiment.run import recipe
+    from paintseg.experiment.stages import recipe
     from paintseg.runs import config_differences
 
     plain, border = TrainConfig(), TrainConfig(synthetic_border=2)

@@ -826,7 +826,8 @@ def curate(
 
 # ------------------------------------------------------------------------------------------- experiments
 def _experiment(config, out: Path, progress: bool, command: str) -> None:
-    from paintseg.experiment.run import format_headline, run_experiment
+    from paintseg.experiment.run import run_experiment
+    from paintseg.experiment.summary import format_headline
 
     _threads()
     results = _run(run_experiment, config, out, progress=progress, command=command)

@@ -177,7 +177,7 @@ def verdict_line(results: dict) -> str | None:
             return None
         pick = max(vs_base, key=lambda c: c["novel_miou"]["seeds"]["mean"] or -math.inf)
     n = pick["novel_miou"]
-    seeds, tiles = n["seeds"], n.get("tiles")
+    seeds = n["seeds"]
     mean = seeds["mean"]
     if not _ok(mean):
         return None

@@ -37,16 +37,12 @@ results.json and the report from the finished stages: the results are those of a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import shutil
-import statistics
 import sys
-import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,6 +52,8 @@ from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
 from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
+from .stages import Stages, _rel, recipe, settings_hash
+from .summary import comparisons, summarize_runs
 
 # curation of each painted arm: (painting backend, use the filter, use the refiner)
 ARM_CURATION = {
@@ -77,135 +75,6 @@ class ExperimentError(PaintsegError):
     """An experiment that cannot run as configured (bad episode, missing generator, ...)."""
 
 
-def settings_hash(*parts: Any) -> str:
-    """A short, stable hash of JSON-able settings (keys sorted, paths as strings)."""
-    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def recipe(model: Any) -> dict:
-    """A config model's fields for :func:`settings_hash`, without the :data:`paintseg.config.ADDED_LATER` fields at
-    their neutral values (so a new option does not invalidate finished stages)."""
-    from paintseg.config import ADDED_LATER
-
-    data = model.model_dump(mode="json")
-    return {k: v for k, v in data.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
-
-
-class PeakMemory:
-    """Peak resident memory of this process while the block runs, sampled every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self._process, self.interval = psutil.Process(), interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakMemory":
-        self.peak = self._process.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-    @property
-    def mb(self) -> float:
-        return round(self.peak / 2**20, 1)
-
-
-class Stages:
-    """Runs stages into EXP/stages/<name>-<hash>/, skipping complete ones, and records time and peak memory.
-
-    With ``planned`` (the kinds of the stages the run will pass through, :func:`planned_stages`) every stage line
-    says "stage N/M" and an estimate of the time left that only counts what was measured: each stage still to come
-    takes as long as the stages of its kind (its name's first word: train, evaluate, paint, ...) took on average in
-    this call, or its ``priors`` entry (seconds; e.g. the painter's budget in minutes); stages of a kind neither
-    measured nor known are counted, not guessed ("+ 24 not timed yet: train, evaluate"), so the estimate does not
-    jump when a slow kind is first measured."""
-
-    def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None, tag: str = "",
-                 priors: dict[str, float] | None = None):
-        self.exp, self.root, self.progress, self.tag = exp, exp / "stages", progress, tag
-        self.records: list[dict] = []
-        self.upcoming = list(planned or [])  # the kinds of the stages still to run (see estimate_left)
-        self.total = len(self.upcoming) or None
-        self.priors = dict(priors or {})
-
-    def folder(self, name: str, key: str) -> Path:
-        return self.root / f"{name}-{key}"
-
-    def estimate_left(self) -> tuple[float, dict[str, int]]:
-        """Seconds the stages in ``upcoming`` (this one included) will take, from the stages this call ran and the
-        priors, and how many upcoming stages of each kind that neither covers are left out."""
-        by_kind: dict[str, list[float]] = {}
-        for r in self.records:
-            if not r["cached"]:
-                by_kind.setdefault(r["stage"].split()[0], []).append(r["seconds"])
-        seconds, untimed = 0.0, {}
-        for kind in self.upcoming:
-            if kind in by_kind:
-                seconds += statistics.fmean(by_kind[kind])
-            elif kind in self.priors:
-                seconds += self.priors[kind]
-            else:
-                untimed[kind] = untimed.get(kind, 0) + 1
-        return seconds, untimed
-
-    def _position(self) -> str:
-        n = len(self.records) + 1
-        if not self.total:
-            return f"{n}"
-        seconds, untimed = self.estimate_left()
-        text = f"{n}/{self.total}"
-        if sum(untimed.values()) == len(self.upcoming):  # nothing of what is left was measured or is known
-            return text + (f", {len(self.upcoming)} not timed yet: {', '.join(untimed)}"
-                           if any(not r["cached"] for r in self.records) else "")
-        text += f", about {_duration(seconds)} left"
-        if untimed:
-            text += f" + {sum(untimed.values())} not timed yet: {', '.join(untimed)}"
-        return text
-
-    def run(self, name: str, folder: Path, work: Callable[[], Any]) -> dict:
-        """``work()`` fills ``folder`` unless ``folder/stage.json`` says it is complete; returns the stage record."""
-        marker = folder / "stage.json"
-        rel = _rel(folder, self.exp)
-        count = f" {len(self.records) + 1}/{self.total}" if self.total else ""
-        line = (f"[cached{count}] {name}  ({rel})" if marker.is_file()
-                else f"[stage {self._position()}] {name}  -> {rel}")
-        self._say(line)
-        if self.upcoming and self.upcoming[0] == name.split()[0]:
-            self.upcoming.pop(0)
-        if marker.is_file():
-            record = dict(json.loads(marker.read_text()), cached=True)
-        else:
-            folder.mkdir(parents=True, exist_ok=True)
-            start = time.perf_counter()
-            with PeakMemory() as memory:
-                work()
-            record = {"stage": name, "folder": rel, "seconds": round(time.perf_counter() - start, 2),
-                      "peak_rss_mb": memory.mb, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            write_text(marker, json.dumps(record, indent=1) + "\n")
-            record = dict(record, cached=False)
-            self._say(f"[done]  {name}  {record['seconds']:.1f} s, peak {record['peak_rss_mb']:.0f} MB")
-        self.records.append(record)
-        return record
-
-    def _say(self, text: str) -> None:
-        if self.progress:
-            print(f"{self.tag}{text}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------------- stages
 def _episode(config: ExperimentConfig, stages: Stages, progress: bool) -> tuple[Path, str]:
     spec = config.episode
     if spec.path is not None:
@@ -496,55 +365,6 @@ def _train_and_evaluate(config: ExperimentConfig, episode, episode_key: str, arm
 
 
 # --------------------------------------------------------------------------------------------------- results
-def _mean_std(values: list[float]) -> dict:
-    return {"mean": round(statistics.fmean(values), 3),
-            "std": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0}
-
-
-def summarize_runs(runs: list[dict], arms: list[str], models: list[str]) -> list[dict]:
-    """Mean and sample standard deviation over seeds per arm × model, and the gain over the baseline arm."""
-    rows = []
-    for model in models:
-        base = [r for r in runs if r["arm"] == "baseline" and r["model"] == model]
-        for arm in arms:
-            group = [r for r in runs if r["arm"] == arm and r["model"] == model]
-            if not group:
-                continue
-            row = {"arm": arm, "model": model, "n": len(group)}
-            for metric in ("base_miou", "novel_miou", "score"):
-                row[metric] = _mean_std([r["metrics"][metric] for r in group])
-            names = list(group[0]["metrics"]["per_class_iou"])
-            row["per_class_iou"] = {n: _mean_std([r["metrics"]["per_class_iou"][n] for r in group]) for n in names}
-            row["gain"] = None
-            if base:
-                row["gain"] = {m: round(row[m]["mean"] - statistics.fmean(r["metrics"][m] for r in base), 3)
-                               for m in ("base_miou", "novel_miou", "score")}
-            rows.append(row)
-    return rows
-
-
-def comparisons(full: dict[tuple[str, str, int], dict], arms: list[str], models: list[str], classes) -> list[dict]:
-    """Every arm against the baseline, every painted arm against copy-paste, and every diffusion arm against
-    copy-paste-noise (the strongest control: it tells a painting gain from an appearance-noise gain), per model:
-    novel and base mIoU differences with their seed and query-tile statistics
-    (paintseg.evaluate.significance.compare)."""
-    from paintseg.evaluate.significance import compare
-
-    pairs = [(arm, "baseline") for arm in arms if arm != "baseline" and "baseline" in arms]
-    pairs += [(arm, "copy-paste") for arm in arms if arm not in ("baseline", "copy-paste") and "copy-paste" in arms]
-    pairs += [(arm, "copy-paste-noise") for arm in arms if arm in DIFFUSION_ARMS and "copy-paste-noise" in arms]
-    out = []
-    for model in models:
-        for arm, other in pairs:
-            a = {s: m for (ar, mo, s), m in full.items() if ar == arm and mo == model}
-            b = {s: m for (ar, mo, s), m in full.items() if ar == other and mo == model}
-            if not set(a) & set(b):
-                continue
-            out.append({"arm": arm, "against": other, "model": model,
-                        **{metric: compare(a, b, classes, metric) for metric in ("novel_miou", "base_miou")}})
-    return out
-
-
 def _environment() -> dict:
     import torch
 
@@ -718,28 +538,6 @@ def _spread(config: ExperimentConfig, exp: Path, progress: bool, rank: int, worl
 
 
 # what results.json records of the clock, the machine and the command line rather than of the experiment
-CIRCUMSTANCES = ("stages", "wall_seconds", "environment", "command", "disk_mb")
-
-
-def outcome(results: dict) -> dict:
-    """``results`` without :data:`CIRCUMSTANCES` and without any field of seconds or memory (``*seconds*``,
-    ``*rss*``): what two runs of the same config must agree on, whatever the machine or number of processes."""
-    def strip(x):
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if "seconds" not in k and "rss" not in k}
-        return [strip(v) for v in x] if isinstance(x, list) else x
-
-    return strip({k: v for k, v in results.items() if k not in CIRCUMSTANCES})
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def needs_generator(config: ExperimentConfig) -> bool:
     """Whether the experiment uses its generator: to paint (a diffusion arm) or to filter (``filter: generator``)."""
     return any(a in DIFFUSION_ARMS for a in config.arms) or config.generation.filter == "generator"
@@ -773,19 +571,3 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
 
 
-def _rel(path: Path, exp: Path) -> str:
-    return str(path.relative_to(exp)) if path.is_relative_to(exp) else str(path.resolve())
-
-
-def format_headline(results: dict) -> str:
-    """The headline table as plain text: base mIoU, novel mIoU and score per arm and model, mean ± std."""
-    lines = [f"{'arm':<22}{'model':<20}{'n':>3}  {'base mIoU':>14}  {'novel mIoU':>14}  {'score':>14}  "
-             f"{'novel gain':>10}"]
-    for row in results["summary"]:
-        cells = [f"{row[m]['mean']:6.2f} ± {row[m]['std']:5.2f}" for m in ("base_miou", "novel_miou", "score")]
-        gain = f"{row['gain']['novel_miou']:+10.2f}" if row["gain"] and row["arm"] != "baseline" else f"{'':>10}"
-        lines.append(f"{row['arm']:<22}{row['model']:<20}{row['n']:>3}  " + "  ".join(cells) + f"  {gain}")
-    from .report import verdict_line
-
-    verdict = verdict_line(results)
-    return "\n".join(lines + ([verdict] if verdict else []))
