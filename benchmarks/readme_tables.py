@@ -465,7 +465,8 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
           "experiment_demo_5seeds": lambda r: experiment(r, "demo_5seeds"),
-          "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve}
+          "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve,
+          "painter_curve_dubai": painter_curve}
 
 
 # blocks written from another benchmark's file than their own name's
