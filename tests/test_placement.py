@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paintseg.data.classes import ClassMap
+from paintseg.data.classes import ClassInfo, ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label, write_image, write_label
 from paintseg.data.split import split_dataset
@@ -311,3 +311,95 @@ def test_dubai_references_and_placements(shared_data: Path, dubai: Episode):
         height, width = read_label(dubai.train[dubai.train_names.index(p.scene)].label).array.shape
         assert _inside(p.box, Box(0, 0, width, height)) and _inside(p.window, Box(0, 0, width, height))
         assert p.box.width >= 1 and p.box.height >= 1
+
+
+# --------------------------------------------------------------------------------------------- object on water
+WATER_RGB, ASPHALT_RGB = (52, 62, 78), (58, 60, 66)  # alike by mean colour; asphalt is textured, water smooth
+
+
+def boat_classes() -> ClassMap:
+    return ClassMap([ClassInfo(0, "background", "background", ("#000000",)),
+                     ClassInfo(1, "field", "base", ("#28A028",)), ClassInfo(2, "building", "base", ("#C83C3C",)),
+                     ClassInfo(3, "road", "base", ("#969696",)), ClassInfo(4, "boat", "novel", ("#FFFFFF",)),
+                     ClassInfo(255, "ignore", "ignore", ())])
+
+
+def boat_scene(rng: np.random.Generator, size: int = 128, boats: int = 0):
+    """(image, label, water mask): grass with a 44-px water band, a 40-px asphalt car park with parking lines and an
+    18-px roof; ``boats`` white 10x6 boats on open water. Water is no labelled class (0)."""
+    kind = np.full((size, size), 1, np.uint8)  # 1 grass, 0 water, 3 asphalt, 2 roof
+    w0 = int(rng.integers(0, size - 48))
+    kind[:, w0 : w0 + 44] = 0
+    a0, b0 = (int(v) for v in rng.integers(0, size - 40, 2))
+    park = np.zeros_like(kind, bool)
+    park[a0 : a0 + 40, b0 : b0 + 40] = True
+    kind[park & (kind != 0)] = 3
+    r0, c0 = (int(v) for v in rng.integers(0, size - 20, 2))
+    roof = np.zeros_like(kind, bool)
+    roof[r0 : r0 + 18, c0 : c0 + 18] = True
+    kind[roof & (kind == 1)] = 2
+    img = np.zeros((size, size, 3), np.float32)
+    img[kind == 1], img[kind == 2] = (60, 120, 50), (170, 70, 60)
+    img[kind == 0], img[kind == 3] = WATER_RGB, ASPHALT_RGB
+    img += rng.normal(0, 4, img.shape)
+    lines = np.zeros(kind.shape, np.float32)
+    lines[:, ::7] = 70
+    texture = rng.normal(0, 22, kind.shape) + lines
+    img[kind == 3] += texture[kind == 3][:, None]
+    label = np.where(kind == 0, 0, kind).astype(np.uint8)
+    water = kind == 0
+    for _ in range(boats):
+        for _ in range(50):
+            y, x = int(rng.integers(4, size - 12)), int(rng.integers(w0 + 10, w0 + 44 - 16))
+            if water[y - 4 : y + 10, x - 4 : x + 14].all():
+                break
+        img[y : y + 6, x : x + 10] = (235, 235, 235)
+        label[y : y + 6, x : x + 10] = 4
+    return np.clip(img, 0, 255).astype(np.uint8), label, water
+
+
+def make_boat_episode(root: Path, n_train: int = 8, shots: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    """Trainset scenes labelled without water; support images with one boat each on open water. Returns the water
+    mask of every trainset scene."""
+    rng = np.random.default_rng(seed)
+    classes = boat_classes()
+    root.mkdir(parents=True)
+    classes.save(root / "classes.json")
+    waters, support = {}, []
+    for i in range(n_train):
+        img, lab, water = boat_scene(rng)
+        write_image(root / f"trainset/images/t{i}.png", img)
+        write_label(root / f"trainset/labels/t{i}.png", lab, classes=classes)
+        waters[f"t{i}.png"] = water
+    for i in range(shots):
+        img, lab, _ = boat_scene(rng, boats=1)
+        write_image(root / f"valset/images/s{i}.png", img)
+        write_label(root / f"valset/labels/s{i}.png", np.where(lab == 4, 4, 0).astype(np.uint8), classes=classes)
+        support.append(f"s{i}.png")
+    (root / "train.txt").write_text("\n".join(waters) + "\n")
+    (root / "val.json").write_text(json.dumps({"support_set": {"4": support}, "query_set": []}))
+    return waters
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_boats_go_on_water_where_the_labels_point_to_asphalt(tmp_path: Path, seed: int):
+    """Water is no class and the pixel classifier calls the support boats' water the nearest labelled class, asphalt:
+    the label prior sends boats to car parks. `auto` must see that the label prior's favourite spots look unlike the
+    support surroundings, refuse it, and follow appearance (two ring scales: what the boat touches, where it is)."""
+    from paintseg.generate.appearance import fit_scorer
+
+    waters = make_boat_episode(tmp_path / "ep", seed=seed)
+    ep = Episode(tmp_path / "ep")
+    refs = extract_references(ep)
+
+    def on_water(plan: list[Placement]) -> float:
+        return float(np.mean([waters[p.scene][p.box.y0 : p.box.y1, p.box.x0 : p.box.x1].mean() > 0.5 for p in plan]))
+
+    share = {prior: on_water(plan_placements(ep, refs, per_class=40, prior=prior, seed=seed, progress=False))
+             for prior in ("uniform", "context", "auto")}
+    print("boats on water:", share)
+    assert share["context"] <= share["uniform"] + 0.05  # the label prior is misled (water looks like asphalt to it)
+    assert share["auto"] >= 0.9
+    selection = fit_scorer(ep, refs, "auto", seed=seed).selection["4"]
+    assert selection["alpha"] == 1.0 and selection["label_agreement"] < 0.6
+    assert selection["why"].startswith("label prior refused")

@@ -146,6 +146,12 @@ class SceneGrid:
             parts.append(d)
         return np.concatenate(parts)
 
+    def rings(self, box: Box, ring: int) -> np.ndarray | None:
+        """Two scales of surroundings: :meth:`ring` of width ``ring`` and of width ``2 * ring`` (the near frame says
+        what the object touches, the wider one what kind of place it is in); None when either is empty."""
+        near, wide = self.ring(box, ring), self.ring(box, 2 * ring)
+        return None if near is None or wide is None else np.concatenate([near, wide])
+
 
 def scene_grids(episode: Episode, samples: Sequence, features: Sequence[str] = ("colour",), cell: int = 8,
                 progress: bool = False, desc: str = "describe scenes") -> list[SceneGrid]:
@@ -213,14 +219,14 @@ class AppearancePrior:
         raw: dict[int, list[np.ndarray]] = {}
         members: dict[int, list[int]] = {}
         for i, ref in enumerate(references):
-            d = support_grids[ref.source].ring(ref.instance_box, ring)
+            d = support_grids[ref.source].rings(ref.instance_box, ring)
             if d is not None:
                 raw.setdefault(ref.class_id, []).append(d)
                 members.setdefault(ref.class_id, []).append(i)
         sizes = {c: [(r.instance_box.width, r.instance_box.height) for r in references if r.class_id == c]
                  for c in raw}
         background = {c: [d for s, b in _random_spots(rng, train_grids, sizes[c], random_spots)
-                          if (d := train_grids[s].ring(b, ring)) is not None] for c in raw}
+                          if (d := train_grids[s].rings(b, ring)) is not None] for c in raw}
         every = np.stack([d for c in raw for d in raw[c] + background[c]])
         centre, scale = every.mean(0), every.std(0) + 1e-6
         if "lite0" in features:  # colour (8 statistics) and deep parts weigh the same in a distance
@@ -286,7 +292,7 @@ class SpotScorer:
     def score(self, class_id: int, spots: list[tuple[int, Box]], hists: list[np.ndarray]) -> np.ndarray:
         if self.appearance is None:
             return np.asarray(self.label.score(class_id, np.stack(hists)), np.float64)
-        descs = [self.grids[s].ring(b, self.appearance.ring) for s, b in spots]
+        descs = [self.grids[s].rings(b, self.appearance.ring) for s, b in spots]
         ok = np.array([d is not None for d in descs])
         app = np.zeros(len(spots))
         if ok.any():
@@ -297,6 +303,18 @@ class SpotScorer:
         lab = _percentile(np.asarray(self.label.score(class_id, np.stack(hists)), np.float64),
                           self.label_calibration[class_id])
         return lab ** (1 - alpha) * app ** alpha
+
+
+AGREEMENT = 0.6  # least mean appearance percentile of the label prior's favourite spots for auto to use the labels
+
+
+def label_agreement(label_scores: np.ndarray, appearance_percentiles: np.ndarray, top: float = 0.1) -> float:
+    """The mean appearance percentile (0..1 among random spots) of the ``top`` share of random spots the label
+    prior scores highest: about 0.5 when the labels' favourite spots look like any spot, near 1 when they look like
+    the support surroundings, below 0.5 when the labels point elsewhere."""
+    k = max(1, int(round(top * len(label_scores))))
+    best = np.argsort(-label_scores, kind="stable")[:k]
+    return float(np.mean(appearance_percentiles[best]))
 
 
 def choose_alpha(label_pos: np.ndarray, label_neg: np.ndarray, app_pos: np.ndarray,
@@ -353,12 +371,23 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
         spots = _random_spots(rng, train_grids, sizes, random_spots)
         neg_hist = np.stack([_normalise((_counts(scenes[s], grow_box(b, label.ring, *scenes[s].shape), n + 2)
                                          - _counts(scenes[s], b, n + 2))[:n]) for s, b in spots])
-        neg_desc = [train_grids[s].ring(b, ring) for s, b in spots]
+        neg_desc = [train_grids[s].rings(b, ring) for s, b in spots]
         keep = [k for k, d in enumerate(neg_desc) if d is not None]
         neg_hist, neg_desc = neg_hist[keep], np.stack([neg_desc[k] for k in keep])
         scorer.label_calibration[cid] = np.sort(np.asarray(label.score(cid, neg_hist), np.float64))
         if cid not in appearance.support:
             scorer.alpha[cid] = 0.0
+            continue
+        # do the spots the labels like best look like the support surroundings? (labels that mis-describe them -
+        # water that no class names, predicted as the nearest labelled class - favour spots that do not)
+        agreement = label_agreement(np.asarray(label.score(cid, neg_hist), np.float64),
+                                    appearance.score(cid, neg_desc))
+        if agreement < AGREEMENT:
+            scorer.alpha[cid] = 1.0
+            scorer.selection[str(cid)] = {
+                "alpha": 1.0, "label_agreement": round(agreement, 3),
+                "why": f"label prior refused: the random spots it scores highest have a mean appearance percentile of "
+                       f"{agreement:.2f} (< {AGREEMENT}): the labels point away from surroundings like the support's"}
             continue
         # held-out check: each support instance against the priors fitted without it
         frames = appearance.members[cid]  # the references behind the support frames, row by row
@@ -384,5 +413,6 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
                                    np.concatenate(app_neg))
         # every held-out instance is compared with the same random spots: AUC over (instance, spot) pairs
         scorer.alpha[cid] = alpha
-        scorer.selection[str(cid)] = {"alpha": alpha, "held_out_auc": aucs, "instances": len(label_pos)}
+        scorer.selection[str(cid)] = {"alpha": alpha, "held_out_auc": aucs, "instances": len(label_pos),
+                                      "label_agreement": round(agreement, 3)}
     return scorer
