@@ -247,3 +247,15 @@ def test_painting_quality_section_reads_the_probe_ceiling_and_the_filter(experim
     assert ("Filter handcrafted on 5 held-out tests of 4 candidates each (40% of candidates called the class by the "
             "probe): its pick changes the probe's probability by +0.012 and the ΔE to the real instances by -3.1") in page
     assert "ROC-AUC for the probe's label 0.61" in page
+
+
+def test_the_report_says_how_the_placement_prior_weighed_labels(experiment: Path, tmp_path: Path) -> None:
+    exp = _copy(experiment, tmp_path)
+    prior = exp / "stages/paint-copy-paste-s0-aa11/prior.json"
+    prior.write_text(json.dumps({"labels": {}, "mix": {"pool": {
+        "alpha": 1.0, "label_agreement": 0.29, "why": "label prior refused: the random spots it scores highest have "
+        "a mean appearance percentile of 0.29 (< 0.6): the labels point away from surroundings like the support's"}}}))
+    page = write_report(exp).read_text()
+    assert "pool: appearance weight 1.0, label agreement 0.29 (label prior refused:" in page
+    prior.write_text("not json")
+    assert "How the placement prior weighed" not in write_report(exp).read_text()  # unreadable: left out, no error

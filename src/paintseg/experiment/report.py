@@ -450,14 +450,28 @@ def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: st
     if quality:
         def rate(name: str, q: dict) -> str:
             labels = f" / {q['fit_rate_labels']:.2f}" if "fit_rate_labels" in q else ""
-            return f"{_esc(name)} {q['fit_rate']:.2f}{labels}"
+            support = f" / {q['fit_rate_support']:.2f}" if "fit_rate_support" in q else ""
+            return f"{_esc(name)} {q['fit_rate']:.2f}{labels}{support}"
 
         rates = "; ".join(f"seed {seed}: " + ", ".join(rate(name, q) for name, q in qs.items()) for seed, qs in quality)
         out.append(f"<p class=\"meta\">Placement fit rate (share of placements whose surroundings look more like a "
-                   f"real query instance's than a random spot's, by colour/texture / by base-class shares; 0.5 = no "
-                   f"better than random): {rates}.</p>")
+                   f"real query instance's than a random spot's, by colour/texture / by base-class shares / and by "
+                   f"colour/texture against the support instances' own surroundings; 0.5 = no better than random): "
+                   f"{rates}.</p>")
     placed = next((f for f in (_path(exp, v) for v in paint.values()) if f is not None
                    and (f / "placements.jsonl").is_file()), None)
+    mix = _read_json(placed / "prior.json").get("mix") if placed is not None else None
+    if isinstance(mix, dict) and mix:
+        def choice(name: str, m: dict) -> str:
+            text = f"{_esc(name)}: appearance weight {m.get('alpha', '?')}"
+            if "label_agreement" in m:
+                text += f", label agreement {m['label_agreement']:.2f}"
+            return text + (f" ({_esc(m['why'])})" if m.get("why") else "")
+
+        out.append(f"<p class=\"meta\">How the placement prior weighed labels against appearance (seed "
+                   f"{_esc(first.get('seed', '?'))}; label agreement: the mean appearance percentile of the spots the "
+                   f"label prior likes best, below 0.6 the labels are refused): "
+                   f"{'; '.join(choice(n, m) for n, m in mix.items() if isinstance(m, dict))}.</p>")
     if episode is not None and placed is not None:
         try:
             out.append(f"<p class=\"meta\">Where seed {_esc(first.get('seed', '?'))}'s instances went: the scenes "
@@ -581,6 +595,15 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
             f"{_esc(results.get('name', 'experiment'))}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
     return write_text(exp / "report.html", page)
+
+
+def _read_json(path: Path) -> dict:
+    """The JSON object in ``path``, or {} when it is missing or unreadable (the report shows what there is)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def find_browser() -> str | None:
