@@ -23,6 +23,7 @@ def test_threads_are_the_free_cores(cores, busy, threads):
 
 def test_configure_threads_keeps_what_the_user_set(monkeypatch):
     before = torch.get_num_threads()
+    monkeypatch.delenv("PAINTSEG_THREADS", raising=False)  # whatever the shell running the tests set
     try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         choice = configure_threads()
