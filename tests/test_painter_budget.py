@@ -68,9 +68,13 @@ def test_a_minutes_budget_is_measured_fixed_and_laid_under_the_lr_schedule(textu
     assert lrs[-1] < 0.02 * config.lr  # the cosine decay ends with the budget, not at the 100 000-step cap
     assert summary["minutes"] == 0.15 and summary["train_seconds"] > 0
     found = snapshots(out)
-    assert [p["step"] for p in found] == snapshot_steps(total, 3) + [total]
+    # the points after the budget was fixed (on a busy machine the budget buys few steps, and total/4 may fall
+    # inside the timed steps, which are not kept), then the finished generator
+    kept = [s for s in snapshot_steps(total, 3) if s > budget["fixed_at_step"]]
+    assert [p["step"] for p in found] == kept + [total]
     assert all(p["train_seconds"] is not None for p in found)
-    assert found[0]["train_seconds"] < found[1]["train_seconds"] < found[2]["train_seconds"]
+    seconds = [p["train_seconds"] for p in found]
+    assert seconds == sorted(seconds) and len(set(seconds)) == len(seconds)
     for point in found[:-1]:
         model, saved = load_generator(point["path"])
         assert saved == config and model.num_parameters > 0
