@@ -183,8 +183,6 @@ def split(
     from paintseg.experiment.config import SplitRecipe
     from paintseg.config import validate
 
-    if dataset is not None and (images or labels):
-        _fail("--dataset finds the images and labels itself; drop --images/--labels (or drop --dataset)")
     settings = dict(dataset=dataset, root=str(root) if root else None, layout=layout, images=images, labels=labels,
                     classes=str(classes) if classes else None, novel=[n.strip() for n in novel.split(",") if n.strip()],
                     shots=shots, seed=seed, group=group, block=block, gap=gap, tile=tile, query_fraction=query_fraction,

@@ -53,8 +53,6 @@ class DatasetPreset:
     title: str
     classes: ClassMap
     layouts: tuple[Layout, ...]
-    tile: int                 # the default tile size for this dataset's images
-    about: str
 
     def layout(self, root: Path, name: str | None = None) -> Layout:
         """The layout ``root`` holds (or the named one), checked to find images there."""
@@ -104,8 +102,7 @@ LOVEDA = DatasetPreset(
     (Layout("release", "**/images_png/*.png", ("**/masks_png/*.png",), None,
             rf"(?:Train|Val|Test){SEP}(?:Urban|Rural)", "Train/Val × Urban/Rural, images_png + masks_png"),
      Layout("mmseg", "**/img_dir/**/*.png", ("**/ann_dir/**/*.png",), None, None,
-            "mmsegmentation's img_dir/ + ann_dir/ (every image its own group)")),
-    512, "1024² px tiles at 0.3 m, 7 classes; 0 is no-data")
+            "mmsegmentation's img_dir/ + ann_dir/ (every image its own group)")))
 
 # ISPRS 2D semantic labelling (Potsdam, Vaihingen): colour-coded labels; the eroded ("noBoundary") labels draw object
 # boundaries black, which is ignored. mmsegmentation's converters turn the colours into 0 boundary, 1 impervious
@@ -124,8 +121,7 @@ POTSDAM = DatasetPreset(
             r"top_potsdam_(\d+_\d+)_", r"top_potsdam_(\d+_\d+)_",
             "2_Ortho_RGB + 5_Labels_all (or _noBoundary), one group per scene"),
      Layout("mmseg", "**/img_dir/**/*.png", ("**/ann_dir/**/*.png",), None, r"(\d+_\d+)_\d+_\d+_\d+_\d+\.png$",
-            "mmsegmentation's img_dir/ + ann_dir/ patches, one group per scene")),
-    512, "6000² px scenes at 5 cm, RGB; few scenes: use --block")
+            "mmsegmentation's img_dir/ + ann_dir/ patches, one group per scene")))
 VAIHINGEN = DatasetPreset(
     "vaihingen", "ISPRS Vaihingen", _classes("ISPRS Vaihingen", _ISPRS),
     (Layout("release", "**/top/top_mosaic_09cm_area*.tif",
@@ -133,8 +129,7 @@ VAIHINGEN = DatasetPreset(
              "**/*eroded*/top_mosaic_09cm_area*_noBoundary.tif"),
             r"area(\d+)", r"area\d+", "top/ (IRRG false colour) + the ground truth, one group per area"),
      Layout("mmseg", "**/img_dir/**/*.png", ("**/ann_dir/**/*.png",), None, r"(area\d+)_\d+_\d+_\d+_\d+\.png$",
-            "mmsegmentation's img_dir/ + ann_dir/ patches, one group per area")),
-    512, "about 2500² px areas at 9 cm, IRRG false colour (near-infrared, red, green)")
+            "mmsegmentation's img_dir/ + ann_dir/ patches, one group per area")))
 
 # OpenEarthMap (Xia et al. 2023): single-band ids, 0 unknown (not scored).
 OPENEARTHMAP = DatasetPreset(
@@ -149,8 +144,7 @@ OPENEARTHMAP = DatasetPreset(
     (Layout("release", "**/images/*.tif", ("**/labels/*.tif",), None, rf"([^/\\]+){SEP}(?:images|labels){SEP}",
             "REGION/images + REGION/labels, one group per region"),
      Layout("mmseg", "**/img_dir/**/*.tif", ("**/ann_dir/**/*.tif",), None, r"([^/\\]+)_\d+\.tif$",
-            "img_dir/ + ann_dir/, one group per region (from the file name REGION_N)")),
-    512, "1024² px GeoTIFFs at 0.25-0.5 m from 44 countries, 8 classes; 0 is unknown")
+            "img_dir/ + ann_dir/, one group per region (from the file name REGION_N)")))
 
 PRESETS: dict[str, DatasetPreset] = {p.name: p for p in (LOVEDA, POTSDAM, VAIHINGEN, OPENEARTHMAP)}
 

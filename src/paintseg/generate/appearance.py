@@ -374,14 +374,14 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
         neg_desc = [train_grids[s].rings(b, ring) for s, b in spots]
         keep = [k for k, d in enumerate(neg_desc) if d is not None]
         neg_hist, neg_desc = neg_hist[keep], np.stack([neg_desc[k] for k in keep])
-        scorer.label_calibration[cid] = np.sort(np.asarray(label.score(cid, neg_hist), np.float64))
+        neg_label = np.asarray(label.score(cid, neg_hist), np.float64)
+        scorer.label_calibration[cid] = np.sort(neg_label)
         if cid not in appearance.support:
             scorer.alpha[cid] = 0.0
             continue
         # do the spots the labels like best look like the support surroundings? (labels that mis-describe them -
         # water that no class names, predicted as the nearest labelled class - favour spots that do not)
-        agreement = label_agreement(np.asarray(label.score(cid, neg_hist), np.float64),
-                                    appearance.score(cid, neg_desc))
+        agreement = label_agreement(neg_label, appearance.score(cid, neg_desc))
         if agreement < AGREEMENT:
             scorer.alpha[cid] = 1.0
             scorer.selection[str(cid)] = {
