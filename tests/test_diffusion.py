@@ -21,6 +21,7 @@ from paintseg.generate.diffusion import (SCHEDULERS, SIZES, GeneratorError, Gene
                                          build_generator, load_generator, paint, save_generator, to_tensor, to_uint8,
                                          train_generator)
 from paintseg.generate.diffusion import train as train_module
+from paintseg.generate.diffusion.data import read_scenes
 from paintseg.generate.masks import MASK_KINDS
 
 GREY = 128
@@ -211,6 +212,28 @@ def test_training_pairs(texture_episode):
     other_seed = PairSampler.from_episode(texture_episode, config.model_copy(update={"seed": 4})).batch(5)
     assert not torch.equal(other_seed.target, batch.target)
     assert torch.equal(sampler.validation(3).target, sampler.validation(3).target)
+
+
+def test_novel_share_draws_that_share_of_pairs_from_the_novel_instances(texture_episode):
+    images, labels, sources = read_scenes(texture_episode)
+    config = quick_config(batch=50, random_region_prob=0.0)
+
+    def checks_share(cfg: GeneratorConfig, novel: tuple[int, ...]) -> float:
+        sampler = PairSampler(images, labels, cfg, sources, novel=novel)
+        ids = torch.cat([sampler.batch(step).class_ids for step in range(8)])
+        return float((ids == CHECKS).float().mean())
+
+    plain = checks_share(config, ())
+    assert 0.35 < plain < 0.65  # each scene holds both textures: about half the pairs
+    adapted = checks_share(config.model_copy(update={"novel_share": 0.8}), (CHECKS,))
+    assert adapted > 0.8 + 0.2 * plain - 0.08, (plain, adapted)  # 0.8 novel draws + the plain draws' share
+    # without novel_share the novel ids change nothing: old runs keep their pairs
+    same = PairSampler(images, labels, config, sources, novel=(CHECKS,)).batch(3)
+    assert torch.equal(same.target, PairSampler(images, labels, config, sources).batch(3).target)
+    with pytest.raises(GeneratorError, match="novel_share 0.5 needs novel-class instances"):
+        PairSampler(images, labels, config.model_copy(update={"novel_share": 0.5}), sources, novel=(99,))
+    with pytest.raises(ValueError, match="not a probability"):
+        quick_config(novel_share=1.5)
 
 
 # ------------------------------------------------------------------------------------------------ painting

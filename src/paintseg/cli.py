@@ -350,6 +350,7 @@ def generator_train(
     snr_gamma: Optional[float] = _field(GeneratorConfig, "snr_gamma"),
     seed: Optional[int] = _field(GeneratorConfig, "seed"),
     max_strength: Optional[float] = _field(GeneratorConfig, "max_strength"),
+    novel_share: Optional[float] = _field(GeneratorConfig, "novel_share"),
     spatial_hint: Optional[bool] = _field(GeneratorConfig, "spatial_hint", "--spatial-hint/--no-spatial-hint"),
     checkpoint_every: Optional[int] = _field(GeneratorConfig, "checkpoint_every"),
     sample_every: Optional[int] = _field(GeneratorConfig, "sample_every"),

@@ -96,7 +96,8 @@ class ConfigError(PaintsegError):
 # option does not stop old runs from resuming nor invalidate finished stages.
 ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False, "minutes": None,
                                "snr_gamma": None, "snapshots": 0, "dataset": None, "root": None, "layout": None,
-                               "block": None, "gap": 64}
+                               "block": None, "gap": 64,
+                               "novel_share": None}
 
 
 class TrainConfig(BaseModel):
@@ -255,6 +256,10 @@ class GeneratorConfig(BaseModel):
     max_strength: float = Field(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
                                 "strength <= this uses (timesteps below max_strength x the schedule's), when the "
                                 "generator will paint from copy-paste composites (generation strength < 1); 1: all.")
+    novel_share: float | None = Field(None, description="Share of the pairs drawn from the support set's "
+                                      "novel-class instances (adapting the painter to the novel class on its few "
+                                      "shots, as DA-Fusion adapts a diffusion model to a concept); none: every "
+                                      "scene equally likely, so the novel class gets the support's share of scenes.")
     box_fraction: tuple[float, float] = Field(
         (0.10, 0.25), description="Range of the share of the context window that the instance's box covers.")
     min_instance_pixels: int = Field(16, ge=1, description="Smallest connected component used as an instance.")
@@ -278,10 +283,10 @@ class GeneratorConfig(BaseModel):
                              f"e.g. {max(16, (value + 7) // 8 * 8)}")
         return value
 
-    @field_validator("cond_drop", "random_region_prob")
+    @field_validator("cond_drop", "random_region_prob", "novel_share")
     @classmethod
-    def _probability(cls, value: float) -> float:
-        if not 0 <= value < 1:
+    def _probability(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value < 1:
             raise ValueError(f"{value} is not a probability in [0, 1) (e.g. 0.2 for one pair in five)")
         return value
 

@@ -4,7 +4,8 @@ Every trainset and support image is read once into memory with its label; every 
 class (not background 0, not ignore 255) of at least ``min_instance_pixels`` pixels whose box can cover a share in
 ``config.box_fraction`` of a square window inside the image is an *instance*. One pair:
 
-1. an instance of a random scene - or, with ``random_region_prob``, a random region (a Bézier blob in a random box);
+1. an instance of a random scene - or, with ``random_region_prob``, a random region (a Bézier blob in a random box),
+   or, with ``novel_share``, one of the support set's novel-class instances (the painter adapted to its few shots);
 2. a square context window inside the image that holds the instance's box, sized so that the box covers a random
    share in ``box_fraction`` of it, resized to the model resolution R;
 3. an inpaint mask over the instance, of a random kind of ``mask_kinds`` (``paintseg.generate.masks``; the
@@ -123,7 +124,8 @@ class PairSampler:
     """All training scenes in memory, and the deterministic training pairs of any step."""
 
     def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], config: GeneratorConfig,
-                 sources: list[str] | None = None):
+                 sources: list[str] | None = None, novel: tuple[int, ...] = ()):
+        """``novel``: the novel class ids, whose instances ``config.novel_share`` of the pairs are drawn from."""
         self.config = config
         spec = spec_for(config)
         self.resolution, self.ref_size = spec.resolution, spec.ref_size
@@ -142,20 +144,29 @@ class PairSampler:
                                  f"class with >= {config.min_instance_pixels} pixels whose box can cover "
                                  f"{list(config.box_fraction)} of a window); lower min_instance_pixels, widen "
                                  f"box_fraction or set random_region_prob > 0")
+        self.novel_instances = [inst for found in self.instances for inst in found if inst.class_id in novel]
+        if config.novel_share and not self.novel_instances:
+            raise GeneratorError(f"novel_share {config.novel_share} needs novel-class instances, and the support "
+                                 f"scenes hold none the generator can use (components of >= "
+                                 f"{config.min_instance_pixels} pixels whose box can cover "
+                                 f"{list(config.box_fraction)} of a window); widen box_fraction or set novel_share "
+                                 f"to null")
 
     @classmethod
     def from_episode(cls, episode: Episode, config: GeneratorConfig, progress: bool = False) -> "PairSampler":
         """Read the episode's trainset and support images and labels (each once)."""
         images, labels, sources = read_scenes(episode, config.rgb_bands, progress)
-        return cls(images, labels, config, sources)
+        return cls(images, labels, config, sources, novel=tuple(episode.classes.novel_ids))
 
     @property
     def num_instances(self) -> int:
         return sum(len(found) for found in self.instances)
 
     def describe(self) -> str:
+        novel = (f", {len(self.novel_instances)} novel-class instances drawn for {self.config.novel_share:.0%} of "
+                 f"the pairs" if self.config.novel_share else "")
         return (f"{len(self.images)} scenes, {self.num_instances} instances, random regions "
-                f"{self.config.random_region_prob:.0%}")
+                f"{self.config.random_region_prob:.0%}{novel}")
 
     # ---------------------------------------------------------------------------------------------- pairs
     def batch(self, step: int) -> PairBatch:
@@ -172,6 +183,8 @@ class PairSampler:
         """One training pair drawn with ``rng``."""
         if not self.scenes_with_instances or rng.random() < self.config.random_region_prob:
             inst = self._random_region(rng)
+        elif self.config.novel_share and rng.random() < self.config.novel_share:
+            inst = self.novel_instances[int(rng.integers(len(self.novel_instances)))]
         else:
             found = self.instances[self.scenes_with_instances[int(rng.integers(len(self.scenes_with_instances)))]]
             inst = found[int(rng.integers(len(found)))]
