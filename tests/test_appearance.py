@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from paintseg.config import PlaceConfig
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label, write_label
 from paintseg.generate.appearance import SceneGrid, _colour_quantities, choose_alpha, roc_auc
@@ -62,7 +63,7 @@ def test_auto_falls_back_to_appearance_without_base_labels(tmp_path: Path):
     ep = Episode(root)
     with pytest.raises(PlacementError, match="use prior 'appearance'"):
         plan_placements(ep, extract_references(ep), per_class=5, progress=False)
-    summary = place(ep, tmp_path / "plan", per_class=12, prior="auto", progress=False)
+    summary = place(ep, tmp_path / "plan", PlaceConfig(per_class=12, prior="auto"), progress=False)
     assert summary["placements"] == 12
     info = json.loads((tmp_path / "plan/prior.json").read_text())
     assert info["labels"].startswith("not used:") and info["mix"] == {"pool": {"alpha": 1.0}}
@@ -78,7 +79,7 @@ def test_cli_place_with_the_auto_prior_and_a_bad_appearance_setting(tmp_path: Pa
     runner = CliRunner()
     bad = runner.invoke(app, ["place", str(root), "--out", str(tmp_path / "x"), "--prior", "auto",
                               "--appearance", "lite0"])
-    assert bad.exit_code != 0 and "use 'colour' or 'colour+lite0'" in bad.output
+    assert bad.exit_code != 0 and "appearance: Input should be 'colour' or 'colour+lite0'" in bad.output
     done = runner.invoke(app, ["place", str(root), "--out", str(tmp_path / "plan"), "--per-class", "20", "--prior",
                                "auto"])
     assert done.exit_code == 0, done.output

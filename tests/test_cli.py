@@ -131,29 +131,63 @@ def test_generator_train_generate_curate_and_train_on_the_synthetic_set(tiny_epi
     assert r.exit_code == 2 and "no-gen" in r.output and "paintseg generator train" in r.output
 
 
-def test_generate_and_run_share_their_defaults_and_help_reads_well() -> None:
-    """`generate`'s defaults are the run config's (one source of truth); help is plain, ordered, with defaults."""
+def _commands() -> dict[tuple[str, ...], object]:
+    """Every command of the CLI by its path, e.g. ("generator", "train")."""
     import typer.main
 
-    from paintseg.experiment.config import GenerationSpec
+    found, todo = {}, [((), typer.main.get_command(app))]
+    while todo:
+        path, command = todo.pop()
+        for name, sub in getattr(command, "commands", {}).items():
+            todo.append(((*path, name), sub))
+        if not getattr(command, "commands", None):
+            found[path] = command
+    return found
 
-    command = typer.main.get_command(app)
-    options = {p.name: p.default for p in command.commands["generate"].params}
-    fields = GenerationSpec.model_fields
-    shared = {"per_class", "candidates", "steps", "guidance", "scheduler", "strength", "prior", "appearance",
-              "orient", "reference_weights", "batch", "filter", "score_mode", "keep", "refine", "sam_model_type",
-              "sam_prompt", "min_cover", "max_cover", "device", "dtype"}
-    for name in shared:
-        assert options[name] == fields[name].default, name
-    assert options["window_size"] == fields["window"].default
-    curate = {p.name: p.default for p in command.commands["curate"].params}
-    for name in ("filter", "score_mode", "keep", "refine", "sam_model_type", "sam_prompt", "min_cover", "max_cover"):
-        assert curate[name] == fields[name].default, name
+
+def test_every_option_that_sets_a_config_field_takes_that_fields_default_and_help() -> None:
+    """One source for each default: a command's options that name fields of its stage config are unset unless
+    given (the --config file's value or the field's default applies), show the field's default and its description;
+    no other command restates a placement, painting or curation default with another value."""
+    from paintseg.cli import _configured
+    from paintseg.config import (CurateConfig, GenerateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig,
+                                 PlaceConfig, TrainConfig)
+
+    stage_configs = {("train",): TrainConfig, ("generator", "train"): GeneratorConfig,
+                     ("harmoniser", "train"): HarmoniserConfig, ("place",): PlaceConfig, ("generate",): GenerateConfig,
+                     ("curate",): CurateConfig, ("painting-quality",): GenerateConfig, ("generator", "curve"): PaintConfig}
+    # options that share a field's name for another thing: tests per class, and candidates per test (2: diversity)
+    other_meaning = {("painting-quality", "per_class"), ("generator", "curve", "per_class"),
+                     ("generator", "curve", "candidates")}
+    commands = _commands()
+    for path, model in stage_configs.items():
+        params = {p.name: p for p in commands[path].params}
+        assert "config" in params, path
+        named = [n for n in params if n in model.model_fields and (*path, n) not in other_meaning]
+        assert len(named) >= 2, path
+        for name in named:
+            option, field = params[name], model.model_fields[name]
+            assert option.default in (None, ()), (path, name, option.default)
+            assert option.show_default == f"{field.default} unless --config sets it", (path, name)
+            assert option.help == field.description, (path, name)
+        assert _configured(model, None, {n: None for n in named}) == model()
+    generation = set(GenerateConfig.model_fields)  # the commands that place, paint or curate restate none of them
+    restated = [(*path, p.name, p.default) for path, model in stage_configs.items()
+                if set(model.model_fields) <= generation for p in commands[path].params
+                if p.name in generation and p.name not in model.model_fields and (*path, p.name) not in other_meaning]
+    assert restated == []
+
+
+def test_help_reads_well() -> None:
+    """Help is plain, ordered (the main job first), with defaults."""
     top = invoke("--help").output
     listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line.strip()]
     assert listed[:3] == ["demo", "run", "report"] and "<bool>" not in top
     train_help = invoke("train", "--help").output
-    assert "[default: (1000 unless" in train_help and "[default: 512]" in invoke("generate", "--help").output
+    assert "[default: (1000 unless" in train_help
+    generate_help = " ".join(invoke("generate", "--help").output.split())  # unwrapped
+    assert "--window, --window-size <int> Side a pretrained pipeline" in generate_help
+    assert "[default: (512 unless --config sets it)]" in generate_help
 
 
 def test_single_process_commands_refuse_a_multi_process_launch(tiny_episode: Path, tmp_path: Path,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paintseg.config import ConfigError
+from paintseg.config import ConfigError, PaintConfig, PlaceConfig
 from paintseg.curate.pipeline import KeepRule, curate, format_summary
 from paintseg.curate.refine import GrabCutRefiner
 from paintseg.curate.score import HandcraftedEncoder
@@ -53,8 +53,8 @@ class RightOneBackend:
 def painted(tiny_episode: Path, tmp_path: Path) -> tuple[Episode, Path]:
     ep = Episode(tiny_episode)
     syn = tmp_path / "painted"
-    generate(ep, RightOneBackend(), syn, per_class=6, candidates=3, seed=1, mask_kinds=("rectangle",),
-             progress=False)
+    generate(ep, RightOneBackend(), syn, PlaceConfig(per_class=6, mask_kinds=["rectangle"]), PaintConfig(candidates=3),
+             seed=1, progress=False)
     return ep, syn
 
 
@@ -66,7 +66,7 @@ def test_keep_rule_parsing() -> None:
     assert KeepRule.parse("all") == KeepRule()
     assert KeepRule.parse("0.6") == KeepRule(threshold=0.6)
     assert KeepRule.parse("0.6,top:0.5") == KeepRule(threshold=0.6, top_fraction=0.5)
-    with pytest.raises(PaintsegError, match="--keep 'top:2'"):
+    with pytest.raises(PaintsegError, match="keep 'top:2'"):
         KeepRule.parse("top:2")
 
 
@@ -153,7 +153,7 @@ def test_refiner_fallbacks_are_rejected_not_labelled(painted, tmp_path: Path) ->
 
 def test_keep_rule_without_scores_is_an_error(painted, tmp_path: Path) -> None:
     ep, syn = painted
-    with pytest.raises(PaintsegError, match="--keep needs scores"):
+    with pytest.raises(PaintsegError, match="keep needs scores"):
         curate(ep, syn, tmp_path / "x", encoder=None, keep_rule=KeepRule(top_fraction=0.5), progress=False)
 
 
@@ -187,8 +187,8 @@ def test_curation_rejects_clashing_insertions_instead_of_failing(tiny_episode: P
 
     ep = Episode(tiny_episode)
     syn = tmp_path / "painted"
-    generate(ep, WholeWindowBackend(), syn, per_class=12, candidates=1, seed=1, mask_kinds=("rectangle",),
-             progress=False)
+    generate(ep, WholeWindowBackend(), syn, PlaceConfig(per_class=12, mask_kinds=["rectangle"]),
+             PaintConfig(candidates=1), seed=1, progress=False)
     summary = curate(ep, syn, tmp_path / "cur", progress=False)
     lines = _lines(tmp_path / "cur" / "manifest.jsonl")
     clashes = sum(line.get("why") == OVERLAP for line in lines)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from affine import Affine
 from rasterio.crs import CRS
 
 from conftest import make_tiny_episode
-from paintseg.config import TrainConfig
+from paintseg.config import PaintConfig, PlaceConfig, TrainConfig
 from paintseg.curate.compose import Insertion, compose
 from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode
@@ -93,7 +94,7 @@ def test_compose_label_is_the_object_mask_and_the_rest_is_untouched() -> None:
 def test_generate_copy_paste_writes_a_synthetic_set_the_trainer_reads(tiny_episode: Path, tmp_path: Path) -> None:
     ep = Episode(tiny_episode)
     syn = tmp_path / "syn"
-    summary = generate(ep, CopyPasteBackend(), syn, per_class=5, candidates=2, seed=3, progress=False)
+    summary = generate(ep, CopyPasteBackend(), syn, PlaceConfig(per_class=5), PaintConfig(candidates=2), seed=3, progress=False)
     curate(ep, syn, syn, encoder=None, progress=False)  # the next stage: candidate 0 of each placement, composed
     assert summary["placements"] == {"pool": 5} and summary["candidates"] == 10
     cands = read_manifest(syn / "candidates" / "manifest.jsonl")
@@ -131,14 +132,44 @@ def test_generate_resumes_after_interruption_without_duplicates(tiny_episode: Pa
     ep = Episode(tiny_episode)
     syn = tmp_path / "syn"
     with pytest.raises(_Interrupted):
-        generate(ep, _FlakyBackend(), syn, per_class=6, candidates=2, batch=2, progress=False)
+        generate(ep, _FlakyBackend(), syn, PlaceConfig(per_class=6), PaintConfig(candidates=2, batch=2), progress=False)
     assert len(read_manifest(syn / "candidates" / "manifest.jsonl")) == 4  # one batch of 2 placements x 2
-    summary = generate(ep, CopyPasteBackend(), syn, per_class=6, candidates=2, batch=2, progress=False)
+    summary = generate(ep, CopyPasteBackend(), syn, PlaceConfig(per_class=6), PaintConfig(candidates=2, batch=2),
+                       progress=False)
     assert summary["painted_now"] == 4
     cands = read_manifest(syn / "candidates" / "manifest.jsonl")
     assert sorted((e["placement"], e["candidate"]) for e in cands) == [(p, k) for p in range(6) for k in range(2)]
     with pytest.raises(PaintsegError, match="per_class: was 6, now 7"):
-        generate(ep, CopyPasteBackend(), syn, per_class=7, candidates=2, batch=2, progress=False)
+        generate(ep, CopyPasteBackend(), syn, PlaceConfig(per_class=7), PaintConfig(candidates=2, batch=2), progress=False)
+
+
+def test_a_plan_is_painted_only_under_its_own_settings_and_place_reads_a_run_config(tiny_episode: Path,
+                                                                                     tmp_path: Path) -> None:
+    """`paintseg place --per-class 5` then `generate` on that folder with another per_class: refused before anything
+    is written (the plan's place.yaml), not painted as 5 and recorded as 4."""
+    from typer.testing import CliRunner
+
+    from paintseg.cli import app
+    from paintseg.generate.pipeline import place
+
+    ep = Episode(tiny_episode)
+    syn = tmp_path / "syn"
+    place(ep, syn, PlaceConfig(per_class=5, mask_kinds=["rectangle"]), seed=2, progress=False)
+    with pytest.raises(PaintsegError, match=r"this plan was written with other settings \(per_class: was 5, now 4\)"):
+        generate(ep, CopyPasteBackend(), syn, PlaceConfig(per_class=4, mask_kinds=["rectangle"]), seed=2,
+                 progress=False)
+    assert not (syn / "generate.yaml").exists() and not (syn / "candidates").exists()
+    summary = generate(ep, CopyPasteBackend(), syn, PlaceConfig(per_class=5, mask_kinds=["rectangle"]),
+                       PaintConfig(candidates=1), seed=2, progress=False)
+    assert summary["candidates"] == sum(summary["placements"].values()) == 5 * len(ep.classes.novel_ids)
+    run_config = tmp_path / "run.yaml"  # a run config: `place --config` reads its generation section
+    run_config.write_text(f"episode: {{path: {tiny_episode}}}\ngeneration: {{per_class: 3, prior: uniform, "
+                          f"paste_noise: 9, keep: top:0.5}}\n")
+    result = CliRunner().invoke(app, ["place", str(tiny_episode), "--out", str(tmp_path / "plan"), "--config",
+                                      str(run_config), "--mask-kind", "rectangle"])
+    assert result.exit_code == 0, result.output
+    planned = yaml.safe_load((tmp_path / "plan" / "place.yaml").read_text())
+    assert planned == {"per_class": 3, "seed": 0, "prior": "uniform", "mask_kinds": ["rectangle"]}
 
 
 def test_generate_keeps_geotiff_georeference(tmp_path: Path) -> None:
@@ -152,7 +183,7 @@ def test_generate_keeps_geotiff_georeference(tmp_path: Path) -> None:
         r.crs, r.transform = CRS.from_epsg(32633), transform
         write_image(p, r.array, like=r)
     syn = tmp_path / "syn"
-    generate(Episode(root), CopyPasteBackend(), syn, per_class=3, candidates=1, progress=False)
+    generate(Episode(root), CopyPasteBackend(), syn, PlaceConfig(per_class=3), PaintConfig(candidates=1), progress=False)
     curate(Episode(root), syn, syn, encoder=None, progress=False)
     out = sorted((syn / "images").glob("*.tif"))
     assert out

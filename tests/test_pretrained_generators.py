@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 from conftest import POOL  # noqa: E402
 from tiny_pipelines import save_paint_by_example, save_sd_inpaint  # noqa: E402
+from paintseg.config import PaintConfig, PlaceConfig  # noqa: E402
 from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode  # noqa: E402
 from paintseg.generate.candidates import SceneCache, make_job  # noqa: E402
@@ -83,11 +84,12 @@ def test_paint_by_example_paints_inside_the_mask_only_and_is_batch_independent(p
 
 def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_episode: Path, tmp_path: Path) -> None:
     ep = Episode(tiny_episode)
-    backend, settings = make_backend(pbe, steps=2, guidance=2.0, scheduler="ddim", size=64, device="cpu")
+    backend, settings = make_backend(pbe, PaintConfig(steps=2, guidance=2.0, scheduler="ddim", window=64,
+                                                      device="cpu"))
     assert settings["pipeline"] == "paint-by-example" and settings["scheduler"] == "ddim"
     assert backend.pipe.scheduler.__class__.__name__ == "DDIMScheduler"
-    summary = generate(ep, backend, tmp_path / "syn", per_class=2, candidates=2, backend_settings=settings,
-                       progress=False)
+    summary = generate(ep, backend, tmp_path / "syn", PlaceConfig(per_class=2), PaintConfig(candidates=2),
+                       backend_settings=settings, progress=False)
     curate(ep, tmp_path / "syn", tmp_path / "syn", encoder=None, progress=False)
     lines = [json.loads(x) for x in (tmp_path / "syn/candidates/manifest.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and {x["backend"] for x in lines} == {"paint-by-example"}
@@ -97,8 +99,8 @@ def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_
 
 def test_sd_inpaint_uses_one_prompt_per_class(sd_inpaint: Path, tiny_episode: Path) -> None:
     ep = Episode(tiny_episode)
-    backend, settings = make_backend(sd_inpaint, steps=2, size=64, device="cpu", class_names={POOL: "pool"},
-                                     prompts=None)
+    backend, settings = make_backend(sd_inpaint, PaintConfig(steps=2, window=64, device="cpu"),
+                                     class_names={POOL: "pool"})
     assert settings["pipeline"] == "sd-inpaint"
     assert settings["prompts"] == {str(POOL): "a top-down satellite image of a pool"}
     own = PretrainedBackend(sd_inpaint, steps=2, size=64, device="cpu", prompts={POOL: "a swimming pool, top view"})
@@ -115,7 +117,9 @@ def test_bad_pretrained_inputs_say_what_to_do(pbe: Path, tmp_path: Path) -> None
     with pytest.raises(GeneratorError, match="hub cannot be asked.*--generator DIR"):
         pipeline_kind("no-such-owner/no-such-model-xyz")
     with pytest.raises(Exception, match="pretrained pipeline paints from noise"):
-        make_backend(pbe, strength=0.3, size=64, device="cpu")
+        make_backend(pbe, PaintConfig(strength=0.3, window=64, device="cpu"))
+    with pytest.raises(Exception, match="prompts for 'boat': not a novel class of this episode"):
+        make_backend(pbe, PaintConfig(window=64, device="cpu", prompts={"boat": "a boat"}), class_names={1: "pool"})
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))

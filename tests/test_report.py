@@ -14,6 +14,7 @@ import pytest
 from conftest import make_tiny_episode
 from PIL import Image
 
+from paintseg.config import PaintConfig, PlaceConfig
 from paintseg.curate.pipeline import KeepRule, curate
 from paintseg.curate.refine import build_refiner
 from paintseg.curate.score import build_encoder
@@ -61,7 +62,7 @@ def experiment(tmp_path_factory) -> Path:
     episode = Episode(make_tiny_episode(root / "episode"))
     exp = root / "exp"
     paint, cur = exp / "stages/paint-copy-paste-s0-aa11", exp / "stages/curate-copy-paste-s0-bb22"
-    generate(episode, CopyPasteBackend(), paint, per_class=4, candidates=2, seed=0, progress=False)
+    generate(episode, CopyPasteBackend(), paint, PlaceConfig(per_class=4), PaintConfig(candidates=2), seed=0, progress=False)
     summary = curate(episode, paint, cur, encoder=build_encoder("handcrafted"), refiner=build_refiner("grabcut"),
                      keep_rule=KeepRule(top_fraction=0.5), progress=False)
     from paintseg.evaluate.painting import paired_wins, painting_quality

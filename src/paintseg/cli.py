@@ -13,20 +13,8 @@ import typer
 from typer.core import TyperGroup
 
 from paintseg import distributed
-from paintseg.config import GeneratorConfig, HarmoniserConfig, TrainConfig
-from paintseg.experiment.config import GenerationSpec
-
-PRIOR_HELP = ("Where instances go: 'context' (base-class labels around the support instances), 'appearance' "
-              "(surroundings that look like theirs: colour/texture, no labels needed), 'auto' (both, mixed per class "
-              "by how well each tells held-out support surroundings from random spots) or 'uniform'.")
-APPEARANCE_HELP = ("Features of the appearance prior ('appearance', 'auto'): 'colour' (colour/texture statistics) or "
-                   "'colour+lite0' (with frozen ImageNet EfficientNet-Lite0 features, offline).")
-
-
-def _check_appearance(value: str) -> None:
-    if value not in ("colour", "colour+lite0"):
-        raise typer.BadParameter(f"--appearance {value!r}: use 'colour' or 'colour+lite0'")
-
+from paintseg.config import (CurateConfig, GenerateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig, PlaceConfig,
+                             TrainConfig, stage_part)
 
 # The order `paintseg --help` lists commands in: the main job first, then the stages in data-flow order.
 COMMAND_ORDER = ("demo", "run", "report", "split", "data", "train", "predict", "evaluate", "generator", "convert",
@@ -69,12 +57,11 @@ def _configured(model, config: Optional[Path], options: dict):
         return None if nullable and given == "none" else given
 
     base = _run(load_yaml, config, model) if config else model()
-    given = {k: value(k, v) for k, v in options.items() if k in model.model_fields and v is not None}
+    given = {k: value(k, v) for k, v in options.items()
+             if k in model.model_fields and v is not None and v != () and v != []}  # () / []: a list option unset
     return _run(validate, {**base.model_dump(), **given}, model, "options")
 
 
-# `generate` takes its defaults from the run config's generation section: one source of truth for both
-_G = {name: field.default for name, field in GenerationSpec.model_fields.items()}
 app = typer.Typer(
     help="paintseg: few-shot segmentation of aerial and satellite imagery. Build a few-shot episode from labelled "
     "data, train segmentation models on base + novel classes, predict, and evaluate with the OpenEarthMap "
@@ -396,12 +383,15 @@ def generator_curve(
     figure: Optional[Path] = typer.Option(None, help="PNG of the curve (class rate, ΔE, novelty/diversity against "
                                           "training minutes); with it also FIGURE_samples.png (the first --samples "
                                           "tests painted by every point)."),
-    strength: list[float] = typer.Option([0.3], help="Painting strength, repeatable (1: from noise)."),
+    strengths: list[float] = typer.Option([0.3], "--strength", help="Painting strength, repeatable (1: from noise)."),
     per_class: int = typer.Option(24, help="Tests per novel class."),
     candidates: int = typer.Option(2, help="Candidates painted per test (2 or more measure diversity)."),
     paste_noise: float = typer.Option(17.5, help="The copy-paste-noise control's noise (grey levels); 0: leave it "
                                       "out."),
-    steps: int = typer.Option(20, help="Sampling steps."),
+    config: Optional[Path] = typer.Option(None, help="YAML with PaintConfig fields, or a run config (its generation "
+                                          "section): paint as that run paints; options here override it."),
+    steps: Optional[int] = _field(PaintConfig, "steps"),
+    guidance: Optional[float] = _field(PaintConfig, "guidance"),
     samples: int = typer.Option(4, help="Tests shown in FIGURE_samples.png."),
     seed: int = typer.Option(0, help="Seed for the test windows and the noise."),
     split: str = typer.Option("valset", help="valset or testset."),
@@ -420,13 +410,15 @@ def generator_curve(
 
     if candidates < 1:
         _fail(f"--candidates {candidates}: paint at least 1 per test (2 or more to measure diversity)")
-    if any(not 0 < s <= 1 for s in strength):
-        _fail(f"--strength {strength}: each strength is in (0, 1] (0.3: from the copy-paste composite, 1: from noise)")
+    if any(not 0 < s <= 1 for s in strengths):
+        _fail(f"--strength {strengths}: each strength is in (0, 1] (0.3: from the copy-paste composite, 1: from noise)")
+    paint = _configured(PaintConfig, config, locals())
     ep = _run(Episode, episode, split)
     _threads()
     folder = Path(tempfile.mkdtemp(prefix="paintseg-curve-")) if figure is not None else None
-    curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strength, per_class=per_class,
-                 seed=seed, steps=steps, candidates=candidates, paste_noise=paste_noise or None, samples_dir=folder,
+    curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strengths, per_class=per_class,
+                 seed=seed, steps=paint.steps, guidance=paint.guidance, candidates=candidates,
+                 paste_noise=paste_noise or None, samples_dir=folder,
                  samples=samples)
     if figure is not None:
         from paintseg.experiment.figures import curve_chart, painting_samples_figure, png_bytes
@@ -446,15 +438,17 @@ def generator_curve(
 def place(
     episode: Path = typer.Argument(..., help="Episode folder (references from its support set, scenes from its "
                                    "trainset)."),
-    out: Path = typer.Option(..., help="Folder for placements.jsonl, prior.json and placement_quality.json; "
-                             "`paintseg generate --out` on the same folder paints these very placements."),
-    per_class: int = typer.Option(50, help="Placements per novel class."),
-    prior: str = typer.Option("context", help=PRIOR_HELP),
-    appearance: str = typer.Option("colour", help=APPEARANCE_HELP),
-    orient: bool = typer.Option(False, "--orient/--upright", help="Turn elongated references along the structure "
-                                "of their new surroundings, as they lay in their support image (default: upright)."),
-    reference_weights: str = typer.Option("uniform", help="'uniform' or 'area' (references in proportion to "
-                                          "their pixels)."),
+    out: Path = typer.Option(..., help="Folder for placements.jsonl, place.yaml, prior.json and "
+                             "placement_quality.json; `paintseg generate --out` on the same folder paints these very "
+                             "placements."),
+    config: Optional[Path] = typer.Option(None, help="YAML with PlaceConfig fields, or a run config (its generation "
+                                          "section); options here override it."),
+    per_class: Optional[int] = _field(PlaceConfig, "per_class"),
+    prior: Optional[str] = _field(PlaceConfig, "prior"),
+    appearance: Optional[str] = _field(PlaceConfig, "appearance"),
+    orient: Optional[bool] = _field(PlaceConfig, "orient", "--orient/--upright"),
+    reference_weights: Optional[str] = _field(PlaceConfig, "reference_weights"),
+    mask_kinds: Optional[list[str]] = _field(PlaceConfig, "mask_kinds", "--mask-kind"),
     seed: int = typer.Option(0, help="Seed for scenes, boxes, windows and mask shapes."),
     split: str = typer.Option("valset", help="valset or testset support and query set."),
 ) -> None:
@@ -463,13 +457,11 @@ def place(
     spot's do (0.5: no better than uniform). Several backends can then paint the same plan."""
     from paintseg.data.episode import Episode
     from paintseg.evaluate.placement import placement_quality
-    from paintseg.generate.masks import MASK_KINDS
     from paintseg.generate.pipeline import place as run_place
 
-    _check_appearance(appearance)
+    cfg = _configured(PlaceConfig, config, locals())
     ep = _run(Episode, episode, split)
-    summary = _run(run_place, ep, out, per_class, seed, prior, MASK_KINDS, reference_weights=reference_weights,
-                   appearance=appearance, orient=orient)
+    summary = _run(run_place, ep, out, cfg, seed)
     typer.echo(f"{summary['placements']} placements written to {out / 'placements.jsonl'}")
     quality = placement_quality(ep, summary["plan"], summary["references"], out, seed=seed)
     for name, q in quality.items():
@@ -562,104 +554,86 @@ def generate(
                                   "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
                                   "'copy-paste' for the copy-paste baseline."),
     out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
-    per_class: int = typer.Option(_G["per_class"], help="Placements per novel class."),
-    candidates: int = typer.Option(_G["candidates"], help="Candidates painted per placement."),
-    steps: int = typer.Option(_G["steps"], help="Sampling steps (diffusion)."),
-    guidance: float = typer.Option(_G["guidance"], help="Classifier-free guidance scale (diffusion)."),
-    scheduler: str = typer.Option(_G["scheduler"],
-        help="Sampler: ddim or dpm++ (diffusion); a pretrained pipeline also "
-        "takes pndm or 'default' (the one saved with it)."),
-    device: Optional[str] = typer.Option(_G["device"],
-        help="Where the generator paints: cuda, cuda:1, cpu (default: cuda "
-        "when there is one)."),
-    dtype: str = typer.Option(_G["dtype"], help="Pretrained pipeline precision: auto (fp16 on a GPU, fp32 on a CPU), "
-                              "fp32, fp16, bf16."),
-    window_size: int = typer.Option(_G["window"], help="Side a pretrained pipeline paints each context window at."),
+    config: Optional[Path] = typer.Option(None, help="YAML with GenerateConfig fields (placement, painting and "
+                                          "curation, flat), or a run config (its generation section); options here "
+                                          "override it."),
+    per_class: Optional[int] = _field(GenerateConfig, "per_class"),
+    prior: Optional[str] = _field(GenerateConfig, "prior"),
+    appearance: Optional[str] = _field(GenerateConfig, "appearance"),
+    orient: Optional[bool] = _field(GenerateConfig, "orient", "--orient/--upright"),
+    reference_weights: Optional[str] = _field(GenerateConfig, "reference_weights"),
+    mask_kinds: Optional[list[str]] = _field(GenerateConfig, "mask_kinds", "--mask-kind"),
+    candidates: Optional[int] = _field(GenerateConfig, "candidates"),
+    steps: Optional[int] = _field(GenerateConfig, "steps"),
+    guidance: Optional[float] = _field(GenerateConfig, "guidance"),
+    scheduler: Optional[str] = _field(GenerateConfig, "scheduler"),
+    strength: Optional[float] = _field(GenerateConfig, "strength"),
+    batch: Optional[int] = _field(GenerateConfig, "batch"),
+    device: Optional[str] = _field(GenerateConfig, "device"),
+    dtype: Optional[str] = _field(GenerateConfig, "dtype"),
+    window: Optional[int] = _field(GenerateConfig, "window", "--window", "--window-size"),
     prompt: list[str] = typer.Option([], metavar="CLASS=TEXT", help="SD inpainting: the prompt of a novel class "
-                                     "(repeat per class; default 'a top-down satellite image of a {class}')."),
-    strength: float = typer.Option(_G["strength"],
-        help="Paint from the copy-paste composite noised to this strength (SDEdit; "
-        "diffusion): 0 = the composite as it is, 1 = from pure noise."),
-    prior: str = typer.Option(_G["prior"], help=PRIOR_HELP),
-    appearance: str = typer.Option(_G["appearance"], help=APPEARANCE_HELP),
-    orient: bool = typer.Option(_G["orient"], "--orient/--upright",
-        help="Turn elongated references along the structure "
-        "of their new surroundings, as they lay in their support image (default: upright)."),
-    reference_weights: str = typer.Option(_G["reference_weights"],
-        help="Which reference each placement pastes or paints: "
-        "'uniform' (every support instance equally often) or 'area' (in "
-        "proportion to its pixels)."),
+                                     "(repeat per class; added to the config's prompts; default 'a top-down "
+                                     "satellite image of a {class}')."),
     paste_colour: str = typer.Option("none", help="Copy-paste and harmonise: 'match' moves the pasted pixels from "
                                      "the colour statistics of the reference's surroundings to the new ones' (Lab "
                                      "mean/std) and flips each paste at random; 'none': as cut."),
     paste_noise: float = typer.Option(0.0, help="Copy-paste: add smooth colour noise of this std (grey levels) to "
                                       "each paste and its seam - a control for painting from the composite."),
-    batch: int = typer.Option(_G["batch"], help="Placements painted per batch."),
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
                                "placement; 'first': candidate 0, unscored; 'none': write candidates only."),
-    filter: str = typer.Option(_G["filter"], help="Similarity encoder: 'handcrafted' (no weights), "
-                               "'efficientnet-lite0' (frozen ImageNet features, offline), 'generator:GEN' (the "
-                               "generator's reference encoder) or 'open_clip:MODEL:CHECKPOINT' (e.g. RemoteCLIP)."),
-    score_mode: str = typer.Option(_G["score_mode"],
-        help="'window': the whole crop (the paper's scoring; ranked best in "
-        "benchmarks/curation_dubai.py); 'region': the painted box, inpaint region "
-        "emphasised."),
-    keep: str = typer.Option(_G["keep"],
-        help="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
-        "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'."),
-    refine: str = typer.Option(_G["refine"], help="Object mask: 'none' (the inpaint mask), 'grabcut' or 'sam'."),
-    sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),
-    sam_model_type: str = typer.Option(_G["sam_model_type"], help="SAM model type: vit_b, vit_l, vit_h (SAM), vit_t "
-                                       "(MobileSAM) or sam2.1_hiera_t/s/b+/l (SAM 2.1)."),
-    sam_prompt: str = typer.Option(_G["sam_prompt"],
-        help="SAM prompt: 'point' (mask centroid, the paper), 'box' or 'both'."),
-    min_cover: float = typer.Option(_G["min_cover"],
-        help="Reject a refined mask covering less than this share of the inpaint "
-        "mask."),
-    max_cover: float = typer.Option(_G["max_cover"],
-        help="Reject a refined mask covering more than this share (e.g. 0.98 "
-        "rejects paintings where no outline was found; default: off)."),
+    filter: Optional[str] = _field(GenerateConfig, "filter"),
+    score_mode: Optional[str] = _field(GenerateConfig, "score_mode"),
+    keep: Optional[str] = _field(GenerateConfig, "keep"),
+    refine: Optional[str] = _field(GenerateConfig, "refine"),
+    sam_checkpoint: Optional[str] = _field(GenerateConfig, "sam_checkpoint"),
+    sam_model_type: Optional[str] = _field(GenerateConfig, "sam_model_type"),
+    sam_prompt: Optional[str] = _field(GenerateConfig, "sam_prompt"),
+    min_cover: Optional[float] = _field(GenerateConfig, "min_cover"),
+    max_cover: Optional[float] = _field(GenerateConfig, "max_cover"),
     split: str = typer.Option("valset", help="valset or testset support set."),
 ) -> None:
     """Paint novel-class references into trainset scenes (N placements per class x K candidates), keep the best
-    candidate per placement, refine its mask and compose a synthetic set that `paintseg train --synthetic` reads."""
+    candidate per placement, refine its mask and compose a synthetic set that `paintseg train --synthetic` reads:
+    `paintseg place`, the painting and `paintseg curate` in one command."""
     from paintseg.data.episode import Episode
     from paintseg.generate.pipeline import generate as run_generate
-
     from paintseg.generate.pipeline import make_backend
 
+    if select not in ("best", "first", "none"):
+        _fail(f"--select {select!r}: use best, first or none")
+    cfg = _configured(GenerateConfig, config, locals())
     ep = _run(Episode, episode, split)
-    prompts = {}
+    prompts = dict(cfg.prompts)
     for item in prompt:
         name, sep, text = item.partition("=")
         if not sep or not text:
             _fail(f"--prompt {item!r}: give CLASS=TEXT, e.g. --prompt 'pool=a swimming pool seen from above'")
-        prompts[_run(ep.classes.by_name, name.strip()).id] = text.strip()
+        prompts[name.strip()] = text.strip()
+    paint = stage_part(cfg, PaintConfig).model_copy(update={"prompts": prompts})
+    if paint.device is None and distributed.world_size() > 1:  # accelerate launch: this process's device
+        paint = paint.model_copy(update={"device": distributed.device()})
     novel = {c: ep.classes.name(c) for c in ep.classes.novel_ids}
-    if device is None and distributed.world_size() > 1:  # accelerate launch: this process's device
-        device = distributed.device()
-    backend, settings = _run(make_backend, generator, seed=seed, steps=steps, guidance=guidance, scheduler=scheduler,
-                             strength=strength, paste_colour=paste_colour, paste_noise=paste_noise, device=device,
-                             dtype=dtype, size=window_size, prompts=prompts, class_names=novel)
-    if select not in ("best", "first", "none"):
-        _fail(f"--select {select!r}: use best, first or none")
-    curation = _curation(filter if select == "best" else None, score_mode, keep, refine, sam_checkpoint,
-                         sam_model_type, sam_prompt, min_cover, max_cover)
+    backend, settings = _run(make_backend, generator, paint, seed=seed, paste_colour=paste_colour,
+                             paste_noise=paste_noise, class_names=novel)
+    curation = None
+    if select != "none":  # built before painting, so a bad filter or SAM checkpoint stops the command at once
+        from paintseg.curate.pipeline import curation_options
+
+        cur = stage_part(cfg, CurateConfig)
+        curation = _run(curation_options, cur.model_copy(update={"filter": "none"}) if select == "first" else cur)
     _threads()
-    _check_appearance(appearance)
-    summary = _run(run_generate, ep, backend, out, per_class=per_class, candidates=candidates, seed=seed, prior=prior,
-                   batch=batch, backend_settings=settings, reference_weights=reference_weights,
-                   appearance=appearance, orient=orient)
+    summary = _run(run_generate, ep, backend, out, stage_part(cfg, PlaceConfig), paint, seed=seed,
+                   backend_settings=settings)
     if "rank" in summary:  # another process of `accelerate launch`: the first one curates and reports
         return
     typer.echo(json.dumps({k: summary[k] for k in ("placements", "candidates", "painted_now", "prior", "seconds")},
                           indent=1))
-    if select != "none":  # the curation stage on the candidates just painted: the best, or candidate 0 unscored
+    if curation is not None:  # the curation stage on the candidates just painted: the best, or candidate 0 unscored
         from paintseg.curate.pipeline import curate, format_summary
 
-        options = dict(curation, encoder=None) if select == "first" else curation
-        typer.echo(format_summary(_run(curate, ep, out, out, **options)))
+        typer.echo(format_summary(_run(curate, ep, out, out, **curation)))
     typer.echo(f"synthetic set written to {out}")
 
 
@@ -682,10 +656,14 @@ def painting_quality_command(
     filter_quality: int = typer.Option(0, "--filter-quality", help="For every GEN backend also paint K candidates "
                                        "per test (half the tests) and measure what each --filter's pick gains over "
                                        "a random one (class probe, ΔE; paintseg.evaluate.curation); 0: off."),
-    filter: list[str] = typer.Option(["handcrafted"], "--filter", help="Encoders judged by --filter-quality, "
+    filters: list[str] = typer.Option(["handcrafted"], "--filter", help="Encoders judged by --filter-quality, "
                                      "repeatable (as `paintseg curate --filter`)."),
-    score_mode: str = typer.Option("window", help="What the filters compare (window or region)."),
-    steps: int = typer.Option(20, help="Sampling steps (diffusion)."),
+    config: Optional[Path] = typer.Option(None, help="YAML with GenerateConfig fields, or a run config (its "
+                                          "generation section): paint and score as that run does; options here "
+                                          "override it."),
+    score_mode: Optional[str] = _field(GenerateConfig, "score_mode"),
+    steps: Optional[int] = _field(GenerateConfig, "steps"),
+    guidance: Optional[float] = _field(GenerateConfig, "guidance"),
     seed: int = typer.Option(0, help="Seed for the test windows and the references they paint."),
     split: str = typer.Option("valset", help="valset or testset."),
 ) -> None:
@@ -702,19 +680,17 @@ def painting_quality_command(
     import shutil
     import tempfile
 
-    from paintseg.curate.score import MODES
-
-    if score_mode not in MODES:
-        _fail(f"--score-mode {score_mode!r}: use one of {', '.join(MODES)}")
     if filter_quality == 1 or filter_quality < 0:
         _fail(f"--filter-quality {filter_quality}: a filter needs at least 2 candidates to choose from (0: off)")
+    cfg = _configured(GenerateConfig, config, locals())
+    paint = stage_part(cfg, PaintConfig)
     ep = _run(Episode, episode, split)
     backends = {}
     for spec in generator:
         path, colour = (spec[: -len(":match")], "match") if spec.endswith(":match") else (spec, "none")
         path, _, strength = path.partition("@")
-        backends[spec] = _run(make_backend, path, seed=seed, steps=steps, paste_colour=colour,
-                              strength=float(strength) if strength else 1.0)[0]
+        at = paint.model_copy(update={"strength": float(strength)}) if strength else paint
+        backends[spec] = _run(make_backend, path, at, seed=seed, paste_colour=colour)[0]
     _threads()
     refs = _run(extract_references, ep)
     samples_dir = None
@@ -741,7 +717,7 @@ def painting_quality_command(
         for n, name in enumerate(generators):
             folder = Path(tempfile.mkdtemp(prefix="paintseg-conditioning-")) if figure is not None else None
             found = _run(conditioning_quality, ep, (backends[name].model, backends[name].config), count=conditioning,
-                         seed=seed, steps=steps, samples_dir=folder, samples=samples)
+                         seed=seed, steps=paint.steps, samples_dir=folder, samples=samples)
             quality["conditioning"][name] = found["summary"]
             if folder is not None:
                 from paintseg.experiment.figures import conditioning_figure, png_bytes
@@ -760,10 +736,10 @@ def painting_quality_command(
         from paintseg.curate.score import build_encoder
         from paintseg.evaluate.curation import filter_quality as judge_filters
 
-        encoders = {spec: _run(build_encoder, spec) for spec in filter}
+        encoders = {spec: _run(build_encoder, spec) for spec in filters}
         quality["filter_quality"] = {
             name: _run(judge_filters, ep, backends[name], encoders, refs, candidates=filter_quality,
-                       per_class=max(1, per_class // 2), seed=seed, mode=score_mode) for name in generators}
+                       per_class=max(1, per_class // 2), seed=seed, mode=cfg.score_mode) for name in generators}
         for name, found in quality["filter_quality"].items():
             for spec, row in found["filters"].items():
                 if row["p_class_gain"] is not None:
@@ -776,48 +752,32 @@ def painting_quality_command(
     typer.echo(f"written {out}")
 
 
-def _curation(filter: Optional[str], score_mode: str, keep: str, refine: str, sam_checkpoint: Optional[Path],
-              sam_model_type: str, sam_prompt: str, min_cover: float, max_cover: float) -> dict:
-    """The keyword arguments of paintseg.curate.pipeline.curate from the command-line options."""
-    from paintseg.curate.pipeline import KeepRule
-    from paintseg.curate.refine import build_refiner
-    from paintseg.curate.score import MODES, build_encoder
-
-    if score_mode not in MODES:
-        _fail(f"--score-mode {score_mode!r}: use one of {', '.join(MODES)}")
-    return dict(encoder=_run(build_encoder, filter) if filter not in (None, "none") else None,
-                refiner=_run(build_refiner, refine, sam_checkpoint, sam_model_type, sam_prompt),
-                keep_rule=_run(KeepRule.parse, keep), mode=score_mode, min_cover=min_cover, max_cover=max_cover)
-
-
 @app.command()
 def curate(
     source: Path = typer.Argument(..., help="Folder written by `paintseg generate` (references/, candidates/)."),
     episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
     out: Optional[Path] = typer.Option(None, help="Synthetic set to write (default: SOURCE itself). Use a new "
                                        "folder per setting to compare filters or refiners on the same paintings."),
-    filter: str = typer.Option(_G["filter"], help="Encoder ('handcrafted', 'efficientnet-lite0', 'generator:GEN', "
-                               "'open_clip:MODEL:CHECKPOINT') or 'none' (candidate 0, unscored)."),
-    score_mode: str = typer.Option(_G["score_mode"], help="'window' (the paper's whole-crop scoring) or 'region'."),
-    keep: str = typer.Option(_G["keep"], help="'all', '0.6', 'top:0.5' or '0.6,top:0.5' (per class)."),
-    refine: str = typer.Option(_G["refine"], help="'none', 'grabcut' or 'sam'."),
-    sam_checkpoint: Optional[Path] = typer.Option(None, help="SAM checkpoint file (with --refine sam)."),
-    sam_model_type: str = typer.Option(_G["sam_model_type"], help="SAM model type: vit_b, vit_l, vit_h, vit_t "
-                                       "(MobileSAM) or sam2.1_hiera_t/s/b+/l."),
-    sam_prompt: str = typer.Option(_G["sam_prompt"], help="'point', 'box' or 'both'."),
-    min_cover: float = typer.Option(_G["min_cover"], help="Least share of the inpaint mask a refined mask must cover."),
-    max_cover: float = typer.Option(_G["max_cover"], help="Largest share of the inpaint mask a refined mask may cover "
-                                    "(default: off)."),
+    config: Optional[Path] = typer.Option(None, help="YAML with CurateConfig fields, or a run config (its "
+                                          "generation section); options here override it."),
+    filter: Optional[str] = _field(CurateConfig, "filter"),
+    score_mode: Optional[str] = _field(CurateConfig, "score_mode"),
+    keep: Optional[str] = _field(CurateConfig, "keep"),
+    refine: Optional[str] = _field(CurateConfig, "refine"),
+    sam_checkpoint: Optional[str] = _field(CurateConfig, "sam_checkpoint"),
+    sam_model_type: Optional[str] = _field(CurateConfig, "sam_model_type"),
+    sam_prompt: Optional[str] = _field(CurateConfig, "sam_prompt"),
+    min_cover: Optional[float] = _field(CurateConfig, "min_cover"),
+    max_cover: Optional[float] = _field(CurateConfig, "max_cover"),
     split: str = typer.Option("valset", help="valset or testset."),
 ) -> None:
     """Re-curate painted candidates without repainting: score, keep the best per placement, filter per class,
     refine the object masks, compose a synthetic set and print what was kept and why the rest was rejected."""
     from paintseg.curate.pipeline import curate as run_curate
-    from paintseg.curate.pipeline import format_summary
+    from paintseg.curate.pipeline import curation_options, format_summary
     from paintseg.data.episode import Episode
 
-    options = _curation(filter, score_mode, keep, refine, sam_checkpoint, sam_model_type, sam_prompt, min_cover,
-                        max_cover)
+    options = _run(curation_options, _configured(CurateConfig, config, locals()))
     summary = _run(run_curate, _run(Episode, episode, split), source, out, **options)
     typer.echo(format_summary(summary))
     typer.echo(f"synthetic set written to {out or source}")

@@ -381,6 +381,128 @@ class HarmoniserConfig(BaseModel):
         return GeneratorConfig._box_fraction(value)
 
 
+# ------------------------------------------------------------------------------ placement, painting, curation
+PRIORS = ("context", "uniform", "appearance", "auto")
+APPEARANCE_FEATURES = ("colour", "colour+lite0")
+
+
+class PlaceConfig(BaseModel):
+    """Where new instances go (``paintseg place``; the placement half of ``paintseg generate`` and of a run's
+    ``generation`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_class: int = Field(30, ge=1, description="Placements per novel class.")
+    prior: Literal[PRIORS] = Field(
+        "context", description="Where instances go: 'context' (base-class labels around the support instances), "
+        "'appearance' (surroundings that look like theirs: colour/texture, no labels needed), 'auto' (both, mixed "
+        "per class by how well each tells held-out support surroundings from random spots; the labels are refused "
+        "where they cannot describe the surroundings) or 'uniform'.")
+    appearance: Literal[APPEARANCE_FEATURES] = Field(
+        "colour", description="Features of the appearance prior ('appearance', 'auto'): 'colour' (colour/texture "
+        "statistics) or 'colour+lite0' (with frozen ImageNet EfficientNet-Lite0 features, offline).")
+    reference_weights: Literal["uniform", "area"] = Field(
+        "uniform", description="Which reference each placement pastes or paints: 'uniform' (every support instance "
+        "equally often) or 'area' (in proportion to its pixels, so small label fragments are not pasted as often as "
+        "whole objects).")
+    orient: bool = Field(False, description="Turn elongated references along the structure of their new "
+                         "surroundings (a quay, a river), as they lay in their support image; default: upright.")
+    mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS), description="Inpaint mask shapes drawn at random: "
+                                  "rectangle, bezier, silhouette.")
+
+    @field_validator("mask_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        return GeneratorConfig._kinds(value)
+
+
+class PaintConfig(BaseModel):
+    """How a backend paints the placements (``paintseg generate``; a run's ``generation`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: int = Field(4, ge=1, description="Candidates painted per placement (the filter keeps the best).")
+    steps: int = Field(25, ge=1, description="Sampling steps (diffusion).")
+    guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale (diffusion).")
+    scheduler: Literal["ddim", "dpm++", "pndm", "default"] = Field(
+        "ddim", description="Sampler: ddim or dpm++ (any generator); pndm (PLMS, RS-Paint's) or default (the one saved "
+        "with it): pretrained pipelines only.")
+    strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
+                            "strength (SDEdit; paintseg generators): 0 = the composite as it is, 1 = from pure noise.")
+    batch: int = Field(8, ge=1, description="Placements painted per batch.")
+    device: str | None = Field(None, description="Where generators paint: cuda, cuda:1, cpu (default: cuda when "
+                               "there is one).")
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="Precision of a pretrained pipeline (a diffusers folder or hub id): auto = fp16 on a "
+        "GPU, fp32 on a CPU.")
+    window: int = Field(512, ge=64, multiple_of=64, description="Side a pretrained pipeline paints each context "
+                        "window at (512 for Paint-by-Example, SD inpainting and RS-Paint).")
+    prompts: dict[str, str] = Field({}, description="SD inpainting: a prompt per novel class name (default "
+                                    "'a top-down satellite image of a {class}').")
+
+
+class CurateConfig(BaseModel):
+    """How painted candidates become a synthetic set (``paintseg curate``; the curation half of ``paintseg
+    generate`` and of a run's ``generation`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: str = Field("handcrafted", description="Similarity encoder that scores the candidates: handcrafted (no "
+                        "weights), efficientnet-lite0 (frozen ImageNet features, offline), generator:GEN (a "
+                        "generator's reference encoder), open_clip:MODEL:CHECKPOINT (e.g. RemoteCLIP) or none "
+                        "(candidate 0, unscored); in a run config 'generator' alone is the experiment's own.")
+    score_mode: Literal["window", "region"] = Field(
+        "window", description="What the filter compares: 'window' (the whole crop, the paper's scoring; ranked "
+        "best in benchmarks/curation_dubai.py) or 'region' (the painted box, inpaint region emphasised).")
+    keep: str = Field("all", description="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
+                      "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'.")
+    refine: Literal["none", "grabcut", "sam"] = Field(
+        "grabcut", description="Object mask of each kept painting: 'none' (the inpaint mask), 'grabcut' or 'sam'.")
+    sam_checkpoint: str | None = Field(None, description="SAM checkpoint file (refine: sam).")
+    sam_model_type: str = Field("vit_b", description="SAM model type: vit_b, vit_l, vit_h (SAM), vit_t (MobileSAM) "
+                                "or sam2.1_hiera_t/s/b+/l (SAM 2.1).")
+    sam_prompt: Literal["point", "box", "both"] = Field(
+        "point", description="SAM prompt: 'point' (mask centroid, the paper), 'box' or 'both'.")
+    min_cover: float = Field(0.2, ge=0, le=1, description="Reject a refined mask covering less than this share of "
+                             "the inpaint mask.")
+    max_cover: float = Field(1.0, ge=0, le=1, description="Reject a refined mask covering more than this share "
+                             "(e.g. 0.98 rejects paintings where no outline was found; 1: off).")
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        return check_encoder_spec(value, allow=("none", "generator"))
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: str) -> str:
+        parse_keep(value)
+        return value
+
+    @field_validator("sam_model_type")
+    @classmethod
+    def _sam_type(cls, value: str) -> str:
+        if value not in SAM_MODEL_TYPES:
+            raise ValueError(f"unknown SAM model type {value!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _sam(self) -> "CurateConfig":
+        if self.refine == "sam" and self.sam_checkpoint is None:
+            raise ValueError("refine: sam needs sam_checkpoint (a SAM .pth file); or use refine: grabcut")
+        return self
+
+
+class GenerateConfig(PlaceConfig, PaintConfig, CurateConfig):
+    """``paintseg generate``: place, paint, curate - the three stage configs in one flat mapping (a run config's
+    ``generation`` section adds its arms' settings to it)."""
+
+
+def stage_part(config: BaseModel, model: type[M]) -> M:
+    """The ``model`` part (e.g. :class:`PlaceConfig`) of a config that composes it (e.g. :class:`GenerateConfig`)."""
+    return model.model_validate({k: getattr(config, k) for k in model.model_fields})
+
+
 def encoder_problem(encoder: str, weights: str | None) -> str | None:
     """What is wrong with a segmentation encoder name and its weights (smp's registry; timm's for 'tu-<name>'), or
     None. Imports smp/timm (seconds), so it runs when a config file is loaded, not on every config object."""
@@ -452,7 +574,11 @@ RUN_RECORD = {"episode", "split", "synthetic", "seed", "paintseg_version"}
 
 def run_settings(data: dict[str, Any], model: type[M]) -> dict[str, Any]:
     """``data`` itself, or - for the config.yaml a run folder echoes (``{generator: {...}, episode: ..., seed: ...,
-    paintseg_version: ...}``) - its settings section, so that any run's config.yaml is a valid ``--config``."""
+    paintseg_version: ...}``) - its settings section, so that any run's config.yaml is a valid ``--config``; for the
+    placement, painting and curation configs, a run config's ``generation`` section (its fields of ``model``)."""
+    if isinstance(data.get("generation"), dict) and "episode" in data and set(model.model_fields) <= set(
+            GenerateConfig.model_fields):  # a run config given to place / generate / curate: its generation section
+        return {k: v for k, v in data["generation"].items() if k in model.model_fields}
     sections = [k for k in RUN_SECTIONS if isinstance(data.get(k), dict)]
     if len(sections) == 1 and set(data) <= RUN_RECORD | set(sections) and not set(model.model_fields) >= set(data):
         return data[sections[0]]

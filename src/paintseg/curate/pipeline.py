@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from paintseg.config import guard_settings, parse_keep
+from paintseg.config import CurateConfig, guard_settings, parse_keep
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
@@ -47,7 +47,20 @@ class KeepRule:
         try:
             return cls(*parse_keep(text))
         except ValueError as e:
-            raise PaintsegError(f"--{e}") from None
+            raise PaintsegError(str(e)) from None
+
+
+def curation_options(config: CurateConfig) -> dict:
+    """The keyword arguments of :func:`curate` that ``config`` describes (its encoder and refiner built): one
+    translation for ``paintseg curate``, ``paintseg generate`` and ``paintseg run``. ``filter: none`` keeps candidate
+    0 of every placement unscored."""
+    from .refine import build_refiner
+    from .score import build_encoder
+
+    return {"encoder": build_encoder(config.filter) if config.filter != "none" else None,
+            "refiner": build_refiner(config.refine, config.sam_checkpoint, config.sam_model_type, config.sam_prompt),
+            "keep_rule": KeepRule.parse(config.keep), "mode": config.score_mode, "min_cover": config.min_cover,
+            "max_cover": config.max_cover}
 
 
 def refiner_settings(refiner: Refiner) -> dict:
@@ -74,8 +87,8 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
     keep_rule = keep_rule or KeepRule()
     out.mkdir(parents=True, exist_ok=True)
     if encoder is None and (keep_rule.threshold is not None or keep_rule.top_fraction is not None):
-        raise PaintsegError("--keep needs scores: pass a --filter encoder (e.g. handcrafted), or --keep all with "
-                            "--filter none")
+        raise PaintsegError("keep needs scores: give a filter encoder (e.g. handcrafted), or keep all with "
+                            "filter none")
     guard_settings(out / "curate.yaml", {
         "source": str(source.resolve()), "encoder": encoder.name if encoder is not None else None, "mode": mode,
         "refine": refiner.name, "refiner": refiner_settings(refiner), "threshold": keep_rule.threshold, "top_fraction": keep_rule.top_fraction,

@@ -57,6 +57,7 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
     copy-paste (and copy-paste-noise with ``paste_noise``). Returns ``{"points": [...], "controls": {...},
     "probe": ..., "quality": painting_quality's result}``; ``samples_dir`` keeps the first ``samples`` tests of
     every backend as PNGs (listed in ``quality["samples"]``)."""
+    from paintseg.config import PaintConfig
     from paintseg.generate.pipeline import make_backend
 
     from .painting import painting_quality
@@ -69,8 +70,8 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
     for point in points:
         for strength in strengths:
             name = f"step {point['step']}@{strength:g}"
-            backends[name] = make_backend(point["path"], seed=seed, steps=steps, guidance=guidance,
-                                          strength=strength)[0]
+            paint = PaintConfig(steps=steps, guidance=guidance, strength=strength)
+            backends[name] = make_backend(point["path"], paint, seed=seed)[0]
             names[name] = (point, strength)
     quality = painting_quality(episode, backends, references, per_class=per_class, seed=seed,
                                candidates=candidates, samples_dir=samples_dir, samples=samples)

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paintseg.config import (GENERATOR_MASK_KINDS, HUB_ID, ConfigError, GeneratorConfig, HarmoniserConfig,
-                             SAM_MODEL_TYPES, TrainConfig, check_encoder_spec, encoder_problem, load_yaml, parse_keep)
+from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, TrainConfig,
+                             encoder_problem, load_yaml)
 
 # copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
 # on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser; diffusion-noise:
@@ -113,87 +113,18 @@ class HarmoniserSpec(_Strict):
     train: HarmoniserConfig = HarmoniserConfig()
 
 
-class GenerationSpec(_Strict):
-    """Painting (shared by every arm of a seed) and curation (which differs between the diffusion arms)."""
+class GenerationSpec(GenerateConfig):
+    """Placement, painting and curation (:class:`~paintseg.config.GenerateConfig`: the stage configs of ``paintseg
+    place``, ``generate`` and ``curate``, flat) plus the settings of the arms and the painting-quality stage.
+    Placement and painting are shared by every arm of a seed; curation differs between the diffusion arms."""
 
-    per_class: int = Field(30, ge=1, description="Placements per novel class and seed.")
-    candidates: int = Field(4, ge=1, description="Candidates painted per placement (the filter keeps the best).")
-    steps: int = Field(25, ge=1, description="Sampling steps.")
-    guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale.")
-    scheduler: Literal["ddim", "dpm++", "pndm", "default"] = Field(
-        "ddim", description="Sampler: ddim or dpm++ (any generator); pndm (PLMS, RS-Paint's) or default (the one saved "
-        "with it): pretrained pipelines only.")
-    strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
-                            "strength (SDEdit): 0 = the composite as it is, 1 = from pure noise.")
-    batch: int = Field(8, ge=1, description="Placements painted per batch.")
-    device: str | None = Field(None, description="Where generators paint: cuda, cuda:1, cpu (default: cuda when "
-                               "there is one).")
-    dtype: Literal["auto", "fp32", "fp16", "bf16"] = Field(
-        "auto", description="Precision of a pretrained pipeline (generator.path: a diffusers folder or hub id): "
-        "auto = fp16 on a GPU, fp32 on a CPU.")
-    window: int = Field(512, ge=64, multiple_of=64, description="Side a pretrained pipeline paints each context "
-                        "window at (512 for Paint-by-Example, SD inpainting and RS-Paint).")
-    prompts: dict[str, str] = Field({}, description="SD inpainting: a prompt per novel class name (default "
-                                    "'a top-down satellite image of a {class}').")
+    model_config = ConfigDict(extra="forbid")
+
     paste_noise: float = Field(17.5, gt=0, description="The copy-paste-noise arm: std (grey levels) of the smooth "
                                "colour noise added to each pasted object and 2 px around it (`generate "
                                "--paste-noise`; 17.5 = what SDEdit at strength 0.3 adds on Dubai).")
-    prior: Literal["context", "uniform", "appearance", "auto"] = Field(
-        "context", description="Where instances go: 'context' (base-class labels around the support instances), "
-        "'appearance' (how their surroundings look), 'auto' (both, mixed per class by held-out support "
-        "surroundings) or 'uniform'.")
-    appearance: Literal["colour", "colour+lite0"] = Field(
-        "colour", description="Features of the appearance prior: colour/texture statistics, optionally with frozen "
-        "ImageNet EfficientNet-Lite0 features (offline).")
-    reference_weights: Literal["uniform", "area"] = Field(
-        "uniform", description="How placements pick their reference: 'uniform' (every support instance equally "
-        "often) or 'area' (in proportion to its pixels, so small label fragments are not pasted as often as whole "
-        "objects).")
-    orient: bool = Field(False, description="Turn elongated references so they keep the relation to the structure "
-                         "around them (along a quay, across a river) that they had in their support image.")
-    mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS))
-    filter: str = Field("handcrafted", description="Similarity encoder: handcrafted, efficientnet-lite0 (frozen "
-                        "ImageNet features, offline), generator:GEN or open_clip:MODEL:CHECKPOINT ('generator' "
-                        "alone: the experiment's own generator).")
-    score_mode: Literal["window", "region"] = "window"
-    keep: str = Field("all", description="'all', a threshold '0.6', 'top:0.5' or both '0.6,top:0.5' (per class).")
-    refine: Literal["none", "grabcut", "sam"] = "grabcut"
-    sam_checkpoint: str | None = None
-    sam_model_type: str = "vit_b"
-    sam_prompt: Literal["point", "box", "both"] = "point"
-    min_cover: float = Field(0.2, ge=0, le=1)
-    max_cover: float = Field(1.0, ge=0, le=1)
     quality_tests: int = Field(24, ge=0, description="Painting-quality tests per novel class on held-out query "
                                "scenes (paintseg.evaluate.painting), the same for every painting arm; 0: off.")
-
-    @field_validator("mask_kinds")
-    @classmethod
-    def _kinds(cls, value: list[str]) -> list[str]:
-        return _among(value, GENERATOR_MASK_KINDS, "mask_kinds")
-
-    @field_validator("filter")
-    @classmethod
-    def _filter(cls, value: str) -> str:
-        return check_encoder_spec(value, allow=("none", "generator"))
-
-    @field_validator("keep")
-    @classmethod
-    def _keep(cls, value: str) -> str:
-        parse_keep(value)
-        return value
-
-    @field_validator("sam_model_type")
-    @classmethod
-    def _sam_type(cls, value: str) -> str:
-        if value not in SAM_MODEL_TYPES:
-            raise ValueError(f"unknown SAM model type {value!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
-        return value
-
-    @model_validator(mode="after")
-    def _sam(self) -> "GenerationSpec":
-        if self.refine == "sam" and self.sam_checkpoint is None:
-            raise ValueError("refine: sam needs sam_checkpoint (a SAM .pth file); or use refine: grabcut")
-        return self
 
 
 class ModelSpec(_Strict):

@@ -30,9 +30,11 @@ resumes: complete stages are skipped, and an interrupted stage continues where i
 trainers from their last checkpoint, painting from the last finished placement, curation from the last composed
 scene).
 
-Under ``accelerate launch`` (N processes, one machine or several sharing EXP's file system) the stages are dealt
-out to the processes (:func:`_spread`), each run whole in one process, and the first process then gathers
-results.json and the report from the finished stages: the results are those of a run in one process.
+The stage graph is declared once (:class:`StageGraph`): rounds of stages that do not depend on each other. The
+sequential run walks it in order; under ``accelerate launch`` (N processes, one machine or several sharing EXP's file
+system) each round's stages are dealt out to the processes (:func:`_spread`), each run whole in one process, and the
+first process then gathers results.json and the report from the finished stages: the results are those of a run in
+one process; the planner (:func:`planned_stages`, the progress estimate) counts the same declaration's stages.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from paintseg import distributed
-from paintseg.config import HUB_ID, dump_yaml
+from paintseg.config import HUB_ID, CurateConfig, PaintConfig, PlaceConfig, dump_yaml, stage_part
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
@@ -138,14 +141,16 @@ def _harmoniser(config: ExperimentConfig, episode, episode_key: str, stages: Sta
 
 
 def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Path, str] | None, seed: int,
-             settings: dict, paste_noise: float = 0.0):
+             config: ExperimentConfig, episode):
     """The painting backend of ``name`` (an ARM_CURATION backend) and the settings its synthetic set records."""
     from paintseg.generate.pipeline import make_backend
 
-    if name == "diffusion":
-        return make_backend(generator[0], seed=seed, **settings)
-    if name == "diffusion-noise":
-        return make_backend(generator[0], seed=seed, paste_noise=paste_noise, **settings)
+    g = config.generation
+    paste_noise = g.paste_noise
+    if name in DIFFUSION_BACKENDS:
+        novel = {c: episode.classes.name(c) for c in episode.classes.novel_ids}
+        return make_backend(generator[0], stage_part(g, PaintConfig), seed=seed, class_names=novel,
+                            paste_noise=paste_noise if name == "diffusion-noise" else 0.0)
     if name == "harmonise":
         return make_backend(harmoniser[0])
     if name == "copy-paste-noise":
@@ -153,10 +158,10 @@ def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Pa
     return make_backend("copy-paste", paste_colour="match" if name == "copy-paste-match" else "none")
 
 
-def _paint_settings(config: ExperimentConfig, episode, generator: tuple[Path, str] | None, strength: bool) -> dict:
-    """make_backend's settings for the experiment's generator. A pretrained pipeline's own (device, dtype, window,
-    prompts) are added only for one, so the stages of paintseg generators keep their hashes; ``strength``: record
-    the strength even at 1 (the painting-quality stage always did)."""
+def _paint_recipe(config: ExperimentConfig, episode, generator: tuple[Path, str] | None, strength: bool) -> dict:
+    """The painting settings that decide a generator's pixels, for the stage hashes (not the device). A pretrained
+    pipeline's own (dtype, window, prompts) are added only for one, so the stages of paintseg generators keep their
+    hashes; ``strength``: the strength even at 1 (the painting-quality stage always recorded it)."""
     from paintseg.generate.pretrained import pipeline_kind
 
     g = config.generation
@@ -167,14 +172,7 @@ def _paint_settings(config: ExperimentConfig, episode, generator: tuple[Path, st
         novel = {c: episode.classes.name(c) for c in episode.classes.novel_ids}
         settings.update(dtype=g.dtype, size=g.window, class_names=novel,
                         prompts={episode.classes.by_name(n).id: text for n, text in g.prompts.items()})
-    if g.device is not None:
-        settings["device"] = g.device
     return settings
-
-
-def _recipe(settings: dict) -> dict:
-    """The paint settings that decide the pixels (the stage hash): all but the device."""
-    return {k: v for k, v in settings.items() if k != "device"}
 
 
 def _painting_quality(config: ExperimentConfig, episode, episode_key: str, generator: tuple[Path, str] | None,
@@ -185,14 +183,14 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     if not names or g.quality_tests == 0:
         return None
     painters = [n for n in names if n in DIFFUSION_BACKENDS]
-    settings = _paint_settings(config, episode, generator if painters else None, strength=True)
+    settings = _paint_recipe(config, episode, generator if painters else None, strength=True)
     keys = {n: (generator[1] if n == "diffusion" else harmoniser[1] if n == "harmonise" else
                 f"{n}:{g.paste_noise}" if n == "copy-paste-noise" else
                 f"{generator[1]}:noise:{g.paste_noise}" if n == "diffusion-noise" else n) for n in names}
     filtering = (g.filter != "none" and g.candidates > 1
                  and any(ARM_CURATION[a][1] for a in config.arms if a in ARM_CURATION))
     extra = [(g.filter, g.candidates, g.score_mode)] if filtering else []  # older stages keep their hash
-    key = settings_hash(episode_key, keys, _recipe(settings), g.quality_tests, config.seeds[0], *extra)
+    key = settings_hash(episode_key, keys, settings, g.quality_tests, config.seeds[0], *extra)
     folder = stages.folder("painting-quality", key)
     out = folder / "painting_quality.json"
 
@@ -200,7 +198,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         from paintseg.evaluate.painting import paired_wins, painting_quality
         from paintseg.generate.references import extract_references
 
-        backends = {n: _backend(n, generator, harmoniser, config.seeds[0], settings, g.paste_noise)[0] for n in names}
+        backends = {n: _backend(n, generator, harmoniser, config.seeds[0], config, episode)[0] for n in names}
         quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
                                    seed=config.seeds[0], samples_dir=folder / "samples",
                                    samples=config.report.samples, candidates=2)  # 2: diversity too
@@ -246,23 +244,17 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
               ) -> tuple[dict[str, tuple[Path, str]], Path]:
     """Plan the seed's placements once, then paint them with every backend an arm needs; returns the paintings
     and the placements folder."""
-    from paintseg.generate.pipeline import generate, place
+    from paintseg.generate.pipeline import PLAN_SETTINGS, generate, place, plan_settings
 
     g = config.generation
-    plan_settings = {"per_class": g.per_class, "prior": g.prior, "mask_kinds": g.mask_kinds, "seed": seed}
-    if g.reference_weights != "uniform":  # in the hash only when set: earlier plans stay valid
-        plan_settings["reference_weights"] = g.reference_weights
-    if g.prior in ("appearance", "auto"):
-        plan_settings["appearance"] = g.appearance
-    if g.orient:
-        plan_settings["orient"] = True
-    place_key = settings_hash(episode_key, plan_settings)
+    place_config = stage_part(g, PlaceConfig)
+    place_key = settings_hash(episode_key, plan_settings(place_config, seed))
     place_dir = stages.folder(f"placements-s{seed}", place_key)
+
     def placements() -> None:
         from paintseg.evaluate.placement import placement_quality
 
-        done = place(episode, place_dir, g.per_class, seed, g.prior, tuple(g.mask_kinds), progress,
-                     g.reference_weights, g.appearance, g.orient)
+        done = place(episode, place_dir, place_config, seed, progress)
         placement_quality(episode, done["plan"], done["references"], place_dir, seed=seed)
 
     stages.run(f"placements s{seed}", place_dir, placements)
@@ -272,26 +264,25 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
     for name in sorted(backends, key=lambda n: n not in DIFFUSION_BACKENDS):  # diffusion first: the long one
         if name in DIFFUSION_BACKENDS:
             gen_path, gen_key = generator
-            settings = _paint_settings(config, episode, generator, strength=False)
+            settings = _paint_recipe(config, episode, generator, strength=False)
             extra = [("paste_noise", g.paste_noise)] if name == "diffusion-noise" else []
-            key = settings_hash(place_key, gen_key, _recipe(settings), g.candidates, *extra)
+            key = settings_hash(place_key, gen_key, settings, g.candidates, *extra)
             candidates = g.candidates
         else:  # the copy-paste arms paste (and harmonise) candidate 0 as it is
-            settings, candidates = {}, 1
+            candidates = 1
             key = settings_hash(place_key, "copy-paste") if name == "copy-paste" else \
                 settings_hash(place_key, name, harmoniser[1] if name == "harmonise" else
                               g.paste_noise if name == "copy-paste-noise" else None)
         folder = stages.folder(f"paint-{name}-s{seed}", key)
 
-        def work(name=name, folder=folder, settings=settings, candidates=candidates) -> None:
-            for file in ("placements.jsonl", "prior.json", "placement_quality.json"):
+        def work(name=name, folder=folder, candidates=candidates) -> None:
+            for file in ("placements.jsonl", "prior.json", "placement_quality.json", PLAN_SETTINGS):
                 if not (folder / file).is_file() and (place_dir / file).is_file():
                     shutil.copyfile(place_dir / file, folder / file)
-            backend, backend_settings = _backend(name, generator, harmoniser, seed, settings, g.paste_noise)
-            generate(episode, backend, folder, per_class=g.per_class, candidates=candidates, seed=seed,
-                     prior=g.prior, mask_kinds=tuple(g.mask_kinds), batch=g.batch,
-                     backend_settings=backend_settings, progress=progress, reference_weights=g.reference_weights,
-                     appearance=g.appearance, orient=g.orient)
+            backend, backend_settings = _backend(name, generator, harmoniser, seed, config, episode)
+            paint = stage_part(g, PaintConfig).model_copy(update={"candidates": candidates})
+            generate(episode, backend, folder, place_config, paint, seed=seed, backend_settings=backend_settings,
+                     progress=progress)
 
         stages.run(f"paint {name} s{seed}", folder, work)
         painted[name] = (folder, key)
@@ -301,9 +292,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
 def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, str]],
               generator: tuple[Path, str] | None, seed: int, stages: Stages, progress: bool
               ) -> dict[str, tuple[Path, str]]:
-    from paintseg.curate.pipeline import KeepRule, curate
-    from paintseg.curate.refine import build_refiner
-    from paintseg.curate.score import build_encoder
+    from paintseg.curate.pipeline import curate, curation_options
 
     g = config.generation
     filter_spec = g.filter
@@ -327,11 +316,11 @@ def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, 
         key = settings_hash(source_key, options)
         folder = stages.folder(f"curate-{arm}-s{seed}", key)
 
-        def work(folder=folder, source=source, o=options) -> None:
-            encoder = build_encoder(o["filter"]) if o["filter"] else None
-            refiner = build_refiner(o["refine"], o["sam_checkpoint"], o["sam_model_type"], o["sam_prompt"])
-            curate(episode, source, folder, encoder=encoder, refiner=refiner, keep_rule=KeepRule.parse(o["keep"]),
-                   mode=o["mode"], min_cover=o["min_cover"], max_cover=o["max_cover"], progress=progress)
+        arm_config = stage_part(g, CurateConfig).model_copy(update={
+            "filter": options["filter"] or "none", "keep": options["keep"], "refine": options["refine"]})
+
+        def work(folder=folder, source=source, c=arm_config) -> None:
+            curate(episode, source, folder, **curation_options(c), progress=progress)
 
         stages.run(f"curate {arm} s{seed}", folder, work)
         curated[arm] = (folder, key)
@@ -401,60 +390,124 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
         return _gather(config, exp, progress, command, report, wall, world)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One unit of work of the stage graph: the stages it passes through (``kinds``, for the planner) and ``run``,
+    which runs them with a :class:`Stages` (cached ones are read, not run) and records what they produced."""
+
+    kinds: tuple[str, ...]
+    run: Callable[[Stages, bool], Any]
+
+
+class StageGraph:
+    """The experiment's stages, declared once (:meth:`rounds`): the sequential run, the multi-process run
+    (:func:`_spread`) and the planner (:func:`planned_stages`) all read this one declaration. A round holds stages
+    that do not depend on each other; a job reads only what the rounds before it recorded on the graph."""
+
+    def __init__(self, config: ExperimentConfig):
+        self.config = config
+        self.root = self.episode_key = self.episode = None
+        self.generator: tuple[Path, str] | None = None
+        self.harmoniser: tuple[Path, str] | None = None
+        self.painting_quality: dict | None = None
+        self.painted: dict[int, tuple[dict[str, tuple[Path, str]], Path]] = {}
+        self.curated: dict[int, dict[str, tuple[Path, str]]] = {}
+
+    def rounds(self) -> list[list[Job]]:
+        """1 the episode; 2 the generator and harmoniser; 3 painting quality and each seed's placements, paintings
+        and curation; 4 each training and its evaluation (in seed, arm, model order)."""
+        c = self.config
+        curated = [a for a in c.arms if a in ARM_CURATION]
+        backends = {ARM_CURATION[a][0] for a in curated}
+        models = []
+        if needs_generator(c):
+            models.append(Job(("generator",) if c.generator is not None and c.generator.path is None else (),
+                              self._generator))
+        if "harmonise" in c.arms:
+            models.append(Job(("harmoniser",) if c.harmoniser.path is None else (), self._harmoniser))
+        painting = [Job(("painting",), self._painting_quality)] if curated and c.generation.quality_tests else []
+        painting += [Job(("placements",) + ("paint",) * len(backends) + ("curate",) * len(curated),
+                         lambda stages, progress, seed=seed: self._synthetic(seed, stages, progress))
+                     for seed in c.seeds] if curated else []
+        runs = [Job(("train", "evaluate"), lambda stages, progress, seed=seed, arm=arm, model=model:
+                    self._run(arm, model, seed, stages, progress))
+                for seed in c.seeds for arm in c.arms for model in c.models]
+        return [[Job(() if c.episode.path is not None else ("episode",), self._episode)], models, painting, runs]
+
+    def kinds(self) -> list[str]:
+        return [kind for jobs in self.rounds() for job in jobs for kind in job.kinds]
+
+    # the jobs
+    def _episode(self, stages: Stages, progress: bool) -> None:
+        self.root, self.episode_key = _episode(self.config, stages, progress)
+        self.episode = _open_episode(self.config, self.root)
+
+    def _generator(self, stages: Stages, progress: bool) -> None:
+        self.generator = _generator(self.config, self.episode, self.episode_key, stages, progress)
+
+    def _harmoniser(self, stages: Stages, progress: bool) -> None:
+        self.harmoniser = _harmoniser(self.config, self.episode, self.episode_key, stages, progress)
+
+    def _painting_quality(self, stages: Stages, progress: bool) -> None:
+        self.painting_quality = _painting_quality(self.config, self.episode, self.episode_key, self.generator,
+                                                  self.harmoniser, stages, progress)
+
+    def _synthetic(self, seed: int, stages: Stages, progress: bool) -> None:
+        self.painted[seed] = _painting(self.config, self.episode, self.episode_key, self.generator, seed, stages,
+                                       progress, self.harmoniser)
+        self.curated[seed] = _curation(self.config, self.episode, self.painted[seed][0], self.generator, seed,
+                                       stages, progress)
+
+    def _run(self, arm: str, model: ModelSpec, seed: int, stages: Stages, progress: bool) -> dict:
+        syn = self.curated.get(seed, {}).get(arm)
+        folder, metrics = _train_and_evaluate(self.config, self.episode, self.episode_key, arm, model, seed, syn,
+                                              stages, progress)
+        return {"arm": arm, "model": model.name, "seed": seed, "folder": folder, "metrics": metrics}
+
+
 def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | None, report: bool, wall: float,
             world: int) -> dict:
     """The stages in order (running those not complete yet) and the results of every run."""
-    stages = Stages(exp, progress, planned_stages(config), priors=stage_priors(config))
-
-    root, episode_key = _episode(config, stages, progress)
-    episode = _open_episode(config, root)
-    generator = harmoniser = None
-    if needs_generator(config):
-        generator = _generator(config, episode, episode_key, stages, progress)
-    if "harmonise" in config.arms:
-        harmoniser = _harmoniser(config, episode, episode_key, stages, progress)
-    painting_quality = _painting_quality(config, episode, episode_key, generator, harmoniser, stages, progress)
-
-    synthetic, curated_by_seed = [], {}
-    if any(a in ARM_CURATION for a in config.arms):
-        for seed in config.seeds:
-            painted, place_dir = _painting(config, episode, episode_key, generator, seed, stages, progress,
-                                           harmoniser)
-            curated = _curation(config, episode, painted, generator, seed, stages, progress)
-            curated_by_seed[seed] = curated
-            quality = place_dir / "placement_quality.json"
-            synthetic.append({
-                "seed": seed, "paint": {k: _rel(v[0], exp) for k, v in painted.items()},
-                "placement_quality": json.loads(quality.read_text()) if quality.is_file() else None,
-                "curated": {k: _rel(v[0], exp) for k, v in curated.items()},
-                "summaries": {k: json.loads((v[0] / "curate_summary.json").read_text()) for k, v in curated.items()},
-            })
+    graph = StageGraph(config)
+    stages = Stages(exp, progress, graph.kinds(), priors=stage_priors(config))
+    *before, runs = graph.rounds()
+    for jobs in before:
+        for job in jobs:
+            job.run(stages, progress)
+    episode = graph.episode
+    synthetic = []
+    for seed, curated in graph.curated.items():
+        painted, place_dir = graph.painted[seed]
+        quality = place_dir / "placement_quality.json"
+        synthetic.append({
+            "seed": seed, "paint": {k: _rel(v[0], exp) for k, v in painted.items()},
+            "placement_quality": json.loads(quality.read_text()) if quality.is_file() else None,
+            "curated": {k: _rel(v[0], exp) for k, v in curated.items()},
+            "summaries": {k: json.loads((v[0] / "curate_summary.json").read_text()) for k, v in curated.items()},
+        })
 
     results = {
-        "name": config.name, "config": config.model_dump(mode="json"), "episode": _rel(root, exp),
-        "generator": generator_record(generator[0]) if generator is not None else None,
+        "name": config.name, "config": config.model_dump(mode="json"), "episode": _rel(graph.root, exp),
+        "generator": generator_record(graph.generator[0]) if graph.generator is not None else None,
         "novel": [episode.classes.name(i) for i in episode.classes.novel_ids], "arms": list(config.arms),
         "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
-        "synthetic": synthetic, "painting_quality": painting_quality, "stages": stages.records, "complete": False,
-        "wall_seconds": None,
+        "synthetic": synthetic, "painting_quality": graph.painting_quality, "stages": stages.records,
+        "complete": False, "wall_seconds": None,
         "environment": dict(_environment(), processes=world), "command": command,
     }
     full: dict[tuple[str, str, int], dict] = {}  # every run's metrics.json, per-image matrices included
-    for seed in config.seeds:
-        for arm in config.arms:
-            for model in config.models:
-                syn = curated_by_seed.get(seed, {}).get(arm)
-                folder, metrics = _train_and_evaluate(config, episode, episode_key, arm, model, seed, syn, stages,
-                                                      progress)
-                full[(arm, model.name, seed)] = metrics
-                results["runs"].append({"arm": arm, "model": model.name, "seed": seed, "run": _rel(folder, exp),
-                                        "predictions": _rel(folder / "eval" / "pred", exp), "metrics": {
-                                            k: metrics[k] for k in ("per_class_iou", "roles", "base_miou",
+    for job in runs:
+        run = job.run(stages, progress)
+        metrics, folder = run["metrics"], run["folder"]
+        full[(run["arm"], run["model"], run["seed"])] = metrics
+        results["runs"].append({"arm": run["arm"], "model": run["model"], "seed": run["seed"],
+                                "run": _rel(folder, exp), "predictions": _rel(folder / "eval" / "pred", exp),
+                                "metrics": {k: metrics[k] for k in ("per_class_iou", "roles", "base_miou",
                                                                     "novel_miou", "score")}})
-                results["summary"] = summarize_runs(results["runs"], config.arms, results["models"])
-                results["comparisons"] = comparisons(full, config.arms, results["models"], episode.classes)
-                results["wall_seconds"] = round(time.perf_counter() - wall, 1)
-                write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
+        results["summary"] = summarize_runs(results["runs"], config.arms, results["models"])
+        results["comparisons"] = comparisons(full, config.arms, results["models"], episode.classes)
+        results["wall_seconds"] = round(time.perf_counter() - wall, 1)
+        write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     results["complete"] = True
     results["wall_seconds"] = round(time.perf_counter() - wall, 1)
     write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
@@ -495,46 +548,22 @@ def _open_episode(config: ExperimentConfig, root: Path):
 
 def _spread(config: ExperimentConfig, exp: Path, progress: bool, rank: int, world: int,
             barrier: Callable[[], None]) -> None:
-    """Every stage of the experiment, each run whole by one of ``world`` processes (this one is ``rank``): the
-    stages that do not depend on each other are dealt out in turn, in four rounds with a barrier after each
-    (the episode; the generator and harmoniser; painting quality and each seed's placements, paintings and
-    curation; each training and evaluation). A stage is the same computation in any process, so the results are
-    those of one process. Between rounds every process reads what the others wrote (``quiet`` stages are all
-    complete by then)."""
+    """Every stage of the experiment, each run whole by one of ``world`` processes (this one is ``rank``): the jobs
+    of each round of the :class:`StageGraph` are dealt out in turn, with a barrier after each round. A stage is the
+    same computation in any process, so the results are those of one process. Between rounds every process reads
+    what the others recorded (``quiet``: those stages are all complete by then)."""
     mine = Stages(exp, progress, tag=f"[process {rank + 1}/{world}] ")
     quiet = Stages(exp, progress=False)
-
-    def deal(jobs: list[Callable[[], Any]]) -> None:
+    graph = StageGraph(config)
+    rounds = graph.rounds()
+    for n, jobs in enumerate(rounds):
         for i, job in enumerate(jobs):
             if i % world == rank:
-                job()
+                job.run(mine, progress)
         barrier()
-
-    deal([lambda: _episode(config, mine, progress)])
-    root, episode_key = _episode(config, quiet, False)
-    episode = _open_episode(config, root)
-
-    models: list[Callable[[], Any]] = []
-    if needs_generator(config):
-        models.append(lambda: _generator(config, episode, episode_key, mine, progress))
-    if "harmonise" in config.arms:
-        models.append(lambda: _harmoniser(config, episode, episode_key, mine, progress))
-    deal(models)
-    generator = _generator(config, episode, episode_key, quiet, False) if needs_generator(config) else None
-    harmoniser = _harmoniser(config, episode, episode_key, quiet, False) if "harmonise" in config.arms else None
-
-    def synthetic(seed: int, stages: Stages, show: bool) -> dict[str, tuple[Path, str]]:
-        painted, _ = _painting(config, episode, episode_key, generator, seed, stages, show, harmoniser)
-        return _curation(config, episode, painted, generator, seed, stages, show)
-
-    painting = any(a in ARM_CURATION for a in config.arms)
-    deal([lambda: _painting_quality(config, episode, episode_key, generator, harmoniser, mine, progress)]
-         + ([lambda seed=seed: synthetic(seed, mine, progress) for seed in config.seeds] if painting else []))
-    curated = {seed: synthetic(seed, quiet, False) for seed in config.seeds} if painting else {}
-
-    deal([lambda seed=seed, arm=arm, model=model: _train_and_evaluate(
-        config, episode, episode_key, arm, model, seed, curated.get(seed, {}).get(arm), mine, progress)
-        for seed in config.seeds for arm in config.arms for model in config.models])
+        if n < len(rounds) - 1:  # what the other processes did, for the next round (the first gathers the last)
+            for job in jobs:
+                job.run(quiet, False)
 
 
 # what results.json records of the clock, the machine and the command line rather than of the experiment
@@ -551,19 +580,7 @@ def stage_priors(config: ExperimentConfig) -> dict[str, float]:
 
 def planned_stages(config: ExperimentConfig) -> list[str]:
     """The kinds of the stages ``run_experiment`` passes through, in order (cached or not)."""
-    kinds = [] if config.episode.path is not None else ["episode"]
-    if needs_generator(config) and config.generator is not None and config.generator.path is None:
-        kinds.append("generator")
-    if "harmonise" in config.arms and config.harmoniser.path is None:
-        kinds.append("harmoniser")
-    curated = [a for a in config.arms if a in ARM_CURATION]
-    if curated and config.generation.quality_tests:
-        kinds.append("painting")
-    if curated:
-        backends = {ARM_CURATION[a][0] for a in curated}
-        kinds += (["placements"] + ["paint"] * len(backends) + ["curate"] * len(curated)) * len(config.seeds)
-    kinds += ["train", "evaluate"] * (len(config.seeds) * len(config.arms) * len(config.models))
-    return kinds
+    return StageGraph(config).kinds()
 
 
 def folder_bytes(folder: Path) -> int:
