@@ -402,12 +402,16 @@ def painter_curve(r: dict) -> str:
     ceiling = (f" The probe calls {probe['real_novel_rate']:.0%} of {probe['real_novel']} real query instances the "
                f"class and {probe['real_base_rate']:.0%} of {probe['real_base']} base-class instances."
                if probe.get("real_novel_rate") is not None else "")
+    budgets: dict[float, list[str]] = {}
+    for k, v in r["recipes"].items():
+        budgets.setdefault(v["budget"].get("minutes", r["minutes"]), []).append(k)
+    given = (f"every recipe given {next(iter(budgets)):g} min" if len(budgets) == 1 else
+             "; ".join(f"{', '.join(names)} given {m:g} min" for m, names in budgets.items()))
     stopped = "".join(f"; {k} was stopped early, its last snapshot is step {v['points'][-1]['step']} of "
                       f"{v['budget']['steps']}" for k, v in r["recipes"].items() if not v.get("finished", True))
     return "\n".join([
         f"**The painter's learning curve on the {r['name']} episode** ({r['per_class']} held-out query tests per novel "
-        f"class, {some['candidates']} candidates each; every recipe given {r['minutes']:g} min of one thread with "
-        f"{r['snapshots']} snapshots, {r['date']}{stopped}):",
+        f"class, {some['candidates']} candidates each; {given} of one thread with snapshots, {r['date']}{stopped}):",
         "",
         *rows,
         "",
