@@ -44,6 +44,60 @@ def _field(model, name: str, *flags: str):
     return typer.Option(None, *flags, show_default=_from(model, name), help=model.model_fields[name].description)
 
 
+# Flags of config fields whose option is not simply --field-name (a second spelling kept for older scripts)
+FLAGS = {"orient": ("--orient/--upright",), "mask_kinds": ("--mask-kind",), "window": ("--window", "--window-size")}
+
+
+def _option_type(annotation) -> type:
+    """The command-line type of a config field: Optional[...] of int, float, bool, str (Literals too) or list[str]."""
+    import typing
+
+    import types
+
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kind = next(a for a in typing.get_args(annotation) if a is not type(None)) if union else annotation
+    if typing.get_origin(kind) is list:
+        return Optional[list[str]]
+    if typing.get_origin(kind) is typing.Literal:
+        return Optional[str]
+    return Optional[kind if kind in (int, float, bool) else str]
+
+
+def config_options(model, skip: tuple[str, ...] = ()):
+    """Give the decorated command a ``--config FILE`` option and one option per field of ``model`` (all but those
+    of ``skip`` and those a command line cannot spell: mappings, pairs), generated from the field: its name, type,
+    description, and its default shown, not restated. The command receives ``config=`` the validated model (the
+    file's values, or the defaults, with the options given laid over them) instead of those options."""
+    import functools
+    import inspect
+
+    declared = dict.fromkeys(n for base in model.__mro__ for n in vars(base).get("__annotations__", {}))
+    fields = [n for n in declared if n in model.model_fields and n not in skip  # place, paint, curate order
+              and not any(t in str(model.model_fields[n].annotation) for t in ("dict", "tuple", "RgbBands"))]
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values() if p.name != "config"]
+        generated = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                       default=typer.Option(None, help=f"YAML with {model.__name__} fields, or a run "
+                                                            f"config (its generation section); options here "
+                                                            f"override it."))]
+        generated += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY,
+                                        annotation=_option_type(model.model_fields[n].annotation),
+                                        default=_field(model, n, *FLAGS.get(n, ()))) for n in fields]
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            options = {n: kwargs.pop(n) for n in fields}
+            return fn(config=_configured(model, kwargs.pop("config"), options), **kwargs)
+
+        command.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k != "config"}
+        command.__signature__ = signature.replace(parameters=[
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params] + generated)
+        return command
+    return wrap
+
+
 def _configured(model, config: Optional[Path], options: dict):
     """``model`` read from ``config`` (or its defaults) with the command's options that name its fields laid over
     it (``options``: the command's arguments, e.g. ``locals()``; those left unset are None). 'none' given for a field
@@ -54,6 +108,8 @@ def _configured(model, config: Optional[Path], options: dict):
 
     def value(name: str, given):
         nullable = type(None) in typing.get_args(model.model_fields[name].annotation)
+        if isinstance(given, tuple):  # a repeatable option
+            return list(given)
         return None if nullable and given == "none" else given
 
     base = _run(load_yaml, config, model) if config else model()
@@ -435,22 +491,16 @@ def generator_curve(
 
 
 @app.command()
+@config_options(PlaceConfig)
 def place(
     episode: Path = typer.Argument(..., help="Episode folder (references from its support set, scenes from its "
                                    "trainset)."),
     out: Path = typer.Option(..., help="Folder for placements.jsonl, place.yaml, prior.json and "
                              "placement_quality.json; `paintseg generate --out` on the same folder paints these very "
                              "placements."),
-    config: Optional[Path] = typer.Option(None, help="YAML with PlaceConfig fields, or a run config (its generation "
-                                          "section); options here override it."),
-    per_class: Optional[int] = _field(PlaceConfig, "per_class"),
-    prior: Optional[str] = _field(PlaceConfig, "prior"),
-    appearance: Optional[str] = _field(PlaceConfig, "appearance"),
-    orient: Optional[bool] = _field(PlaceConfig, "orient", "--orient/--upright"),
-    reference_weights: Optional[str] = _field(PlaceConfig, "reference_weights"),
-    mask_kinds: Optional[list[str]] = _field(PlaceConfig, "mask_kinds", "--mask-kind"),
     seed: int = typer.Option(0, help="Seed for scenes, boxes, windows and mask shapes."),
     split: str = typer.Option("valset", help="valset or testset support and query set."),
+    config: PlaceConfig = None,  # the --config file and the generated options, validated (config_options)
 ) -> None:
     """Plan where new instances go (scene, box, context window, mask shape) and measure the plan: the fit rate per
     novel class is the share of placements whose surroundings look more like a real query instance's than a random
@@ -459,9 +509,8 @@ def place(
     from paintseg.evaluate.placement import placement_quality
     from paintseg.generate.pipeline import place as run_place
 
-    cfg = _configured(PlaceConfig, config, locals())
     ep = _run(Episode, episode, split)
-    summary = _run(run_place, ep, out, cfg, seed)
+    summary = _run(run_place, ep, out, config, seed)
     typer.echo(f"{summary['placements']} placements written to {out / 'placements.jsonl'}")
     quality = placement_quality(ep, summary["plan"], summary["references"], out, seed=seed)
     for name, q in quality.items():
@@ -545,6 +594,7 @@ def harmoniser_train(
 
 
 @app.command()
+@config_options(GenerateConfig)
 def generate(
     episode: Path = typer.Argument(..., help="Episode folder (references come from its support set, scenes from "
                                    "its trainset)."),
@@ -554,24 +604,6 @@ def generate(
                                   "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
                                   "'copy-paste' for the copy-paste baseline."),
     out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
-    config: Optional[Path] = typer.Option(None, help="YAML with GenerateConfig fields (placement, painting and "
-                                          "curation, flat), or a run config (its generation section); options here "
-                                          "override it."),
-    per_class: Optional[int] = _field(GenerateConfig, "per_class"),
-    prior: Optional[str] = _field(GenerateConfig, "prior"),
-    appearance: Optional[str] = _field(GenerateConfig, "appearance"),
-    orient: Optional[bool] = _field(GenerateConfig, "orient", "--orient/--upright"),
-    reference_weights: Optional[str] = _field(GenerateConfig, "reference_weights"),
-    mask_kinds: Optional[list[str]] = _field(GenerateConfig, "mask_kinds", "--mask-kind"),
-    candidates: Optional[int] = _field(GenerateConfig, "candidates"),
-    steps: Optional[int] = _field(GenerateConfig, "steps"),
-    guidance: Optional[float] = _field(GenerateConfig, "guidance"),
-    scheduler: Optional[str] = _field(GenerateConfig, "scheduler"),
-    strength: Optional[float] = _field(GenerateConfig, "strength"),
-    batch: Optional[int] = _field(GenerateConfig, "batch"),
-    device: Optional[str] = _field(GenerateConfig, "device"),
-    dtype: Optional[str] = _field(GenerateConfig, "dtype"),
-    window: Optional[int] = _field(GenerateConfig, "window", "--window", "--window-size"),
     prompt: list[str] = typer.Option([], metavar="CLASS=TEXT", help="SD inpainting: the prompt of a novel class "
                                      "(repeat per class; added to the config's prompts; default 'a top-down "
                                      "satellite image of a {class}')."),
@@ -583,16 +615,8 @@ def generate(
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),
     select: str = typer.Option("best", help="'best': score candidates with --filter and keep the best per "
                                "placement; 'first': candidate 0, unscored; 'none': write candidates only."),
-    filter: Optional[str] = _field(GenerateConfig, "filter"),
-    score_mode: Optional[str] = _field(GenerateConfig, "score_mode"),
-    keep: Optional[str] = _field(GenerateConfig, "keep"),
-    refine: Optional[str] = _field(GenerateConfig, "refine"),
-    sam_checkpoint: Optional[str] = _field(GenerateConfig, "sam_checkpoint"),
-    sam_model_type: Optional[str] = _field(GenerateConfig, "sam_model_type"),
-    sam_prompt: Optional[str] = _field(GenerateConfig, "sam_prompt"),
-    min_cover: Optional[float] = _field(GenerateConfig, "min_cover"),
-    max_cover: Optional[float] = _field(GenerateConfig, "max_cover"),
     split: str = typer.Option("valset", help="valset or testset support set."),
+    config: GenerateConfig = None,  # the --config file and the generated options, validated (config_options)
 ) -> None:
     """Paint novel-class references into trainset scenes (N placements per class x K candidates), keep the best
     candidate per placement, refine its mask and compose a synthetic set that `paintseg train --synthetic` reads:
@@ -603,7 +627,7 @@ def generate(
 
     if select not in ("best", "first", "none"):
         _fail(f"--select {select!r}: use best, first or none")
-    cfg = _configured(GenerateConfig, config, locals())
+    cfg = config
     ep = _run(Episode, episode, split)
     prompts = dict(cfg.prompts)
     for item in prompt:
@@ -753,23 +777,14 @@ def painting_quality_command(
 
 
 @app.command()
+@config_options(CurateConfig)
 def curate(
     source: Path = typer.Argument(..., help="Folder written by `paintseg generate` (references/, candidates/)."),
     episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
     out: Optional[Path] = typer.Option(None, help="Synthetic set to write (default: SOURCE itself). Use a new "
                                        "folder per setting to compare filters or refiners on the same paintings."),
-    config: Optional[Path] = typer.Option(None, help="YAML with CurateConfig fields, or a run config (its "
-                                          "generation section); options here override it."),
-    filter: Optional[str] = _field(CurateConfig, "filter"),
-    score_mode: Optional[str] = _field(CurateConfig, "score_mode"),
-    keep: Optional[str] = _field(CurateConfig, "keep"),
-    refine: Optional[str] = _field(CurateConfig, "refine"),
-    sam_checkpoint: Optional[str] = _field(CurateConfig, "sam_checkpoint"),
-    sam_model_type: Optional[str] = _field(CurateConfig, "sam_model_type"),
-    sam_prompt: Optional[str] = _field(CurateConfig, "sam_prompt"),
-    min_cover: Optional[float] = _field(CurateConfig, "min_cover"),
-    max_cover: Optional[float] = _field(CurateConfig, "max_cover"),
     split: str = typer.Option("valset", help="valset or testset."),
+    config: CurateConfig = None,  # the --config file and the generated options, validated (config_options)
 ) -> None:
     """Re-curate painted candidates without repainting: score, keep the best per placement, filter per class,
     refine the object masks, compose a synthetic set and print what was kept and why the rest was rejected."""
@@ -777,7 +792,7 @@ def curate(
     from paintseg.curate.pipeline import curation_options, format_summary
     from paintseg.data.episode import Episode
 
-    options = _run(curation_options, _configured(CurateConfig, config, locals()))
+    options = _run(curation_options, config)
     summary = _run(run_curate, _run(Episode, episode, split), source, out, **options)
     typer.echo(format_summary(summary))
     typer.echo(f"synthetic set written to {out or source}")
