@@ -14,6 +14,8 @@ between two candidates). One long run gives every point of its curve.
     novel      min-snr adapted to the novel class: half the pairs drawn from the support's novel instances
                (novel_share 0.5; otherwise they get the support's share of the scenes)
     novel-all  novel trained on every noise level (max_strength 1), so painting from noise is in its training
+    novel-64   novel-all at twice the window resolution (64 px: the tiny UNet at 4x the pixels), so that a solar
+               panel's cell grid is above the painter's resolution
 
 Recipes train side by side, one process and one thread each (--parallel, the default), so they get the same
 compute; a finished GEN folder is reused. Every step is a `paintseg` command (printed).
@@ -39,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = {"equal": {"snr_gamma": None}, "min-snr": {"snr_gamma": 5.0}, "batch16": {"snr_gamma": 5.0, "batch": 16},
            "lr3e-3": {"snr_gamma": 5.0, "lr": 3e-3}, "tiny": {"snr_gamma": 5.0, "size": "tiny"},
            "novel": {"snr_gamma": 5.0, "novel_share": 0.5},
-           "novel-all": {"snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0}}
+           "novel-all": {"snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0},
+           "novel-64": {"snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0, "resolution": 64}}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 

@@ -423,6 +423,37 @@ def painter_curve(r: dict) -> str:
     ])
 
 
+def priors(r: dict) -> str:
+    """Copy-paste placed by each prior against the baseline, per seed, with the placements' fit rates."""
+    seeds = r["seeds"]
+    head = ("| prior | copy-paste novel IoU per seed | mean | gain over the baseline (paired) | fit rate vs query, "
+            "colour/texture | vs query, base-class shares | vs support, colour/texture | appearance weight (auto) |")
+    rows = [head, "|---|---|---|---|---|---|---|---|"]
+
+    def mean_of(key: str, found: dict) -> str:
+        vals = [v[key] for s in found["seeds"] for v in s["fit"].values() if v.get(key) is not None]
+        return f"{sum(vals) / len(vals):.2f}" if vals else ""
+
+    baseline = " / ".join(f"{s['baseline']:.1f}" for s in next(iter(r["priors"].values()))["seeds"])
+    for prior, found in r["priors"].items():
+        alphas = sorted({str(m["alpha"]) for s in found["seeds"] for m in s["mix"].values() if "alpha" in m})
+        per_seed = " / ".join(f"{s['copy_paste']:.1f}" for s in found["seeds"])
+        rows.append(f"| {prior} | {per_seed} | "
+                    f"{found['copy_paste_mean']:.1f} | {found['gain_mean']:+.1f} ± {found['gain_std']:.1f} | "
+                    f"{mean_of('fit_rate', found)} | {mean_of('fit_rate_labels', found)} | "
+                    f"{mean_of('fit_rate_support', found)} | {', '.join(alphas)} |")
+    return "\n".join([
+        f"**Copy-paste placed by each prior on {r['name']}** (novel = {', '.join(r['novel'] or ['the demo class'])}; "
+        f"seeds {', '.join(map(str, seeds))}; IoU in %; the baseline, shared: "
+        f"{baseline}):",
+        "",
+        *rows,
+        "",
+        f"Gain: mean ± std of the per-seed difference to the baseline. Produced by `{r['command']}` → "
+        f"`benchmarks/results/priors_{r['name']}.json` ({r['date']}; {r['wall_seconds'] / 60:.0f} min).",
+    ])
+
+
 def demo_setup(r: dict) -> str:
     """The set-up section's claims about `paintseg demo`, from a run of configs/demo.yaml: its arms, the stage time
     of the config's 3 seeds (a run over more seeds counts its seeds 0-2 and the shared stages) and the folder size."""
@@ -470,7 +501,7 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
           "experiment_demo_5seeds": lambda r: experiment(r, "demo_5seeds"),
           "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve,
-          "painter_curve_dubai": painter_curve}
+          "painter_curve_dubai": painter_curve, "priors_demo": priors, "priors_dubai": priors}
 
 
 # blocks written from another benchmark's file than their own name's

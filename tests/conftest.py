@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real episodes built in tmp_path, and the path to ../shared/data."""
+"""Shared fixtures and builders: tiny real episodes built in tmp_path (pools in fields, pools on water, texture
+scenes for the generator), the generator's quick test config, and the path to ../shared/data."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from paintseg.config import GeneratorConfig
 from paintseg.data.classes import ClassInfo, ClassMap
+from paintseg.data.episode import Episode
 from paintseg.data.raster import write_image, write_label
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,3 +133,145 @@ def make_dataset(root: Path, groups: int = 6, per_group: int = 2, pools: int = 1
                 (root / f"area_{g}" / sub).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(arr).save(root / f"area_{g}" / sub / f"img_{k}.png")
     return root
+
+
+# ------------------------------------------------------------------- pools on water (placement tests)
+def paint_label(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    image = np.zeros((*label.shape, 3), np.float32)
+    for cid, col in TINY_COLORS.items():
+        image[label == cid] = col
+    return np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+
+
+def pool_scene(rng: np.random.Generator, road: bool) -> np.ndarray:
+    """A 64x64 field label with a 40-px water band holding an 8x8 pool (class 4), and a road when asked."""
+    lab = np.full((64, 64), 1, np.uint8)
+    w0 = int(rng.integers(0, 24))
+    lab[:, w0 : w0 + 40] = 2
+    if road:
+        lab[56:62, :] = 3
+    y0 = int(rng.integers(10, 40))
+    lab[y0 : y0 + 8, w0 + 16 : w0 + 24] = 4
+    return lab
+
+
+def make_water_episode(root: Path, n_train: int = 6, shots: int = 3, seed: int = 0, queries: int = 0) -> Path:
+    """An episode whose pools always lie in the middle of a water band; trainset scenes are 96x96 fields with a
+    32-px vertical water band and a road; ``queries`` query scenes like the support ones, labelled in full."""
+    rng = np.random.default_rng(seed)
+    classes = tiny_classes()
+    root.mkdir(parents=True)
+    classes.save(root / "classes.json")
+    train = []
+    for i in range(n_train):
+        lab = np.full((96, 96), 1, np.uint8)
+        w0 = int(rng.integers(0, 64))
+        lab[:, w0 : w0 + 32] = 2
+        r0 = int(rng.integers(0, 90))
+        lab[r0 : r0 + 6, :] = 3
+        write_image(root / f"trainset/images/train_{i}.png", paint_label(lab, rng))
+        write_label(root / f"trainset/labels/train_{i}.png", lab, classes=classes)
+        train.append(f"train_{i}.png")
+    support = []
+    for i in range(shots):
+        lab = pool_scene(rng, road=True)
+        write_image(root / f"valset/images/support_{i}.png", paint_label(lab, rng))
+        write_label(root / f"valset/labels/support_{i}.png", np.where(lab == 4, 4, 0).astype(np.uint8),
+                    classes=classes)
+        support.append(f"support_{i}.png")
+    query = []
+    for i in range(queries):
+        lab = pool_scene(rng, road=False)
+        write_image(root / f"valset/images/query_{i}.png", paint_label(lab, rng))
+        write_label(root / f"valset/labels/query_{i}.png", lab, classes=classes)
+        query.append(f"query_{i}.png")
+    (root / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "val.json").write_text(json.dumps({"support_set": {"4": support}, "query_set": query}))
+    return root
+
+# ------------------------------------------- generator tests: texture scenes (test_diffusion, test_painter_budget)
+GREY = 128
+STRIPES, CHECKS = 1, 2  # class ids of texture A (red horizontal stripes) and texture B (green checkerboard)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def texture(class_id: int, h: int, w: int) -> np.ndarray:
+    """Texture A: red stripes 2 px high; texture B: a green checkerboard of 3 px cells (float RGB)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.zeros((h, w, 3), np.float32)
+    if class_id == STRIPES:
+        on = (yy // 2) % 2 == 0
+        out[on], out[~on] = (230, 40, 40), (110, 10, 10)
+    else:
+        on = ((yy // 3) + (xx // 3)) % 2 == 0
+        out[on], out[~on] = (40, 210, 40), (10, 90, 10)
+    return out
+
+
+def texture_scene(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A grey scene with up to two patches of each texture, so the scene alone never tells which one is hidden."""
+    image = np.full((size, size, 3), GREY, np.float32)
+    label = np.zeros((size, size), np.uint8)
+    for cid in (STRIPES, CHECKS, STRIPES, CHECKS):
+        for _ in range(20):
+            h, w = (int(v) for v in rng.integers(10, 19, 2))
+            y, x = (int(v) for v in rng.integers(0, size - 18, 2))
+            if not label[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2].any():
+                image[y : y + h, x : x + w] = texture(cid, h, w)
+                label[y : y + h, x : x + w] = cid
+                break
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), label
+
+
+def make_texture_episode(root: Path, scenes: int = 12, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    classes = ClassMap([ClassInfo(0, "background", "background", ("#000000",)),
+                        ClassInfo(STRIPES, "stripes", "base", ("#E62828",)),
+                        ClassInfo(CHECKS, "checks", "base", ("#28D228",)),
+                        ClassInfo(255, "ignore", "ignore", ())])
+    root.mkdir(parents=True, exist_ok=True)
+    classes.save(root / "classes.json")
+    names = []
+    for i in range(scenes):
+        image, label = texture_scene(rng)
+        names.append(f"scene_{i}.png")
+        write_image(root / "trainset/images" / names[-1], image)
+        write_label(root / "trainset/labels" / names[-1], label, classes=classes)
+    (root / "train.txt").write_text("\n".join(names) + "\n")
+    (root / "val.json").write_text(json.dumps({"support_set": {}, "query_set": []}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def texture_episode(tmp_path_factory) -> Episode:
+    return Episode(make_texture_episode(tmp_path_factory.mktemp("textures")))
+
+
+def quick_config(**changes) -> GeneratorConfig:
+    base = dict(size="tiny", steps=4, batch=4, lr=1e-3, warmup_steps=2, seed=0, ema_decay=0.9, checkpoint_every=2,
+                sample_every=2, sample_count=2, sample_steps=2, random_region_prob=0.2)
+    return GeneratorConfig(**{**base, **changes})
+
+
+def crash_at(index: int, monkeypatch) -> None:
+    """Make generator training raise KeyboardInterrupt (a kill) when it reaches step ``index`` (0-based);
+    ``monkeypatch.undo()`` lifts it."""
+    from paintseg.generate.diffusion import train as train_module
+
+    real_noise = train_module.step_noise
+
+    def crash(config, step, *args):
+        if step == index:
+            raise KeyboardInterrupt("killed")
+        return real_noise(config, step, *args)
+
+    monkeypatch.setattr(train_module, "step_noise", crash)

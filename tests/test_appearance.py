@@ -15,7 +15,7 @@ from paintseg.data.raster import read_label, write_label
 from paintseg.generate.appearance import SceneGrid, _colour_quantities, choose_alpha, roc_auc
 from paintseg.generate.masks import Box
 
-from test_placement import make_water_episode
+from conftest import make_water_episode
 
 
 def test_ring_descriptor_equals_the_frame_pixels_statistics_on_cell_aligned_boxes():

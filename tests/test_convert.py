@@ -194,9 +194,9 @@ def test_conversion_reproduces_every_part(converted) -> None:
 def test_converted_rs_paint_paints_placements(converted, tiny_episode: Path) -> None:
     from paintseg.data.episode import Episode
     from paintseg.generate.pretrained import PretrainedBackend
-    from test_pretrained_generators import _jobs
+    from tiny_pipelines import placement_jobs
 
-    jobs = _jobs(Episode(tiny_episode), 1)
+    jobs = placement_jobs(Episode(tiny_episode), 1)
     cands = PretrainedBackend(converted[0], steps=2, size=64, device="cpu").paint(jobs, 2)[0]
     mask = jobs[0].mask
     assert len(cands) == 2 and np.array_equal(cands[0].image[~mask], jobs[0].window_image[~mask])

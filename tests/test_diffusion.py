@@ -7,94 +7,22 @@ reference of either texture, colours closer to that texture than to the other.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from paintseg.config import GENERATOR_MASK_KINDS, GENERATOR_SIZES, ConfigError, GeneratorConfig, validate
-from paintseg.data.classes import ClassInfo, ClassMap
 from paintseg.data.episode import Episode
-from paintseg.data.raster import write_image, write_label
 from paintseg.generate.diffusion import (SCHEDULERS, SIZES, GeneratorError, GeneratorTrainError, PairSampler,
                                          build_generator, load_generator, paint, save_generator, to_tensor, to_uint8,
                                          train_generator)
-from paintseg.generate.diffusion import train as train_module
 from paintseg.generate.diffusion.data import read_scenes
 from paintseg.generate.masks import MASK_KINDS
 
-GREY = 128
-STRIPES, CHECKS = 1, 2  # class ids of texture A (red horizontal stripes) and texture B (green checkerboard)
+from conftest import CHECKS, GREY, STRIPES, crash_at, quick_config, texture
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def texture(class_id: int, h: int, w: int) -> np.ndarray:
-    """Texture A: red stripes 2 px high; texture B: a green checkerboard of 3 px cells (float RGB)."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    out = np.zeros((h, w, 3), np.float32)
-    if class_id == STRIPES:
-        on = (yy // 2) % 2 == 0
-        out[on], out[~on] = (230, 40, 40), (110, 10, 10)
-    else:
-        on = ((yy // 3) + (xx // 3)) % 2 == 0
-        out[on], out[~on] = (40, 210, 40), (10, 90, 10)
-    return out
-
-
-def texture_scene(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """A grey scene with up to two patches of each texture, so the scene alone never tells which one is hidden."""
-    image = np.full((size, size, 3), GREY, np.float32)
-    label = np.zeros((size, size), np.uint8)
-    for cid in (STRIPES, CHECKS, STRIPES, CHECKS):
-        for _ in range(20):
-            h, w = (int(v) for v in rng.integers(10, 19, 2))
-            y, x = (int(v) for v in rng.integers(0, size - 18, 2))
-            if not label[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2].any():
-                image[y : y + h, x : x + w] = texture(cid, h, w)
-                label[y : y + h, x : x + w] = cid
-                break
-    image += rng.normal(0, 6, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), label
-
-
-def make_texture_episode(root: Path, scenes: int = 12, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    classes = ClassMap([ClassInfo(0, "background", "background", ("#000000",)),
-                        ClassInfo(STRIPES, "stripes", "base", ("#E62828",)),
-                        ClassInfo(CHECKS, "checks", "base", ("#28D228",)),
-                        ClassInfo(255, "ignore", "ignore", ())])
-    root.mkdir(parents=True, exist_ok=True)
-    classes.save(root / "classes.json")
-    names = []
-    for i in range(scenes):
-        image, label = texture_scene(rng)
-        names.append(f"scene_{i}.png")
-        write_image(root / "trainset/images" / names[-1], image)
-        write_label(root / "trainset/labels" / names[-1], label, classes=classes)
-    (root / "train.txt").write_text("\n".join(names) + "\n")
-    (root / "val.json").write_text(json.dumps({"support_set": {}, "query_set": []}))
-    return root
-
-
-@pytest.fixture(scope="module")
-def texture_episode(tmp_path_factory) -> Episode:
-    return Episode(make_texture_episode(tmp_path_factory.mktemp("textures")))
-
-
-def quick_config(**changes) -> GeneratorConfig:
-    base = dict(size="tiny", steps=4, batch=4, lr=1e-3, warmup_steps=2, seed=0, ema_decay=0.9, checkpoint_every=2,
-                sample_every=2, sample_count=2, sample_steps=2, random_region_prob=0.2)
-    return GeneratorConfig(**{**base, **changes})
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run fastest (and steadiest) on one thread
 
 # ------------------------------------------------------------------------------------------------ model
 def test_tiny_forward_shapes():
@@ -369,19 +297,6 @@ def test_training_writes_the_run_folder(texture_episode, tmp_path):
     with pytest.raises(GeneratorTrainError, match=r"lr: run has 0.001, now 0.002"):
         train_generator(texture_episode, out, quick_config(lr=2e-3), resume=True, progress=False)
     assert train_generator(texture_episode, out, quick_config(), resume=True, progress=False) == path
-
-
-def crash_at(index: int, monkeypatch) -> None:
-    """Make generator training raise KeyboardInterrupt (a kill) when it reaches step ``index`` (0-based);
-    ``monkeypatch.undo()`` lifts it."""
-    real_noise = train_module.step_noise
-
-    def crash(config, step, *args):
-        if step == index:
-            raise KeyboardInterrupt("killed")
-        return real_noise(config, step, *args)
-
-    monkeypatch.setattr(train_module, "step_noise", crash)
 
 
 def test_resume_after_interruption_gives_the_uninterrupted_weights(texture_episode, tmp_path, monkeypatch):

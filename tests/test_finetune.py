@@ -42,9 +42,9 @@ def test_finetune_changes_the_unet_and_mapper_not_the_tower_and_paints(tiny_epis
     assert all(torch.equal(v, after.vae.state_dict()[k]) for k, v in before.vae.state_dict().items())
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["processes"] == 1
-    from test_pretrained_generators import _jobs
+    from tiny_pipelines import placement_jobs
 
-    jobs = _jobs(Episode(tiny_episode), 1)
+    jobs = placement_jobs(Episode(tiny_episode), 1)
     assert PretrainedBackend(out, steps=2, size=64, device="cpu").paint(jobs, 1)[0][0].image.shape == \
         jobs[0].window_image.shape
     assert finetune_pipeline(Episode(tiny_episode), init, out, _config(), resume=True, progress=False) == path

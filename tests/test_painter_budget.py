@@ -19,7 +19,9 @@ from paintseg.generate.diffusion import train as train_module
 from paintseg.generate.diffusion.train import snapshot_steps, snr_weights, weighted_mse
 from paintseg.generate.references import extract_references
 
-from test_diffusion import crash_at, one_thread, quick_config, texture_episode  # noqa: F401 (fixtures)
+from conftest import crash_at, quick_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def log_steps(folder) -> list[int]:

@@ -17,63 +17,9 @@ from paintseg.generate.placement import (ContextPrior, PixelClassifier, Placemen
                                          plan_placements, prior_summary, ring_histogram, save_placements, window_for)
 from paintseg.generate.references import Reference, extract_references
 
-from conftest import SHARED_DATA, TINY_COLORS, tiny_classes
+from conftest import SHARED_DATA, make_water_episode
 
 WATER, FIELD_WATER_ROAD = 2, [1, 2, 3]
-
-
-def _paint(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    image = np.zeros((*label.shape, 3), np.float32)
-    for cid, col in TINY_COLORS.items():
-        image[label == cid] = col
-    return np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
-
-
-def _pool_scene(rng: np.random.Generator, road: bool) -> np.ndarray:
-    """A 64x64 field label with a 40-px water band holding an 8x8 pool (class 4), and a road when asked."""
-    lab = np.full((64, 64), 1, np.uint8)
-    w0 = int(rng.integers(0, 24))
-    lab[:, w0 : w0 + 40] = 2
-    if road:
-        lab[56:62, :] = 3
-    y0 = int(rng.integers(10, 40))
-    lab[y0 : y0 + 8, w0 + 16 : w0 + 24] = 4
-    return lab
-
-
-def make_water_episode(root: Path, n_train: int = 6, shots: int = 3, seed: int = 0, queries: int = 0) -> Path:
-    """An episode whose pools always lie in the middle of a water band; trainset scenes are 96x96 fields with a
-    32-px vertical water band and a road; ``queries`` query scenes like the support ones, labelled in full."""
-    rng = np.random.default_rng(seed)
-    classes = tiny_classes()
-    root.mkdir(parents=True)
-    classes.save(root / "classes.json")
-    train = []
-    for i in range(n_train):
-        lab = np.full((96, 96), 1, np.uint8)
-        w0 = int(rng.integers(0, 64))
-        lab[:, w0 : w0 + 32] = 2
-        r0 = int(rng.integers(0, 90))
-        lab[r0 : r0 + 6, :] = 3
-        write_image(root / f"trainset/images/train_{i}.png", _paint(lab, rng))
-        write_label(root / f"trainset/labels/train_{i}.png", lab, classes=classes)
-        train.append(f"train_{i}.png")
-    support = []
-    for i in range(shots):
-        lab = _pool_scene(rng, road=True)
-        write_image(root / f"valset/images/support_{i}.png", _paint(lab, rng))
-        write_label(root / f"valset/labels/support_{i}.png", np.where(lab == 4, 4, 0).astype(np.uint8),
-                    classes=classes)
-        support.append(f"support_{i}.png")
-    query = []
-    for i in range(queries):
-        lab = _pool_scene(rng, road=False)
-        write_image(root / f"valset/images/query_{i}.png", _paint(lab, rng))
-        write_label(root / f"valset/labels/query_{i}.png", lab, classes=classes)
-        query.append(f"query_{i}.png")
-    (root / "train.txt").write_text("\n".join(train) + "\n")
-    (root / "val.json").write_text(json.dumps({"support_set": {"4": support}, "query_set": query}))
-    return root
 
 
 def _overlap(a: Box, b: Box) -> bool:

@@ -12,17 +12,13 @@ import pytest
 pytest.importorskip("transformers")
 
 from conftest import POOL  # noqa: E402
-from tiny_pipelines import save_paint_by_example, save_sd_inpaint  # noqa: E402
+from tiny_pipelines import placement_jobs, save_paint_by_example, save_sd_inpaint  # noqa: E402
 from paintseg.config import PaintConfig, PlaceConfig  # noqa: E402
 from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode  # noqa: E402
-from paintseg.generate.candidates import SceneCache, make_job  # noqa: E402
 from paintseg.generate.diffusion.model import GeneratorError  # noqa: E402
-from paintseg.generate.masks import Box  # noqa: E402
 from paintseg.generate.pipeline import generate, make_backend  # noqa: E402
-from paintseg.generate.placement import Placement  # noqa: E402
 from paintseg.generate.pretrained import PretrainedBackend, pipeline_kind, resolve_dtype  # noqa: E402
-from paintseg.generate.references import extract_references  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +29,6 @@ def pbe(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sd_inpaint(tmp_path_factory) -> Path:
     return save_sd_inpaint(tmp_path_factory.mktemp("sd") / "pipe")
-
-
-def _jobs(episode: Episode, n: int = 2):
-    refs = extract_references(episode)
-    scenes = SceneCache(episode)
-    jobs = []
-    for i in range(n):
-        box = Box(18 + 4 * i, 20, 30 + 4 * i, 32)
-        placement = Placement(episode.train_names[i], POOL, 0, box, Box(8, 8, 56, 56), "rectangle", 11 + i)
-        jobs.append(make_job(i, placement, refs, scenes))
-    return jobs
 
 
 def test_the_hub_index_defeats_plain_from_pretrained_but_paintseg_loads_it(pbe: Path) -> None:
@@ -67,7 +52,7 @@ def test_the_hub_index_defeats_plain_from_pretrained_but_paintseg_loads_it(pbe: 
 
 def test_paint_by_example_paints_inside_the_mask_only_and_is_batch_independent(pbe: Path, tiny_episode: Path) -> None:
     ep = Episode(tiny_episode)
-    jobs = _jobs(ep)
+    jobs = placement_jobs(ep)
     backend = PretrainedBackend(pbe, steps=2, guidance=3.0, size=64, device="cpu", seed=5)
     both = backend.paint(jobs, 2)
     assert [len(c) for c in both] == [2, 2]
@@ -105,7 +90,7 @@ def test_sd_inpaint_uses_one_prompt_per_class(sd_inpaint: Path, tiny_episode: Pa
     assert settings["prompts"] == {str(POOL): "a top-down satellite image of a pool"}
     own = PretrainedBackend(sd_inpaint, steps=2, size=64, device="cpu", prompts={POOL: "a swimming pool, top view"})
     assert own.prompt(POOL) == "a swimming pool, top view"
-    jobs = _jobs(ep, 1)
+    jobs = placement_jobs(ep, 1)
     cands = backend.paint(jobs, 1)[0]
     assert np.array_equal(cands[0].image[~jobs[0].mask], jobs[0].window_image[~jobs[0].mask])
     assert not np.array_equal(cands[0].image, own.paint(jobs, 1)[0][0].image)  # the prompt conditions it

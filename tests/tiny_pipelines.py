@@ -100,3 +100,21 @@ def save_sd_inpaint(folder: Path, seed: int = 0) -> Path:
                                           feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder)
     return folder
+
+
+def placement_jobs(episode, n: int = 2) -> list:
+    """``n`` painting jobs of the tiny episode's novel class (pool): fixed boxes in the first trainset scenes."""
+    from paintseg.generate.candidates import SceneCache, make_job
+    from paintseg.generate.masks import Box
+    from paintseg.generate.placement import Placement
+    from paintseg.generate.references import extract_references
+
+    pool = 4  # the novel class of conftest.tiny_classes()
+    refs = extract_references(episode)
+    scenes = SceneCache(episode)
+    jobs = []
+    for i in range(n):
+        box = Box(18 + 4 * i, 20, 30 + 4 * i, 32)
+        placement = Placement(episode.train_names[i], pool, 0, box, Box(8, 8, 56, 56), "rectangle", 11 + i)
+        jobs.append(make_job(i, placement, refs, scenes))
+    return jobs
