@@ -17,7 +17,7 @@ from paintseg.generate.placement import (ContextPrior, PixelClassifier, Placemen
                                          plan_placements, prior_summary, ring_histogram, save_placements, window_for)
 from paintseg.generate.references import Reference, extract_references
 
-from conftest import SHARED_DATA, make_water_episode
+from conftest import SHARED_DATA, make_water_episode, paint_label, tiny_classes
 
 WATER, FIELD_WATER_ROAD = 2, [1, 2, 3]
 
@@ -123,6 +123,36 @@ def test_fit_rate_tells_placements_that_follow_the_real_surroundings(tmp_path: P
     assert "20 placements written" in done.output and "pool: fit rate" in done.output
     assert len((tmp_path / "plan/placements.jsonl").read_text().splitlines()) == 20
     assert json.loads((tmp_path / "plan/placement_quality.json").read_text())["pool"]["placements"] == 20
+
+
+def test_near_places_where_the_user_says_the_class_lives_when_the_support_is_narrow(tmp_path: Path):
+    """Every support pool lies on water, the query's lie by roads among fields: the context prior follows the
+    support onto the water; `near: [field, road]` (the user's word for where pools live) places them by roads, and
+    the fit rate against the query's real surroundings rises from below random to well above it."""
+    from paintseg.config import PlaceConfig
+    from paintseg.evaluate.placement import fit_rate
+
+    root = make_water_episode(tmp_path / "ep", n_train=8, queries=6)
+    rng = np.random.default_rng(5)
+    for i in range(6):  # the query's pools: beside a road that crosses a field, no water
+        lab = np.full((64, 64), 1, np.uint8)
+        r0, x0 = int(rng.integers(16, 40)), int(rng.integers(8, 48))
+        lab[r0 : r0 + 6, :] = 3
+        lab[r0 - 8 : r0, x0 : x0 + 8] = 4
+        write_image(root / f"valset/images/query_{i}.png", paint_label(lab, rng))
+        write_label(root / f"valset/labels/query_{i}.png", lab, classes=tiny_classes())
+    ep = Episode(root)
+    refs = extract_references(ep)
+    priors = {"context": ContextPrior.fit(ep, refs), "near": ContextPrior.from_classes(ep, ["field", "road"])}
+    fit = {name: fit_rate(ep, plan_placements(ep, refs, per_class=40, context=prior, progress=False), ring=6,
+                          space="labels")["pool"]["fit_rate"] for name, prior in priors.items()}
+    print("fit rate against the query (base-class shares):", fit)
+    assert fit["context"] < 0.5 and fit["near"] > 0.7
+    assert prior_summary(priors["near"], ep.classes)["pool"] == {"field": 0.5, "road": 0.5, "water": 0.0}
+    with pytest.raises(PlacementError, match=r"near \['lake'\]: not a base class .* field, water, road"):
+        ContextPrior.from_classes(ep, ["lake"])
+    with pytest.raises(ValueError, match="set prior: context"):
+        PlaceConfig(prior="auto", near=["road"])
 
 
 def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path: Path):

@@ -38,10 +38,11 @@ def _from(model, field: str) -> str:
     return f"{value} unless --config sets it"
 
 
-def _field(model, name: str, *flags: str):
+def _field(model, name: str, *flags: str, **extra):
     """An option for the config field ``name`` of ``model``: unset unless given (the --config file's value or the
     field's default applies), its help the field's description: one source for the option and the YAML key."""
-    return typer.Option(None, *flags, show_default=_from(model, name), help=model.model_fields[name].description)
+    return typer.Option(None, *flags, show_default=_from(model, name), help=model.model_fields[name].description,
+                        **extra)
 
 
 # Flags of config fields whose option is not simply --field-name (a second spelling kept for older scripts)
@@ -82,9 +83,10 @@ def config_options(model, skip: tuple[str, ...] = ()):
                                        default=typer.Option(None, help=f"YAML with {model.__name__} fields, or a run "
                                                             f"config (its generation section); options here "
                                                             f"override it."))]
-        generated += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY,
-                                        annotation=_option_type(model.model_fields[n].annotation),
-                                        default=_field(model, n, *FLAGS.get(n, ()))) for n in fields]
+        types = {n: _option_type(model.model_fields[n].annotation) for n in fields}
+        generated += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=types[n], default=_field(
+            model, n, *FLAGS.get(n, ()), **({"metavar": "<str>, repeatable"} if types[n] == Optional[list[str]]
+                                            else {}))) for n in fields]
 
         @functools.wraps(fn)
         def command(**kwargs):

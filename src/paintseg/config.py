@@ -97,7 +97,7 @@ class ConfigError(PaintsegError):
 ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False, "minutes": None,
                                "snr_gamma": None, "snapshots": 0, "dataset": None, "root": None, "layout": None,
                                "block": None, "gap": 64,
-                               "novel_share": None}
+                               "novel_share": None, "near": []}
 
 
 class TrainConfig(BaseModel):
@@ -409,11 +409,22 @@ class PlaceConfig(BaseModel):
                          "surroundings (a quay, a river), as they lay in their support image; default: upright.")
     mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS), description="Inpaint mask shapes drawn at random: "
                                   "rectangle, bezier, silhouette.")
+    near: list[str] = Field([], description="Base classes the novel class lives among, as you know it (e.g. road, "
+                            "vegetation): the context prior looks for surroundings of these classes in equal shares "
+                            "instead of the support instances' own - for a support set that shows the class in one "
+                            "kind of place only. With prior: context.")
 
     @field_validator("mask_kinds")
     @classmethod
     def _kinds(cls, value: list[str]) -> list[str]:
         return GeneratorConfig._kinds(value)
+
+    @model_validator(mode="after")
+    def _near(self) -> "PlaceConfig":
+        if self.near and self.prior != "context":
+            raise ValueError(f"near {self.near} names the surroundings of the context prior; set prior: context "
+                             f"(not {self.prior!r}) or leave near out")
+        return self
 
 
 class PaintConfig(BaseModel):

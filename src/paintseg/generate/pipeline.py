@@ -101,7 +101,8 @@ def merge_manifests(cand_dir: Path) -> None:
 def plan_settings(config: PlaceConfig, seed: int) -> dict:
     """What decides a plan, as its folder records it (``place.yaml``, and inside ``generate.yaml``): every
     :class:`PlaceConfig` field, those added after the first plans (reference_weights, orient) only when set and the
-    appearance features only for the priors that use them, so folders written before them still resume."""
+    appearance features only for the priors that use them, so folders written before them still resume; ``near``
+    only when given."""
     settings = {"per_class": config.per_class, "seed": seed, "prior": config.prior,
                 "mask_kinds": list(config.mask_kinds)}
     if config.reference_weights != "uniform":
@@ -110,6 +111,8 @@ def plan_settings(config: PlaceConfig, seed: int) -> dict:
         settings["appearance"] = config.appearance
     if config.orient:
         settings["orient"] = True
+    if config.near:
+        settings["near"] = list(config.near)
     return settings
 
 
@@ -143,7 +146,8 @@ def plan(episode: Episode, references: list, out: Path, config: PlaceConfig, see
 
     context, fallback = None, None
     if prior == "context":
-        context = ContextPrior.fit(episode, references)
+        context = (ContextPrior.from_classes(episode, config.near) if config.near
+                   else ContextPrior.fit(episode, references))
     elif prior == "auto":
         try:
             context = ContextPrior.fit(episode, references)

@@ -211,6 +211,19 @@ class ContextPrior:
             log.warning("class %s: no base pixels around any reference; its placements ignore context", cid)
         return cls(base_ids, {c: sums[c] / used[c] for c in sorted(sums)}, used, ring)
 
+    @classmethod
+    def from_classes(cls, episode: Episode, names: list[str], ring: int = 8) -> "ContextPrior":
+        """The surroundings a user names instead of those the support shows: every novel class lives among the
+        base classes ``names``, in equal shares (a support set that shows the class in one kind of place only)."""
+        base = {episode.classes.name(i): i for i in episode.classes.base_ids}
+        unknown = [n for n in names if n not in base]
+        if unknown:
+            raise PlacementError(f"near {unknown}: not a base class of {episode.root}; name some of "
+                                 f"{', '.join(base)}")
+        base_ids = list(episode.classes.base_ids)
+        hist = _normalise(np.isin(base_ids, [base[n] for n in names]).astype(np.float64))
+        return cls(base_ids, {c: hist.copy() for c in episode.classes.novel_ids}, {}, ring)
+
     @staticmethod
     def support_histograms(episode: Episode, references: list[Reference],
                            base_predictor: BasePredictor | None = None, ring: int = 8) -> dict[int, np.ndarray]:
