@@ -3,8 +3,9 @@
 For each prior (uniform, context, appearance, auto) the experiment config runs with only the baseline and copy-paste
 arms and ``generation.prior`` set to it (`paintseg run`, one work folder, so the baseline and the episode are shared
 and trained once; placements, pastes and the copy-paste models are per prior). ``--from EXP`` first links the
-finished stages of an earlier run of the same config into the work folder (hard links, no copies), so a prior that
-run already used is not trained again. Per prior and seed it records the copy-paste arm's novel IoU, the paired
+finished stages of an earlier run of the same config into the work folder (hard links, no copies) and takes the
+config as EXP echoed it (EXP/config.yaml, paths spelled as that run resolved them, so the stage hashes match): the
+baseline and a prior that run already used are not trained again. Per prior and seed it records the copy-paste arm's novel IoU, the paired
 difference to the baseline and the placements' fit rates (colour/texture and base-class shares against the query's
 real instances, and against the held-out support surroundings).
 
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     args = ap.parse_args()
-    base = load_experiment(args.config)
+    base = load_experiment(args.source / "config.yaml" if args.source is not None else args.config)
     seeds = [int(s) for s in args.seeds.split(",")]
     work = REPO / "benchmarks" / "work" / f"priors_{base.name}"
     exp = work / "exp"
@@ -70,7 +71,7 @@ def main() -> None:
     if args.source is not None:
         print(f"linked {link_stages(args.source, exp)} finished stages of {args.source}", flush=True)
 
-    found, commands = {}, []
+    found, commands, novel = {}, [], None
     start = time.time()
     for prior in args.priors:
         data = base.model_dump(mode="json")
@@ -83,6 +84,7 @@ def main() -> None:
         commands.append(shlex.join(["paintseg", *cmd[3:]]))
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         results = json.loads((exp / "results.json").read_text())
+        novel = results["novel"]
         iou = {(r["arm"], r["seed"]): r["metrics"]["novel_miou"] for r in results["runs"]}
         per_seed = []
         for syn in results["synthetic"]:
@@ -106,7 +108,7 @@ def main() -> None:
                   for s in per_seed), flush=True)
     threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
     out = {"config": str(args.config), "name": base.name, "date": str(date.today()), "seeds": seeds,
-           "novel": base.episode.split.novel if base.episode.split is not None else None, "priors": found,
+           "novel": novel, "priors": found,
            "wall_seconds": round(time.time() - start, 1), "paintseg_commands": commands,
            "command": " ".join([f"{k}={v}" for k, v in threads.items()] + ["python", "benchmarks/priors.py",
                                                                            *sys.argv[1:]])}

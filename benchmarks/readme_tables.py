@@ -443,7 +443,7 @@ def priors(r: dict) -> str:
                     f"{mean_of('fit_rate', found)} | {mean_of('fit_rate_labels', found)} | "
                     f"{mean_of('fit_rate_support', found)} | {', '.join(alphas)} |")
     return "\n".join([
-        f"**Copy-paste placed by each prior on {r['name']}** (novel = {', '.join(r['novel'] or ['the demo class'])}; "
+        f"**Copy-paste placed by each prior on {r['name']}** (novel = {', '.join(r['novel'])}; "
         f"seeds {', '.join(map(str, seeds))}; IoU in %; the baseline, shared: "
         f"{baseline}):",
         "",
