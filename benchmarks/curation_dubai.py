@@ -53,8 +53,8 @@ def main() -> None:
     from paintseg.curate.score import build_encoder
     from paintseg.data.episode import Episode
     from paintseg.evaluate.curation import filter_quality, mask_quality
-    from paintseg.generate.diffusion.backend import DiffusionBackend
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.diffusion.backend import DiffusionBackend
+    from paintseg.place.references import extract_references
 
     stages = WORK / "experiment_dubai" / "stages"
     episode_dir = args.episode or finished(stages, "episode", "stage.json") / "episode"

@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -40,7 +38,6 @@ print(json.dumps({"seconds": time.perf_counter() - t,
 
 def tiled(size: int, path: Path) -> Path:
     import rasterio
-    from rasterio.transform import Affine
 
     with rasterio.open(SAMPLE) as s:
         tile, profile = s.read(), s.profile

@@ -47,10 +47,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 
 def main() -> None:
-    from paintseg.experiment.config import load_experiment
+    from paintseg.experiment.spec import load_experiment
     from paintseg.experiment.run import _episode
     from paintseg.experiment.stages import Stages
-    from paintseg.generate.diffusion.model import is_generator
+    from paintseg.paint.diffusion.model import is_generator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "demo.yaml")

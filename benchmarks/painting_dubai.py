@@ -22,7 +22,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from paintseg.generate.diffusion.model import is_generator
+from paintseg.paint.diffusion.model import is_generator
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "work"

@@ -8,7 +8,7 @@ Two episodes, both from the split of configs/dubai.yaml (novel = building):
   back to appearance alone; 'context' is skipped).
 
 For seeds 0..2 and each prior, `paintseg place` plans 30 building placements and measures their fit rate
-(paintseg.evaluate.placement): the share of (placement, random spot) pairs where the placement's surroundings are
+(paintseg.evaluate.placement_fit): the share of (placement, random spot) pairs where the placement's surroundings are
 nearer to a real query building's than the random spot's; 0.5 is no better than random. Two yardsticks: colour/texture
 statistics of the ring (partly what the appearance prior itself scores), and base-class shares of the ring read from
 the full Dubai labels (independent of any image statistic); and the colour/texture fit rate against the *support*
@@ -65,9 +65,9 @@ def building_only(full: Path, out: Path) -> None:
 
 def main() -> None:
     from paintseg.data.episode import Episode
-    from paintseg.evaluate.placement import fit_rate, orientation_agreement
-    from paintseg.generate.placement import load_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.evaluate.placement_fit import fit_rate, orientation_agreement
+    from paintseg.place.placement import load_placements
+    from paintseg.place.references import extract_references
 
     ps = [sys.executable, "-m", "paintseg"]
     full = WORK / "episode"

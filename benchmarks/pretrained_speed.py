@@ -55,9 +55,9 @@ def pbe_sized_pipeline():
 def jobs_of(episode_dir: Path, count: int):
     from paintseg.data.demo import make_demo_episode
     from paintseg.data.episode import Episode
-    from paintseg.generate.candidates import SceneCache, make_job
-    from paintseg.generate.placement import plan_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.place.placement import plan_placements
+    from paintseg.place.references import extract_references
 
     make_demo_episode(episode_dir, scenes=4, size=256, shots=2, query=1, seed=0, progress=False)
     episode = Episode(episode_dir)
@@ -86,10 +86,10 @@ def timed(backend, jobs, candidates: int, device: str) -> dict:
 
 
 def main() -> None:
-    from paintseg.generate.diffusion.backend import DiffusionBackend
-    from paintseg.generate.diffusion.model import build_generator, save_generator
+    from paintseg.paint.diffusion.backend import DiffusionBackend
+    from paintseg.paint.diffusion.model import build_generator, save_generator
     from paintseg.config import GeneratorConfig
-    from paintseg.generate.pretrained import PretrainedBackend
+    from paintseg.paint.pipelines import PretrainedBackend
     from paintseg.runs import peak_rss_mb
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

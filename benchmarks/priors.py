@@ -55,7 +55,7 @@ def mix(prior_json: Path) -> dict:
 
 
 def main() -> None:
-    from paintseg.experiment.config import load_experiment
+    from paintseg.experiment.spec import load_experiment
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, required=True)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from paintseg.curate.refine import SAM2_MODEL_TYPES, SamRefiner, sam_builder
-from paintseg.generate.masks import Box
+from paintseg.place.masks import Box
 from paintseg.runs import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,7 +43,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from paintseg.generate.diffusion.model import is_generator
+from paintseg.paint.diffusion.model import is_generator
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name: (synthetic set: "experiment", a placement prior for new copy-paste sets, or "strength:S"
@@ -90,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     exp = args.experiment
     config_path = exp / "config.yaml"  # the experiment's own copy of its config
-    from paintseg.experiment.config import load_experiment
+    from paintseg.experiment.spec import load_experiment
 
     config = load_experiment(config_path)
     name = config.name

@@ -265,7 +265,7 @@ def quick_config(**changes) -> GeneratorConfig:
 def crash_at(index: int, monkeypatch) -> None:
     """Make generator training raise KeyboardInterrupt (a kill) when it reaches step ``index`` (0-based);
     ``monkeypatch.undo()`` lifts it."""
-    from paintseg.generate.diffusion import train as train_module
+    from paintseg.paint.diffusion import train as train_module
 
     real_noise = train_module.step_noise
 

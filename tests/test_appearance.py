@@ -12,8 +12,8 @@ import pytest
 from paintseg.config import PlaceConfig
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label, write_label
-from paintseg.generate.appearance import SceneGrid, _colour_quantities, choose_alpha, roc_auc
-from paintseg.generate.masks import Box
+from paintseg.place.appearance import SceneGrid, _colour_quantities, choose_alpha, roc_auc
+from paintseg.place.masks import Box
 
 from conftest import make_water_episode
 
@@ -51,9 +51,9 @@ def test_roc_auc_and_alpha_choice():
 def test_auto_falls_back_to_appearance_without_base_labels(tmp_path: Path):
     """An episode whose trainset labels hold no base class (everything 0): 'context' cannot plan and says what to
     use; 'auto' plans with appearance alone and says why in prior.json."""
-    from paintseg.generate.pipeline import place
-    from paintseg.generate.placement import PlacementError, plan_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.place.plan import place
+    from paintseg.place.placement import PlacementError, plan_placements
+    from paintseg.place.references import extract_references
 
     root = make_water_episode(tmp_path / "ep", n_train=6)
     ep = Episode(root)
@@ -92,9 +92,9 @@ def test_cli_place_with_the_auto_prior_and_a_bad_appearance_setting(tmp_path: Pa
 
 
 def test_lite0_features_join_the_descriptor_and_guide_placement(tmp_path: Path):
-    from paintseg.generate.appearance import DeepCells
-    from paintseg.generate.placement import plan_placements, ring_histogram
-    from paintseg.generate.references import extract_references
+    from paintseg.place.appearance import DeepCells
+    from paintseg.place.placement import plan_placements, ring_histogram
+    from paintseg.place.references import extract_references
 
     deep = DeepCells()
     grid = SceneGrid.of(np.full((50, 70, 3), 128, np.uint8), cell=8, deep=deep)

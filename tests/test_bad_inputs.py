@@ -45,7 +45,7 @@ def test_a_disk_that_fills_up_mid_run_loses_nothing_and_the_rerun_completes(tiny
     import errno
     import json
 
-    import paintseg.generate.candidates as candidates
+    import paintseg.paint.candidates as candidates
 
     args = ["generate", str(tiny_episode), "--generator", "copy-paste", "--out", str(tmp_path / "syn"),
             "--per-class", "6", "--candidates", "2", "--batch", "2", "--refine", "none"]

@@ -227,7 +227,7 @@ def test_a_run_folders_echoed_config_is_a_valid_config(tiny_episode: Path, tmp_p
 
     from paintseg.config import GeneratorConfig, HarmoniserConfig, TrainConfig, dump_yaml, load_yaml
     from paintseg.data.episode import Episode
-    from paintseg.generate.diffusion.train import _record as generator_record
+    from paintseg.paint.diffusion.train import _record as generator_record
     from paintseg.segment.train import _record as train_record
 
     episode = Episode(tiny_episode)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 pytest.importorskip("transformers")
 open_clip = pytest.importorskip("open_clip")
 
-from paintseg.generate.convert import ConvertError, convert_rs_paint  # noqa: E402
+from paintseg.paint.convert import ConvertError, convert_rs_paint  # noqa: E402
 
 WIDTH, LAYERS, CROSS = 32, 4, 32  # tower width and blocks ((4 + 1) // 5 = 1 mapper block), UNet context width
 TINY_CONFIG = {"model": {"params": {
@@ -170,7 +170,7 @@ def converted(tmp_path_factory) -> tuple[Path, dict, dict]:
 
 
 def test_conversion_reproduces_every_part(converted) -> None:
-    from paintseg.generate.pretrained import load_pipeline
+    from paintseg.paint.pipelines import load_pipeline
 
     out, made, record = converted
     assert (out / "model_index.json").is_file() and (out / "paintseg_conversion.json").is_file()
@@ -193,7 +193,7 @@ def test_conversion_reproduces_every_part(converted) -> None:
 
 def test_converted_rs_paint_paints_placements(converted, tiny_episode: Path) -> None:
     from paintseg.data.episode import Episode
-    from paintseg.generate.pretrained import PretrainedBackend
+    from paintseg.paint.pipelines import PretrainedBackend
     from tiny_pipelines import placement_jobs
 
     jobs = placement_jobs(Episode(tiny_episode), 1)

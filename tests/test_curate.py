@@ -16,8 +16,8 @@ from paintseg.curate.score import HandcraftedEncoder
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label
 from paintseg.errors import PaintsegError
-from paintseg.generate.candidates import Candidate, WindowJob
-from paintseg.generate.pipeline import generate
+from paintseg.paint.candidates import Candidate, WindowJob
+from paintseg.paint.generate import generate
 
 POOL = 4
 

@@ -14,11 +14,11 @@ import torch
 
 from paintseg.config import GENERATOR_MASK_KINDS, GENERATOR_SIZES, ConfigError, GeneratorConfig, validate
 from paintseg.data.episode import Episode
-from paintseg.generate.diffusion import (SCHEDULERS, SIZES, GeneratorError, GeneratorTrainError, PairSampler,
+from paintseg.paint.diffusion import (SCHEDULERS, SIZES, GeneratorError, GeneratorTrainError, PairSampler,
                                          build_generator, load_generator, paint, save_generator, to_tensor, to_uint8,
                                          train_generator)
-from paintseg.generate.diffusion.data import read_scenes
-from paintseg.generate.masks import MASK_KINDS
+from paintseg.paint.diffusion.data import read_scenes
+from paintseg.place.masks import MASK_KINDS
 
 from conftest import CHECKS, GREY, STRIPES, crash_at, quick_config, texture
 
@@ -226,11 +226,11 @@ def test_strength_paints_from_the_start_image():
 
 
 def test_backend_strength_zero_is_copy_paste_and_low_strength_keeps_the_silhouette(tiny_episode, tmp_path):
-    from paintseg.generate.candidates import SceneCache, make_job
-    from paintseg.generate.copy_paste import CopyPasteBackend
-    from paintseg.generate.diffusion.backend import DiffusionBackend
-    from paintseg.generate.placement import plan_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.paint.copy_paste import CopyPasteBackend
+    from paintseg.paint.diffusion.backend import DiffusionBackend
+    from paintseg.place.placement import plan_placements
+    from paintseg.place.references import extract_references
 
     torch.manual_seed(0)
     config = GeneratorConfig(size="tiny")
@@ -266,7 +266,7 @@ def test_backend_strength_zero_is_copy_paste_and_low_strength_keeps_the_silhouet
 
 
 def test_max_strength_trains_only_the_low_noise_timesteps():
-    from paintseg.generate.diffusion.train import step_noise
+    from paintseg.paint.diffusion.train import step_noise
 
     class Batch:
         target = torch.zeros(256, 3, 4, 4)
@@ -386,10 +386,10 @@ def test_frozen_pretrained_reference_encoder_trains_only_its_mapper(texture_epis
 
 def test_spatial_hint_pairs_train_and_paint(texture_episode, tiny_episode, tmp_path):
     """spatial_hint: 4 more input channels; training pairs carry the instance warped, painting the pasted reference."""
-    from paintseg.generate.candidates import SceneCache, make_job
-    from paintseg.generate.diffusion.backend import DiffusionBackend
-    from paintseg.generate.placement import plan_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.paint.diffusion.backend import DiffusionBackend
+    from paintseg.place.placement import plan_placements
+    from paintseg.place.references import extract_references
 
     config = quick_config(spatial_hint=True, random_region_prob=0.0)
     batch = PairSampler.from_episode(texture_episode, config).batch(0)

@@ -162,7 +162,7 @@ def test_ddp_harmoniser_train_writes_once(episode: Path, tmp_path: Path) -> None
     assert steps_logged(out) == [1, 2, 3, 4]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["held_out"]["l1_composite"] > 0
-    from paintseg.generate.harmonise.model import load_harmoniser
+    from paintseg.paint.harmonise.model import load_harmoniser
 
     assert load_harmoniser(out)[0].num_parameters == summary["parameters"]
 

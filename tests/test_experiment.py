@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from paintseg.config import ConfigError
-from paintseg.experiment.config import ExperimentConfig, check_experiment, load_experiment
-from paintseg.experiment.demo import DEMO_CONFIG, demo_config
+from paintseg.experiment.spec import ExperimentConfig, check_experiment, load_experiment
+from paintseg.experiment.demo_run import DEMO_CONFIG, demo_config
 from paintseg.experiment.run import folder_bytes, planned_stages, run_experiment
 from paintseg.experiment.stages import Stages, settings_hash
 from paintseg.experiment.summary import summarize_runs

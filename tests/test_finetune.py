@@ -15,9 +15,9 @@ pytest.importorskip("accelerate")
 from tiny_pipelines import save_paint_by_example, save_sd_inpaint  # noqa: E402
 from paintseg.config import GeneratorConfig  # noqa: E402
 from paintseg.data.episode import Episode  # noqa: E402
-from paintseg.generate import finetune as finetune_module  # noqa: E402
-from paintseg.generate.finetune import FinetuneError, finetune_pipeline  # noqa: E402
-from paintseg.generate.pretrained import PretrainedBackend, load_pipeline  # noqa: E402
+from paintseg.paint import finetune as finetune_module  # noqa: E402
+from paintseg.paint.finetune import FinetuneError, finetune_pipeline  # noqa: E402
+from paintseg.paint.pipelines import PretrainedBackend, load_pipeline  # noqa: E402
 
 
 def _config(**kw) -> GeneratorConfig:

@@ -18,12 +18,12 @@ from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label
 from paintseg.errors import PaintsegError
-from paintseg.generate.candidates import SceneCache, make_job, read_manifest
-from paintseg.generate.copy_paste import CopyPasteBackend
-from paintseg.generate.masks import Box, feather
-from paintseg.generate.pipeline import generate
-from paintseg.generate.placement import Placement
-from paintseg.generate.references import extract_references
+from paintseg.paint.candidates import SceneCache, make_job, read_manifest
+from paintseg.paint.copy_paste import CopyPasteBackend
+from paintseg.place.masks import Box, feather
+from paintseg.paint.generate import generate
+from paintseg.place.placement import Placement
+from paintseg.place.references import extract_references
 from paintseg.segment.data import TrainingSampler
 
 POOL = 4
@@ -150,7 +150,7 @@ def test_a_plan_is_painted_only_under_its_own_settings_and_place_reads_a_run_con
     from typer.testing import CliRunner
 
     from paintseg.cli import app
-    from paintseg.generate.pipeline import place
+    from paintseg.place.plan import place
 
     ep = Episode(tiny_episode)
     syn = tmp_path / "syn"

@@ -15,10 +15,10 @@ from paintseg.cli import app
 from paintseg.config import HarmoniserConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
-from paintseg.generate.copy_paste import CopyPasteBackend, match_colour
-from paintseg.generate.harmonise.data import HarmonyPairs
-from paintseg.generate.harmonise.model import Harmoniser, HarmoniserError, load_harmoniser
-from paintseg.generate.harmonise.train import region_l1, train_harmoniser
+from paintseg.paint.copy_paste import CopyPasteBackend, match_colour
+from paintseg.paint.harmonise.data import HarmonyPairs
+from paintseg.paint.harmonise.model import Harmoniser, HarmoniserError, load_harmoniser
+from paintseg.paint.harmonise.train import region_l1, train_harmoniser
 
 TINY = dict(encoder_weights=None, crop=32, batch=4, box_fraction=(0.02, 0.5), min_instance_pixels=16,
             validation_pairs=16, checkpoint_every=10)
@@ -135,9 +135,9 @@ def test_colour_match_moves_the_paste_to_the_new_surroundings(tiny_episode: Path
     assert moved.shape == pixels.shape
     # brighter than its old surroundings before, brighter than the new (dark) ones after, but much darker overall
     assert pixels.mean() - 180 > 0 and moved.mean() - target.mean() > 0 and moved.mean() < pixels.mean() - 80
-    from paintseg.generate.candidates import SceneCache, make_job
-    from paintseg.generate.placement import plan_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.place.placement import plan_placements
+    from paintseg.place.references import extract_references
 
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
@@ -152,9 +152,9 @@ def test_colour_match_moves_the_paste_to_the_new_surroundings(tiny_episode: Path
 
 
 def test_paste_noise_control_adds_noise_of_the_asked_std_around_the_paste(tiny_episode: Path):
-    from paintseg.generate.candidates import SceneCache, make_job
-    from paintseg.generate.placement import plan_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.place.placement import plan_placements
+    from paintseg.place.references import extract_references
 
     ep = Episode(tiny_episode)
     refs = extract_references(ep)

@@ -10,11 +10,11 @@ import pytest
 
 from paintseg.data.episode import Episode
 from paintseg.data.raster import write_image, write_label
-from paintseg.generate.masks import Box
-from paintseg.generate.orientation import (alignment, instance_axis, placement_angle, rotate_reference,
+from paintseg.place.masks import Box
+from paintseg.place.orientation import (alignment, instance_axis, placement_angle, rotate_reference,
                                            structure_angle)
-from paintseg.generate.placement import Placement, load_placements, plan_placements, save_placements
-from paintseg.generate.references import extract_references
+from paintseg.place.placement import Placement, load_placements, plan_placements, save_placements
+from paintseg.place.references import extract_references
 
 from conftest import tiny_classes
 
@@ -48,7 +48,7 @@ def test_structure_angle_and_instance_axis():
 
 
 def test_rotate_reference_turns_crop_and_mask():
-    from paintseg.generate.references import Reference
+    from paintseg.place.references import Reference
 
     image = np.zeros((20, 40, 3), np.uint8)
     mask = np.zeros((20, 40), bool)
@@ -88,7 +88,7 @@ def make_quay_episode(root: Path) -> Path:
 
 
 def test_orient_turns_boats_along_vertical_quays(tmp_path: Path):
-    from paintseg.generate.candidates import SceneCache, make_job
+    from paintseg.paint.candidates import SceneCache, make_job
 
     ep = Episode(make_quay_episode(tmp_path / "ep"))
     refs = extract_references(ep)
@@ -121,7 +121,7 @@ def test_cli_place_orient_writes_turned_placements(tmp_path: Path):
 
 def test_orientation_agreement_tells_turned_from_upright(tmp_path: Path):
     """Query boats lie along vertical quays (cos 2Δ = 1); turned placements agree, upright ones lie across (-1)."""
-    from paintseg.evaluate.placement import orientation_agreement
+    from paintseg.evaluate.placement_fit import orientation_agreement
 
     root = make_quay_episode(tmp_path / "ep")
     image = stripes(96, 96, vertical=True, period=12)

@@ -14,10 +14,10 @@ from PIL import Image
 from paintseg.config import GeneratorConfig
 from paintseg.data.episode import Episode
 from paintseg.evaluate.curve import painting_curve, snapshots
-from paintseg.generate.diffusion import load_generator, train_generator
-from paintseg.generate.diffusion import train as train_module
-from paintseg.generate.diffusion.train import snapshot_steps, snr_weights, weighted_mse
-from paintseg.generate.references import extract_references
+from paintseg.paint.diffusion import load_generator, train_generator
+from paintseg.paint.diffusion import train as train_module
+from paintseg.paint.diffusion.train import snapshot_steps, snr_weights, weighted_mse
+from paintseg.place.references import extract_references
 
 from conftest import crash_at, quick_config
 
@@ -173,7 +173,7 @@ def test_cli_curve_writes_json_and_figures(tiny_episode, tmp_path):
 
 def test_finetune_refuses_budget_settings_it_does_not_use(texture_episode, tmp_path):
     pytest.importorskip("accelerate")
-    from paintseg.generate.finetune import FinetuneError, finetune_pipeline
+    from paintseg.paint.finetune import FinetuneError, finetune_pipeline
 
     with pytest.raises(FinetuneError, match="minutes 1.0: budgets in minutes"):
         finetune_pipeline(texture_episode, tmp_path / "nothing", tmp_path / "out", GeneratorConfig(minutes=1.0))

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from paintseg.cli import app
 from paintseg.data.episode import Episode
 from paintseg.evaluate.painting import colour_distances, paired_wins, painting_quality
-from paintseg.generate.candidates import Candidate
-from paintseg.generate.copy_paste import CopyPasteBackend
-from paintseg.generate.references import extract_references
+from paintseg.paint.candidates import Candidate
+from paintseg.paint.copy_paste import CopyPasteBackend
+from paintseg.place.references import extract_references
 
 
 class GreyBackend:
@@ -103,7 +103,7 @@ def test_conditioning_quality_paints_held_out_instances_three_ways(tiny_episode:
 
     from paintseg.config import GeneratorConfig
     from paintseg.evaluate.conditioning import conditioning_quality
-    from paintseg.generate.diffusion import build_generator
+    from paintseg.paint.diffusion import build_generator
 
     torch.manual_seed(0)
     config = GeneratorConfig(size="tiny", box_fraction=(0.02, 0.5))
@@ -164,7 +164,7 @@ def test_painting_quality_cli_measures_conditioning_and_filters_of_a_generator(t
     import torch
 
     from paintseg.config import GeneratorConfig
-    from paintseg.generate.diffusion import build_generator, save_generator
+    from paintseg.paint.diffusion import build_generator, save_generator
 
     torch.manual_seed(0)
     config = GeneratorConfig(size="tiny", box_fraction=(0.02, 0.5))

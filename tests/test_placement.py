@@ -12,10 +12,10 @@ from paintseg.data.classes import ClassInfo, ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label, write_image, write_label
 from paintseg.data.split import split_dataset
-from paintseg.generate.masks import MASK_KINDS, Box
-from paintseg.generate.placement import (ContextPrior, PixelClassifier, Placement, PlacementError, load_placements,
+from paintseg.place.masks import MASK_KINDS, Box
+from paintseg.place.placement import (ContextPrior, PixelClassifier, Placement, PlacementError, load_placements,
                                          plan_placements, prior_summary, ring_histogram, save_placements, window_for)
-from paintseg.generate.references import Reference, extract_references
+from paintseg.place.references import Reference, extract_references
 
 from conftest import SHARED_DATA, make_water_episode, paint_label, tiny_classes
 
@@ -101,7 +101,7 @@ def test_context_prior_prefers_water_and_guides_placement(tmp_path: Path):
 
 def test_fit_rate_tells_placements_that_follow_the_real_surroundings(tmp_path: Path):
     """Pools lie on water: context placements' surroundings look like the real query pools', uniform ones do not."""
-    from paintseg.evaluate.placement import fit_rate, query_instances, ring_descriptor
+    from paintseg.evaluate.placement_fit import fit_rate, query_instances, ring_descriptor
 
     ep = Episode(make_water_episode(tmp_path / "ep", n_train=8, queries=6))
     refs = extract_references(ep)
@@ -130,7 +130,7 @@ def test_near_places_where_the_user_says_the_class_lives_when_the_support_is_nar
     support onto the water; `near: [field, road]` (the user's word for where pools live) places them by roads, and
     the fit rate against the query's real surroundings rises from below random to well above it."""
     from paintseg.config import PlaceConfig
-    from paintseg.evaluate.placement import fit_rate
+    from paintseg.evaluate.placement_fit import fit_rate
 
     root = make_water_episode(tmp_path / "ep", n_train=8, queries=6)
     rng = np.random.default_rng(5)
@@ -158,7 +158,7 @@ def test_near_places_where_the_user_says_the_class_lives_when_the_support_is_nar
 def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path: Path):
     """Pools lie on water. With full labels, auto keeps the label prior's lead; with every base pixel relabelled to
     one class (an object dataset's background), the label prior is blind and auto follows appearance."""
-    from paintseg.generate.appearance import fit_scorer
+    from paintseg.place.appearance import fit_scorer
 
     root = make_water_episode(tmp_path / "ep", n_train=8)
     ep = Episode(root)
@@ -181,7 +181,7 @@ def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path:
     blind = {prior: water_share(plan) for prior, plan in plans.items()}
     print("ring mostly water, one base class:", blind)
     assert blind["context"] < 0.45 and blind["auto"] > 0.65
-    from paintseg.evaluate.placement import fit_rate
+    from paintseg.evaluate.placement_fit import fit_rate
 
     follows = {prior: fit_rate(ep, plan, ring=6, against="support")["pool"]["fit_rate"]
                for prior, plan in plans.items()}
@@ -362,7 +362,7 @@ def test_boats_go_on_water_where_the_labels_point_to_asphalt(tmp_path: Path, see
     """Water is no class and the pixel classifier calls the support boats' water the nearest labelled class, asphalt:
     the label prior sends boats to car parks. `auto` must see that the label prior's favourite spots look unlike the
     support surroundings, refuse it, and follow appearance (two ring scales: what the boat touches, where it is)."""
-    from paintseg.generate.appearance import fit_scorer
+    from paintseg.place.appearance import fit_scorer
 
     waters = make_boat_episode(tmp_path / "ep", seed=seed)
     ep = Episode(tmp_path / "ep")

@@ -16,9 +16,9 @@ from tiny_pipelines import placement_jobs, save_paint_by_example, save_sd_inpain
 from paintseg.config import PaintConfig, PlaceConfig  # noqa: E402
 from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode  # noqa: E402
-from paintseg.generate.diffusion.model import GeneratorError  # noqa: E402
-from paintseg.generate.pipeline import generate, make_backend  # noqa: E402
-from paintseg.generate.pretrained import PretrainedBackend, pipeline_kind, resolve_dtype  # noqa: E402
+from paintseg.paint.diffusion.model import GeneratorError  # noqa: E402
+from paintseg.paint.generate import generate, make_backend  # noqa: E402
+from paintseg.paint.pipelines import PretrainedBackend, pipeline_kind, resolve_dtype  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_paintseg_run_paints_with_a_pipeline_folder_and_keeps_a_hub_id(pbe: Path
     import yaml
 
     from paintseg.errors import PaintsegError
-    from paintseg.experiment.config import load_experiment
+    from paintseg.experiment.spec import load_experiment
     from paintseg.experiment.run import run_experiment
 
     shutil.copytree(pbe, tmp_path / "pbe")

@@ -12,8 +12,8 @@ import pytest
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label, write_label
 from paintseg.errors import PaintsegError
-from paintseg.generate.masks import Box
-from paintseg.generate.references import (ReferencesError, extract_references, instance_masks, load_references,
+from paintseg.place.masks import Box
+from paintseg.place.references import (ReferencesError, extract_references, instance_masks, load_references,
                                           padded_box, references_summary, save_references)
 
 from conftest import tiny_classes

@@ -25,7 +25,7 @@ from paintseg.curate.refine import (
 )
 from paintseg.errors import PaintsegError
 from paintseg.extras import MissingExtraError
-from paintseg.generate.masks import Box
+from paintseg.place.masks import Box
 
 
 def disc_scene(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

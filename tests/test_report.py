@@ -23,8 +23,8 @@ from paintseg.data.raster import write_label
 from paintseg.errors import PaintsegError
 from paintseg.experiment.figures import sample_grid
 from paintseg.experiment.report import load_results, ReportError, find_browser, hms, screenshot, write_report
-from paintseg.generate.copy_paste import CopyPasteBackend
-from paintseg.generate.pipeline import generate
+from paintseg.paint.copy_paste import CopyPasteBackend
+from paintseg.paint.generate import generate
 
 CLASSES = ("field", "water", "road", "pool")
 BASE = ("field", "water", "road")
@@ -66,7 +66,7 @@ def experiment(tmp_path_factory) -> Path:
     summary = curate(episode, paint, cur, encoder=build_encoder("handcrafted"), refiner=build_refiner("grabcut"),
                      keep_rule=KeepRule(top_fraction=0.5), progress=False)
     from paintseg.evaluate.painting import paired_wins, painting_quality
-    from paintseg.generate.references import extract_references
+    from paintseg.place.references import extract_references
 
     pq = exp / "stages/painting-quality-cc33"
     quality = painting_quality(episode, {"copy-paste": CopyPasteBackend(), "copy-paste-match":

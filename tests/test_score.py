@@ -14,10 +14,10 @@ from paintseg.config import GeneratorConfig
 from paintseg.curate.score import (EfficientNetEncoder, GeneratorEncoder, HandcraftedEncoder, OpenClipEncoder, ScoreError, build_encoder,
                                    keep, ranking_auc, region, score, score_manifest, score_many, select_best)
 from paintseg.errors import PaintsegError
-from paintseg.generate.candidates import Candidate, WindowJob, read_manifest, write_candidates
-from paintseg.generate.diffusion.model import build_generator, save_generator
-from paintseg.generate.masks import Box
-from paintseg.generate.placement import Placement
+from paintseg.paint.candidates import Candidate, WindowJob, read_manifest, write_candidates
+from paintseg.paint.diffusion.model import build_generator, save_generator
+from paintseg.place.masks import Box
+from paintseg.place.placement import Placement
 
 BOX = Box(16, 16, 32, 32)  # placement box in a 48×48 window
 RIGHT = 2  # the candidate that paints the reference's red stripes
@@ -36,7 +36,7 @@ def noise(rng: np.random.Generator, h: int, w: int, colour: tuple[int, int, int]
 
 def reference(seed: int = 1):
     """A 24×24 crop: a 16×16 red-striped object on sand."""
-    from paintseg.generate.references import Reference
+    from paintseg.place.references import Reference
 
     rng = np.random.default_rng(seed)
     image = noise(rng, 24, 24, (190, 170, 130), 10)

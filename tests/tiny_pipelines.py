@@ -104,10 +104,10 @@ def save_sd_inpaint(folder: Path, seed: int = 0) -> Path:
 
 def placement_jobs(episode, n: int = 2) -> list:
     """``n`` painting jobs of the tiny episode's novel class (pool): fixed boxes in the first trainset scenes."""
-    from paintseg.generate.candidates import SceneCache, make_job
-    from paintseg.generate.masks import Box
-    from paintseg.generate.placement import Placement
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.place.masks import Box
+    from paintseg.place.placement import Placement
+    from paintseg.place.references import extract_references
 
     pool = 4  # the novel class of conftest.tiny_classes()
     refs = extract_references(episode)

@@ -225,7 +225,7 @@ def split(
     """
     from paintseg.data.datasets import split_recipe
     from paintseg.data.split import format_summary
-    from paintseg.experiment.config import SplitRecipe
+    from paintseg.experiment.spec import SplitRecipe
     from paintseg.config import validate
 
     settings = dict(dataset=dataset, root=str(root) if root else None, layout=layout, images=images, labels=labels,
@@ -418,12 +418,12 @@ def generator_train(
     several GPUs)."""
     cfg = _configured(GeneratorConfig, config, locals())
     from paintseg.data.episode import Episode
-    from paintseg.generate.diffusion.train import train_generator
+    from paintseg.paint.diffusion.train import train_generator
 
     ep = _run(Episode, episode, split)
     _threads()
     if init is not None:
-        from paintseg.generate.finetune import finetune_pipeline
+        from paintseg.paint.finetune import finetune_pipeline
 
         _run(finetune_pipeline, ep, init, out, cfg, resume=resume, device=device, mixed_precision=mixed_precision,
              gradient_checkpointing=gradient_checkpointing)
@@ -464,7 +464,7 @@ def generator_curve(
     from paintseg.data.episode import Episode
     from paintseg.evaluate.curve import curve_lines, painting_curve
     from paintseg.files import write_bytes, write_text
-    from paintseg.generate.references import extract_references
+    from paintseg.place.references import extract_references
 
     if candidates < 1:
         _fail(f"--candidates {candidates}: paint at least 1 per test (2 or more to measure diversity)")
@@ -508,8 +508,8 @@ def place(
     novel class is the share of placements whose surroundings look more like a real query instance's than a random
     spot's do (0.5: no better than uniform). Several backends can then paint the same plan."""
     from paintseg.data.episode import Episode
-    from paintseg.evaluate.placement import placement_quality
-    from paintseg.generate.pipeline import place as run_place
+    from paintseg.evaluate.placement_fit import placement_quality
+    from paintseg.place.plan import place as run_place
 
     ep = _run(Episode, episode, split)
     summary = _run(run_place, ep, out, config, seed)
@@ -544,11 +544,11 @@ def convert_rs_paint_command(
                                           "configs/rs_remoteclip.yaml architecture)."),
 ) -> None:
     """Convert RS-Paint's released generator into a diffusers PaintByExamplePipeline folder: diffusers' own LDM
-    converters for the UNet and VAE, the RemoteCLIP tower and mapper mapped key by key (paintseg.generate.convert)
+    converters for the UNet and VAE, the RemoteCLIP tower and mapper mapped key by key (paintseg.paint.convert)
     and checked against open_clip. Then: paintseg generate EPISODE --generator OUT ..."""
     import yaml
 
-    from paintseg.generate.convert import convert_rs_paint
+    from paintseg.paint.convert import convert_rs_paint
 
     original = None
     if config is not None:
@@ -588,7 +588,7 @@ def harmoniser_train(
     and of the harmonised window is printed and written to train_summary.json."""
     cfg = _configured(HarmoniserConfig, config, locals())
     from paintseg.data.episode import Episode
-    from paintseg.generate.harmonise.train import train_harmoniser
+    from paintseg.paint.harmonise.train import train_harmoniser
 
     ep = _run(Episode, episode, split)
     _threads()
@@ -624,8 +624,8 @@ def generate(
     candidate per placement, refine its mask and compose a synthetic set that `paintseg train --synthetic` reads:
     `paintseg place`, the painting and `paintseg curate` in one command."""
     from paintseg.data.episode import Episode
-    from paintseg.generate.pipeline import generate as run_generate
-    from paintseg.generate.pipeline import make_backend
+    from paintseg.paint.generate import generate as run_generate
+    from paintseg.paint.generate import make_backend
 
     if select not in ("best", "first", "none"):
         _fail(f"--select {select!r}: use best, first or none")
@@ -700,8 +700,8 @@ def painting_quality_command(
     from paintseg.data.episode import Episode
     from paintseg.evaluate.painting import paired_wins, painting_quality
     from paintseg.files import write_text
-    from paintseg.generate.pipeline import make_backend
-    from paintseg.generate.references import extract_references
+    from paintseg.paint.generate import make_backend
+    from paintseg.place.references import extract_references
 
     import shutil
     import tempfile
@@ -733,7 +733,7 @@ def painting_quality_command(
         quality.pop("samples")
     first = generator[0]
     quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
-    from paintseg.generate.diffusion.backend import DiffusionBackend
+    from paintseg.paint.diffusion.backend import DiffusionBackend
 
     generators = [name for name, backend in backends.items() if isinstance(backend, DiffusionBackend)]
     if conditioning:
@@ -828,7 +828,7 @@ def run_cmd(
     EXP/results.json and EXP/report.html. Every stage is cached by a hash of its settings, so a killed or changed
     run redoes only what changed."""
     from paintseg.config import validate
-    from paintseg.experiment.config import ExperimentConfig, load_experiment
+    from paintseg.experiment.spec import ExperimentConfig, load_experiment
 
     cfg = _run(load_experiment, config)
     line = f"paintseg run {config} --out {out}"
@@ -851,7 +851,7 @@ def demo(
     """The whole method on built-in procedural aerial scenes with a novel class (solar panels), as configs/demo.yaml
     sets it: demo scenes → painter → painting → curation → every arm × seed with an ImageNet Lite0 Unet →
     report.html. Its measured time and disk are in the README (generated from a run of that config)."""
-    from paintseg.experiment.demo import demo_config
+    from paintseg.experiment.demo_run import demo_config
 
     cfg = demo_config(quick)
     _experiment(cfg, out, progress, "paintseg demo" + (" --quick" if quick else "") + f" --out {out}")

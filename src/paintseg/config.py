@@ -187,7 +187,7 @@ class TrainConfig(BaseModel):
 
 
 
-# Presets of paintseg.generate.diffusion.model.SIZES and the shapes of paintseg.generate.masks.MASK_KINDS, kept here
+# Presets of paintseg.paint.diffusion.model.SIZES and the shapes of paintseg.place.masks.MASK_KINDS, kept here
 # as plain names so that validating a config does not import torch (a test checks that they agree).
 GENERATOR_SIZES = ("tiny", "small", "base")
 GENERATOR_MASK_KINDS = ("rectangle", "bezier", "silhouette")

@@ -16,7 +16,7 @@ normalised with mean = std = 0.5), where they load *strictly*:
 
 They serve three places: the segmentation encoder ``tu-tf_efficientnet_lite0`` with ``encoder_weights: imagenet``
 (:func:`load_packaged_encoder`), the ``efficientnet-lite0`` similarity filter (paintseg.curate.score) and the
-frozen reference encoder of the generator (paintseg.generate.diffusion.model). Any other encoder keeps
+frozen reference encoder of the generator (paintseg.paint.diffusion.model). Any other encoder keeps
 smp/timm's own download path.
 """
 

@@ -25,8 +25,8 @@ from paintseg.data.raster import IMAGE_SUFFIX, LABEL_SUFFIX, read_image, write_i
 from paintseg.errors import PaintsegError
 from paintseg.files import append_jsonl, write_text
 from paintseg.files import read_jsonl
-from paintseg.generate.candidates import load_candidate
-from paintseg.generate.masks import Box, feather
+from paintseg.paint.candidates import load_candidate
+from paintseg.place.masks import Box, feather
 
 
 @dataclass

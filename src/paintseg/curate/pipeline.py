@@ -25,9 +25,9 @@ from paintseg.config import CurateConfig, guard_settings, parse_keep
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.generate.candidates import load_candidate, read_manifest
-from paintseg.generate.masks import Box
-from paintseg.generate.references import load_references
+from paintseg.paint.candidates import load_candidate, read_manifest
+from paintseg.place.masks import Box
+from paintseg.place.references import load_references
 
 from .compose import compose_set, drop_overlaps
 from .refine import NoneRefiner, Refiner, mask_coverage_check

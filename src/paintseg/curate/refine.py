@@ -32,7 +32,7 @@ import torch
 from paintseg.config import SAM_MODEL_TYPES as CONFIG_SAM_TYPES
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
-from paintseg.generate.masks import Box, mask_box
+from paintseg.place.masks import Box, mask_box
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam

@@ -44,9 +44,9 @@ from scipy.stats import rankdata
 from paintseg.config import ENCODER_KINDS, ENCODER_SPECS, check_encoder_spec
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
-from paintseg.generate.candidates import Candidate, load_candidate
-from paintseg.generate.masks import Box
-from paintseg.generate.references import Reference, padded_box
+from paintseg.paint.candidates import Candidate, load_candidate
+from paintseg.place.masks import Box
+from paintseg.place.references import Reference, padded_box
 
 MODES = ("region", "window")
 DEFAULT_MODE = "window"  # measured by benchmarks/curation_dubai.py: best ROC-AUC of the modes (0.71 vs 0.63)
@@ -149,7 +149,7 @@ class GeneratorEncoder:
     Images are centred on a grey square (as the generator's references are) and resized to its ``ref_size``."""
 
     def __init__(self, generator_dir: str | Path, device: str | None = None, batch: int = 64):
-        from paintseg.generate.diffusion.model import load_generator
+        from paintseg.paint.diffusion.model import load_generator
 
         self.device = _device(device)
         model, _ = load_generator(generator_dir, self.device)
@@ -160,8 +160,8 @@ class GeneratorEncoder:
 
     @torch.inference_mode()
     def embed(self, images: list[np.ndarray], masks: list[np.ndarray] | None = None) -> np.ndarray:
-        from paintseg.generate.diffusion.backend import square_reference
-        from paintseg.generate.diffusion.sample import to_tensor
+        from paintseg.paint.diffusion.backend import square_reference
+        from paintseg.paint.diffusion.sample import to_tensor
 
         masks = masks if masks is not None else [np.ones(im.shape[:2], bool) for im in images]
         out = []

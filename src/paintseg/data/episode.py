@@ -18,6 +18,7 @@ a support label holds only its one novel class, query labels hold everything.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from paintseg.errors import PaintsegError
 from .classes import BACKGROUND, IGNORE, ClassMap, ClassMapError
-from .raster import FORMATS, Raster, RasterError, read_image, read_label
+from .raster import FORMATS, Raster, RasterError, read_image, read_label, to_uint8
 
 SPLIT_LISTS = {"valset": "val.json", "testset": "test.json"}
 
@@ -215,3 +216,26 @@ class Episode:
             out[role] = {"images": len(samples),
                          "pixels": {self.classes.name(i): int(c) for i, c in enumerate(counts) if c}}
         return out
+
+
+class SceneCache:
+    """Trainset scenes by name, read once and kept while they are in use (a small LRU)."""
+
+    def __init__(self, episode: Episode, size: int = 16):
+        self.episode = episode
+        self.size = size
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._samples = {s.name: s for s in episode.train}
+
+    def image(self, name: str) -> np.ndarray:
+        if name in self._items:
+            self._items.move_to_end(name)
+            return self._items[name]
+        if name not in self._samples:
+            raise PaintsegError(f"{self.episode.root / 'train.txt'}: placement scene {name!r} is not a trainset image; "
+                                f"the placements belong to another episode - delete placements.jsonl to re-plan")
+        image = to_uint8(read_image(self._samples[name].image).array)
+        self._items[name] = image
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return image

@@ -52,9 +52,9 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
     references, the masked window, the three paintings, the real window - and listed under "samples"."""
     import torch
 
-    from paintseg.generate.diffusion import PairSampler, load_generator, paint, to_tensor, to_uint8
-    from paintseg.generate.masks import make_mask
-    from paintseg.generate.placement import window_for
+    from paintseg.paint.diffusion import PairSampler, load_generator, paint, to_tensor, to_uint8
+    from paintseg.place.masks import make_mask
+    from paintseg.place.placement import window_for
 
     model, config = generator if isinstance(generator, tuple) else load_generator(generator)
     r = model.spec.resolution

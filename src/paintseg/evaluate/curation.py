@@ -32,12 +32,12 @@ from paintseg.curate.refine import Refiner, refine_iou
 from paintseg.curate.score import DEFAULT_MODE, Encoder, ranking_auc, score_many
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
-from paintseg.generate.candidates import Backend
-from paintseg.generate.masks import Box, mask_box, rectangle_mask
-from paintseg.generate.placement import window_for
-from paintseg.generate.references import Reference
+from paintseg.paint.candidates import Backend
+from paintseg.place.masks import Box, mask_box, rectangle_mask
+from paintseg.place.placement import window_for
+from paintseg.place.references import Reference
 
-from .placement import query_instances
+from .placement_fit import query_instances
 
 
 def mask_quality(episode: Episode, refiners: dict[str, Refiner], count: int = 24, seed: int = 0,

@@ -1,6 +1,6 @@
 """The painter's learning curve: how painting quality grows with the generator's training compute.
 
-A generator trained with ``snapshots`` (:mod:`paintseg.generate.diffusion.train`) keeps its EMA weights after half,
+A generator trained with ``snapshots`` (:mod:`paintseg.paint.diffusion.train`) keeps its EMA weights after half,
 a quarter, ... of its steps in ``GEN/snapshots/step_NNNNNN/``, each a GEN folder that paints. :func:`painting_curve`
 paints the same held-out query tests (:func:`paintseg.evaluate.painting.painting_quality`) with every snapshot and
 the finished generator, at each painting strength asked for, next to the copy-paste controls, and returns one
@@ -20,7 +20,7 @@ from typing import Sequence
 
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
-from paintseg.generate.references import Reference
+from paintseg.place.references import Reference
 
 CURVE_METRICS = ("class_rate", "p_class", "delta_e", "novelty", "diversity")
 
@@ -28,7 +28,7 @@ CURVE_METRICS = ("class_rate", "p_class", "delta_e", "novelty", "diversity")
 def snapshots(gen: str | Path) -> list[dict]:
     """The paintable points of a GEN folder, in training order: each snapshot and the finished generator, as
     ``{"step", "train_seconds", "path"}`` (``train_seconds`` None where the run did not record it)."""
-    from paintseg.generate.diffusion.model import INDEX
+    from paintseg.paint.diffusion.model import INDEX
 
     gen = Path(gen)
     points = []
@@ -58,7 +58,7 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
     "probe": ..., "quality": painting_quality's result}``; ``samples_dir`` keeps the first ``samples`` tests of
     every backend as PNGs (listed in ``quality["samples"]``)."""
     from paintseg.config import PaintConfig
-    from paintseg.generate.pipeline import make_backend
+    from paintseg.paint.generate import make_backend
 
     from .painting import painting_quality
 

@@ -47,10 +47,10 @@ from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png
-from paintseg.generate.candidates import Backend, WindowJob
-from paintseg.generate.masks import Box, make_mask
-from paintseg.generate.placement import Placement
-from paintseg.generate.references import Reference
+from paintseg.paint.candidates import Backend, WindowJob
+from paintseg.place.masks import Box, make_mask
+from paintseg.place.placement import Placement
+from paintseg.place.references import Reference
 
 METRICS = ("delta_e", "delta_l_std", "hist", "p_class")
 PROBE_SIDE = 64  # crop side the probe sees

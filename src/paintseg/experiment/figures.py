@@ -25,8 +25,8 @@ from paintseg.data.episode import Episode, Sample
 from paintseg.data.raster import read_image, read_label, to_uint8
 from paintseg.evaluate.metrics import PREDICTION_SUFFIXES
 from paintseg.files import read_jsonl
-from paintseg.generate.candidates import read_manifest
-from paintseg.generate.references import load_references
+from paintseg.paint.candidates import read_manifest
+from paintseg.place.references import load_references
 
 TILE = 256  # the largest side of an image tile, in pixels
 MIN_TILE = 128  # smaller images are enlarged (by a whole factor, nearest neighbour) to at least this side
@@ -410,8 +410,8 @@ def placement_figure(episode: Episode, folder: Path, scenes: int = 3, per_class:
     the trainset scenes holding most placements with every box drawn, then per novel class its support instances in
     their surroundings (instance outlined in magenta) beside the surroundings that placements chose (box in
     yellow), so a user sees at a glance whether boats went on water."""
-    from paintseg.generate.placement import load_placements
-    from paintseg.generate.references import extract_references
+    from paintseg.place.placement import load_placements
+    from paintseg.place.references import extract_references
 
     plan = load_placements(folder / "placements.jsonl")
     refs = (load_references(folder / "references") if (folder / "references" / "references.jsonl").is_file()

@@ -54,7 +54,7 @@ from paintseg.config import HUB_ID, CurateConfig, PaintConfig, PlaceConfig, dump
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
-from .config import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
+from .spec import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
 from .stages import Stages, _rel, recipe, settings_hash
 from .summary import comparisons, summarize_runs
 
@@ -126,7 +126,7 @@ def _trained(name: str, spec, train_fn, command: str, episode, episode_key: str,
 
 def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
                ) -> tuple[Path, str]:
-    from paintseg.generate.diffusion.train import train_generator
+    from paintseg.paint.diffusion.train import train_generator
 
     return _trained("generator", config.generator, train_generator, "generator train", episode, episode_key, stages,
                     progress)
@@ -134,7 +134,7 @@ def _generator(config: ExperimentConfig, episode, episode_key: str, stages: Stag
 
 def _harmoniser(config: ExperimentConfig, episode, episode_key: str, stages: Stages, progress: bool
                 ) -> tuple[Path, str]:
-    from paintseg.generate.harmonise.train import train_harmoniser
+    from paintseg.paint.harmonise.train import train_harmoniser
 
     return _trained("harmoniser", config.harmoniser, train_harmoniser, "harmoniser train", episode, episode_key,
                     stages, progress)
@@ -143,7 +143,7 @@ def _harmoniser(config: ExperimentConfig, episode, episode_key: str, stages: Sta
 def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Path, str] | None, seed: int,
              config: ExperimentConfig, episode):
     """The painting backend of ``name`` (an ARM_CURATION backend) and the settings its synthetic set records."""
-    from paintseg.generate.pipeline import make_backend
+    from paintseg.paint.generate import make_backend
 
     g = config.generation
     paste_noise = g.paste_noise
@@ -162,7 +162,7 @@ def _paint_recipe(config: ExperimentConfig, episode, generator: tuple[Path, str]
     """The painting settings that decide a generator's pixels, for the stage hashes (not the device). A pretrained
     pipeline's own (dtype, window, prompts) are added only for one, so the stages of paintseg generators keep their
     hashes; ``strength``: the strength even at 1 (the painting-quality stage always recorded it)."""
-    from paintseg.generate.pretrained import pipeline_kind
+    from paintseg.paint.pipelines import pipeline_kind
 
     g = config.generation
     settings = {"steps": g.steps, "guidance": g.guidance, "scheduler": g.scheduler}
@@ -196,7 +196,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
 
     def work() -> None:
         from paintseg.evaluate.painting import paired_wins, painting_quality
-        from paintseg.generate.references import extract_references
+        from paintseg.place.references import extract_references
 
         backends = {n: _backend(n, generator, harmoniser, config.seeds[0], config, episode)[0] for n in names}
         quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
@@ -223,7 +223,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
             quality["filter_quality"] = found
         if painters and (generator[0] / "snapshots").is_dir():  # the painter's learning curve
             from paintseg.evaluate.curve import painting_curve
-            from paintseg.generate.references import extract_references
+            from paintseg.place.references import extract_references
 
             curve = painting_curve(episode, generator[0], extract_references(episode), strengths=[g.strength],
                                    per_class=g.quality_tests, seed=config.seeds[0], steps=g.steps,
@@ -244,7 +244,8 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
               ) -> tuple[dict[str, tuple[Path, str]], Path]:
     """Plan the seed's placements once, then paint them with every backend an arm needs; returns the paintings
     and the placements folder."""
-    from paintseg.generate.pipeline import PLAN_SETTINGS, generate, place, plan_settings
+    from paintseg.place.plan import PLAN_SETTINGS, place, plan_settings
+    from paintseg.paint.generate import generate
 
     g = config.generation
     place_config = stage_part(g, PlaceConfig)
@@ -252,7 +253,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
     place_dir = stages.folder(f"placements-s{seed}", place_key)
 
     def placements() -> None:
-        from paintseg.evaluate.placement import placement_quality
+        from paintseg.evaluate.placement_fit import placement_quality
 
         done = place(episode, place_dir, place_config, seed, progress)
         placement_quality(episode, done["plan"], done["references"], place_dir, seed=seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from .config import DIFFUSION_ARMS
+from .spec import DIFFUSION_ARMS
 
 
 def _mean_std(values: list[float]) -> dict:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from paintseg.errors import PaintsegError
-from paintseg.generate.masks import feather, mask_box
+from paintseg.place.masks import feather, mask_box
 
 from .candidates import Candidate, WindowJob
 

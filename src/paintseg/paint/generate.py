@@ -1,8 +1,9 @@
 """From an episode to painted candidates, resumable: references → placements → candidates.
 
-Reads the episode, cuts the references, plans the placements (:class:`~paintseg.config.PlaceConfig`) and paints K
-candidates per placement with a backend (:class:`~paintseg.config.PaintConfig`); curation (:mod:`paintseg.curate`)
-chooses among them and composes the synthetic set. Every step writes into SYN and is skipped when its output is
+Reads the episode, cuts the references, plans the placements (:mod:`paintseg.place.plan`,
+:class:`~paintseg.config.PlaceConfig`) and paints K candidates per placement with a backend
+(:class:`~paintseg.config.PaintConfig`, :func:`make_backend`); curation (:mod:`paintseg.curate`) chooses among them
+and composes the synthetic set. Every step writes into SYN and is skipped when its output is
 already complete there.
 """
 
@@ -19,12 +20,10 @@ from paintseg.distributed import main_first, processes
 from paintseg.errors import PaintsegError
 from paintseg.files import read_jsonl, write_text
 
+from paintseg.place.plan import PLAN_SETTINGS, plan, plan_settings
+from paintseg.place.references import extract_references, references_summary, save_references
+
 from .candidates import Backend, SceneCache, done_placements, make_job, read_manifest, write_candidates
-from .placement import load_placements, plan_placements, prior_summary, save_placements
-from .references import extract_references, references_summary, save_references
-
-PLAN_SETTINGS = "place.yaml"  # what planned a folder's placements.jsonl
-
 
 def generate(episode: Episode, backend: Backend, out: Path, place: PlaceConfig | None = None,
              paint: PaintConfig | None = None, seed: int = 0, backend_settings: dict | None = None,
@@ -98,81 +97,6 @@ def merge_manifests(cand_dir: Path) -> None:
         shard.unlink()
 
 
-def plan_settings(config: PlaceConfig, seed: int) -> dict:
-    """What decides a plan, as its folder records it (``place.yaml``, and inside ``generate.yaml``): every
-    :class:`PlaceConfig` field, those added after the first plans (reference_weights, orient) only when set and the
-    appearance features only for the priors that use them, so folders written before them still resume; ``near``
-    only when given."""
-    settings = {"per_class": config.per_class, "seed": seed, "prior": config.prior,
-                "mask_kinds": list(config.mask_kinds)}
-    if config.reference_weights != "uniform":
-        settings["reference_weights"] = config.reference_weights
-    if config.prior in ("appearance", "auto"):
-        settings["appearance"] = config.appearance
-    if config.orient:
-        settings["orient"] = True
-    if config.near:
-        settings["near"] = list(config.near)
-    return settings
-
-
-def place(episode: Episode, out: Path, config: PlaceConfig | None = None, seed: int = 0,
-          progress: bool = True) -> dict:
-    """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
-    kept). Returns ``{"placements", "prior", "plan"}`` (the plan: the placements themselves, for measuring it with
-    :func:`paintseg.evaluate.placement.placement_quality`)."""
-    references = extract_references(episode)
-    placements, info = plan(episode, references, Path(out), config or PlaceConfig(), seed, progress)
-    return {"placements": len(placements), "prior": info, "plan": placements, "references": references}
-
-
-def plan(episode: Episode, references: list, out: Path, config: PlaceConfig, seed: int = 0,
-         progress: bool = True) -> tuple[list, dict]:
-    """The placements of ``out/placements.jsonl`` (and the context prior's summary, ``out/prior.json``), planned
-    and written there unless already present - so several backends can paint the very same placements: plan once,
-    copy the files into each backend's folder. ``out/place.yaml`` records what planned them (:func:`plan_settings`),
-    so a plan is never painted under other settings than its own."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    guard_settings(out / PLAN_SETTINGS, plan_settings(config, seed), "this plan")
-    prior, appearance = config.prior, config.appearance
-    path = out / "placements.jsonl"
-    if path.is_file():
-        info = json.loads((out / "prior.json").read_text()) if (out / "prior.json").is_file() else {}
-        return load_placements(path), info
-    from .placement import ContextPrior
-
-    from .placement import PlacementError
-
-    context, fallback = None, None
-    if prior == "context":
-        context = (ContextPrior.from_classes(episode, config.near) if config.near
-                   else ContextPrior.fit(episode, references))
-    elif prior == "auto":
-        try:
-            context = ContextPrior.fit(episode, references)
-        except PlacementError as e:  # e.g. no base-class pixel in the trainset labels: appearance alone
-            fallback = str(e)
-    effective = "appearance" if fallback else prior
-    scorer = None
-    if effective in ("appearance", "auto"):
-        from .appearance import fit_scorer
-
-        scorer = fit_scorer(episode, references, effective, context=context, features=tuple(appearance.split("+")),
-                            seed=seed, progress=progress)
-    placements = plan_placements(episode, references, config.per_class, seed=seed, prior=effective,
-                                 mask_kinds=tuple(config.mask_kinds), progress=progress, context=context,
-                                 reference_weights=config.reference_weights, scorer=scorer, orient=config.orient)
-    info = prior_summary(context, episode.classes) if context is not None else {}
-    if scorer is not None:  # the label prior's shares (auto) under "labels", then how appearance was weighed
-        info = {"labels": info, **scorer.summary(episode.classes)}
-        if fallback:
-            info["labels"] = f"not used: {fallback}"
-    write_text(out / "prior.json", json.dumps(info, indent=1) + "\n")
-    save_placements(placements, path)
-    return placements, info
-
-
 def make_backend(generator: str | Path, paint: PaintConfig | None = None, *, seed: int = 0,
                  paste_colour: str = "none", paste_noise: float = 0.0,
                  class_names: dict[int, str] | None = None) -> tuple[Backend, dict]:
@@ -184,10 +108,10 @@ def make_backend(generator: str | Path, paint: PaintConfig | None = None, *, see
     paint = paint or PaintConfig()
     steps, guidance, scheduler, strength, device = (paint.steps, paint.guidance, paint.scheduler, paint.strength,
                                                     paint.device)
-    from .pretrained import pipeline_kind
+    from .pipelines import pipeline_kind
 
     if str(generator) != "copy-paste" and pipeline_kind(generator) is not None:
-        from .pretrained import PretrainedBackend
+        from .pipelines import PretrainedBackend
 
         if strength != 1.0:
             raise PaintsegError(f"strength {strength}: a pretrained pipeline paints from noise (strength 1); "

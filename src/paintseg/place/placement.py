@@ -62,7 +62,7 @@ class Placement:
     window: Box  # square context window (scene coordinates) holding the box; painted, then pasted back
     mask_kind: str  # one of MASK_KINDS
     seed: int  # drives mask shape and sampling noise downstream
-    angle: float = 0.0  # degrees (counter-clockwise) the reference is turned by (paintseg.generate.orientation)
+    angle: float = 0.0  # degrees (counter-clockwise) the reference is turned by (paintseg.place.orientation)
     score: float | None = None  # the prior's score of the chosen spot (None: uniform placement)
 
     def to_dict(self) -> dict:
@@ -339,7 +339,7 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                     features: Sequence[str] = ("colour",), orient: bool = False) -> list[Placement]:
     """``per_class`` placements for every class of ``references``, ordered by class (see the module docstring).
 
-    ``prior`` ``"appearance"`` and ``"auto"`` weigh spots with a :class:`paintseg.generate.appearance.SpotScorer`
+    ``prior`` ``"appearance"`` and ``"auto"`` weigh spots with a :class:`paintseg.place.appearance.SpotScorer`
     (``scorer``, fitted here with the appearance ``features`` when None): how the surroundings look, alone or mixed
     with the label prior by held-out measurement. ``orient`` turns elongated references so that they keep the
     relation to the structure around them that they had in their support image (:mod:`.orientation`).
@@ -434,10 +434,10 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
 
 class _Orienter:
     """For ``orient=True``: the structure direction around every reference (in its support image) and, per chosen
-    spot, the turn that keeps it (:func:`paintseg.generate.orientation.placement_angle`) with the turned box."""
+    spot, the turn that keeps it (:func:`paintseg.place.orientation.placement_angle`) with the turned box."""
 
     def __init__(self, episode: Episode, references: list[Reference], ring: int):
-        from .candidates import SceneCache
+        from paintseg.data.episode import SceneCache
         from .orientation import instance_axis, structure_angle
 
         self.references, self.ring = references, max(ring, 16)

@@ -6,7 +6,7 @@ masked-image latent, mask), the SD VAE (scale 0.18215), and as conditioning the 
 its visual projection removed (the 1024-d pooled class token) -> a 5-block, 1-head, width-1024 transformer "mapper"
 -> LayerNorm(1024) -> Linear(1024 -> 768), plus a learnt 1x1x768 null vector for classifier-free guidance. That is
 exactly diffusers' ``PaintByExampleImageEncoder`` around a ``CLIPVisionModel``, so the converted folder is a
-``PaintByExamplePipeline`` and paints through :mod:`paintseg.generate.pretrained`.
+``PaintByExamplePipeline`` and paints through :mod:`paintseg.paint.pipelines`.
 
 What maps to what (checkpoint key prefix -> diffusers component):
 

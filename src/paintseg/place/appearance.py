@@ -1,6 +1,6 @@
 """The appearance prior: where a novel class lives, learnt from how the surroundings of its support instances *look*.
 
-The label prior (:class:`paintseg.generate.placement.ContextPrior`) describes an instance's surroundings by base
+The label prior (:class:`paintseg.place.placement.ContextPrior`) describes an instance's surroundings by base
 classes. Where the labels do not describe them - an object dataset whose non-object pixels are one background
 class (water, lawn and car park all "background"), or coarse land-cover classes ("land" = sand, yards and car
 parks) - it cannot tell a good spot from a bad one. The appearance prior reads only images:
@@ -13,7 +13,7 @@ parks) - it cannot tell a good spot from a bad one. The appearance prior reads o
   random trainset frames, and scores a candidate frame by how near it is to the nearest support frame
   (``exp(-d² / 2h²)``, ``h`` = the median distance from a support frame to its nearest other one), calibrated to
   the share of random trainset frames it beats (a percentile in [0, 1]);
-- :class:`SpotScorer` is what :func:`paintseg.generate.placement.plan_placements` asks for each candidate spot:
+- :class:`SpotScorer` is what :func:`paintseg.place.placement.plan_placements` asks for each candidate spot:
   the label prior alone (``prior="context"``, unchanged), the appearance prior alone (``"appearance"``), or their
   mix (``"auto"``): ``score = p_label ** (1 - alpha) * p_appearance ** alpha`` with both calibrated as percentiles
   of random trainset spots and ``alpha`` chosen per class from :data:`ALPHAS` by how well the mix tells each
@@ -270,7 +270,7 @@ class AppearancePrior:
 
 @dataclass
 class SpotScorer:
-    """How :func:`~paintseg.generate.placement.plan_placements` weighs candidate spots (see the module docstring).
+    """How :func:`~paintseg.place.placement.plan_placements` weighs candidate spots (see the module docstring).
 
     ``label`` is a fitted ContextPrior or None, ``appearance`` an AppearancePrior or None, ``alpha`` the appearance
     weight per class; with only a label prior the raw Bhattacharyya coefficient is used (as ``prior="context"``

@@ -8,7 +8,7 @@ class (not background 0, not ignore 255) of at least ``min_instance_pixels`` pix
    or, with ``novel_share``, one of the support set's novel-class instances (the painter adapted to its few shots);
 2. a square context window inside the image that holds the instance's box, sized so that the box covers a random
    share in ``box_fraction`` of it, resized to the model resolution R;
-3. an inpaint mask over the instance, of a random kind of ``mask_kinds`` (``paintseg.generate.masks``; the
+3. an inpaint mask over the instance, of a random kind of ``mask_kinds`` (``paintseg.place.masks``; the
    silhouette is the instance's own mask);
 4. the reference: a square crop around the instance from the same image (+ its object mask), resized to
    ``ref_size`` and strongly augmented (flips, 90° rotations, rescale/crop, elastic warp, blur, colour jitter), so
@@ -34,7 +34,7 @@ from paintseg.config import GeneratorConfig
 from paintseg.data.classes import BACKGROUND, IGNORE
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label, to_uint8
-from ..masks import Box, bezier_mask, make_mask, mask_box
+from paintseg.place.masks import Box, bezier_mask, make_mask, mask_box
 from .model import GeneratorError, spec_for
 from .sample import resize_square, to_tensor
 

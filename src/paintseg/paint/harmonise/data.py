@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from paintseg.config import HarmoniserConfig
-from paintseg.generate.masks import feather
+from paintseg.place.masks import feather
 from paintseg.data.episode import Episode
 
 from ..diffusion.data import Instance, find_instances, read_scenes

@@ -6,7 +6,7 @@ a placement keeps the relation its support instance had.
   the frame around it) and how coherent it is (0: no direction, 1: all edges parallel);
 - :func:`instance_axis`: the principal axis of an instance mask and its elongation (ratio of the axes' lengths);
 - :func:`placement_angle`: the rotation that carries the reference's own surroundings' direction onto the new
-  spot's, used by :func:`paintseg.generate.placement.plan_placements` with ``orient=True`` when the instance is
+  spot's, used by :func:`paintseg.place.placement.plan_placements` with ``orient=True`` when the instance is
   elongated and both directions are coherent (otherwise 0: the reference keeps its orientation);
 - :func:`rotate_reference`: the reference crop and mask turned by that angle (the canvas grows to hold it);
 - :func:`alignment`: ``cos 2Δ`` of the angle Δ between an instance's axis and its surroundings' direction: 1 along

@@ -15,7 +15,6 @@ On disk (``SYN/candidates/``; file names in the manifest are relative to it)::
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -24,14 +23,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from paintseg.data.episode import Episode
-from paintseg.data.raster import read_image, to_uint8
+from paintseg.data.episode import SceneCache  # noqa: F401 (painting jobs are cut from its scenes; re-exported)
 from paintseg.errors import PaintsegError
 from paintseg.files import append_jsonl, read_jsonl, save_png
 
-from .masks import Box, make_mask
-from .placement import Placement
-from .references import Reference
+from paintseg.place.masks import Box, make_mask
+from paintseg.place.placement import Placement
+from paintseg.place.references import Reference
 
 
 @dataclass
@@ -61,29 +59,6 @@ class Backend(Protocol):
     def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]: ...
 
 
-class SceneCache:
-    """Trainset scenes by name, read once and kept while they are in use (a small LRU)."""
-
-    def __init__(self, episode: Episode, size: int = 16):
-        self.episode = episode
-        self.size = size
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._samples = {s.name: s for s in episode.train}
-
-    def image(self, name: str) -> np.ndarray:
-        if name in self._items:
-            self._items.move_to_end(name)
-            return self._items[name]
-        if name not in self._samples:
-            raise PaintsegError(f"{self.episode.root / 'train.txt'}: placement scene {name!r} is not a trainset image; "
-                                f"the placements belong to another episode - delete placements.jsonl to re-plan")
-        image = to_uint8(read_image(self._samples[name].image).array)
-        self._items[name] = image
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-        return image
-
-
 def make_job(index: int, placement: Placement, references: Sequence[Reference], scenes: SceneCache) -> WindowJob:
     """Cut the placement's window out of its scene and draw its inpaint mask (seeded by the placement)."""
     image = scenes.image(placement.scene)
@@ -92,7 +67,7 @@ def make_job(index: int, placement: Placement, references: Sequence[Reference], 
     box = Box(*placement.box).shift(-w.x0, -w.y0)
     reference = references[placement.reference]
     if placement.angle:
-        from .orientation import rotate_reference
+        from paintseg.place.orientation import rotate_reference
 
         reference = rotate_reference(reference, placement.angle)
     rng = np.random.default_rng(placement.seed)
@@ -118,7 +93,7 @@ def write_candidates(jobs: Iterator[WindowJob] | list[WindowJob], backend: Backe
     skipping the placements already in the manifest. Returns the number of placements painted now."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = out / manifest_name  # one per process when several paint (generate.pipeline.merge_manifests)
+    manifest = out / manifest_name  # one per process when several paint (paint.generate.merge_manifests)
     painted = 0
     bar = tqdm(total=total, desc=f"paint ({backend.name})", unit="placement", disable=not progress)
     pending: list[WindowJob] = []

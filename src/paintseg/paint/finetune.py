@@ -35,7 +35,7 @@ from paintseg.files import write_text
 from paintseg.runs import lr_factor, peak_rss_mb
 
 from .diffusion.data import PairSampler
-from .pretrained import load_pipeline, pipeline_kind
+from .pipelines import load_pipeline, pipeline_kind
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 

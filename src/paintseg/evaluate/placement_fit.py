@@ -32,8 +32,8 @@ from scipy import ndimage
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
 from paintseg.files import write_text
-from paintseg.generate.masks import Box
-from paintseg.generate.placement import grow_box
+from paintseg.place.masks import Box
+from paintseg.place.placement import grow_box
 
 STATISTICS = ("L mean", "a mean", "b mean", "L std", "a std", "b std", "local std", "gradient")
 
@@ -76,7 +76,7 @@ def query_instances(episode: Episode, class_id: int, min_pixels: int = 16,
 def label_ring(label: np.ndarray, box: Box, ring: int, base_ids: list[int]) -> np.ndarray | None:
     """Square root of the base-class shares of the frame around ``box`` (so Euclidean distance is Hellinger's);
     None when the frame holds no base pixel."""
-    from paintseg.generate.placement import ring_histogram
+    from paintseg.place.placement import ring_histogram
 
     hist = ring_histogram(label, box, ring, base_ids)
     return np.sqrt(hist) if hist.sum() > 0 else None
@@ -160,12 +160,12 @@ def orientation_agreement(episode: Episode, placements: list, references: list, 
                           min_pixels: int = 64) -> dict:
     """Do placed instances lie along their surroundings' structure the way real query instances do?
 
-    Per novel class: the mean :func:`paintseg.generate.orientation.alignment` (``cos 2Δ`` between an instance's
+    Per novel class: the mean :func:`paintseg.place.orientation.alignment` (``cos 2Δ`` between an instance's
     axis and the direction of the edges around it; 1 = along it, -1 = across it, ~0 for random angles) over
     the real query instances and over the placements (their reference's axis turned by the placement's angle),
     counting only elongated instances in coherent surroundings (the thresholds of
-    :func:`~paintseg.generate.orientation.placement_angle`)."""
-    from paintseg.generate.orientation import (MIN_COHERENCE, MIN_ELONGATION, alignment, instance_axis,
+    :func:`~paintseg.place.orientation.placement_angle`)."""
+    from paintseg.place.orientation import (MIN_COHERENCE, MIN_ELONGATION, alignment, instance_axis,
                                                structure_angle)
 
     out = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ExperimentConfig, load_experiment
+from .spec import ExperimentConfig, load_experiment
 
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 

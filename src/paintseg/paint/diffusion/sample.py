@@ -45,7 +45,7 @@ def make_scheduler(model: PaintModel, name: str = "ddim") -> SchedulerMixin:
 def _check(name: str, x: Tensor, channels: int, batch: int | None = None, size: int | None = None) -> None:
     if x.ndim != 4 or x.shape[1] != channels or x.shape[2] != x.shape[3]:
         raise GeneratorError(f"paint: {name} must be a B×{channels}×S×S tensor, got {tuple(x.shape)}; convert "
-                             f"arrays with paintseg.generate.diffusion.to_tensor")
+                             f"arrays with paintseg.paint.diffusion.to_tensor")
     if batch is not None and x.shape[0] != batch:
         raise GeneratorError(f"paint: {name} holds {x.shape[0]} items but the windows hold {batch}; pass one per "
                              f"window")

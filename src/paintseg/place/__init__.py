@@ -1,0 +1,2 @@
+"""Where new instances go: references cut from the support set, inpaint mask shapes, the label / appearance /
+orientation priors and the plan a folder records (``paintseg place``)."""

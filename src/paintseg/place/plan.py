@@ -1,0 +1,95 @@
+"""Placement as a stage: plan where new instances go into a folder, once, and record what planned them.
+
+:func:`place` (``paintseg place``) and :func:`plan` write ``placements.jsonl``, ``prior.json`` and ``place.yaml``
+(:func:`plan_settings`); every painting backend then paints that very plan (:mod:`paintseg.paint.generate`), and a
+plan is never painted under other placement settings than its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from paintseg.config import PlaceConfig, guard_settings
+from paintseg.data.episode import Episode
+from paintseg.files import write_text
+
+from .placement import load_placements, plan_placements, prior_summary, save_placements
+from .references import extract_references
+
+PLAN_SETTINGS = "place.yaml"  # what planned a folder's placements.jsonl
+
+
+def plan_settings(config: PlaceConfig, seed: int) -> dict:
+    """What decides a plan, as its folder records it (``place.yaml``, and inside ``generate.yaml``): every
+    :class:`PlaceConfig` field, those added after the first plans (reference_weights, orient) only when set and the
+    appearance features only for the priors that use them, so folders written before them still resume; ``near``
+    only when given."""
+    settings = {"per_class": config.per_class, "seed": seed, "prior": config.prior,
+                "mask_kinds": list(config.mask_kinds)}
+    if config.reference_weights != "uniform":
+        settings["reference_weights"] = config.reference_weights
+    if config.prior in ("appearance", "auto"):
+        settings["appearance"] = config.appearance
+    if config.orient:
+        settings["orient"] = True
+    if config.near:
+        settings["near"] = list(config.near)
+    return settings
+
+
+def place(episode: Episode, out: Path, config: PlaceConfig | None = None, seed: int = 0,
+          progress: bool = True) -> dict:
+    """The placement stage on its own (``paintseg place``): plan into ``out`` (:func:`plan`; an existing plan is
+    kept). Returns ``{"placements", "prior", "plan"}`` (the plan: the placements themselves, for measuring it with
+    :func:`paintseg.evaluate.placement_fit.placement_quality`)."""
+    references = extract_references(episode)
+    placements, info = plan(episode, references, Path(out), config or PlaceConfig(), seed, progress)
+    return {"placements": len(placements), "prior": info, "plan": placements, "references": references}
+
+
+def plan(episode: Episode, references: list, out: Path, config: PlaceConfig, seed: int = 0,
+         progress: bool = True) -> tuple[list, dict]:
+    """The placements of ``out/placements.jsonl`` (and the context prior's summary, ``out/prior.json``), planned
+    and written there unless already present - so several backends can paint the very same placements: plan once,
+    copy the files into each backend's folder. ``out/place.yaml`` records what planned them (:func:`plan_settings`),
+    so a plan is never painted under other settings than its own."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    guard_settings(out / PLAN_SETTINGS, plan_settings(config, seed), "this plan")
+    prior, appearance = config.prior, config.appearance
+    path = out / "placements.jsonl"
+    if path.is_file():
+        info = json.loads((out / "prior.json").read_text()) if (out / "prior.json").is_file() else {}
+        return load_placements(path), info
+    from .placement import ContextPrior
+
+    from .placement import PlacementError
+
+    context, fallback = None, None
+    if prior == "context":
+        context = (ContextPrior.from_classes(episode, config.near) if config.near
+                   else ContextPrior.fit(episode, references))
+    elif prior == "auto":
+        try:
+            context = ContextPrior.fit(episode, references)
+        except PlacementError as e:  # e.g. no base-class pixel in the trainset labels: appearance alone
+            fallback = str(e)
+    effective = "appearance" if fallback else prior
+    scorer = None
+    if effective in ("appearance", "auto"):
+        from .appearance import fit_scorer
+
+        scorer = fit_scorer(episode, references, effective, context=context, features=tuple(appearance.split("+")),
+                            seed=seed, progress=progress)
+    placements = plan_placements(episode, references, config.per_class, seed=seed, prior=effective,
+                                 mask_kinds=tuple(config.mask_kinds), progress=progress, context=context,
+                                 reference_weights=config.reference_weights, scorer=scorer, orient=config.orient)
+    info = prior_summary(context, episode.classes) if context is not None else {}
+    if scorer is not None:  # the label prior's shares (auto) under "labels", then how appearance was weighed
+        info = {"labels": info, **scorer.summary(episode.classes)}
+        if fallback:
+            info["labels"] = f"not used: {fallback}"
+    write_text(out / "prior.json", json.dumps(info, indent=1) + "\n")
+    save_placements(placements, path)
+    return placements, info
