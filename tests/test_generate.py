@@ -60,6 +60,27 @@ def test_copy_paste_pastes_the_reference_through_its_mask(tiny_episode: Path) ->
     assert np.abs(first.image[first.object_mask].mean(0) - pool_colour).max() < 15
 
 
+def test_poisson_paste_keeps_the_silhouette_and_moves_its_colours_to_the_new_surroundings(tiny_episode: Path) -> None:
+    """colour='poisson' (the copy-paste-poisson arm): the same object mask and untouched surroundings as a plain
+    paste, the pool's pixels pulled towards the field it is pasted into; at the window's edge it falls back."""
+    from paintseg.paint.generate import make_backend
+
+    ep = Episode(tiny_episode)
+    job, _ = _job(ep)
+    plain = CopyPasteBackend().paint([job], 1)[0][0]
+    blended = CopyPasteBackend(colour="poisson").paint([job], 1)[0][0]
+    assert np.array_equal(blended.object_mask, plain.object_mask)
+    outside = ~blended.object_mask
+    assert np.array_equal(blended.image[outside], job.window_image[outside])
+    field = job.window_image[outside].astype(float).mean(0)
+    gap = lambda c: np.abs(c.image[c.object_mask].astype(float).mean(0) - field).sum()  # noqa: E731
+    assert gap(blended) < 0.8 * gap(plain), (gap(blended), gap(plain))
+    backend, settings = make_backend("copy-paste", paste_colour="poisson")
+    assert settings == {"paste_colour": "poisson"} and backend.colour == "poisson"
+    with pytest.raises(PaintsegError, match="use one of none, match, poisson"):
+        CopyPasteBackend(colour="blur")
+
+
 def test_feather_stays_inside_the_mask() -> None:
     mask = np.zeros((20, 20), bool)
     mask[5:15, 5:15] = True

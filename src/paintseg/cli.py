@@ -611,7 +611,8 @@ def generate(
                                      "satellite image of a {class}')."),
     paste_colour: str = typer.Option("none", help="Copy-paste and harmonise: 'match' moves the pasted pixels from "
                                      "the colour statistics of the reference's surroundings to the new ones' (Lab "
-                                     "mean/std) and flips each paste at random; 'none': as cut."),
+                                     "mean/std) and flips each paste at random; 'poisson' blends the paste into "
+                                     "its new surroundings by Poisson image editing; 'none': as cut."),
     paste_noise: float = typer.Option(0.0, help="Copy-paste: add smooth colour noise of this std (grey levels) to "
                                       "each paste and its seam - a control for painting from the composite."),
     seed: int = typer.Option(0, help="Seed for placements, masks and sampling noise."),

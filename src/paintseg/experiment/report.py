@@ -573,7 +573,8 @@ per-image IoUs). Base mIoU averages the base classes, novel mIoU the novel class
 <li>score = 0.4 · base mIoU + 0.6 · novel mIoU, as in the OpenEarthMap few-shot protocol.</li>
 <li>mean ± std is over the seeds of an arm (sample std, ddof = 1; 0 with one seed); n is the number of seeds.</li>
 <li>Arms: baseline = real data only; copy-paste = references pasted into scenes; copy-paste-match = pasted with
-colours moved to the new surroundings and random flips; copy-paste-noise = pasted with smooth colour noise on the
+colours moved to the new surroundings and random flips; copy-paste-poisson = pasted by Poisson blending
+(gradients kept, colours solved from the new surroundings); copy-paste-noise = pasted with smooth colour noise on the
 object (generation.paste_noise); harmonise = pasted, then re-coloured by the harmoniser
 trained on the episode's scenes; diffusion = painted by the
 exemplar-conditioned inpainting model, filtered by similarity and with refined masks; diffusion-noise = the same,

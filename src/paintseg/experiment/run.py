@@ -62,6 +62,7 @@ from .summary import comparisons, summarize_runs
 ARM_CURATION = {
     "copy-paste": ("copy-paste", False, False),
     "copy-paste-match": ("copy-paste-match", False, False),
+    "copy-paste-poisson": ("copy-paste-poisson", False, False),
     "copy-paste-noise": ("copy-paste-noise", False, False),
     "harmonise": ("harmonise", False, False),
     "diffusion": ("diffusion", True, True),
@@ -155,7 +156,8 @@ def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Pa
         return make_backend(harmoniser[0])
     if name == "copy-paste-noise":
         return make_backend("copy-paste", paste_noise=paste_noise)
-    return make_backend("copy-paste", paste_colour="match" if name == "copy-paste-match" else "none")
+    return make_backend("copy-paste", paste_colour=name.removeprefix("copy-paste-") if name in (
+        "copy-paste-match", "copy-paste-poisson") else "none")
 
 
 def _paint_recipe(config: ExperimentConfig, episode, generator: tuple[Path, str] | None, strength: bool) -> dict:

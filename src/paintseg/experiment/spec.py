@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, TrainConfig,
                              encoder_problem, load_yaml)
 
-# copy-paste-match: colour-matched copy-paste with random flips; copy-paste-noise: copy-paste with smooth colour noise
+# copy-paste-match: colour-matched copy-paste with random flips; copy-paste-poisson: pasted by Poisson blending; copy-paste-noise: copy-paste with smooth colour noise
 # on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser; diffusion-noise:
 # painted from the copy-paste-noise composite (generation.strength < 1), faithful new instances with appearance noise
-ARMS = ("baseline", "copy-paste", "copy-paste-match", "copy-paste-noise", "harmonise", "diffusion",
+ARMS = ("baseline", "copy-paste", "copy-paste-match", "copy-paste-poisson", "copy-paste-noise", "harmonise", "diffusion",
         "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
 DEFAULT_ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
 DIFFUSION_ARMS = ("diffusion", "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")

@@ -9,6 +9,11 @@ window outside the box's silhouette), per channel mean and std (ratio clipped to
 the object keeps its contrast to its background while the illumination follows the new scene; and every
 candidate, k = 0 too, is flipped at random (seeded by the placement).
 
+``colour="poisson"`` blends the paste into its new surroundings by Poisson image editing (Pérez et al. 2003,
+OpenCV's ``seamlessClone``): the pasted gradients are kept and the colours solved for from the window's border
+around the silhouette, the classical harmonisation that needs no training (a paste that touches the window's edge,
+where the solver has no border, is blended with the feathered edge instead).
+
 ``noise=σ`` is a control for painting from the composite (SDEdit): zero-mean colour noise of per-channel std σ,
 smooth at the scale of a 64-px model window (drawn at 64×64 and resized to the window), is added to the pasted
 silhouette grown by 2 px - the region and about the size of the change a low-strength painting makes - so a gain
@@ -26,7 +31,7 @@ from paintseg.place.masks import feather, mask_box
 from .candidates import Candidate, WindowJob
 
 
-COLOURS = ("none", "match")
+COLOURS = ("none", "match", "poisson")
 NOISE_GRID = 64  # the noise control is drawn at this resolution (the small generator's window) and resized
 
 
@@ -40,6 +45,23 @@ def match_colour(pixels: np.ndarray, source: np.ndarray, target: np.ndarray) -> 
     moved = (lab(pixels).astype(np.float32) - src.mean(0)) * ratio + tgt.mean(0)
     moved = np.clip(np.round(moved), 0, 255).astype(np.uint8).reshape(-1, 1, 3)
     return cv2.cvtColor(moved, cv2.COLOR_LAB2RGB).reshape(pixels.shape)
+
+
+def _inside(mask: np.ndarray, margin: int) -> bool:
+    """Whether ``mask`` is non-empty and keeps ``margin`` pixels from every edge of its array."""
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    return len(ys) > 0 and ys.min() >= margin and xs.min() >= margin and ys.max() < h - margin and xs.max() < w - margin
+
+
+def _poisson(pasted: np.ndarray, window: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``pasted``'s pixels under ``mask`` blended into ``window`` by Poisson image editing (OpenCV seamlessClone)."""
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    patch = np.ascontiguousarray(pasted[y0:y1, x0:x1])
+    region = (mask[y0:y1, x0:x1] * 255).astype(np.uint8)
+    centre = (int(x0 + (x1 - x0) // 2), int(y0 + (y1 - y0) // 2))
+    return cv2.seamlessClone(patch, np.ascontiguousarray(window), region, centre, cv2.NORMAL_CLONE)
 
 
 class CopyPasteBackend:
@@ -89,7 +111,10 @@ class CopyPasteBackend:
         region = (slice(box.y0, box.y1), slice(box.x0, box.x1))
         pasted = out.astype(np.float32)
         pasted[region] = pixels.astype(np.float32)
-        out = np.clip(np.round(alpha * pasted + (1 - alpha) * out.astype(np.float32)), 0, 255).astype(np.uint8)
+        if self.colour == "poisson" and _inside(object_mask, margin=2):
+            out = _poisson(pasted.astype(np.uint8), out, object_mask)
+        else:
+            out = np.clip(np.round(alpha * pasted + (1 - alpha) * out.astype(np.float32)), 0, 255).astype(np.uint8)
         if self.noise > 0:
             region = cv2.dilate(object_mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             rng = np.random.default_rng([job.placement.seed, k, 2])
