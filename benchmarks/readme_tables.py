@@ -501,6 +501,7 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "experiment_dubai": lambda r: experiment(r, "dubai"), "experiment_demo": lambda r: experiment(r, "demo"),
           "experiment_demo_5seeds": lambda r: experiment(r, "demo_5seeds"),
           "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve,
+          "experiment_demo_poisson": lambda r: experiment(r, "demo_poisson"),
           "painter_curve_dubai": painter_curve, "priors_demo": priors, "priors_dubai": priors}
 
 
