@@ -227,6 +227,7 @@ def test_run_with_the_harmonise_and_colour_matched_arms(tmp_path, tiny_episode):
         "copy-paste-match", "copy-paste-noise", "harmonise"]
 
 
+@pytest.mark.slow
 def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_path, tiny_episode):
     config = load_experiment(write_config(tmp_path, TINY))
     exp = tmp_path / "exp"
@@ -326,6 +327,7 @@ def test_cli_run_reports_a_bad_config_without_traceback(tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_cli_run_seeds_replace_the_configs(tmp_path, tiny_episode):
     path = write_config(tmp_path, {**TINY, "episode": {"path": str(tiny_episode)}, "arms": ["baseline"]})
     cmd = [sys.executable, "-m", "paintseg", "run", str(path), "--out", str(tmp_path / "e"), "--no-progress"]
@@ -341,6 +343,7 @@ def test_cli_run_seeds_replace_the_configs(tmp_path, tiny_episode):
     assert results["command"].endswith("--seeds 3")
 
 
+@pytest.mark.slow
 def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp_path, tiny_episode):
     data = {**TINY, "arms": ["baseline", "copy-paste", "copy-paste-noise", "diffusion", "diffusion-noise"],
             "generator": {"train": {**TINY["generator"]["train"], "snapshots": 2}},

@@ -52,6 +52,7 @@ def test_pairs_recolour_the_instance_only_and_depend_on_seed_and_step(tiny_episo
     assert pairs.held_out and pairs.train  # 8 scenes with instances: every fifth is held out
 
 
+@pytest.mark.slow
 def test_the_harmoniser_can_fit_a_colour_shift(tiny_episode: Path):
     """One batch of pairs, fitted for 120 steps: the per-object colour transform undoes much of the re-colouring
     (measured: the error falls to 0.46 of the composite's with 1 and with 2 threads, and stays there)."""

@@ -53,6 +53,7 @@ def test_min_snr_weights_and_the_weighted_loss():
                                                                             rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_minutes_budget_is_measured_fixed_and_laid_under_the_lr_schedule(texture_episode, tmp_path):
     config = quick_config(steps=100_000, minutes=0.15, warmup_steps=30, checkpoint_every=10, sample_every=10_000,
                           snapshots=3, keep_checkpoint=True)
@@ -86,6 +87,7 @@ def test_a_minutes_budget_is_measured_fixed_and_laid_under_the_lr_schedule(textu
     assert (out / "model_index.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_budget_run_killed_after_its_budget_resumes_to_the_steps_it_bought(texture_episode, tmp_path,
                                                                            monkeypatch):
     """Killed after the budget is fixed, the run resumes to the same step with the same schedule: its weights are
@@ -150,6 +152,7 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
     assert min(p["diversity"] for p in from_noise) > curve["controls"]["copy-paste"]["diversity"]
 
 
+@pytest.mark.slow
 def test_cli_curve_writes_json_and_figures(tiny_episode, tmp_path):
     episode = Episode(tiny_episode)
     gen = tmp_path / "gen"

@@ -275,6 +275,7 @@ def dubai(tmp_path_factory: pytest.TempPathFactory) -> Episode:
     return Episode(out)
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_dubai_references_and_placements(shared_data: Path, dubai: Episode):
     refs = extract_references(dubai)

@@ -96,6 +96,7 @@ def test_sd_inpaint_uses_one_prompt_per_class(sd_inpaint: Path, tiny_episode: Pa
     assert not np.array_equal(cands[0].image, own.paint(jobs, 1)[0][0].image)  # the prompt conditions it
 
 
+@pytest.mark.slow
 def test_bad_pretrained_inputs_say_what_to_do(pbe: Path, tmp_path: Path) -> None:
     with pytest.raises(GeneratorError, match="half precision is for GPUs"):
         resolve_dtype("fp16", "cpu")
@@ -132,6 +133,7 @@ def test_cli_generate_paints_with_a_pipeline_and_a_class_prompt(sd_inpaint: Path
     assert bad.exit_code == 2 and "give CLASS=TEXT" in bad.output
 
 
+@pytest.mark.slow
 def test_paintseg_run_paints_with_a_pipeline_folder_and_keeps_a_hub_id(pbe: Path, tiny_episode: Path,
                                                                        tmp_path: Path) -> None:
     import shutil

@@ -146,6 +146,7 @@ def trained(tmp_path_factory) -> tuple[Episode, Path]:
     return episode, root / "run"
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder_and_loss_decreases(trained) -> None:
     episode, run = trained
     for name in ("config.yaml", "classes.json", "log.jsonl", "model.pt", "train_summary.json"):
@@ -294,6 +295,7 @@ def test_windowed_prediction_of_a_geotiff_equals_the_in_memory_one(trained, tmp_
     assert np.array_equal(read_label(auto).array, a.array) and (tmp_path / "auto/color/scene.png").is_file()
 
 
+@pytest.mark.slow
 def test_predict_a_4096_px_geotiff_tiled_from_the_real_sample(trained, shared_data: Path, tmp_path: Path) -> None:
     """A 4096 x 4096 GeoTIFF (adelaide_2.tif tiled 4 x 4) goes window by window: same CRS, transform and size."""
     import rasterio

@@ -307,6 +307,7 @@ def test_unknown_novel_name(dataset: Path, tmp_path: Path):
 
 
 # --------------------------------------------------------------------------------------------- real data
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_split_dubai_by_tile(shared_data: Path, tmp_path: Path):
     dubai = shared_data / "dubai_aerial"

@@ -48,6 +48,7 @@ def test_require_names_the_extra():
         require("no_such_module_here", package="no-such-pkg", extra="sam", feature="the thing")
 
 
+@pytest.mark.slow
 def test_every_module_imports_without_the_optional_extras():
     """The default install (no extras) must import every paintseg module: extras are imported where used."""
     code = textwrap.dedent("""
