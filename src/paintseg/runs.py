@@ -198,6 +198,14 @@ def trained_steps(model_path: Path) -> int | None:
     return None if step is None else int(step)
 
 
+def unfinished_hint(file: Path, command: str, out: str) -> str:
+    """What to say when a trained model's file is missing: finish the run (a checkpoint is there) or train one."""
+    if (file.parent / "checkpoints" / "last.pt").exists():
+        return (f" Training stopped before the end: run `paintseg {command}` again with --resume and the same --out "
+                f"to finish it.")
+    return f" Train one with `paintseg {command} EPISODE --out {out}`."
+
+
 def finish_run(out: Path, keep_checkpoint: bool) -> None:
     """After ``model.pt`` is written: drop ``checkpoints/`` (the resume state, about three times the size of the
     model with its optimizer moments) unless ``keep_checkpoint``."""

@@ -293,9 +293,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         return _load_folder(folder).to(device).eval(), _config_of(folder)
     file = path / "model.pt" if path.is_dir() else path
     if not file.is_file():
-        hint = (" Training stopped before the end: run `paintseg generator train` again with --resume and the same "
-                "--out to finish it." if (file.parent / "checkpoints" / "last.pt").exists() else
-                " Train one with `paintseg generator train EPISODE --out GEN`.")
+        from paintseg.runs import unfinished_hint
+
+        hint = unfinished_hint(file, "generator train", "GEN")
         raise GeneratorError(f"{path}: no generator here (no {INDEX} or model.pt).{hint}")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)

@@ -147,10 +147,9 @@ def load_harmoniser(path: str | Path, device: str | torch.device = "cpu") -> tup
     path = Path(path)
     file = path / MODEL_FILE if path.is_dir() else path
     if not file.is_file():
-        hint = (" Training stopped before the end: run `paintseg harmoniser train` again with --resume and the same "
-                "--out to finish it." if (file.parent / "checkpoints" / "last.pt").exists() else
-                " Train one with `paintseg harmoniser train EPISODE --out HARM`.")
-        raise HarmoniserError(f"{path}: no {MODEL_FILE} here.{hint}")
+        from paintseg.runs import unfinished_hint
+
+        raise HarmoniserError(f"{path}: no {MODEL_FILE} here.{unfinished_hint(file, 'harmoniser train', 'HARM')}")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
         config = validate(payload["config"], HarmoniserConfig, str(file))
