@@ -630,15 +630,14 @@ def generate(
 
     if select not in ("best", "first", "none"):
         _fail(f"--select {select!r}: use best, first or none")
-    cfg = config
     ep = _run(Episode, episode, split)
-    prompts = dict(cfg.prompts)
+    prompts = dict(config.prompts)
     for item in prompt:
         name, sep, text = item.partition("=")
         if not sep or not text:
             _fail(f"--prompt {item!r}: give CLASS=TEXT, e.g. --prompt 'pool=a swimming pool seen from above'")
         prompts[name.strip()] = text.strip()
-    paint = stage_part(cfg, PaintConfig).model_copy(update={"prompts": prompts})
+    paint = stage_part(config, PaintConfig).model_copy(update={"prompts": prompts})
     if paint.device is None and distributed.world_size() > 1:  # accelerate launch: this process's device
         paint = paint.model_copy(update={"device": distributed.device()})
     novel = {c: ep.classes.name(c) for c in ep.classes.novel_ids}
@@ -648,10 +647,10 @@ def generate(
     if select != "none":  # built before painting, so a bad filter or SAM checkpoint stops the command at once
         from paintseg.curate.pipeline import curation_options
 
-        cur = stage_part(cfg, CurateConfig)
+        cur = stage_part(config, CurateConfig)
         curation = _run(curation_options, cur.model_copy(update={"filter": "none"}) if select == "first" else cur)
     _threads()
-    summary = _run(run_generate, ep, backend, out, stage_part(cfg, PlaceConfig), paint, seed=seed,
+    summary = _run(run_generate, ep, backend, out, stage_part(config, PlaceConfig), paint, seed=seed,
                    backend_settings=settings)
     if "rank" in summary:  # another process of `accelerate launch`: the first one curates and reports
         return

@@ -311,16 +311,15 @@ def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, 
         backend, use_filter, use_refiner = ARM_CURATION[arm]
         use_filter, use_refiner = use_filter and g.filter != "none", use_refiner and g.refine != "none"
         source, source_key = painted[backend]
-        options = {"filter": filter_spec if use_filter else None, "mode": g.score_mode,
-                   "keep": g.keep if use_filter else "all",
-                   "refine": g.refine if use_refiner else "none", "sam_checkpoint": g.sam_checkpoint,
-                   "sam_model_type": g.sam_model_type, "sam_prompt": g.sam_prompt,
-                   "min_cover": g.min_cover, "max_cover": g.max_cover}
-        key = settings_hash(source_key, options)
-        folder = stages.folder(f"curate-{arm}-s{seed}", key)
-
         arm_config = stage_part(g, CurateConfig).model_copy(update={
-            "filter": options["filter"] or "none", "keep": options["keep"], "refine": options["refine"]})
+            "filter": filter_spec if use_filter else "none", "keep": g.keep if use_filter else "all",
+            "refine": g.refine if use_refiner else "none"})
+        c = arm_config  # the stage hash: these keys, as the first runs recorded them (no filter: None)
+        key = settings_hash(source_key, {"filter": None if c.filter == "none" else c.filter, "mode": c.score_mode,
+                                         "keep": c.keep, "refine": c.refine, "sam_checkpoint": c.sam_checkpoint,
+                                         "sam_model_type": c.sam_model_type, "sam_prompt": c.sam_prompt,
+                                         "min_cover": c.min_cover, "max_cover": c.max_cover})
+        folder = stages.folder(f"curate-{arm}-s{seed}", key)
 
         def work(folder=folder, source=source, c=arm_config) -> None:
             curate(episode, source, folder, **curation_options(c), progress=progress)
