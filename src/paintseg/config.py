@@ -186,7 +186,6 @@ class TrainConfig(BaseModel):
         return self
 
 
-
 # Presets of paintseg.paint.diffusion.model.SIZES and the shapes of paintseg.place.masks.MASK_KINDS, kept here
 # as plain names so that validating a config does not import torch (a test checks that they agree).
 GENERATOR_SIZES = ("tiny", "small", "base")

@@ -155,6 +155,5 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-
 def _rel(path: Path, exp: Path) -> str:
     return str(path.relative_to(exp)) if path.is_relative_to(exp) else str(path.resolve())

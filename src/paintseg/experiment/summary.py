@@ -57,7 +57,6 @@ def comparisons(full: dict[tuple[str, str, int], dict], arms: list[str], models:
     return out
 
 
-
 CIRCUMSTANCES = ("stages", "wall_seconds", "environment", "command", "disk_mb")
 
 
@@ -70,7 +69,6 @@ def outcome(results: dict) -> dict:
         return [strip(v) for v in x] if isinstance(x, list) else x
 
     return strip({k: v for k, v in results.items() if k not in CIRCUMSTANCES})
-
 
 
 def format_headline(results: dict) -> str:

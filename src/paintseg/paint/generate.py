@@ -19,11 +19,11 @@ from paintseg.data.episode import Episode
 from paintseg.distributed import main_first, processes
 from paintseg.errors import PaintsegError
 from paintseg.files import read_jsonl, write_text
-
 from paintseg.place.plan import PLAN_SETTINGS, plan, plan_settings
 from paintseg.place.references import extract_references, references_summary, save_references
 
 from .candidates import Backend, SceneCache, done_placements, make_job, read_manifest, write_candidates
+
 
 def generate(episode: Episode, backend: Backend, out: Path, place: PlaceConfig | None = None,
              paint: PaintConfig | None = None, seed: int = 0, backend_settings: dict | None = None,
