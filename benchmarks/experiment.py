@@ -73,9 +73,10 @@ def main() -> None:
     with Image.open(png) as im:  # the whole report, at half size (a full-size page is ~6 MB of PNG)
         small = im.convert("RGB").resize((im.width // 2, im.height // 2), Image.LANCZOS)
     small.quantize(colors=256).save(png, optimize=True)
+    from paintseg.experiment.results import Results
     from paintseg.experiment.summary import format_headline
 
-    print(format_headline(results))
+    print(format_headline(Results.load(exp)))
     print(f"stages took {results['benchmark']['wall_seconds_all_stages'] / 60:.1f} min in all; results in {out}")
 
 

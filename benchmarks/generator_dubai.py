@@ -129,7 +129,8 @@ def main() -> None:
                     "grid": short(grid)},
     }
     result["painting_quality"]["backends"] = {short(k): v for k, v in quality["backends"].items()}
-    result["painting_quality"]["paired_vs_first"] = {short(k): v for k, v in quality["paired_vs_first"].items()}
+    result["painting_quality"]["against"] = short(quality["against"])
+    result["painting_quality"]["paired"] = {short(k): v for k, v in quality["paired"].items()}
     out = RESULTS / "generator_dubai.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     c = result["conditioning"]

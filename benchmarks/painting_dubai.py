@@ -66,7 +66,8 @@ def main() -> None:
                "paintseg_command": short(shlex.join(cmd[2:])), **quality}
     quality["backends"] = {short(k): v for k, v in quality["backends"].items()}
     quality["records"] = {short(k): v for k, v in quality["records"].items()}
-    quality["paired_vs_first"] = {short(k): v for k, v in quality["paired_vs_first"].items()}
+    quality["against"] = short(quality["against"])
+    quality["paired"] = {short(k): v for k, v in quality["paired"].items()}
     quality["conditioning"] = {short(k): v for k, v in (quality.get("conditioning") or {}).items()}
     training = {}  # how each backend's model trained: seconds per step (its own train_summary.json), steps, size
     for spec in specs:
@@ -79,7 +80,7 @@ def main() -> None:
     quality["training"] = training
     out.write_text(json.dumps(quality, indent=1) + "\n")
     for name, row in quality["backends"].items():
-        wins = quality["paired_vs_first"].get(name)
+        wins = quality["paired"].get(name)
         print(f"{name:70s} ΔE {row['delta_e']:6.2f}  Δspread {row['delta_l_std']:6.2f}  hist {row['hist']:.3f}  "
               f"{row['seconds_per_test']:.2f} s/test" + (f"  closer than copy-paste {wins['wins']}/{wins['tests']}"
                                                          f" (p {wins['p']})" if wins else ""))

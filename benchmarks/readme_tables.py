@@ -147,9 +147,9 @@ def experiment(r: dict, name: str) -> str:
                     f"{versus(row, 'baseline', 'base_miou')} | {versus(row, 'copy-paste')} | "
                     + (f"{versus(row, 'copy-paste-noise')} | " if noise else "")
                     + f"{'—' if not k else f'{sum(k) / len(k):.0f}'} |")
-    from paintseg.experiment.report import verdict_line
+    from paintseg.experiment.summary import verdict_line
 
-    verdict = verdict_line(r)
+    verdict = verdict_line(r["comparisons"])
     models = "; ".join(f"{m['arch']}-{m['encoder']} ({m.get('encoder_weights') or 'from scratch'})"
                        for m in c["models"])
     minutes: dict[str, float] = {}
@@ -270,10 +270,12 @@ def synthetic_seeds(r: dict, novel: str) -> str:
 
 
 def painting_dubai(r: dict) -> str:
+    from paintseg.experiment.results import migrate_painting_quality
+
     rows = ["| backend | tests | ΔE of mean colour | Δ lightness spread | histogram distance | probe: is building "
             "| ΔE below copy-paste's | s per test |", "|---|---|---|---|---|---|---|---|"]
     for name, v in r["backends"].items():
-        wins = r["paired_vs_first"].get(name)
+        wins = migrate_painting_quality(r)["paired"].get(name)  # a file written before results version 2 too
         pval = "< 0.0001" if wins and wins["p"] == 0 else (f"{wins['p']:.3g}" if wins else "")
         versus = f"{wins['wins']}/{wins['tests']} (sign test p {pval})" if wins else "—"
         rows.append(f"| {name.replace('benchmarks/work/', '')} | {v['tests']} | {v['delta_e']:.1f} | "

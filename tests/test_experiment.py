@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import yaml
 from paintseg.config import ConfigError
 from paintseg.experiment.spec import ExperimentConfig, check_experiment, load_experiment
 from paintseg.experiment.demo_run import DEMO_CONFIG, demo_config
+from paintseg.experiment.results import Results
 from paintseg.experiment.run import folder_bytes, planned_stages, run_experiment
 from paintseg.experiment.stages import Stages, settings_hash
 from paintseg.experiment.summary import summarize_runs
@@ -116,18 +118,23 @@ def test_settings_hash_is_stable_and_sensitive():
 def test_options_added_later_keep_finished_stages_valid():
     """A field added after stages were cached enters the stage hash only when set: at its neutral value the recipe
     is what it was before the field existed."""
-    from paintseg.config import ADDED_LATER, GeneratorConfig, TrainConfig
-    from paintseg.experiment.stages import recipe
+    from paintseg.config import GeneratorConfig, TrainConfig, added_later
+    from paintseg.experiment.spec import SplitRecipe
+    from paintseg.config import recipe
     from paintseg.runs import config_differences
 
     plain, border = TrainConfig(), TrainConfig(synthetic_border=2)
     assert "synthetic_border" not in recipe(plain) and recipe(border)["synthetic_border"] == 2
-    assert set(recipe(plain)) == set(plain.model_dump()) - set(ADDED_LATER)
+    assert added_later(TrainConfig) == {"synthetic_border": 0}  # declared on the field: later(0, ...)
+    assert set(recipe(plain)) == set(plain.model_dump()) - set(added_later(TrainConfig))
+    assert set(added_later(GeneratorConfig)) == {"minutes", "snapshots", "snr_gamma", "spatial_hint", "max_strength",
+                                                 "novel_share"}
+    assert set(added_later(SplitRecipe)) == {"dataset", "root", "layout", "block", "gap"}
     assert "max_strength" not in recipe(GeneratorConfig()) and recipe(GeneratorConfig(max_strength=0.3))
     # a run recorded before synthetic_border existed resumes; one that differs from it does not
     old = {"train": {k: v for k, v in plain.model_dump().items() if k != "synthetic_border"}}
-    assert config_differences(old, {"train": plain.model_dump()}, [], "train", ["steps"]) == []
-    assert config_differences(old, {"train": border.model_dump()}, [], "train", ["steps"]) == [
+    assert config_differences(old, {"train": plain.model_dump()}, [], "train", ["steps"], TrainConfig) == []
+    assert config_differences(old, {"train": border.model_dump()}, [], "train", ["steps"], TrainConfig) == [
         "synthetic_border: run has 0, now 2"]
 
 
@@ -205,7 +212,7 @@ def test_run_with_the_harmonise_and_colour_matched_arms(tmp_path, tiny_episode):
             "generation": {**TINY["generation"], "quality_tests": 3}}
     config = load_experiment(write_config(tmp_path, data))
     exp = tmp_path / "exp"
-    saved = run_experiment(config, exp, progress=False)
+    saved = run_experiment(config, exp, progress=False).dump()
     names = [s["stage"] for s in saved["stages"]]
     assert [n.split()[0] for n in names] == planned_stages(config)
     assert names.count("harmoniser") == 1 and names.count("painting quality") == 1
@@ -219,8 +226,9 @@ def test_run_with_the_harmonise_and_colour_matched_arms(tmp_path, tiny_episode):
     assert "paste_noise: 17.5" in (exp / paint["copy-paste-noise"] / "generate.yaml").read_text()
     quality = saved["painting_quality"]
     assert set(quality["backends"]) == {"copy-paste", "copy-paste-match", "copy-paste-noise", "harmonise"}
-    assert quality["backends"]["harmonise"]["tests"] == 3 and set(quality["paired_vs_copy_paste"]) == \
-        {"copy-paste-match", "copy-paste-noise", "harmonise"}
+    assert quality["backends"]["harmonise"]["tests"] == 3 and quality["against"] == "copy-paste"
+    assert set(quality["paired"]) == {"copy-paste-match", "copy-paste-noise", "harmonise"}
+    assert quality["filter_quality"] == {} and quality["conditioning"] == {}  # no painter: nothing to judge
     page = (exp / "report.html").read_text()
     assert "3b. Painting quality" in page and 'alt="painting quality samples"' in page
     assert [c["arm"] for c in saved["comparisons"] if c["against"] == "copy-paste"] == [
@@ -245,10 +253,13 @@ def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_pat
     assert set(masks) == {"none", "grabcut"} and masks["grabcut"]["instances"] == 5  # every query pool of >= 64 px
     assert "Mask refinement on real held-out query instances" in (exp / "report.html").read_text()
     filtering = saved["painting_quality"]["filter_quality"]  # the filtering arms choose among 2 candidates
+    assert list(filtering) == ["diffusion"]  # the first painter's, as before results version 2
+    filtering = filtering["diffusion"]
     assert filtering["candidates"] == 2 and filtering["tests"] > 0 and "records" not in filtering
     assert set(filtering["filters"]) == {config.generation.filter}
     assert -1 <= filtering["filters"][config.generation.filter]["p_class_gain"] <= 1
-    assert f"Filter {config.generation.filter} on {filtering['tests']} held-out tests" in (exp / "report.html").read_text()
+    assert (f"Filter {config.generation.filter} on diffusion's paintings, {filtering['tests']} held-out tests"
+            in (exp / "report.html").read_text())
     assert not list(exp.glob("stages/*/checkpoints"))  # finished trainings drop their resume state
     assert [(r["arm"], r["seed"]) for r in saved["runs"]] == [(a, 0) for a in config.arms]
     for r in saved["runs"]:
@@ -271,10 +282,11 @@ def test_run_every_arm_then_rerun_with_a_new_budget_reuses_the_paintings(tmp_pat
     for s in saved["stages"]:
         assert s["seconds"] >= 0 and s["peak_rss_mb"] > 50 and s["cached"] is False
     assert (exp / "report.html").is_file() and yaml.safe_load((exp / "config.yaml").read_text())["name"] == "tiny"
-    assert results["runs"] == saved["runs"]
+    assert results.dump()["runs"] == saved["runs"] and saved["version"] == 2
+    assert json.dumps(Results.load(exp).dump()) == json.dumps(results.dump())  # written and read through one schema
 
     longer = load_experiment(write_config(tmp_path, {**TINY, "train": {**TINY["train"], "steps": 4}}))
-    again = run_experiment(longer, exp, progress=False, report=False)
+    again = run_experiment(longer, exp, progress=False, report=False).dump()
     cached = {s["stage"]: s["cached"] for s in again["stages"]}
     assert all(cached[k] for k in cached if not k.startswith(("train", "evaluate")))
     assert not any(cached[k] for k in cached if k.startswith(("train", "evaluate")))
@@ -351,7 +363,7 @@ def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp
                            "quality_tests": 2}}
     config = load_experiment(write_config(tmp_path, data))
     exp = tmp_path / "exp"
-    results = run_experiment(config, exp, progress=False)
+    results = run_experiment(config, exp, progress=False).dump()
     assert results["complete"]
     paint = {name: exp / folder for name, folder in results["synthetic"][0]["paint"].items()}
     prior = json.loads((paint["diffusion"] / "prior.json").read_text())
@@ -382,3 +394,36 @@ def test_refine_and_filter_none_are_allowed_without_the_arm_they_would_duplicate
     config = ExperimentConfig.model_validate({**TINY, "arms": ["baseline", "copy-paste", "diffusion"],
                                               "generation": {"refine": "none", "filter": "none", "strength": 0.3}})
     assert config.generation.refine == "none" and config.generation.filter == "none"
+
+
+def test_a_split_episode_is_the_same_stage_from_any_spelling_of_its_paths_and_old_keys_are_kept(tmp_path):
+    """Key rule 2 normalises the split recipe's paths (the same data through a `..` detour or a link is one stage);
+    a folder finished under rule 1 (the paths as spelled) is reused, so old experiments do not re-split and retrain."""
+    from conftest import make_dataset, tiny_classes
+    from paintseg.config import recipe
+    from paintseg.data.episode import Episode
+    from paintseg.experiment.run import _episode
+
+    data = make_dataset(tmp_path / "data")
+    tiny_classes().save(data / "classes.json")
+    (tmp_path / "link").symlink_to(data)
+    (tmp_path / "configs").mkdir()
+
+    def config(root: str) -> ExperimentConfig:
+        split = {"images": f"{root}/*/images/*.png", "labels": f"{root}/*/labels/*.png", "classes": f"{root}/classes.json",
+                 "novel": ["pool"], "shots": 2, "group": r"area_\d+", "tile": 64, "min_pixels": 16}
+        return ExperimentConfig(episode={"split": split}, arms=["baseline"])
+
+    exp = tmp_path / "exp"
+    spellings = [str(data), f"{tmp_path}/configs/../data", str(tmp_path / "link")]
+    found = [_episode(config(root), Stages(exp, progress=False), False) for root in spellings]
+    assert len({key for _, key in found}) == 1 and len(list((exp / "stages").glob("episode-*"))) == 1
+    assert Episode(found[0][0]).classes.novel_ids  # a real episode, split once
+    # an experiment that finished its episode under rule 1 keeps that folder and key
+    old = config(f"{tmp_path}/configs/../data")
+    rule1 = settings_hash("split", recipe(old.episode.split))
+    assert rule1 != found[0][1] and recipe(old.episode.split.normalised())["images"] == f"{data}/*/images/*.png"
+    before = tmp_path / "exp_before"  # an experiment folder written before rule 2
+    shutil.copytree(found[0][0].parent, before / "stages" / f"episode-{rule1}")
+    assert _episode(old, Stages(before, progress=False), False)[1] == rule1
+    assert _episode(config(str(tmp_path / "link")), Stages(before, progress=False), False)[1] == found[0][1]

@@ -65,7 +65,7 @@ def test_painting_quality_cli_writes_the_comparison(tiny_episode: Path, tmp_path
     assert figure.width > 400 and figure.height > 3 * 150  # 3 rows of query window + 2 paintings
     q = json.loads(out.read_text())
     assert set(q["backends"]) == {"copy-paste", "copy-paste:match"}
-    assert q["paired_vs_first"]["copy-paste:match"]["tests"] == 4
+    assert q["against"] == "copy-paste" and q["paired"]["copy-paste:match"]["tests"] == 4
     assert "copy-paste: 4 tests, delta_e" in r.output
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", str(tmp_path / "nothing"),
                                  "--out", str(out)])

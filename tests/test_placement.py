@@ -380,3 +380,19 @@ def test_boats_go_on_water_where_the_labels_point_to_asphalt(tmp_path: Path, see
     selection = fit_scorer(ep, refs, "auto", seed=seed).selection["4"]
     assert selection["alpha"] == 1.0 and selection["label_agreement"] < 0.6
     assert selection["why"].startswith("label prior refused")
+
+
+def test_a_plan_records_its_settings_by_the_one_cache_key_rule():
+    """plan_settings is the config's recipe plus the seed: the fields added after the first plans (reference_weights,
+    orient, near) only when set, the appearance features only for the priors that look at appearance - exactly the
+    settings plans recorded before the rule was shared, so their place.yaml and stage hashes stay valid."""
+    from paintseg.config import PlaceConfig
+    from paintseg.place.plan import plan_settings
+
+    kinds = ["rectangle", "bezier", "silhouette"]
+    assert plan_settings(PlaceConfig(), 0) == {"seed": 0, "per_class": 30, "prior": "context", "mask_kinds": kinds}
+    assert plan_settings(PlaceConfig(prior="auto", orient=True, per_class=5), 2) == {
+        "seed": 2, "per_class": 5, "prior": "auto", "appearance": "colour", "orient": True, "mask_kinds": kinds}
+    assert plan_settings(PlaceConfig(near=["road"], reference_weights="area", appearance="colour+lite0"), 1) == {
+        "seed": 1, "per_class": 30, "prior": "context", "mask_kinds": kinds, "near": ["road"],
+        "reference_weights": "area"}

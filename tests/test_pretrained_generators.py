@@ -153,7 +153,7 @@ def test_paintseg_run_paints_with_a_pipeline_folder_and_keeps_a_hub_id(pbe: Path
             "train": {"steps": 2, "batch": 2, "crop": 64, "checkpoint_every": 2, "warmup_steps": 1}, "seeds": [0]}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(data))
     config = load_experiment(tmp_path / "exp.yaml")
-    saved = run_experiment(config, tmp_path / "exp", progress=False)
+    saved = run_experiment(config, tmp_path / "exp", progress=False).dump()
     paint = saved["synthetic"][0]["paint"]["diffusion"]
     recorded = yaml.safe_load((tmp_path / "exp" / paint / "generate.yaml").read_text())
     assert recorded["pipeline"] == "paint-by-example" and recorded["size"] == 64

@@ -22,6 +22,7 @@ from paintseg.data.episode import Episode
 from paintseg.data.raster import write_label
 from paintseg.errors import PaintsegError
 from paintseg.experiment.figures import sample_grid
+from paintseg.experiment.spec import ExperimentConfig
 from paintseg.experiment.report import load_results, ReportError, find_browser, hms, screenshot, write_report
 from paintseg.paint.copy_paste import CopyPasteBackend
 from paintseg.paint.generate import generate
@@ -65,14 +66,12 @@ def experiment(tmp_path_factory) -> Path:
     generate(episode, CopyPasteBackend(), paint, PlaceConfig(per_class=4), PaintConfig(candidates=2), seed=0, progress=False)
     summary = curate(episode, paint, cur, encoder=build_encoder("handcrafted"), refiner=build_refiner("grabcut"),
                      keep_rule=KeepRule(top_fraction=0.5), progress=False)
-    from paintseg.evaluate.painting import paired_wins, painting_quality
-    from paintseg.place.references import extract_references
+    from paintseg.evaluate.assess import Assessment, assess_painting
 
     pq = exp / "stages/painting-quality-cc33"
-    quality = painting_quality(episode, {"copy-paste": CopyPasteBackend(), "copy-paste-match":
-                                         CopyPasteBackend(colour="match")}, extract_references(episode), per_class=3,
-                               samples_dir=pq / "samples", samples=2)
-    quality["paired_vs_copy_paste"] = {"copy-paste-match": paired_wins(quality, "copy-paste-match", "copy-paste")}
+    quality = assess_painting(episode, {"copy-paste": CopyPasteBackend(), "copy-paste-match":
+                                        CopyPasteBackend(colour="match")},
+                              Assessment(tests=3, against="copy-paste", samples_dir=pq / "samples", samples=2))
     quality.pop("records")
     quality["folder"] = str(pq.relative_to(exp))
     runs = []
@@ -84,7 +83,8 @@ def experiment(tmp_path_factory) -> Path:
             runs.append({"arm": arm, "model": "unet-resnet18", "seed": seed, "run": run, "predictions": f"{run}/pred",
                          "metrics": metrics[seed]})
     results = {
-        "name": "tiny", "config": {"name": "tiny", "episode": {"path": str(episode.root), "set": "valset"}},
+        "version": 2, "name": "tiny", "config": ExperimentConfig(
+            name="tiny", episode={"path": str(episode.root)}, arms=["baseline", "copy-paste"]).model_dump(mode="json"),
         "episode": str(episode.root), "novel": ["pool"], "complete": True,
         "arms": ["baseline", "copy-paste"], "models": ["unet-resnet18"], "seeds": [0, 1], "runs": runs,
         "summary": [_summary("baseline", (40.3, 0.5), (2.4, 0.57), {"novel_miou": 0.0, "score": 0.0}),
@@ -129,7 +129,7 @@ def test_report_is_one_self_contained_page_with_every_section(experiment: Path) 
     assert all(f"<td>{stage}</td>" in page for stage in STAGES)
     assert "1:02:05" in page and "paintseg run configs/tiny.yaml" in page and "0.4 · base" in page
     assert "kept 2" in page and "outside top fraction 2" in page  # the curation summary of the painted arm
-    quality = load_results(experiment)["painting_quality"]["backends"]["copy-paste"]
+    quality = load_results(experiment).painting_quality.backends["copy-paste"]
     assert "3b. Painting quality" in page and f'<td class="num">{quality["delta_e"]:.2f}</td>' in page and quality["tests"] == 3
     assert 'class="missing"' not in page
 
@@ -167,6 +167,35 @@ def test_bad_results_json_raises_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"results\.json: 'runs' is missing or not a list"):
         write_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_results_of_version_1_are_read_as_version_2_and_a_newer_version_is_refused(experiment: Path,
+                                                                                   tmp_path: Path) -> None:
+    exp = _copy(experiment, tmp_path)
+    current = json.loads((exp / "results.json").read_text())
+    page = write_report(exp).read_text()
+    old = json.loads(json.dumps(current))  # as run wrote it before results had a version
+    del old["version"]
+    quality = old["painting_quality"]
+    quality["paired_vs_copy_paste"] = quality.pop("paired")
+    del quality["against"], quality["conditioning"]
+    quality["filter_quality"] = {"tests": 5, "candidates": 4, "candidate_class_rate": 0.4, "filters": {}}
+    (exp / "results.json").write_text(json.dumps(old))
+    migrated = load_results(exp)
+    assert migrated.version == 2 and migrated.painting_quality.against == "copy-paste"
+    assert migrated.painting_quality.paired == current["painting_quality"]["paired"]
+    assert set(migrated.painting_quality.filter_quality) == {"diffusion"}  # the one painter it judged
+    strip = re.compile(r"report written [0-9: -]+")
+    assert strip.sub("", write_report(exp).read_text()) == strip.sub("", page)
+    (exp / "results.json").write_text(json.dumps({**current, "version": 3}))
+    with pytest.raises(ReportError, match=r"results version 3 is newer than this paintseg reads \(2\); upgrade"):
+        write_report(exp)
+    broken = json.loads(json.dumps(current))
+    broken["summary"][1]["novel_miou"] = {"std": 1.0}
+    (exp / "results.json").write_text(json.dumps(broken))
+    with pytest.raises(ReportError, match=r"results\.json: summary\.1\.novel_miou\.mean: Field required .*run the "
+                                          r"experiment again"):
+        write_report(exp)
 
 
 def _captions(fig) -> list[str]:
@@ -236,17 +265,17 @@ def test_painting_quality_section_reads_the_probe_ceiling_and_the_filter(experim
     exp = _copy(experiment, tmp_path)
     results = json.loads((exp / "results.json").read_text())
     quality = results["painting_quality"]
-    quality["filter_quality"] = {"tests": 5, "candidates": 4, "candidate_class_rate": 0.4, "filters": {
+    quality["filter_quality"] = {"diffusion": {"tests": 5, "candidates": 4, "candidate_class_rate": 0.4, "filters": {
         "handcrafted": {"tests": 5, "p_class_gain": 0.012, "delta_e_gain": -3.1, "spearman_p_class": 0.2,
-                        "auc_probe": 0.61}}}
+                        "auc_probe": 0.61}}}}
     for rate, low in ((0.9, False), (0.1, True)):
         quality["probe"]["real_novel_rate"] = rate
         (exp / "results.json").write_text(json.dumps(results))
         page = write_report(exp).read_text()
         assert ("(a low ceiling: the support shots do not look like the query's instances)" in page) == low
         assert f"it calls {rate:.0%} of" in page
-    assert ("Filter handcrafted on 5 held-out tests of 4 candidates each (40% of candidates called the class by the "
-            "probe): its pick changes the probe's probability by +0.012 and the ΔE to the real instances by -3.1") in page
+    assert ("Filter handcrafted on diffusion's paintings, 5 held-out tests of 4 candidates each (40% of candidates "
+            "called the class by the probe): its pick changes the probe's probability by +0.012 and the ΔE to the real instances by -3.1") in page
     assert "ROC-AUC for the probe's label 0.61" in page
 
 

@@ -8,7 +8,7 @@ import pytest
 from paintseg.data.classes import ClassMap
 from paintseg.evaluate.metrics import summarize
 from paintseg.evaluate.significance import compare, metric_of, paired_seeds, tile_bootstrap
-from paintseg.experiment.report import verdict_line
+from paintseg.experiment.summary import verdict_line
 from paintseg.evaluate.significance import explain, seeds_needed
 
 CLASSES = ClassMap.from_dict({"classes": [
@@ -80,19 +80,19 @@ def test_compare_and_the_report_verdict():
     one = compare({0: painted[0]}, {0: pasted[0]}, CLASSES)
     assert one["verdict"] == "beyond tile noise; seed noise unknown (1 seed)" and not one["beyond"]
     results = {"comparisons": [{"arm": "diffusion", "against": "copy-paste", "model": "unet-x", "novel_miou": c}]}
-    line = verdict_line(results)
+    line = verdict_line(results["comparisons"])
     assert line.startswith(f"painting (diffusion) raised novel IoU by {c['seeds']['mean']:.1f} ± ")
     assert "over copy-paste (unet-x) - beyond noise: the 3 seeds' 95 % interval [" in line
     assert "and the query-tile interval [" in line and line.endswith("both exclude 0.")
-    assert verdict_line({"comparisons": []}) is None
+    assert verdict_line([]) is None
     # against copy-paste-noise too: the verdict names the strongest control, and with one seed what to do
     noisy = {"arm": "diffusion", "against": "copy-paste-noise", "model": "unet-x", "novel_miou": one}
-    line = verdict_line({"comparisons": results["comparisons"] + [noisy]})
+    line = verdict_line(results["comparisons"] + [noisy])
     assert "over copy-paste-noise (unet-x) - not settled: the query-tile interval [" in line
     assert line.endswith("excludes 0, but with 1 seed the seed-to-seed spread is unknown; run 3 or more seeds.")
     # of the two painting arms, the better one against that control
     over_noise = {"arm": "diffusion-noise", "against": "copy-paste-noise", "model": "unet-x", "novel_miou": c}
-    line = verdict_line({"comparisons": results["comparisons"] + [noisy, over_noise]})
+    line = verdict_line(results["comparisons"] + [noisy, over_noise])
     assert line.startswith("painting (diffusion-noise) raised novel IoU") and "over copy-paste-noise" in line
 
 

@@ -698,10 +698,9 @@ def painting_quality_command(
     of the mean Lab colour, lightness-spread difference, histogram distance; lower is better) and whether a linear
     probe on frozen ImageNet features calls it the class."""
     from paintseg.data.episode import Episode
-    from paintseg.evaluate.painting import paired_wins, painting_quality
-    from paintseg.files import write_text
+    from paintseg.evaluate.assess import Assessment, assess_painting, generators
+    from paintseg.files import write_bytes, write_text
     from paintseg.paint.generate import make_backend
-    from paintseg.place.references import extract_references
 
     import shutil
     import tempfile
@@ -718,59 +717,45 @@ def painting_quality_command(
         at = paint.model_copy(update={"strength": float(strength)}) if strength else paint
         backends[spec] = _run(make_backend, path, at, seed=seed, paste_colour=colour)[0]
     _threads()
-    refs = _run(extract_references, ep)
-    samples_dir = None
-    if figure is not None:
-        samples_dir = Path(tempfile.mkdtemp(prefix="paintseg-quality-"))
-    quality = _run(painting_quality, ep, backends, refs, per_class=per_class, seed=seed, samples_dir=samples_dir,
-                   samples=samples)
-    if figure is not None:
-        from paintseg.experiment.figures import painting_samples_figure, png_bytes
-        from paintseg.files import write_bytes
-
-        write_bytes(figure, png_bytes(painting_samples_figure(quality, samples_dir)))
-        shutil.rmtree(samples_dir, ignore_errors=True)
-        quality.pop("samples")
-    first = generator[0]
-    quality["paired_vs_first"] = {name: paired_wins(quality, name, first) for name in generator[1:]}
-    from paintseg.paint.diffusion.backend import DiffusionBackend
-
-    generators = [name for name, backend in backends.items() if isinstance(backend, DiffusionBackend)]
-    if conditioning:
-        from paintseg.evaluate.conditioning import conditioning_quality
-
-        quality["conditioning"] = {}
-        for n, name in enumerate(generators):
-            folder = Path(tempfile.mkdtemp(prefix="paintseg-conditioning-")) if figure is not None else None
-            found = _run(conditioning_quality, ep, (backends[name].model, backends[name].config), count=conditioning,
-                         seed=seed, steps=paint.steps, samples_dir=folder, samples=samples)
-            quality["conditioning"][name] = found["summary"]
-            if folder is not None:
-                from paintseg.experiment.figures import conditioning_figure, png_bytes
-                from paintseg.files import write_bytes
-
-                target = figure.with_name(f"{figure.stem}_conditioning{n if len(generators) > 1 else ''}.png")
-                write_bytes(target, png_bytes(conditioning_figure(found, folder)))
-                shutil.rmtree(folder, ignore_errors=True)
-                quality["conditioning"][name]["figure"] = str(target)
-            s = found["summary"]
-            if s["instances"]:
-                typer.echo(f"conditioning of {name}: PSNR true {s['psnr_true']:.2f} / wrong {s['psnr_wrong']:.2f} / "
-                           f"none {s['psnr_null']:.2f} dB, true beats wrong {s['psnr_true_beats_wrong']['wins']}/"
-                           f"{s['instances']} (p {s['psnr_true_beats_wrong']['p']:.3f})")
+    work = Path(tempfile.mkdtemp(prefix="paintseg-quality-")) if figure is not None else None
+    what = Assessment(tests=per_class, seed=seed, against=generator[0], samples=samples, steps=paint.steps,
+                      guidance=paint.guidance, conditioning=conditioning, score_mode=cfg.score_mode,
+                      samples_dir=work / "samples" if work is not None else None,
+                      conditioning_dirs=(lambda name: work / f"conditioning-{name.replace('/', '_')}")
+                      if work is not None else None)
     if filter_quality:
         from paintseg.curate.score import build_encoder
-        from paintseg.evaluate.curation import filter_quality as judge_filters
 
-        encoders = {spec: _run(build_encoder, spec) for spec in filters}
-        quality["filter_quality"] = {
-            name: _run(judge_filters, ep, backends[name], encoders, refs, candidates=filter_quality,
-                       per_class=max(1, per_class // 2), seed=seed, mode=cfg.score_mode) for name in generators}
-        for name, found in quality["filter_quality"].items():
-            for spec, row in found["filters"].items():
-                if row["p_class_gain"] is not None:
-                    typer.echo(f"filter {spec} on {name}: pick vs random p_class {row['p_class_gain']:+.3f}, "
-                               f"delta_e {row['delta_e_gain']:+.2f} ({row['tests']} tests of {filter_quality})")
+        what.filters = {spec: _run(build_encoder, spec) for spec in filters}
+        what.filter_candidates = filter_quality
+    painters = generators(backends)
+
+    def conditioned(name: str, found: dict) -> None:  # its figure, and one line
+        if work is not None:
+            from paintseg.experiment.figures import conditioning_figure, png_bytes
+
+            n = painters.index(name) if len(painters) > 1 else ""
+            target = figure.with_name(f"{figure.stem}_conditioning{n}.png")
+            write_bytes(target, png_bytes(conditioning_figure(found, work / f"conditioning-{name.replace('/', '_')}")))
+            found["summary"]["figure"] = str(target)
+        s = found["summary"]
+        if s["instances"]:
+            typer.echo(f"conditioning of {name}: PSNR true {s['psnr_true']:.2f} / wrong {s['psnr_wrong']:.2f} / "
+                       f"none {s['psnr_null']:.2f} dB, true beats wrong {s['psnr_true_beats_wrong']['wins']}/"
+                       f"{s['instances']} (p {s['psnr_true_beats_wrong']['p']:.3f})")
+
+    quality = _run(assess_painting, ep, backends, what, on_conditioning=conditioned)
+    if work is not None:
+        from paintseg.experiment.figures import painting_samples_figure, png_bytes
+
+        write_bytes(figure, png_bytes(painting_samples_figure(quality, work / "samples")))
+        shutil.rmtree(work, ignore_errors=True)
+        quality.pop("samples")
+    for name, found in quality["filter_quality"].items():
+        for spec, row in found["filters"].items():
+            if row["p_class_gain"] is not None:
+                typer.echo(f"filter {spec} on {name}: pick vs random p_class {row['p_class_gain']:+.3f}, "
+                           f"delta_e {row['delta_e_gain']:+.2f} ({row['tests']} tests of {filter_quality})")
     write_text(out, json.dumps(quality, indent=1) + "\n")
     for name, row in quality["backends"].items():
         typer.echo(f"{name}: {row['tests']} tests, " + ", ".join(f"{m} {row.get(m, float('nan')):.2f}"
@@ -807,12 +792,11 @@ def _experiment(config, out: Path, progress: bool, command: str) -> None:
 
     _threads()
     results = _run(run_experiment, config, out, progress=progress, command=command)
-    if "rank" in results:  # another process of `accelerate launch`: the first one gathers and reports
+    if isinstance(results, dict):  # another process of `accelerate launch`: the first one gathers and reports
         return
     typer.echo(format_headline(results))
-    minutes = results["wall_seconds"] / 60
     typer.echo(f"results: {out / 'results.json'}\nreport:  {out / 'report.html'}  (open it in a browser; "
-               f"{minutes:.1f} min this run; {out} holds {results['disk_mb']:.0f} MB)")
+               f"{results.wall_seconds / 60:.1f} min this run; {out} holds {results.disk_mb:.0f} MB)")
 
 
 @app.command("run")

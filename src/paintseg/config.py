@@ -91,13 +91,28 @@ class ConfigError(PaintsegError):
     """A config file that cannot be read or does not validate; the message names the file and each bad field."""
 
 
-# Settings added after runs and stages were first recorded, with the value that does what the code did before them.
-# A run folder or a cached experiment stage recorded without such a field is read as having that value, so a new
-# option does not stop old runs from resuming nor invalidate finished stages.
-ADDED_LATER: dict[str, Any] = {"max_strength": 1.0, "synthetic_border": 0, "spatial_hint": False, "minutes": None,
-                               "snr_gamma": None, "snapshots": 0, "dataset": None, "root": None, "layout": None,
-                               "block": None, "gap": 64,
-                               "novel_share": None, "near": []}
+def later(default: Any, **kwargs: Any) -> Any:
+    """A field added after runs and stages were first recorded, whose ``default`` does what the code did before it
+    (the one rule for such fields): a cache key (:func:`paintseg.experiment.stages.recipe`) leaves it out at its
+    default, and a run folder recorded without it reads it as its default, so a new option neither invalidates
+    finished stages nor stops old runs from resuming."""
+    return Field(default, json_schema_extra={"added_later": True}, **kwargs)
+
+
+def added_later(model: type[BaseModel]) -> dict[str, Any]:
+    """The :func:`later` fields of ``model`` with their defaults."""
+    return {name: f.get_default(call_default_factory=True) for name, f in model.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("added_later")}
+
+
+def recipe(model: BaseModel) -> dict:
+    """A config's fields for a cache key (``paintseg run``'s stage hashes, a plan's ``place.yaml``), by one rule:
+    without its fields added later (:func:`later`) at their defaults, so a new option does not invalidate finished
+    stages, and without the fields it says decide nothing under its other settings (its ``unused_fields()``, where
+    it has one)."""
+    data, neutral = model.model_dump(mode="json"), added_later(type(model))
+    unused = model.unused_fields() if hasattr(model, "unused_fields") else set()
+    return {k: v for k, v in data.items() if not (k in neutral and v == neutral[k]) and k not in unused}
 
 
 class TrainConfig(BaseModel):
@@ -132,7 +147,7 @@ class TrainConfig(BaseModel):
                                    "and the pixels within this many pixels of them (the rest is ignore), so the "
                                    "few composed scenes teach the new objects, not their scenes over again; 0: the "
                                    "whole scene.")
-    synthetic_border: int = Field(0, ge=0, description="On synthetic images, pixels within this many pixels of a "
+    synthetic_border: int = later(0, ge=0, description="On synthetic images, pixels within this many pixels of a "
                                   "novel object's outline (inside and outside) are ignore: the seam where a pasted or "
                                   "painted object meets its new scene teaches nothing true; 0: off.")
     dice_weight: float = Field(0.0, ge=0, description="Weight of a Dice loss added to the cross entropy.")
@@ -210,18 +225,18 @@ class GeneratorConfig(BaseModel):
         "(frozen ImageNet EfficientNet-Lite0, offline weights from the 'pretrained' extra, with a trained mapper).")
     steps: int = Field(20000, ge=1, description="Optimisation steps (with minutes: the most steps the budget may "
                        "reach).")
-    minutes: float | None = Field(None, gt=0, description="A compute budget instead of a step count: train for as "
+    minutes: float | None = later(None, gt=0, description="A compute budget instead of a step count: train for as "
                                   "many steps as fit in this many minutes of training on this machine (measured "
                                   "over the first steps, then fixed and recorded in GEN/budget.json; the LR "
                                   "schedule is laid over them; sample grids and snapshots are not counted).")
-    snapshots: int = Field(0, ge=0, le=16, description="Keep the EMA weights at this many points of the run, each "
+    snapshots: int = later(0, ge=0, le=16, description="Keep the EMA weights at this many points of the run, each "
                            "after half the steps of the next (the last is the finished generator), as GEN folders "
                            "in GEN/snapshots/: one run gives a learning curve (paintseg generator curve). With minutes, points "
                            "inside the first (timed) steps are not kept.")
     batch: int = Field(8, ge=1, description="Training pairs per step (the global batch: under accelerate launch "
                        "each of N processes trains on batch / N of them).")
     lr: float = Field(2e-4, gt=0, description="Peak AdamW learning rate.")
-    snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting across noise levels "
+    snr_gamma: float | None = later(None, gt=0, description="Min-SNR-gamma loss weighting across noise levels "
                                     "(Hang et al. 2023; 5 is their choice): each pair's loss weighted "
                                     "min(SNR, gamma) / (SNR + 1) for v, / SNR for epsilon; none: equal weights.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
@@ -247,15 +262,15 @@ class GeneratorConfig(BaseModel):
                                   "rectangle, bezier, silhouette.")
     random_region_prob: float = Field(0.1, description="Share of pairs that hide a random region instead of an "
                                       "instance.")
-    spatial_hint: bool = Field(False, description="Also feed the reference warped into the box (RGB + its mask, 4 "
+    spatial_hint: bool = later(False, description="Also feed the reference warped into the box (RGB + its mask, 4 "
                                "more input channels; AnyDoor/ObjectStitch-style spatial conditioning), so the "
                                "network renders a visible object instead of inventing one. Training hints are the "
                                "instance itself, re-coloured and slightly warped; painting hints are the pasted "
                                "reference.")
-    max_strength: float = Field(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
+    max_strength: float = later(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
                                 "strength <= this uses (timesteps below max_strength x the schedule's), when the "
                                 "generator will paint from copy-paste composites (generation strength < 1); 1: all.")
-    novel_share: float | None = Field(None, description="Share of the pairs drawn from the support set's "
+    novel_share: float | None = later(None, description="Share of the pairs drawn from the support set's "
                                       "novel-class instances (adapting the painter to the novel class on its few "
                                       "shots, as DA-Fusion adapts a diffusion model to a concept); none: every "
                                       "scene equally likely, so the novel class gets the support's share of scenes.")
@@ -400,15 +415,15 @@ class PlaceConfig(BaseModel):
     appearance: Literal[APPEARANCE_FEATURES] = Field(
         "colour", description="Features of the appearance prior ('appearance', 'auto'): 'colour' (colour/texture "
         "statistics) or 'colour+lite0' (with frozen ImageNet EfficientNet-Lite0 features, offline).")
-    reference_weights: Literal["uniform", "area"] = Field(
+    reference_weights: Literal["uniform", "area"] = later(
         "uniform", description="Which reference each placement pastes or paints: 'uniform' (every support instance "
         "equally often) or 'area' (in proportion to its pixels, so small label fragments are not pasted as often as "
         "whole objects).")
-    orient: bool = Field(False, description="Turn elongated references along the structure of their new "
+    orient: bool = later(False, description="Turn elongated references along the structure of their new "
                          "surroundings (a quay, a river), as they lay in their support image; default: upright.")
     mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS), description="Inpaint mask shapes drawn at random: "
                                   "rectangle, bezier, silhouette.")
-    near: list[str] = Field([], description="Base classes the novel class lives among, as you know it (e.g. road, "
+    near: list[str] = later([], description="Base classes the novel class lives among, as you know it (e.g. road, "
                             "vegetation): the context prior looks for surroundings of these classes in equal shares "
                             "instead of the support instances' own - for a support set that shows the class in one "
                             "kind of place only. With prior: context.")
@@ -417,6 +432,11 @@ class PlaceConfig(BaseModel):
     @classmethod
     def _kinds(cls, value: list[str]) -> list[str]:
         return GeneratorConfig._kinds(value)
+
+    def unused_fields(self) -> set[str]:
+        """Fields that decide nothing under the other settings (left out of the cache key): the appearance features
+        of a prior that does not look at appearance."""
+        return set() if self.prior in ("appearance", "auto") else {"appearance"}
 
     @model_validator(mode="after")
     def _near(self) -> "PlaceConfig":

@@ -47,14 +47,16 @@ def keep_log(path: Path, upto: int) -> None:
 
 
 def config_differences(saved: dict[str, Any], new: dict[str, Any], keys: Sequence[str], section: str,
-                       resumable: Sequence[str]) -> list[str]:
+                       resumable: Sequence[str], model: type | None = None) -> list[str]:
     """What differs between a run's recorded settings and a new request: the top-level ``keys`` and every field of
-    ``section`` except the ``resumable`` ones (those that do not change the weights of the steps already done). A
-    field the run did not record (:data:`paintseg.config.ADDED_LATER`) counts as its neutral value."""
-    from paintseg.config import ADDED_LATER
+    ``section`` (the fields of the config class ``model``) except the ``resumable`` ones (those that do not change the
+    weights of the steps already done). A field added later (:func:`paintseg.config.later`) that the run did not
+    record counts as its default."""
+    from paintseg.config import added_later
 
     out = [f"{key}: run has {saved.get(key)!r}, now {new[key]!r}" for key in keys if saved.get(key) != new[key]]
-    old_cfg, new_cfg = {**ADDED_LATER, **saved.get(section, {})}, {**ADDED_LATER, **new[section]}
+    neutral = added_later(model) if model is not None else {}
+    old_cfg, new_cfg = {**neutral, **saved.get(section, {})}, {**neutral, **new[section]}
     for key in sorted(set(old_cfg) | set(new_cfg)):
         if key not in resumable and old_cfg.get(key) != new_cfg.get(key):
             out.append(f"{key}: run has {old_cfg.get(key)!r}, now {new_cfg.get(key)!r}")
@@ -130,24 +132,26 @@ def say(log: logging.Logger, message: str, progress: bool) -> None:
 
 def open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
              resumable: Sequence[str], error: type[Exception], what: str,
-             model_file: str = "model.pt") -> tuple[int, dict | None] | None:
+             model_file: str = "model.pt", model: type | None = None) -> tuple[int, dict | None] | None:
     """Open a run folder for training: refuse to start over a run without ``resume``, refuse to resume with settings
     that would change the weights, load ``checkpoints/last.pt``, record ``config.yaml`` and cut ``log.jsonl`` back to
     the checkpoint. Returns ``(start step, checkpoint or None)``, or None when ``model.pt`` already holds ``steps``.
     ``error`` is the trainer's error class, ``what`` names what the folder holds ("model", "generator") and
-    ``model_file`` the finished weights' file name. In a multi-process run (:mod:`paintseg.distributed`) every process
+    ``model_file`` the finished weights' file name, ``model`` the config class of ``record[section]``. In a
+    multi-process run (:mod:`paintseg.distributed`) every process
     checks and loads, the first alone writes, and none returns before all have checked."""
     from paintseg.distributed import processes
 
     rank, _, barrier = processes()
-    opened = _open_run(out, record, steps, resume, keys, section, resumable, error, what, model_file, rank == 0)
+    opened = _open_run(out, record, steps, resume, keys, section, resumable, error, what, model_file, rank == 0,
+                       model)
     barrier()  # every process has checked the folder before the first one writes into it
     return opened
 
 
 def _open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys: Sequence[str], section: str,
               resumable: Sequence[str], error: type[Exception], what: str, model_file: str,
-              write: bool) -> tuple[int, dict | None] | None:
+              write: bool, model: type | None) -> tuple[int, dict | None] | None:
     from paintseg.config import dump_yaml
 
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file
@@ -158,7 +162,8 @@ def _open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys:
     if resume and config_path.exists():
         import yaml
 
-        diffs = config_differences(yaml.safe_load(config_path.read_text()) or {}, record, keys, section, resumable)
+        diffs = config_differences(yaml.safe_load(config_path.read_text()) or {}, record, keys, section, resumable,
+                                   model)
         if diffs:
             raise error(f"{out}: cannot resume, the config differs from the run's config.yaml (only "
                         f"{', '.join(resumable)} may change): " + "; ".join(diffs)

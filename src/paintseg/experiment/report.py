@@ -24,12 +24,14 @@ from datetime import datetime
 from pathlib import Path
 
 from paintseg.data.classes import ClassMap
-from paintseg.data.episode import SPLIT_LISTS, Episode
+from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
 from .figures import (curve_chart, data_uri, novel_chart, overlay_lut, painting_samples_figure, placement_figure,
                       prediction_grid, sample_grid, stage_chart)
+from .results import Gain, PaintingQuality, Results, ResultsError, Stat, SummaryRow
+from .summary import verdict_line
 
 FIX = "run `paintseg run CONFIG --out EXP` first"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -57,25 +59,12 @@ class ReportError(PaintsegError):
 
 
 # --------------------------------------------------------------------------------------------- loading
-def load_results(exp: str | Path) -> dict:
-    """``EXP/results.json``, checked for the keys the report needs."""
-    path = Path(exp) / "results.json"
-    if not path.is_file():
-        raise ReportError(f"{path}: missing; {FIX}")
+def load_results(exp: str | Path) -> Results:
+    """``EXP/results.json`` through its schema (:class:`paintseg.experiment.results.Results`)."""
     try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: not valid JSON ({e}); {FIX} (or let it finish writing)") from None
-    if not isinstance(results, dict):
-        raise ReportError(f"{path}: expected a JSON object with runs and summary; {FIX}")
-    for key in ("arms", "models", "runs", "summary"):
-        if not isinstance(results.get(key), list):
-            raise ReportError(f"{path}: {key!r} is missing or not a list; {FIX}")
-    for key, fields in (("runs", ("arm", "model", "seed", "metrics")), ("summary", ("arm", "model"))):
-        for i, row in enumerate(results[key]):
-            if not isinstance(row, dict) or any(f not in row for f in fields):
-                raise ReportError(f"{path}: {key}[{i}] needs the fields {', '.join(fields)}; {FIX}")
-    return results
+        return Results.load(Path(exp) / "results.json")
+    except ResultsError as e:
+        raise ReportError(str(e)) from None
 
 
 def _path(exp: Path, value: str | None) -> Path | None:
@@ -85,15 +74,12 @@ def _path(exp: Path, value: str | None) -> Path | None:
     return p if p.is_absolute() else exp / p
 
 
-def _episode(exp: Path, results: dict) -> tuple[Episode | None, str | None]:
-    path = _path(exp, results.get("episode"))
+def _episode(exp: Path, results: Results) -> tuple[Episode | None, str | None]:
+    path = _path(exp, results.episode)
     if path is None:
         return None, "results.json names no episode"
-    config = results.get("config") if isinstance(results.get("config"), dict) else {}
-    spec = config.get("episode") if isinstance(config.get("episode"), dict) else {}
-    split = results.get("split") or spec.get("set")  # which support/query lists the runs were scored on
-    try:
-        return Episode(path, split=split if split in SPLIT_LISTS else "valset"), None
+    try:  # the support/query lists the runs were scored on
+        return Episode(path, split=results.config.episode.set), None
     except PaintsegError as e:
         return None, f"episode {path} is missing or unreadable ({e})"
 
@@ -107,12 +93,11 @@ def _ok(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _pm(stat) -> str:
-    """``{"mean": 40.3, "std": 0.5}`` → ``40.30 ± 0.50``."""
-    if not isinstance(stat, dict) or not _ok(stat.get("mean")):
+def _pm(stat: Stat | None) -> str:
+    """``Stat(mean=40.3, std=0.5)`` → ``40.30 ± 0.50``."""
+    if stat is None or not _ok(stat.mean):
         return "n/a"
-    std = stat.get("std")
-    return f"{stat['mean']:.2f} ± {std:.2f}" if _ok(std) else f"{stat['mean']:.2f}"
+    return f"{stat.mean:.2f} ± {stat.std:.2f}" if _ok(stat.std) else f"{stat.mean:.2f}"
 
 
 def _gain(value) -> str:
@@ -150,127 +135,77 @@ def _td(text: str, num: bool = True, bold: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------------------------- sections 1-4
-def _comparison(results: dict, arm: str, against: str, model: str | None = None) -> dict | None:
-    for c in results.get("comparisons") or []:
-        if c.get("arm") == arm and c.get("against") == against and (model is None or c.get("model") == model):
-            return c
-    return None
-
-
-def verdict_line(results: dict) -> str | None:
-    """One sentence: does painting (the better of the diffusion arms) beat the strongest control it was run against
-    (copy-paste-noise, else copy-paste; else: the best synthetic arm vs the baseline), by how much, and is that
-    beyond noise. None when there is nothing to compare."""
-    comparisons = [c for c in results.get("comparisons") or [] if isinstance(c.get("novel_miou"), dict)]
-    if not comparisons:
-        return None
-    pick = None
-    for against in ("copy-paste-noise", "copy-paste"):  # the strongest control run; the better painting arm
-        painted = [c for c in comparisons if c["arm"] in ("diffusion", "diffusion-noise") and c["against"] == against
-                   and _ok(c["novel_miou"]["seeds"]["mean"])]
-        if painted:
-            pick = max(painted, key=lambda c: c["novel_miou"]["seeds"]["mean"])
-            break
-    if pick is None:
-        vs_base = [c for c in comparisons if c["against"] == "baseline"]
-        if not vs_base:
-            return None
-        pick = max(vs_base, key=lambda c: c["novel_miou"]["seeds"]["mean"] or -math.inf)
-    n = pick["novel_miou"]
-    seeds = n["seeds"]
-    mean = seeds["mean"]
-    if not _ok(mean):
-        return None
-    from paintseg.evaluate.significance import explain
-
-    who = f"painting ({pick['arm']})" if pick["arm"].startswith("diffusion") else pick["arm"]
-    spread = f" ± {seeds['std']:.1f} (std of {seeds['n']} paired seeds)" if _ok(seeds.get("std")) else " (1 seed)"
-    return (f"{who} {'raised' if mean >= 0 else 'lowered'} novel IoU by {abs(mean):.1f}{spread} over "
-            f"{pick['against']} ({pick['model']}) - {explain(n)}.")
-
-
-def _setup(results: dict, episode: Episode | None) -> str:
-    """Shots, query size and the budgets, from the echoed config."""
-    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+def _setup(results: Results, episode: Episode | None) -> str:
+    """Shots, query size and the budgets, from the config that ran."""
+    config = results.config
     parts = []
     if episode is not None:
         parts.append(f"{episode.shots} shots · {len(episode.train)} trainset / {len(episode.query)} query images")
-    train = config.get("train") or {}
-    models = ", ".join(f"{m.get('arch')}-{m.get('encoder')} ({m.get('encoder_weights') or 'from scratch'})"
-                       for m in config.get("models") or [])
-    if train:
-        parts.append(f"segmentation: {models}; {train.get('steps')} steps × batch {train.get('batch')} at crop "
-                     f"{train.get('crop')}, lr {train.get('lr')}, synthetic share {train.get('synthetic_fraction')}"
-                     + (f", synthetic context {train['synthetic_context']} px" if train.get("synthetic_context")
-                        else "")
-                     + (f", synthetic border ignored {train['synthetic_border']} px" if train.get("synthetic_border")
-                        else ""))
-    gen = ((config.get("generator") or {}).get("train")) or {}
-    if gen:
-        trained = results.get("generator") or {}
-        budget = f"budget {gen['minutes']:g} min: " if gen.get("minutes") else ""
+    train = config.train
+    models = ", ".join(f"{m.arch}-{m.encoder} ({m.encoder_weights or 'from scratch'})" for m in config.models)
+    parts.append(f"segmentation: {models}; {train.steps} steps × batch {train.batch} at crop {train.crop}, lr "
+                 f"{train.lr}, synthetic share {train.synthetic_fraction}"
+                 + (f", synthetic context {train.synthetic_context} px" if train.synthetic_context else "")
+                 + (f", synthetic border ignored {train.synthetic_border} px" if train.synthetic_border else ""))
+    spec = config.generator
+    if spec is not None and spec.train is not None:
+        gen, trained = spec.train, results.generator or {}
+        budget = f"budget {gen.minutes:g} min: " if gen.minutes else ""
         took = (f" in {trained['train_seconds'] / 60:.1f} min on {trained['torch_threads']} thread(s)"
                 if trained.get("train_seconds") else "")
-        parts.append(f"generator: {gen.get('size')} ({gen.get('reference_encoder', 'cnn')} reference encoder), "
-                     f"{budget}{trained.get('steps') or gen.get('steps')} steps{took}, batch {gen.get('batch')}")
-    elif (config.get("generator") or {}).get("path"):
-        parts.append(f"generator: {config['generator']['path']}")
-    g = config.get("generation") or {}
-    if g and results.get("synthetic"):
-        strength = g.get("strength", 1.0)
-        parts.append(f"painting: {g.get('per_class')} placements × {g.get('candidates')} candidates per class and "
-                     f"seed, {g.get('steps')} sampler steps"
-                     + (f" from the copy-paste composite at strength {strength}" if strength != 1.0 else "")
-                     + f"; placement prior {g.get('prior', 'context')}" + (", oriented" if g.get("orient") else "")
-                     + f"; filter {g.get('filter')} (keep {g.get('keep')}), refine {g.get('refine')}")
+        parts.append(f"generator: {gen.size} ({gen.reference_encoder} reference encoder), "
+                     f"{budget}{trained.get('steps') or gen.steps} steps{took}, batch {gen.batch}")
+    elif spec is not None and spec.path:
+        parts.append(f"generator: {spec.path}")
+    g = config.generation
+    if results.synthetic:
+        parts.append(f"painting: {g.per_class} placements × {g.candidates} candidates per class and "
+                     f"seed, {g.steps} sampler steps"
+                     + (f" from the copy-paste composite at strength {g.strength}" if g.strength != 1.0 else "")
+                     + f"; placement prior {g.prior}" + (", oriented" if g.orient else "")
+                     + f"; filter {g.filter} (keep {g.keep}), refine {g.refine}")
     return "set-up: " + _esc(" · ".join(parts)) + "<br>" if parts else ""
 
 
-def _head(results: dict, episode: Episode | None = None) -> str:
-    env = results.get("environment") or {}
-    env_line = " · ".join(f"{_esc(k)} {_esc(v)}" for k, v in env.items()) if isinstance(env, dict) else _esc(env)
-    name = _esc(results.get("name", "experiment"))
-    stage_seconds = sum(s["seconds"] for s in results.get("stages") or []
-                        if isinstance(s, dict) and _ok(s.get("seconds")))
-    verdict = verdict_line(results)
-    disk = f" · folder {results['disk_mb']:.0f} MB" if _ok(results.get("disk_mb")) else ""
-    return (f"<h1>paintseg experiment: {name}</h1>"
+def _head(results: Results, episode: Episode | None = None) -> str:
+    env_line = " · ".join(f"{_esc(k)} {_esc(v)}" for k, v in results.environment.items())
+    stage_seconds = sum(s.seconds for s in results.stages if _ok(s.seconds))
+    verdict = verdict_line(results.comparisons)
+    disk = f" · folder {results.disk_mb:.0f} MB" if _ok(results.disk_mb) else ""
+    return (f"<h1>paintseg experiment: {_esc(results.name)}</h1>"
             + (f"<p class=\"verdict\"><b>{_esc(verdict)}</b></p>" if verdict else "")
             + f"<div class=\"meta\">"
-            f"command: <code>{_esc(results.get('command', 'n/a'))}</code><br>" + _setup(results, episode) +
+            f"command: <code>{_esc(results.command or 'n/a')}</code><br>" + _setup(results, episode) +
             f"report written {datetime.now().strftime('%Y-%m-%d %H:%M')} · time in stages {hms(stage_seconds)} "
-            f"(every call, resumed runs included; {hms(results.get('wall_seconds'))} in the last call){disk} · arms: "
-            f"{_esc(', '.join(results['arms']))} · models: "
-            f"{_esc(', '.join(results['models']))} · seeds: {_esc(', '.join(map(str, results.get('seeds', []))))}<br>"
+            f"(every call, resumed runs included; {hms(results.wall_seconds)} in the last call){disk} · arms: "
+            f"{_esc(', '.join(results.arms))} · models: "
+            f"{_esc(', '.join(results.models))} · seeds: {_esc(', '.join(map(str, results.seeds)))}<br>"
             f"environment: {env_line or 'n/a'}</div>"
             + (_missing("partial results: the experiment has not finished (results.json says complete: false)")
-               if results.get("complete") is False else ""))
+               if not results.complete else ""))
 
 
-def _headline(results: dict) -> str:
-    rows = results["summary"]
+def _headline(results: Results) -> str:
+    rows = results.summary
     if not rows:
         return "<h2>1. Results</h2>" + _missing("no summary rows in results.json: no run has finished")
     best: dict[str, float] = {}
     for r in rows:
-        v = (r.get("novel_miou") or {}).get("mean")
-        if _ok(v) and v > best.get(r["model"], -math.inf):
-            best[r["model"]] = v
+        v = r.novel_miou.mean
+        if _ok(v) and v > best.get(r.model, -math.inf):
+            best[r.model] = v
     out = []
     for r in rows:
-        gain = r.get("gain") or {}
-        novel = (r.get("novel_miou") or {}).get("mean")
-        baseline = r["arm"] == "baseline"
-        is_best = _ok(novel) and novel == best.get(r["model"])
-        out.append([_td(_esc(r["arm"]), False), _td(_esc(r["model"]), False), _td(_esc(r.get("n", "?"))),
-                    _td(_pm(r.get("base_miou"))), _td(_pm(r.get("novel_miou")), bold=is_best),
-                    _td(_pm(r.get("score"))),
-                    _td("—" if baseline else _gain(gain.get("novel_miou")) + _noise(results, r, "baseline")),
-                    _td("—" if baseline else _gain(gain.get("base_miou")) + _noise(results, r, "baseline",
-                                                                                   "base_miou")),
-                    _td("—" if baseline else _gain(gain.get("score"))),
+        gain = r.gain or Gain()
+        baseline = r.arm == "baseline"
+        is_best = _ok(r.novel_miou.mean) and r.novel_miou.mean == best.get(r.model)
+        out.append([_td(_esc(r.arm), False), _td(_esc(r.model), False), _td(_esc(r.n)),
+                    _td(_pm(r.base_miou)), _td(_pm(r.novel_miou), bold=is_best), _td(_pm(r.score)),
+                    _td("—" if baseline else _gain(gain.novel_miou) + _noise(results, r, "baseline")),
+                    _td("—" if baseline else _gain(gain.base_miou) + _noise(results, r, "baseline", "base_miou")),
+                    _td("—" if baseline else _gain(gain.score)),
                     _td(_versus_copy_paste(results, r))])
-    note = "" if any(r["arm"] == "baseline" for r in rows) else _missing("no baseline arm: gains are not available")
+    note = "" if any(r.arm == "baseline" for r in rows) else _missing("no baseline arm: gains are not available")
     return ("<h2>1. Results (IoU %, mean ± std over seeds)</h2>" + note
             + _table(["arm", "model", "n", "base mIoU", "novel mIoU", "score", "gain novel", "gain base",
                       "gain score", "novel vs copy-paste"], out)
@@ -280,71 +215,69 @@ def _headline(results: dict) -> str:
               "seed only the tile interval exists).</p>")
 
 
-def _noise(results: dict, row: dict, against: str, metric: str = "novel_miou") -> str:
-    c = _comparison(results, row["arm"], against, row["model"])
-    if not c or not isinstance(c.get(metric), dict):
+def _noise(results: Results, row: SummaryRow, against: str, metric: str = "novel_miou") -> str:
+    c = results.comparison(row.arm, against, row.model)
+    if c is None or not isinstance(getattr(c, metric), dict):
         return ""
-    if not c[metric].get("beyond"):
+    if not c.beyond(metric):
         return " ≈"
-    return " ▲" if (c[metric]["seeds"].get("mean") or 0) > 0 else " ▼"
+    return " ▲" if (c.seed_mean(metric) or 0) > 0 else " ▼"
 
 
-def _versus_copy_paste(results: dict, row: dict) -> str:
-    c = _comparison(results, row["arm"], "copy-paste", row["model"])
-    if not c or not isinstance(c.get("novel_miou"), dict) or not _ok(c["novel_miou"]["seeds"].get("mean")):
+def _versus_copy_paste(results: Results, row: SummaryRow) -> str:
+    c = results.comparison(row.arm, "copy-paste", row.model)
+    if c is None or not _ok(c.seed_mean()):
         return "—"
-    return _gain(c["novel_miou"]["seeds"]["mean"]) + _noise(results, row, "copy-paste")
+    return _gain(c.seed_mean()) + _noise(results, row, "copy-paste")
 
 
-def _chart(results: dict) -> str:
+def _chart(results: Results) -> str:
     means, stds, seeds = {}, {}, defaultdict(list)
-    for r in results["summary"]:
-        stat = r.get("novel_miou") or {}
-        if _ok(stat.get("mean")):
-            means[(r["arm"], r["model"])] = stat["mean"]
-            stds[(r["arm"], r["model"])] = stat.get("std") if _ok(stat.get("std")) else 0.0
-    for run in results["runs"]:
-        seeds[(run["arm"], run["model"])].append((run.get("metrics") or {}).get("novel_miou"))
+    for r in results.summary:
+        if _ok(r.novel_miou.mean):
+            means[(r.arm, r.model)] = r.novel_miou.mean
+            stds[(r.arm, r.model)] = r.novel_miou.std if _ok(r.novel_miou.std) else 0.0
+    for run in results.runs:
+        seeds[(run.arm, run.model)].append(run.metrics.novel_miou)
     title = "<h2>2. Novel-class IoU per arm</h2>"
     if not means:
         return title + _missing("no novel mIoU in the summary: nothing to chart")
-    arms = [a for a in results["arms"] if any(k[0] == a for k in means)]
-    models = [m for m in results["models"] if any(k[1] == m for k in means)]
+    arms = [a for a in results.arms if any(k[0] == a for k in means)]
+    models = [m for m in results.models if any(k[1] == m for k in means)]
     return title + _img(novel_chart(arms, models, means, stds, dict(seeds)), "novel mIoU per arm") + (
         "<p class=\"meta\">Bar: mean over seeds; error bar: std; dots: individual seeds.</p>")
 
 
-def _per_class(results: dict) -> str:
+def _per_class(results: Results) -> str:
     title = "<h2>3. Per-class IoU (%, mean ± std over seeds)</h2>"
-    rows = results["summary"]
     names: list[str] = []
     roles: dict[str, str] = {}
-    for run in results["runs"]:
-        roles.update((run.get("metrics") or {}).get("roles") or {})
-    for r in rows:
-        names += [n for n in (r.get("per_class_iou") or {}) if n not in names]
+    for run in results.runs:
+        roles.update(run.metrics.roles)
+    for r in results.summary:
+        names += [n for n in r.per_class_iou if n not in names]
     if not names:
         return title + _missing("no per-class IoU in the summary")
-    novel = set(results.get("novel") or []) | {n for n, role in roles.items() if role == "novel"}
+    novel = set(results.novel) | {n for n, role in roles.items() if role == "novel"}
     header = ["arm", "model"] + [f'<span class="novel">{_esc(n)} (novel)</span>' if n in novel else _esc(n)
                                  for n in names]
-    body = [[_td(_esc(r["arm"]), False), _td(_esc(r["model"]), False)]
-            + [_td(_pm((r.get("per_class_iou") or {}).get(n))) for n in names] for r in rows]
+    body = [[_td(_esc(r.arm), False), _td(_esc(r.model), False)] + [_td(_pm(r.per_class_iou.get(n))) for n in names]
+            for r in results.summary]
     return title + _table(header, body)
 
 
-def _painting_quality(exp: Path, results: dict) -> str:
+def _painting_quality(exp: Path, results: Results) -> str:
     title = "<h2>3b. Painting quality on held-out query scenes</h2>"
-    quality = results.get("painting_quality")
-    if not quality:
+    quality = results.painting_quality
+    if quality is None:
         return title + _missing("not measured (no painting arm, or generation.quality_tests: 0)")
-    paired = quality.get("paired_vs_copy_paste") or {}
-    novelty = [m for m in ("novelty", "diversity") if any(m in row for row in quality["backends"].values())]
+    novelty = [m for m in ("novelty", "diversity") if any(m in row for row in quality.backends.values())]
     header = ["backend", "tests", "ΔE of mean colour", "Δ lightness spread", "histogram distance",
-              "closer than copy-paste (ΔE)", "probe: is the class", *novelty, "s per test"]
+              f"closer than {_esc(quality.against or 'copy-paste')} (ΔE)", "probe: is the class", *novelty,
+              "s per test"]
     body = []
-    for name, row in quality["backends"].items():
-        wins = paired.get(name)
+    for name, row in quality.backends.items():
+        wins = quality.paired.get(name)
         versus = (f"{wins['wins']}/{wins['tests'] - wins['ties']} (p {wins['p']:.3f})" if wins and wins.get("p")
                   is not None else "")
         body.append([_td(_esc(name), False), _td(str(row.get("tests", 0)))]
@@ -357,11 +290,12 @@ def _painting_quality(exp: Path, results: dict) -> str:
             "held-out query image (a window free of the class); the painted object is compared with the real "
             "instances of its class in that image: CIE76 distance of the mean Lab colours, difference of the "
             "lightness spreads, 1 − Bhattacharyya coefficient of the Lab histograms. Lower is closer; the fourth "
-            "column counts the tests where a backend's ΔE is below copy-paste's (sign test)."
+            f"column counts the tests where a backend's ΔE is below {_esc(quality.against or 'copy-paste')}'s "
+            "(sign test)."
             + (" Novelty: 1 − cosine similarity between the painted object and its reference in the probe's "
                "feature space (how far a painting is from a paste of its reference); diversity: the same between "
                "two candidates painted for the same test." if novelty else "") + "</p>")
-    probe = quality.get("probe")
+    probe = quality.probe
     if probe and probe.get("real_novel_rate") is not None:
         note += (f"<p class=\"meta\">Probe: a linear classifier on frozen EfficientNet-Lite0 features, trained on "
                  f"{probe['positives']} support-instance views against {probe['negatives']} base-class instances; "
@@ -370,24 +304,24 @@ def _painting_quality(exp: Path, results: dict) -> str:
                  f"instances - the ceiling and the false-alarm rate to read the column against"
                  + (" (a low ceiling: the support shots do not look like the query's instances)"
                     if probe["real_novel_rate"] < 0.5 else "") + ".</p>")
-    masks = (quality.get("mask_quality") or {}).get("per_class") or {}
+    masks = (quality.mask_quality or {}).get("per_class") or {}
     if masks:
         parts = "; ".join(f"{_esc(c)}: " + ", ".join(f"{_esc(n)} {v['iou']:.1f} % ({v['instances']} instances, "
                                                      f"{v['seconds_per_instance']:.2f} s each)" for n, v in r.items())
                           for c, r in masks.items())
         note += (f"<p class=\"meta\">Mask refinement on real held-out query instances (IoU with the true instance, "
                  f"recovered from the rectangle inpaint mask around it; 'none' is the rectangle): {parts}.</p>")
-    filtering = quality.get("filter_quality") or {}
-    for name, row in (filtering.get("filters") or {}).items():
-        if row.get("p_class_gain") is None:
-            continue
-        auc = f", ROC-AUC for the probe's label {row['auc_probe']:.2f}" if row.get("auc_probe") is not None else ""
-        note += (f"<p class=\"meta\">Filter {_esc(name)} on {row['tests']} held-out tests of "
-                 f"{filtering['candidates']} candidates each ({filtering['candidate_class_rate']:.0%} of candidates "
-                 f"called the class by the probe): its pick changes the probe's probability by "
-                 f"{row['p_class_gain']:+.3f} and the ΔE to the real instances by {row['delta_e_gain']:+.1f} against "
-                 f"a random pick (a gain is + and −){auc}.</p>")
-    return title + note + _table(header, body) + _painting_samples(exp, quality) + _curve(quality.get("curve"))
+    for painter, filtering in quality.filter_quality.items():
+        for name, row in (filtering.get("filters") or {}).items():
+            if row.get("p_class_gain") is None:
+                continue
+            auc = f", ROC-AUC for the probe's label {row['auc_probe']:.2f}" if row.get("auc_probe") is not None else ""
+            note += (f"<p class=\"meta\">Filter {_esc(name)} on {_esc(painter)}'s paintings, {row['tests']} held-out "
+                     f"tests of {filtering['candidates']} candidates each ({filtering['candidate_class_rate']:.0%} of "
+                     f"candidates called the class by the probe): its pick changes the probe's probability by "
+                     f"{row['p_class_gain']:+.3f} and the ΔE to the real instances by {row['delta_e_gain']:+.1f} "
+                     f"against a random pick (a gain is + and −){auc}.</p>")
+    return title + note + _table(header, body) + _painting_samples(exp, quality) + _curve(quality.curve)
 
 
 def _curve(curve: dict | None) -> str:
@@ -407,12 +341,12 @@ def _curve(curve: dict | None) -> str:
     return text + _img(curve_chart(curve), "painter learning curve")
 
 
-def _painting_samples(exp: Path, quality: dict) -> str:
+def _painting_samples(exp: Path, quality: PaintingQuality) -> str:
     """The first held-out tests as painted by every backend (object outlined in yellow)."""
-    folder = _path(exp, quality.get("folder"))
-    if not quality.get("samples") or folder is None:
+    folder = _path(exp, quality.folder)
+    if not quality.samples or folder is None:
         return ""
-    return _img(painting_samples_figure(quality, folder / "samples"), "painting quality samples")
+    return _img(painting_samples_figure(quality.model_dump(), folder / "samples"), "painting quality samples")
 
 
 # --------------------------------------------------------------------------------------------- section 5: samples
@@ -431,22 +365,22 @@ def _paint_key(arm: str, paint: dict) -> str | None:
     return keys[0] if keys else (next(iter(paint)) if len(paint) == 1 else None)
 
 
-def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: str | None, n: int) -> str:
+def _samples(exp: Path, results: Results, episode: Episode | None, episode_note: str | None, n: int) -> str:
     title = "<h2>4. Painted samples</h2>"
-    synthetic = results.get("synthetic") or []
+    synthetic = results.synthetic
     if not synthetic:
         return title + _missing("no synthetic arm in this experiment (baseline only): nothing was painted")
     if n < 1:
         return title + _missing("samples=0: no sample grids asked for")
     first = synthetic[0]
-    curated, paint = first.get("curated") or {}, first.get("paint") or {}
-    order = results["arms"]
+    curated, paint = first.curated, first.paint
+    order = results.arms
     arms = sorted(curated, key=lambda a: (a != "diffusion", order.index(a) if a in order else len(order)))
-    intro = (f"<p class=\"meta\">Seed {_esc(first.get('seed', '?'))}; one row per placement: the reference "
+    intro = (f"<p class=\"meta\">Seed {first.seed}; one row per placement: the reference "
              f"(instance outlined), the scene window before painting (box in yellow), every candidate with its "
              f"similarity score (✓ = chosen), the chosen candidate, and the mask that becomes its label.</p>")
     out = [title, intro]
-    quality = [(e.get("seed"), e.get("placement_quality")) for e in synthetic if e.get("placement_quality")]
+    quality = [(e.seed, e.placement_quality) for e in synthetic if e.placement_quality]
     if quality:
         def rate(name: str, q: dict) -> str:
             labels = f" / {q['fit_rate_labels']:.2f}" if "fit_rate_labels" in q else ""
@@ -469,12 +403,12 @@ def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: st
             return text + (f" ({_esc(m['why'])})" if m.get("why") else "")
 
         out.append(f"<p class=\"meta\">How the placement prior weighed labels against appearance (seed "
-                   f"{_esc(first.get('seed', '?'))}; label agreement: the mean appearance percentile of the spots the "
+                   f"{first.seed}; label agreement: the mean appearance percentile of the spots the "
                    f"label prior likes best, below 0.6 the labels are refused): "
                    f"{'; '.join(choice(n, m) for n, m in mix.items() if isinstance(m, dict))}.</p>")
     if episode is not None and placed is not None:
         try:
-            out.append(f"<p class=\"meta\">Where seed {_esc(first.get('seed', '?'))}'s instances went: the scenes "
+            out.append(f"<p class=\"meta\">Where seed {first.seed}'s instances went: the scenes "
                        f"with most placements, then per novel class the support instances in their surroundings "
                        f"beside the surroundings the placements chose.</p>")
             out.append(_img(placement_figure(episode, placed), "placements"))
@@ -482,7 +416,7 @@ def _samples(exp: Path, results: dict, episode: Episode | None, episode_note: st
             out.append(_missing(f"could not draw the placements of {placed}: {e}"))
     for arm in arms:
         out.append(f"<h3>{_esc(arm)}</h3>")
-        summary = (first.get("summaries") or {}).get(arm)
+        summary = first.summaries.get(arm)
         cur, key = _path(exp, curated[arm]), _paint_key(arm, paint)
         if summary is None and cur is not None and (cur / "curate_summary.json").is_file():
             try:
@@ -515,24 +449,24 @@ def _legend(classes: ClassMap) -> str:
     return f'<p class="meta">{items}</p>'
 
 
-def _overlays(exp: Path, results: dict, episode: Episode | None, episode_note: str | None, n: int) -> str:
+def _overlays(exp: Path, results: Results, episode: Episode | None, episode_note: str | None, n: int) -> str:
     title = "<h2>5. Predictions on query images</h2>"
     if episode is None:
         return title + _missing(f"missing: {episode_note}")
     if n < 1:
         return title + _missing("overlays=0: no prediction overlays asked for")
-    model, seeds = results["models"][0] if results["models"] else None, results.get("seeds") or []
+    model, seeds = results.models[0] if results.models else None, results.seeds
     columns, notes = [], []
-    for arm in results["arms"]:
-        runs = [r for r in results["runs"] if r["arm"] == arm and r["model"] == model]
-        runs.sort(key=lambda r: (seeds.index(r["seed"]) if r["seed"] in seeds else len(seeds), str(r["seed"])))
+    for arm in results.arms:
+        runs = [r for r in results.runs if r.arm == arm and r.model == model]
+        runs.sort(key=lambda r: (seeds.index(r.seed) if r.seed in seeds else len(seeds), r.seed))
         if not runs:
             notes.append(f"missing: no {arm} run of {model}")
             continue
-        folder = _path(exp, runs[0].get("predictions"))
+        folder = _path(exp, runs[0].predictions)
         if folder is None or not folder.is_dir():
             notes.append(f"missing: prediction folder {folder or '(not recorded)'} of {arm}")
-        columns.append((f"{arm} (seed {runs[0]['seed']})", folder))
+        columns.append((f"{arm} (seed {runs[0].seed})", folder))
     queries = sorted(episode.query, key=lambda s: s.stem)[:n]
     if not queries:
         return title + "".join(map(_missing, notes)) + _missing(f"missing: the episode {episode.root} has no query "
@@ -547,21 +481,20 @@ def _overlays(exp: Path, results: dict, episode: Episode | None, episode_note: s
 
 
 # --------------------------------------------------------------------------------------------- sections 7-8
-def _stages(results: dict) -> str:
+def _stages(results: Results) -> str:
     title = "<h2>6. Stages</h2>"
-    stages = [s for s in results.get("stages") or [] if isinstance(s, dict)]
+    stages = results.stages
     if not stages:
         return title + _missing("no stages recorded in results.json")
-    rows = [[_td(_esc(s.get("stage", "?")), False), _td(_esc(s.get("folder", "")), False), _td(hms(s.get("seconds"))),
-             _td(f"{s['peak_rss_mb']:.0f}" if _ok(s.get("peak_rss_mb")) else "n/a"),
-             _td("yes" if s.get("cached") else "no", False)] for s in stages]
-    total = sum(s["seconds"] for s in stages if _ok(s.get("seconds")))
-    labels = [Path(s["folder"]).name if s.get("folder") else str(s.get("stage", "?")) for s in stages]
-    seconds = [float(s["seconds"]) if _ok(s.get("seconds")) else 0.0 for s in stages]
-    texts = [hms(v) + (" (cached)" if s.get("cached") else "") for v, s in zip(seconds, stages)]
-    chart = _img(stage_chart(labels, seconds, [bool(s.get("cached")) for s in stages], texts), "seconds per stage")
+    rows = [[_td(_esc(s.stage), False), _td(_esc(s.folder or ""), False), _td(hms(s.seconds)),
+             _td(f"{s.peak_rss_mb:.0f}" if _ok(s.peak_rss_mb) else "n/a"),
+             _td("yes" if s.cached else "no", False)] for s in stages]
+    seconds = [float(s.seconds) if _ok(s.seconds) else 0.0 for s in stages]
+    labels = [Path(s.folder).name if s.folder else s.stage for s in stages]
+    texts = [hms(v) + (" (cached)" if s.cached else "") for v, s in zip(seconds, stages)]
+    chart = _img(stage_chart(labels, seconds, [s.cached for s in stages], texts), "seconds per stage")
     return (title + _table(["stage", "folder", "time (h:mm:ss)", "peak RSS MB", "cached"], rows)
-            + f"<p class=\"meta\">{len(stages)} stages, {hms(total)} in stages, {hms(results.get('wall_seconds'))} "
+            + f"<p class=\"meta\">{len(stages)} stages, {hms(sum(seconds))} in stages, {hms(results.wall_seconds)} "
               f"wall time of the last call. Time and memory are those recorded when a stage ran (a cached stage keeps "
               f"them). Peak RSS is the resident memory of the paintseg process while the stage ran, so it includes "
               f"what earlier stages of the same process still hold.</p>" + chart)
@@ -593,7 +526,7 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
             _overlays(exp, results, episode, note, overlays),
             _stages(results), HOW_TO_READ]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "
-            f"{_esc(results.get('name', 'experiment'))}</title><style>{CSS}</style></head><body>"
+            f"{_esc(results.name)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
     return write_text(exp / "report.html", page)
 

@@ -50,12 +50,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from paintseg import distributed
-from paintseg.config import HUB_ID, CurateConfig, PaintConfig, PlaceConfig, dump_yaml, stage_part
+from paintseg.config import HUB_ID, CurateConfig, PaintConfig, PlaceConfig, dump_yaml, recipe, stage_part
 from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
 from .spec import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
-from .stages import Stages, _rel, recipe, settings_hash
+from .results import Results, migrate_painting_quality
+from .stages import Stages, _rel, settings_hash
 from .summary import comparisons, summarize_runs
 
 # curation of each painted arm: (painting backend, use the filter, use the refiner)
@@ -84,8 +85,12 @@ def _episode(config: ExperimentConfig, stages: Stages, progress: bool) -> tuple[
     if spec.path is not None:
         root = Path(spec.path)
         return root, settings_hash("path", str(root.resolve()))
-    kind = "split" if spec.split is not None else "demo"
-    key = settings_hash(kind, recipe(spec.split) if kind == "split" else spec.demo.model_dump(mode="json"))
+    if spec.split is not None:  # key rule 2: the data paths normalised, so another checkout finds the same stage
+        kind, key = "split", stages.keyed("episode", {
+            1: settings_hash("split", recipe(spec.split)),  # rule 1: the paths as the config's folder spelled them
+            2: settings_hash("split", recipe(spec.split.normalised()))})
+    else:
+        kind, key = "demo", settings_hash("demo", spec.demo.model_dump(mode="json"))
     folder = stages.folder("episode", key)
     root = folder / "episode"
 
@@ -197,46 +202,35 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
     out = folder / "painting_quality.json"
 
     def work() -> None:
-        from paintseg.evaluate.painting import paired_wins, painting_quality
-        from paintseg.place.references import extract_references
+        from paintseg.evaluate.assess import Assessment, assess_painting
 
         backends = {n: _backend(n, generator, harmoniser, config.seeds[0], config, episode)[0] for n in names}
-        quality = painting_quality(episode, backends, extract_references(episode), per_class=g.quality_tests,
-                                   seed=config.seeds[0], samples_dir=folder / "samples",
-                                   samples=config.report.samples, candidates=2)  # 2: diversity too
-        if "copy-paste" in backends:
-            quality["paired_vs_copy_paste"] = {n: paired_wins(quality, n, "copy-paste") for n in names
-                                               if n != "copy-paste"}
+        what = Assessment(tests=g.quality_tests, seed=config.seeds[0], candidates=2,  # 2: diversity too
+                          against="copy-paste" if "copy-paste" in backends else None,
+                          samples_dir=folder / "samples", samples=config.report.samples,
+                          steps=g.steps, guidance=g.guidance)
         if g.refine != "none" and any(ARM_CURATION[a][2] for a in config.arms if a in ARM_CURATION):
             from paintseg.curate.refine import build_refiner
-            from paintseg.evaluate.curation import mask_quality
 
-            refiners = {"none": build_refiner("none"),
-                        g.refine: build_refiner(g.refine, g.sam_checkpoint, g.sam_model_type, g.sam_prompt)}
-            quality["mask_quality"] = mask_quality(episode, refiners, count=g.quality_tests, seed=config.seeds[0])
+            what.refiners = {"none": build_refiner("none"),
+                             g.refine: build_refiner(g.refine, g.sam_checkpoint, g.sam_model_type, g.sam_prompt)}
         if filtering:
             from paintseg.curate.score import build_encoder
-            from paintseg.evaluate.curation import filter_quality
 
-            found = filter_quality(episode, backends[painters[0]], {g.filter: build_encoder(g.filter)},
-                                   extract_references(episode), candidates=g.candidates,
-                                   per_class=max(1, g.quality_tests // 2), seed=config.seeds[0], mode=g.score_mode)
-            found.pop("records")
-            quality["filter_quality"] = found
+            what.filters, what.filter_candidates = {g.filter: build_encoder(g.filter)}, g.candidates
+            what.filter_backends, what.score_mode = painters[:1], g.score_mode
         if painters and (generator[0] / "snapshots").is_dir():  # the painter's learning curve
-            from paintseg.evaluate.curve import painting_curve
-            from paintseg.place.references import extract_references
-
-            curve = painting_curve(episode, generator[0], extract_references(episode), strengths=[g.strength],
-                                   per_class=g.quality_tests, seed=config.seeds[0], steps=g.steps,
-                                   guidance=g.guidance, paste_noise=g.paste_noise)
-            curve.pop("quality")
-            quality["curve"] = curve | {"generator": _rel(generator[0], stages.exp)}
+            what.curve, what.curve_strength, what.curve_paste_noise = generator[0], g.strength, g.paste_noise
+        quality = assess_painting(episode, backends, what)
+        if "curve" in quality:
+            quality["curve"]["generator"] = _rel(generator[0], stages.exp)
         write_text(out, json.dumps(quality, indent=1) + "\n")
 
     stages.run("painting quality", folder, work)
-    quality = json.loads(out.read_text())
+    quality = migrate_painting_quality(json.loads(out.read_text()))  # a stage of results version 1 is read as 2
     quality.pop("records", None)
+    for found in quality.get("filter_quality", {}).values():
+        found.pop("records", None)
     quality["folder"] = _rel(folder, stages.exp)
     return quality
 
@@ -368,8 +362,8 @@ def _environment() -> dict:
 
 
 def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = True, command: str | None = None,
-                   report: bool = True) -> dict:
-    """Run every stage of ``config`` into ``exp`` (resuming what is there) and return the results dict that is
+                   report: bool = True) -> Results | dict:
+    """Run every stage of ``config`` into ``exp`` (resuming what is there) and return the :class:`Results` that are
     also written to ``exp/results.json``; ``report=True`` writes ``exp/report.html`` at the end. Under a
     multi-process launch every process runs its share of the stages; the first returns the results (written once
     every stage is done), the others ``{"rank": r}``."""
@@ -468,7 +462,7 @@ class StageGraph:
 
 
 def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | None, report: bool, wall: float,
-            world: int) -> dict:
+            world: int) -> Results:
     """The stages in order (running those not complete yet) and the results of every run."""
     graph = StageGraph(config)
     stages = Stages(exp, progress, graph.kinds(), priors=stage_priors(config))
@@ -488,37 +482,39 @@ def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | 
             "summaries": {k: json.loads((v[0] / "curate_summary.json").read_text()) for k, v in curated.items()},
         })
 
-    results = {
-        "name": config.name, "config": config.model_dump(mode="json"), "episode": _rel(graph.root, exp),
-        "generator": generator_record(graph.generator[0]) if graph.generator is not None else None,
-        "novel": [episode.classes.name(i) for i in episode.classes.novel_ids], "arms": list(config.arms),
-        "models": [m.name for m in config.models], "seeds": list(config.seeds), "runs": [], "summary": [],
-        "synthetic": synthetic, "painting_quality": graph.painting_quality, "stages": stages.records,
-        "complete": False, "wall_seconds": None,
-        "environment": dict(_environment(), processes=world), "command": command,
-    }
+    results = Results(
+        name=config.name, config=config, episode=_rel(graph.root, exp),
+        generator=generator_record(graph.generator[0]) if graph.generator is not None else None,
+        novel=[episode.classes.name(i) for i in episode.classes.novel_ids], arms=list(config.arms),
+        models=[m.name for m in config.models], seeds=list(config.seeds), synthetic=synthetic,
+        painting_quality=graph.painting_quality, stages=stages.records,
+        environment=dict(_environment(), processes=world), command=command)
     full: dict[tuple[str, str, int], dict] = {}  # every run's metrics.json, per-image matrices included
+    runs_so_far: list[dict] = []
     for job in runs:
         run = job.run(stages, progress)
         metrics, folder = run["metrics"], run["folder"]
         full[(run["arm"], run["model"], run["seed"])] = metrics
-        results["runs"].append({"arm": run["arm"], "model": run["model"], "seed": run["seed"],
-                                "run": _rel(folder, exp), "predictions": _rel(folder / "eval" / "pred", exp),
-                                "metrics": {k: metrics[k] for k in ("per_class_iou", "roles", "base_miou",
-                                                                    "novel_miou", "score")}})
-        results["summary"] = summarize_runs(results["runs"], config.arms, results["models"])
-        results["comparisons"] = comparisons(full, config.arms, results["models"], episode.classes)
-        results["wall_seconds"] = round(time.perf_counter() - wall, 1)
-        write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
-    results["complete"] = True
-    results["wall_seconds"] = round(time.perf_counter() - wall, 1)
-    write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
+        runs_so_far.append({"arm": run["arm"], "model": run["model"], "seed": run["seed"],
+                            "run": _rel(folder, exp), "predictions": _rel(folder / "eval" / "pred", exp),
+                            "metrics": {k: metrics[k] for k in ("per_class_iou", "roles", "base_miou",
+                                                                "novel_miou", "score")}})
+        results.runs = runs_so_far  # validated on assignment, as every field of the model
+        results.summary = summarize_runs(runs_so_far, config.arms, results.models)
+        results.comparisons = comparisons(full, config.arms, results.models, episode.classes)
+        results.wall_seconds = round(time.perf_counter() - wall, 1)
+        results.stages = stages.records  # the model holds a validated copy: every stage recorded so far
+        results.write(exp)
+    results.complete = True
+    results.stages = stages.records
+    results.wall_seconds = round(time.perf_counter() - wall, 1)
+    results.write(exp)
     if report:
         from .report import write_report
 
         write_report(exp, samples=config.report.samples, overlays=config.report.overlays)
-    results["disk_mb"] = round(folder_bytes(exp) / 2**20, 1)  # the whole folder, report included
-    write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
+    results.disk_mb = round(folder_bytes(exp) / 2**20, 1)  # the whole folder, report included
+    results.write(exp)
     return results
 
 

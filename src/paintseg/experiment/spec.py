@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, TrainConfig,
-                             encoder_problem, load_yaml)
+                             encoder_problem, later, load_yaml)
 
 # copy-paste-match: colour-matched copy-paste with random flips; copy-paste-poisson: pasted by Poisson blending; copy-paste-noise: copy-paste with smooth colour noise
 # on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser; diffusion-noise:
@@ -33,9 +33,9 @@ class SplitRecipe(_Strict):
     """Build the episode with ``paintseg split`` from a fully labelled dataset (see that command's options): a
     built-in ``dataset`` under ``root``, or any dataset by ``images``, ``labels`` and ``classes``."""
 
-    dataset: str | None = Field(None, description="A built-in dataset: loveda, potsdam, vaihingen, openearthmap.")
-    root: str | None = Field(None, description="With dataset: the folder that holds it (release or mmseg layout).")
-    layout: Literal["release", "mmseg"] | None = Field(None, description="With dataset: the layout (default: found).")
+    dataset: str | None = later(None, description="A built-in dataset: loveda, potsdam, vaihingen, openearthmap.")
+    root: str | None = later(None, description="With dataset: the folder that holds it (release or mmseg layout).")
+    layout: Literal["release", "mmseg"] | None = later(None, description="With dataset: the layout (default: found).")
     images: str | None = Field(None, description="Glob of the images, e.g. 'data/*/images/*.jpg'.")
     labels: str | None = Field(None, description="Glob of the labels, paired with the images by stem.")
     classes: str | None = Field(None, description="classes.json of the dataset (with dataset: replaces its map).")
@@ -43,11 +43,20 @@ class SplitRecipe(_Strict):
     shots: int = Field(5, ge=1)
     seed: int = 0
     group: str | None = Field(None, description="Regex naming a group (train, support and query never share one).")
-    block: int | None = Field(None, ge=64, description="Square spatial blocks (pixels) of every scene as the groups.")
-    gap: int = Field(64, ge=0, description="With block: pixels between tiles of neighbouring blocks.")
+    block: int | None = later(None, ge=64, description="Square spatial blocks (pixels) of every scene as the groups.")
+    gap: int = later(64, ge=0, description="With block: pixels between tiles of neighbouring blocks.")
     tile: int = Field(512, ge=0)
     query_fraction: float = Field(0.25, gt=0, lt=1)
     min_pixels: int = Field(64, ge=1)
+
+    def normalised(self) -> "SplitRecipe":
+        """The recipe with its paths as real, normalised paths (``a/configs/../data`` → ``a/data``, links followed;
+        a glob keeps its pattern): the same data reached from another folder is the same recipe."""
+        import os
+
+        return self.model_copy(update={k: os.path.realpath(getattr(self, k)) for k in ("root", "images", "labels",
+                                                                                      "classes")
+                                       if getattr(self, k) is not None})
 
     @model_validator(mode="after")
     def _source(self) -> "SplitRecipe":

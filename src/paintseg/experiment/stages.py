@@ -1,6 +1,6 @@
 """The stage executor of ``paintseg run``: :class:`Stages` runs each stage into its own folder unless it is complete,
-records its time and peak memory and estimates the time left; :func:`settings_hash` / :func:`recipe` make the cache
-key of a stage from the settings that decide its output (fields added later enter it only when set)."""
+records its time and peak memory and estimates the time left; :func:`settings_hash` (of
+:func:`paintseg.config.recipe`'s fields) makes the cache key of a stage from the settings that decide its output."""
 
 from __future__ import annotations
 
@@ -21,15 +21,6 @@ def settings_hash(*parts: Any) -> str:
     """A short, stable hash of JSON-able settings (keys sorted, paths as strings)."""
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def recipe(model: Any) -> dict:
-    """A config model's fields for :func:`settings_hash`, without the :data:`paintseg.config.ADDED_LATER` fields at
-    their neutral values (so a new option does not invalidate finished stages)."""
-    from paintseg.config import ADDED_LATER
-
-    data = model.model_dump(mode="json")
-    return {k: v for k, v in data.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 class PeakMemory:
@@ -83,6 +74,16 @@ class Stages:
 
     def folder(self, name: str, key: str) -> Path:
         return self.root / f"{name}-{key}"
+
+    def keyed(self, name: str, keys: dict[int, str]) -> str:
+        """The key of a stage whose key rule changed: ``keys`` maps key-rule versions to the key each gives. The
+        newest rule's key, unless only a folder of an older rule is complete: a finished stage (and, through its key,
+        every stage after it) is reused, not redone, while new experiments get the newest rule."""
+        newest = keys[max(keys)]
+        for version in sorted(keys, reverse=True):
+            if (self.folder(name, keys[version]) / "stage.json").is_file():
+                return keys[version]
+        return newest
 
     def estimate_left(self) -> tuple[float, dict[str, int]]:
         """Seconds the stages in ``upcoming`` (this one included) will take, from the stages this call ran and the

@@ -3,9 +3,14 @@ the outcome that must not change between equivalent runs, and the headline table
 
 from __future__ import annotations
 
+import math
 import statistics
+from typing import Sequence
 
+from .results import Comparison, Results
 from .spec import DIFFUSION_ARMS
+
+PAINTING_ARMS = ("diffusion", "diffusion-noise")  # the arms the verdict judges: painted, filtered and refined
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -71,15 +76,50 @@ def outcome(results: dict) -> dict:
     return strip({k: v for k, v in results.items() if k not in CIRCUMSTANCES})
 
 
-def format_headline(results: dict) -> str:
+def format_headline(results: Results) -> str:
     """The headline table as plain text: base mIoU, novel mIoU and score per arm and model, mean ± std."""
     lines = [f"{'arm':<22}{'model':<20}{'n':>3}  {'base mIoU':>14}  {'novel mIoU':>14}  {'score':>14}  "
              f"{'novel gain':>10}"]
-    for row in results["summary"]:
-        cells = [f"{row[m]['mean']:6.2f} ± {row[m]['std']:5.2f}" for m in ("base_miou", "novel_miou", "score")]
-        gain = f"{row['gain']['novel_miou']:+10.2f}" if row["gain"] and row["arm"] != "baseline" else f"{'':>10}"
-        lines.append(f"{row['arm']:<22}{row['model']:<20}{row['n']:>3}  " + "  ".join(cells) + f"  {gain}")
-    from .report import verdict_line
-
-    verdict = verdict_line(results)
+    for row in results.summary:
+        cells = [f"{s.mean:6.2f} ± {s.std:5.2f}" for s in (row.base_miou, row.novel_miou, row.score)]
+        gain = f"{row.gain.novel_miou:+10.2f}" if row.gain and row.arm != "baseline" else f"{'':>10}"
+        lines.append(f"{row.arm:<22}{row.model:<20}{row.n:>3}  " + "  ".join(cells) + f"  {gain}")
+    verdict = verdict_line(results.comparisons)
     return "\n".join(lines + ([verdict] if verdict else []))
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def verdict_line(comparisons: Sequence[Comparison | dict]) -> str | None:
+    """One sentence: does painting (the better of the diffusion arms) beat the strongest control it was run against
+    (copy-paste-noise, else copy-paste; else: the best synthetic arm vs the baseline), by how much, and is that
+    beyond noise. None when there is nothing to compare."""
+    found = [Comparison.model_validate(c) for c in comparisons]
+    found = [c for c in found if isinstance(c.novel_miou, dict)]
+    if not found:
+        return None
+    pick = None
+    for against in ("copy-paste-noise", "copy-paste"):  # the strongest control run; the better painting arm
+        painted = [c for c in found if c.arm in PAINTING_ARMS and c.against == against
+                   and _finite(c.seed_mean())]
+        if painted:
+            pick = max(painted, key=lambda c: c.seed_mean())
+            break
+    if pick is None:
+        vs_base = [c for c in found if c.against == "baseline"]
+        if not vs_base:
+            return None
+        pick = max(vs_base, key=lambda c: c.seed_mean() if _finite(c.seed_mean()) else -math.inf)
+    n = pick.novel_miou
+    seeds = n["seeds"]
+    mean = seeds["mean"]
+    if not _finite(mean):
+        return None
+    from paintseg.evaluate.significance import explain
+
+    who = f"painting ({pick.arm})" if pick.arm.startswith("diffusion") else pick.arm
+    spread = f" ± {seeds['std']:.1f} (std of {seeds['n']} paired seeds)" if _finite(seeds.get("std")) else " (1 seed)"
+    return (f"{who} {'raised' if mean >= 0 else 'lowered'} novel IoU by {abs(mean):.1f}{spread} over "
+            f"{pick.against} ({pick.model}) - {explain(n)}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paintseg.config import PlaceConfig, guard_settings
+from paintseg.config import PlaceConfig, guard_settings, recipe
 from paintseg.data.episode import Episode
 from paintseg.files import write_text
 
@@ -21,21 +21,11 @@ PLAN_SETTINGS = "place.yaml"  # what planned a folder's placements.jsonl
 
 
 def plan_settings(config: PlaceConfig, seed: int) -> dict:
-    """What decides a plan, as its folder records it (``place.yaml``, and inside ``generate.yaml``): every
-    :class:`PlaceConfig` field, those added after the first plans (reference_weights, orient) only when set and the
-    appearance features only for the priors that use them, so folders written before them still resume; ``near``
-    only when given."""
-    settings = {"per_class": config.per_class, "seed": seed, "prior": config.prior,
-                "mask_kinds": list(config.mask_kinds)}
-    if config.reference_weights != "uniform":
-        settings["reference_weights"] = config.reference_weights
-    if config.prior in ("appearance", "auto"):
-        settings["appearance"] = config.appearance
-    if config.orient:
-        settings["orient"] = True
-    if config.near:
-        settings["near"] = list(config.near)
-    return settings
+    """What decides a plan, as its folder records it (``place.yaml``, and inside ``generate.yaml``): the seed and
+    the config's cache-key fields (:func:`paintseg.config.recipe`'s rule: fields added after the first plans only
+    when set, the appearance features only for the priors that use them), so folders written before them still
+    resume."""
+    return {"seed": seed, **recipe(config)}
 
 
 def place(episode: Episode, out: Path, config: PlaceConfig | None = None, seed: int = 0,

@@ -80,7 +80,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     main = rank == 0
 
     opened = open_run(out, record, config.steps, resume, ("episode", "split", "synthetic"), "train",
-                      RESUMABLE_CHANGES, TrainError, "model")
+                      RESUMABLE_CHANGES, TrainError, "model", model=TrainConfig)
     if opened is None:
         say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
         return model_path

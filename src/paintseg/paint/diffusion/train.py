@@ -238,7 +238,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     budget = read_budget(out) if config.minutes and resume else None
     total = budget["steps"] if budget else config.steps  # with minutes: the cap until the budget is measured
     opened = open_run(out, record, total, resume, ("episode", "split"), "generator", RESUMABLE_CHANGES,
-                      GeneratorTrainError, "generator", model_file=model_file)
+                      GeneratorTrainError, "generator", model_file=model_file, model=GeneratorConfig)
     if opened is None:
         say(log, f"{model_path}: already trained for {total} steps; nothing to do", progress and main)
         return model_path

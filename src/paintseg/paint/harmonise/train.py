@@ -98,7 +98,7 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
     rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
     main = rank == 0
     opened = open_run(out, record, config.steps, resume, ("episode", "split"), "harmoniser", RESUMABLE_CHANGES,
-                      HarmoniserTrainError, "harmoniser", model_file=MODEL_FILE)
+                      HarmoniserTrainError, "harmoniser", model_file=MODEL_FILE, model=HarmoniserConfig)
     model_path = out / MODEL_FILE
     if opened is None:
         say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
