@@ -171,8 +171,9 @@ def test_every_option_that_sets_a_config_field_takes_that_fields_default_and_hel
             assert option.show_default == f"{field.default} unless --config sets it", (path, name)
             assert option.help == field.description, (path, name)
         assert _configured(model, None, {n: None for n in named}) == model()
-        if path in (("place",), ("generate",), ("curate",)):  # every field a command line can spell: generated
-            assert set(named) == set(model.model_fields) - {"prompts"}, path
+        if path in (("place",), ("generate",), ("curate",), ("train",), ("generator", "train"),
+                    ("harmoniser", "train")):  # every field a command line can spell: generated (config_options)
+            assert set(named) == set(model.model_fields) - {"prompts", "box_fraction"}, path  # a mapping, a pair
     generation = set(GenerateConfig.model_fields)  # the commands that place, paint or curate restate none of them
     restated = [(*path, p.name, p.default) for path, model in stage_configs.items()
                 if set(model.model_fields) <= generation for p in commands[path].params

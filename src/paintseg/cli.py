@@ -46,7 +46,9 @@ def _field(model, name: str, *flags: str, **extra):
 
 
 # Flags of config fields whose option is not simply --field-name (a second spelling kept for older scripts)
-FLAGS = {"orient": ("--orient/--upright",), "mask_kinds": ("--mask-kind",), "window": ("--window", "--window-size")}
+FLAGS = {"orient": ("--orient/--upright",), "mask_kinds": ("--mask-kind",), "window": ("--window", "--window-size"),
+         "learn_background": ("--learn-background/--ignore-background",),
+         "keep_checkpoint": ("--keep-checkpoint/--drop-checkpoint",), "spatial_hint": ("--spatial-hint/--no-spatial-hint",)}
 
 
 def _option_type(annotation) -> type:
@@ -64,6 +66,14 @@ def _option_type(annotation) -> type:
     return Optional[kind if kind in (int, float, bool) else str]
 
 
+def _spellable(annotation) -> bool:
+    """Whether a command line can spell a field of this type: not a mapping nor a fixed-length pair."""
+    import typing
+
+    return all(typing.get_origin(t) not in (dict, tuple) and t not in (dict, tuple)
+               for t in (annotation, *typing.get_args(annotation)))
+
+
 def config_options(model, skip: tuple[str, ...] = ()):
     """Give the decorated command a ``--config FILE`` option and one option per field of ``model`` (all but those
     of ``skip`` and those a command line cannot spell: mappings, pairs), generated from the field: its name, type,
@@ -72,17 +82,20 @@ def config_options(model, skip: tuple[str, ...] = ()):
     import functools
     import inspect
 
+    from paintseg.config import GenerateConfig
+
+    source = ("a run config (its generation section)" if set(model.model_fields) <= set(GenerateConfig.model_fields)
+              else "a run folder's config.yaml (its settings section)")
     declared = dict.fromkeys(n for base in model.__mro__ for n in vars(base).get("__annotations__", {}))
     fields = [n for n in declared if n in model.model_fields and n not in skip  # place, paint, curate order
-              and not any(t in str(model.model_fields[n].annotation) for t in ("dict", "tuple", "RgbBands"))]
+              and _spellable(model.model_fields[n].annotation)]
 
     def wrap(fn):
         signature = inspect.signature(fn)
         params = [p for p in signature.parameters.values() if p.name != "config"]
         generated = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                                       default=typer.Option(None, help=f"YAML with {model.__name__} fields, or a run "
-                                                            f"config (its generation section); options here "
-                                                            f"override it."))]
+                                       default=typer.Option(None, help=f"YAML with {model.__name__} fields, or "
+                                                            f"{source}; options here override it."))]
         types = {n: _option_type(model.model_fields[n].annotation) for n in fields}
         generated += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=types[n], default=_field(
             model, n, *FLAGS.get(n, ()), **({"metavar": "<str>, repeatable"} if types[n] == Optional[list[str]]
@@ -270,44 +283,22 @@ def data_check(
 
 # ------------------------------------------------------------------------------------------------- train
 @app.command()
+@config_options(TrainConfig)
 def train(
     episode: Path = typer.Argument(..., help="Episode folder."),
     out: Path = typer.Option(..., help="Run folder: config, checkpoints, log and model.pt are written here."),
     synthetic: List[Path] = typer.Option([], help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
-    config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields; options given here override it."),
-    arch: Optional[str] = _field(TrainConfig, "arch"),
-    encoder: Optional[str] = _field(TrainConfig, "encoder"),
-    encoder_weights: Optional[str] = _field(TrainConfig, "encoder_weights"),
-    encoder_lr_scale: Optional[float] = _field(TrainConfig, "encoder_lr_scale"),
-    steps: Optional[int] = _field(TrainConfig, "steps"),
-    batch: Optional[int] = _field(TrainConfig, "batch"),
-    crop: Optional[int] = _field(TrainConfig, "crop"),
-    lr: Optional[float] = _field(TrainConfig, "lr"),
-    warmup_steps: Optional[int] = _field(TrainConfig, "warmup_steps"),
-    weight_decay: Optional[float] = _field(TrainConfig, "weight_decay"),
-    seed: Optional[int] = _field(TrainConfig, "seed"),
-    support_fraction: Optional[float] = _field(TrainConfig, "support_fraction"),
-    synthetic_fraction: Optional[float] = _field(TrainConfig, "synthetic_fraction"),
-    synthetic_context: Optional[int] = _field(TrainConfig, "synthetic_context"),
-    synthetic_border: Optional[int] = _field(TrainConfig, "synthetic_border"),
-    dice_weight: Optional[float] = _field(TrainConfig, "dice_weight"),
-    class_weights: Optional[str] = _field(TrainConfig, "class_weights"),
-    class_weights_from: Optional[str] = _field(TrainConfig, "class_weights_from"),
-    learn_background: Optional[bool] = _field(TrainConfig, "learn_background",
-                                              "--learn-background/--ignore-background"),
-    checkpoint_every: Optional[int] = _field(TrainConfig, "checkpoint_every"),
-    keep_checkpoint: Optional[bool] = _field(TrainConfig, "keep_checkpoint", "--keep-checkpoint/--drop-checkpoint"),
     split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
+    config: TrainConfig = None,  # the --config file and the generated options, validated (config_options)
 ) -> None:
     """Train a segmentation model on base + novel classes: trainset + support set (+ synthetic sets)."""
-    cfg = _configured(TrainConfig, config, locals())
     from paintseg.data.episode import Episode
     from paintseg.segment.train import train as train_model
 
     ep = _run(Episode, episode, split)
     _threads()
-    _run(train_model, ep, out, cfg, synthetic=list(synthetic), resume=resume)
+    _run(train_model, ep, out, config, synthetic=list(synthetic), resume=resume)
 
 
 # ------------------------------------------------------------------------------------------------- predict
@@ -380,27 +371,11 @@ app.add_typer(generator_app, name="generator")
 
 
 @generator_app.command("train")
+@config_options(GeneratorConfig)
 def generator_train(
     episode: Path = typer.Argument(..., help="Episode folder; the generator learns from its trainset + support scenes "
                                    "(no novel-class labels needed)."),
     out: Path = typer.Option(..., help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
-    config: Optional[Path] = typer.Option(None, help="YAML with GeneratorConfig fields; options here override it."),
-    size: Optional[str] = _field(GeneratorConfig, "size"),
-    reference_encoder: Optional[str] = _field(GeneratorConfig, "reference_encoder"),
-    steps: Optional[int] = _field(GeneratorConfig, "steps"),
-    minutes: Optional[float] = _field(GeneratorConfig, "minutes"),
-    snapshots: Optional[int] = _field(GeneratorConfig, "snapshots"),
-    batch: Optional[int] = _field(GeneratorConfig, "batch"),
-    lr: Optional[float] = _field(GeneratorConfig, "lr"),
-    snr_gamma: Optional[float] = _field(GeneratorConfig, "snr_gamma"),
-    seed: Optional[int] = _field(GeneratorConfig, "seed"),
-    max_strength: Optional[float] = _field(GeneratorConfig, "max_strength"),
-    novel_share: Optional[float] = _field(GeneratorConfig, "novel_share"),
-    spatial_hint: Optional[bool] = _field(GeneratorConfig, "spatial_hint", "--spatial-hint/--no-spatial-hint"),
-    checkpoint_every: Optional[int] = _field(GeneratorConfig, "checkpoint_every"),
-    sample_every: Optional[int] = _field(GeneratorConfig, "sample_every"),
-    keep_checkpoint: Optional[bool] = _field(GeneratorConfig, "keep_checkpoint",
-                                             "--keep-checkpoint/--drop-checkpoint"),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     init: Optional[str] = typer.Option(None, help="Fine-tune this pretrained Paint-by-Example-family pipeline "
@@ -410,13 +385,13 @@ def generator_train(
     gradient_checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing",
                                                 help="With --init: recompute UNet activations to save memory."),
     device: Optional[str] = typer.Option(None, help="cuda, cuda:1 or cpu (default: cuda when there is one)."),
+    config: GeneratorConfig = None,  # the --config file and the generated options, validated (config_options)
 ) -> None:
     """Self-supervised training: hide an instance (or a random region) of a real scene under an inpaint mask and
     learn to paint it back from a strongly augmented crop of itself, so the model learns to paint what a reference
     shows, fitted to its surroundings. With --init, the same recipe fine-tunes a pretrained pipeline's UNet and
     reference mapper in its latent space (accelerate; `accelerate launch -m paintseg generator train ...` for
     several GPUs)."""
-    cfg = _configured(GeneratorConfig, config, locals())
     from paintseg.data.episode import Episode
     from paintseg.paint.diffusion.train import train_generator
 
@@ -425,10 +400,10 @@ def generator_train(
     if init is not None:
         from paintseg.paint.finetune import finetune_pipeline
 
-        _run(finetune_pipeline, ep, init, out, cfg, resume=resume, device=device, mixed_precision=mixed_precision,
+        _run(finetune_pipeline, ep, init, out, config, resume=resume, device=device, mixed_precision=mixed_precision,
              gradient_checkpointing=gradient_checkpointing)
         return
-    _run(train_generator, ep, out, cfg, resume=resume, device=device)
+    _run(train_generator, ep, out, config, resume=resume, device=device)
 
 
 @generator_app.command("curve")
@@ -568,31 +543,24 @@ app.add_typer(harmoniser_app, name="harmoniser")
 
 
 @harmoniser_app.command("train")
+@config_options(HarmoniserConfig)
 def harmoniser_train(
     episode: Path = typer.Argument(..., help="Episode folder; the harmoniser learns from its trainset + support "
                                    "scenes (every labelled class's instances; no novel-class labels needed)."),
     out: Path = typer.Option(..., help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
-    config: Optional[Path] = typer.Option(None, help="YAML with HarmoniserConfig fields; options here override it."),
-    encoder: Optional[str] = _field(HarmoniserConfig, "encoder"),
-    encoder_weights: Optional[str] = _field(HarmoniserConfig, "encoder_weights"),
-    steps: Optional[int] = _field(HarmoniserConfig, "steps"),
-    batch: Optional[int] = _field(HarmoniserConfig, "batch"),
-    crop: Optional[int] = _field(HarmoniserConfig, "crop"),
-    lr: Optional[float] = _field(HarmoniserConfig, "lr"),
-    seed: Optional[int] = _field(HarmoniserConfig, "seed"),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
+    config: HarmoniserConfig = None,  # the --config file and the generated options, validated (config_options)
 ) -> None:
     """Self-supervised training: re-colour a real instance as if it had been pasted from another scene and learn
     to give back its real pixels from the composite and its mask. The held-out error of the composite (copy-paste)
     and of the harmonised window is printed and written to train_summary.json."""
-    cfg = _configured(HarmoniserConfig, config, locals())
     from paintseg.data.episode import Episode
     from paintseg.paint.harmonise.train import train_harmoniser
 
     ep = _run(Episode, episode, split)
     _threads()
-    _run(train_harmoniser, ep, out, cfg, resume=resume)
+    _run(train_harmoniser, ep, out, config, resume=resume)
 
 
 @app.command()
