@@ -344,7 +344,7 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
 
     ``scenes`` are the trainset labels as placement bin codes (as :func:`plan_placements` holds them; read here
     when None), used for the label prior's random-spot calibration and held-out check."""
-    from .placement import ContextPrior, _codes, _counts, _normalise, grow_box
+    from .placement import ContextPrior, box_counts, grow_box, label_codes, share_of
 
     if prior not in ("appearance", "auto"):
         raise ValueError(f"fit_scorer is for prior 'appearance' or 'auto', not {prior!r}")
@@ -360,7 +360,7 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
         return SpotScorer(None, appearance, train_grids, {c: 1.0 for c in appearance.support})
     label = context if context is not None else ContextPrior.fit(episode, references, base_predictor, label_ring)
     if scenes is None:
-        scenes = [_codes(episode.read_label(s).array, label.base_ids) for s in episode.train]
+        scenes = [label_codes(episode.read_label(s).array, label.base_ids) for s in episode.train]
     held = ContextPrior.support_histograms(episode, references, base_predictor, label.ring)
     n = len(label.base_ids)
     rng = np.random.default_rng([seed, 11])
@@ -369,8 +369,8 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
         mine = [i for i, r in enumerate(references) if r.class_id == cid]
         sizes = [(references[i].instance_box.width, references[i].instance_box.height) for i in mine]
         spots = _random_spots(rng, train_grids, sizes, random_spots)
-        neg_hist = np.stack([_normalise((_counts(scenes[s], grow_box(b, label.ring, *scenes[s].shape), n + 2)
-                                         - _counts(scenes[s], b, n + 2))[:n]) for s, b in spots])
+        neg_hist = np.stack([share_of((box_counts(scenes[s], grow_box(b, label.ring, *scenes[s].shape), n + 2)
+                                         - box_counts(scenes[s], b, n + 2))[:n]) for s, b in spots])
         neg_desc = [train_grids[s].rings(b, ring) for s, b in spots]
         keep = [k for k, d in enumerate(neg_desc) if d is not None]
         neg_hist, neg_desc = neg_hist[keep], np.stack([neg_desc[k] for k in keep])

@@ -153,7 +153,7 @@ class PixelClassifier:
 
 
 # --------------------------------------------------------------------------------------------- context
-def _codes(label: np.ndarray, base_ids: Sequence[int]) -> np.ndarray:
+def label_codes(label: np.ndarray, base_ids: Sequence[int]) -> np.ndarray:
     """Label → bin codes: base class i → i, ignore → B, anything else (background, novel) → B + 1."""
     lut = np.full(256, len(base_ids) + 1, np.uint8)
     lut[IGNORE] = len(base_ids)
@@ -166,11 +166,13 @@ def grow_box(box: Box, by: int, height: int, width: int) -> Box:
     return Box(box.x0 - by, box.y0 - by, box.x1 + by, box.y1 + by).clip(height, width)
 
 
-def _counts(codes: np.ndarray, box: Box, bins: int) -> np.ndarray:
+def box_counts(codes: np.ndarray, box: Box, bins: int) -> np.ndarray:
+    """How many pixels of each bin code (:func:`label_codes`) lie inside ``box``."""
     return np.bincount(codes[box.y0 : box.y1, box.x0 : box.x1].reshape(-1), minlength=bins)
 
 
-def _normalise(counts: np.ndarray) -> np.ndarray:
+def share_of(counts: np.ndarray) -> np.ndarray:
+    """Counts as shares of their sum (zeros when there are none): a base-class histogram."""
     total = counts.sum()
     return counts / total if total > 0 else np.zeros(len(counts))
 
@@ -178,10 +180,10 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
 def ring_histogram(label: np.ndarray, box: Box, ring: int, base_ids: Sequence[int]) -> np.ndarray:
     """Share of each base class (in ``base_ids`` order) among the labelled base pixels of the frame ``ring`` pixels
     wide around ``box``; background, novel and ignore pixels do not count. All zeros when there are none."""
-    codes = _codes(label, base_ids)
+    codes = label_codes(label, base_ids)
     n = len(base_ids)
     grown = grow_box(box, ring, *label.shape)
-    return _normalise((_counts(codes, grown, n + 2) - _counts(codes, box, n + 2))[:n])
+    return share_of((box_counts(codes, grown, n + 2) - box_counts(codes, box, n + 2))[:n])
 
 
 @dataclass
@@ -221,7 +223,7 @@ class ContextPrior:
             raise PlacementError(f"near {unknown}: not a base class of {episode.root}; name some of "
                                  f"{', '.join(base)}")
         base_ids = list(episode.classes.base_ids)
-        hist = _normalise(np.isin(base_ids, [base[n] for n in names]).astype(np.float64))
+        hist = share_of(np.isin(base_ids, [base[n] for n in names]).astype(np.float64))
         return cls(base_ids, {c: hist.copy() for c in episode.classes.novel_ids}, {}, ring)
 
     @staticmethod
@@ -241,7 +243,7 @@ class ContextPrior:
                                      f"{episode.root}; extract the references from this episode")
             sample = samples[key]
             excluded = np.isin(episode.read_label(sample).array, novel)
-            codes = _codes(np.asarray(predictor(to_uint8(episode.read_image(sample).array)), np.uint8), base_ids)
+            codes = label_codes(np.asarray(predictor(to_uint8(episode.read_image(sample).array)), np.uint8), base_ids)
             for i, ref in enumerate(references):
                 if (ref.source, ref.class_id) != key:
                     continue
@@ -253,7 +255,7 @@ class ContextPrior:
                 ringed = (cv2.dilate(inst, kernel) > 0) & (inst == 0) & ~excluded[rows, cols]
                 hist = np.bincount(codes[rows, cols][ringed], minlength=len(base_ids) + 2)[: len(base_ids)]
                 if hist.sum() > 0:
-                    out[i] = _normalise(hist)
+                    out[i] = share_of(hist)
         return out
 
     def score(self, class_id: int, histograms: np.ndarray) -> np.ndarray | float:
@@ -323,10 +325,10 @@ def _draw(rng: np.random.Generator, scenes: list[np.ndarray], size: tuple[int, i
         w, h = min(size[0], width), min(size[1], height)
         x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
         box = Box(x0, y0, x0 + w, y0 + h)
-        inside = _counts(scenes[s], box, bins + 2)
+        inside = box_counts(scenes[s], box, bins + 2)
         if inside[bins] <= max_ignore * box.area and not any(box.overlaps(b) for b in taken.get(s, [])):
             spots.append((s, box))
-            hists.append(_normalise((_counts(scenes[s], grow_box(box, ring, height, width), bins + 2) - inside)[:bins]))
+            hists.append(share_of((box_counts(scenes[s], grow_box(box, ring, height, width), bins + 2) - inside)[:bins]))
     return spots, hists
 
 
@@ -372,7 +374,7 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
         context = ContextPrior.fit(episode, references, base_predictor, ring)
     base_ids, ring = (context.base_ids, context.ring) if context is not None else (episode.classes.base_ids, ring)
     n, names = len(base_ids), episode.train_names
-    scenes = [_codes(episode.read_label(s).array, base_ids)
+    scenes = [label_codes(episode.read_label(s).array, base_ids)
               for s in tqdm(episode.train, desc="read scenes", unit="label", disable=not progress)]
     if prior in ("appearance", "auto") and scorer is None:
         from .appearance import fit_scorer
@@ -465,7 +467,7 @@ class _Orienter:
         cx, cy = (box.x0 + box.x1) // 2, (box.y0 + box.y1) // 2
         x0, y0 = min(max(cx - w // 2, 0), width - w), min(max(cy - h // 2, 0), height - h)
         turned = Box(x0, y0, x0 + w, y0 + h)
-        if _counts(codes, turned, bins + 2)[bins] > max_ignore * turned.area or any(turned.overlaps(b)
+        if box_counts(codes, turned, bins + 2)[bins] > max_ignore * turned.area or any(turned.overlaps(b)
                                                                                       for b in taken):
             return 0.0, box  # the turned box does not fit where the upright one did: keep it upright
         return angle, turned
