@@ -3,7 +3,7 @@ split into an episode with one `paintseg split` command and checked with `paints
 
 LoveDA, ISPRS Potsdam / Vaihingen and OpenEarthMap are not in ../shared/data, so their rows run on small samples
 built in each release's and mmsegmentation's real layout (file names, label encodings, no-data values, unlabelled
-test images) by the test suite's builders (tests/test_datasets.py); the Dubai row runs on the real data. One more
+test images) by the test suite's builders (tests/data/test_datasets.py); the Dubai row runs on the real data. One more
 row cuts a single 1024² Potsdam-layout scene into spatial blocks (--block). Writes benchmarks/results/datasets.json.
 
     python benchmarks/datasets.py
@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "tests" / "data"), str(REPO / "tests")]  # the builders, and the conftest they use
 WORK = REPO / "benchmarks" / "work" / "datasets"
 DUBAI = REPO.parent / "shared" / "data" / "dubai_aerial"
 

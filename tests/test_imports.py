@@ -62,3 +62,13 @@ def test_module_names_are_unique_within_the_package():
         if path.name != "__init__.py" and len(path.relative_to(SRC).parts) <= 2:
             stems.setdefault(path.stem, []).append(str(path.relative_to(SRC)))
     assert {stem: paths for stem, paths in stems.items() if len(paths) > 1} == {}
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<stage>/ holds the tests of paintseg/<stage>/, one folder per stage of the flow; the tests of the shared
+    modules (cli, runs, threads, ...) sit in tests/ itself."""
+    tests = SRC.parents[1] / "tests"
+    folders = sorted(p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    assert folders == sorted(FLOW)
+    for stage in FLOW:
+        assert list((tests / stage).glob("test_*.py")), stage

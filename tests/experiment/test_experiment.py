@@ -22,7 +22,7 @@ from paintseg.experiment.run import folder_bytes, planned_stages, run_experiment
 from paintseg.experiment.stages import Stages, settings_hash
 from paintseg.experiment.summary import summarize_runs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = {
     "name": "tiny",
