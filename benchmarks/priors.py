@@ -62,6 +62,11 @@ def main() -> None:
     ap.add_argument("--from", dest="source", type=Path, default=None, help="an earlier run's folder of this config")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
+    ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="generation fields to set for every prior (e.g. selectivity=8 appearance_cell=8: the "
+                         "placement before those fields existed)")
+    ap.add_argument("--name", default=None, help="results file benchmarks/results/priors_NAME.json (default: the "
+                                                  "config's name)")
     args = ap.parse_args()
     base = load_experiment(args.source / "config.yaml" if args.source is not None else args.config)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -77,6 +82,7 @@ def main() -> None:
         data = base.model_dump(mode="json")
         data.update(name=f"{base.name}-prior-{prior}", arms=["baseline", "copy-paste"], generator=None, seeds=seeds)
         data["generation"]["prior"] = prior
+        data["generation"].update({k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)})
         cfg = work / f"prior_{prior}.yaml"
         cfg.write_text(yaml.safe_dump(data, sort_keys=False))
         cmd = [sys.executable, "-m", "paintseg", "run", str(cfg), "--out", str(exp), "--no-progress"]
@@ -107,12 +113,14 @@ def main() -> None:
                   f"s{s['seed']} " + ", ".join(f"{k} {v}" for r in s["fit"].values() for k, v in r.items())
                   for s in per_seed), flush=True)
     threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
+    placement = {k: v for k, v in load_experiment(work / f"prior_{args.priors[-1]}.yaml").generation.model_dump(
+        mode="json").items() if k in ("selectivity", "appearance_cell", "appearance", "per_class")}
     out = {"config": str(args.config), "name": base.name, "date": str(date.today()), "seeds": seeds,
-           "novel": novel, "priors": found,
+           "novel": novel, "placement": placement, "priors": found,
            "wall_seconds": round(time.time() - start, 1), "paintseg_commands": commands,
            "command": " ".join([f"{k}={v}" for k, v in threads.items()] + ["python", "benchmarks/priors.py",
                                                                            *sys.argv[1:]])}
-    target = REPO / "benchmarks" / "results" / f"priors_{base.name}.json"
+    target = REPO / "benchmarks" / "results" / f"priors_{args.name or base.name}.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print(f"written {target}\n$ {out['command']}")
 

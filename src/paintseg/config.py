@@ -91,18 +91,26 @@ class ConfigError(PaintsegError):
     """A config file that cannot be read or does not validate; the message names the file and each bad field."""
 
 
-def later(default: Any, **kwargs: Any) -> Any:
-    """A field added after runs and stages were first recorded, whose ``default`` does what the code did before it
-    (the one rule for such fields): a cache key (:func:`paintseg.experiment.stages.recipe`) leaves it out at its
-    default, and a run folder recorded without it reads it as its default, so a new option neither invalidates
-    finished stages nor stops old runs from resuming."""
-    return Field(default, json_schema_extra={"added_later": True}, **kwargs)
+_DEFAULT = object()
+
+
+def later(default: Any, *, neutral: Any = _DEFAULT, **kwargs: Any) -> Any:
+    """A field added after runs and stages were first recorded (the one rule for such fields): at its ``neutral``
+    value - what the code did before it; the ``default`` unless a better default came with it - a cache key
+    (:func:`recipe`) leaves it out, and a run folder or plan recorded without it reads it as that value. So a new
+    option neither invalidates finished stages nor stops old runs from resuming, and a new default that changes the
+    output gives new stage keys."""
+    extra = {"added_later": True} | ({} if neutral is _DEFAULT else {"neutral": neutral})
+    return Field(default, json_schema_extra=extra, **kwargs)
 
 
 def added_later(model: type[BaseModel]) -> dict[str, Any]:
-    """The :func:`later` fields of ``model`` with their defaults."""
-    return {name: f.get_default(call_default_factory=True) for name, f in model.model_fields.items()
-            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("added_later")}
+    """The :func:`later` fields of ``model`` with their neutral values."""
+    out = {}
+    for name, f in model.model_fields.items():
+        if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("added_later"):
+            out[name] = f.json_schema_extra.get("neutral", f.get_default(call_default_factory=True))
+    return out
 
 
 def recipe(model: BaseModel) -> dict:
@@ -423,6 +431,14 @@ class PlaceConfig(BaseModel):
                          "surroundings (a quay, a river), as they lay in their support image; default: upright.")
     mask_kinds: list[str] = Field(list(GENERATOR_MASK_KINDS), description="Inpaint mask shapes drawn at random: "
                                   "rectangle, bezier, silhouette.")
+    selectivity: float = later(16.0, neutral=8.0, ge=0, description="How strongly placement prefers the spots its "
+                               "prior scores best: of 64 random free spots one is drawn with probability proportional "
+                               "to score ** selectivity (0: any of them; higher: nearer the best one). Plans written "
+                               "before this field used 8.")
+    appearance_cell: int = later(4, neutral=8, ge=1, le=32, description="Cell size (pixels) of the appearance "
+                                 "prior's colour/texture descriptors ('appearance', 'auto'): a frame snaps outwards to "
+                                 "whole cells, so cells small against the 16-pixel ring keep a small object's "
+                                 "surroundings where they are. Plans written before this field used 8.")
     near: list[str] = later([], description="Base classes the novel class lives among, as you know it (e.g. road, "
                             "vegetation): the context prior looks for surroundings of these classes in equal shares "
                             "instead of the support instances' own - for a support set that shows the class in one "
@@ -435,8 +451,9 @@ class PlaceConfig(BaseModel):
 
     def unused_fields(self) -> set[str]:
         """Fields that decide nothing under the other settings (left out of the cache key): the appearance features
-        of a prior that does not look at appearance."""
-        return set() if self.prior in ("appearance", "auto") else {"appearance"}
+        and cells of a prior that does not look at appearance, the selectivity of one that scores no spot."""
+        unused = set() if self.prior in ("appearance", "auto") else {"appearance", "appearance_cell"}
+        return unused | ({"selectivity"} if self.prior == "uniform" else set())
 
     @model_validator(mode="after")
     def _near(self) -> "PlaceConfig":

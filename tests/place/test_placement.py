@@ -384,15 +384,23 @@ def test_boats_go_on_water_where_the_labels_point_to_asphalt(tmp_path: Path, see
 
 def test_a_plan_records_its_settings_by_the_one_cache_key_rule():
     """plan_settings is the config's recipe plus the seed: the fields added after the first plans (reference_weights,
-    orient, near) only when set, the appearance features only for the priors that look at appearance - exactly the
-    settings plans recorded before the rule was shared, so their place.yaml and stage hashes stay valid."""
+    orient, near, selectivity, appearance_cell) only away from their neutral values, the appearance features only
+    for the priors that look at appearance - so a plan recorded before a field existed keeps its settings and hash,
+    and the new defaults of selectivity (16, was 8) and appearance_cell (4, was 8) give new ones."""
     from paintseg.config import PlaceConfig
     from paintseg.place.plan import plan_settings
 
     kinds = ["rectangle", "bezier", "silhouette"]
-    assert plan_settings(PlaceConfig(), 0) == {"seed": 0, "per_class": 30, "prior": "context", "mask_kinds": kinds}
-    assert plan_settings(PlaceConfig(prior="auto", orient=True, per_class=5), 2) == {
+    before = {"selectivity": 8.0, "appearance_cell": 8}  # what every plan did before those fields
+    assert plan_settings(PlaceConfig(**before), 0) == {"seed": 0, "per_class": 30, "prior": "context",
+                                                       "mask_kinds": kinds}
+    assert plan_settings(PlaceConfig(prior="auto", orient=True, per_class=5, **before), 2) == {
         "seed": 2, "per_class": 5, "prior": "auto", "appearance": "colour", "orient": True, "mask_kinds": kinds}
-    assert plan_settings(PlaceConfig(near=["road"], reference_weights="area", appearance="colour+lite0"), 1) == {
+    assert plan_settings(PlaceConfig(near=["road"], reference_weights="area", appearance="colour+lite0",
+                                     **before), 1) == {
         "seed": 1, "per_class": 30, "prior": "context", "mask_kinds": kinds, "near": ["road"],
         "reference_weights": "area"}
+    assert plan_settings(PlaceConfig(), 0) == {"seed": 0, "per_class": 30, "prior": "context", "mask_kinds": kinds,
+                                               "selectivity": 16.0}  # the cell is no context prior's setting
+    assert plan_settings(PlaceConfig(prior="appearance"), 0)["appearance_cell"] == 4
+    assert "selectivity" not in plan_settings(PlaceConfig(prior="uniform"), 0)  # it scores no spot

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from paintseg.config import PlaceConfig
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
 
@@ -339,8 +340,9 @@ def choose_alpha(label_pos: np.ndarray, label_neg: np.ndarray, app_pos: np.ndarr
 def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes: list[np.ndarray] | None = None,
                context: object | None = None, base_predictor=None, label_ring: int = 8, ring: int = 16,
                features: Sequence[str] = ("colour",), seed: int = 0, random_spots: int = 512,
-               progress: bool = False) -> SpotScorer:
-    """The :class:`SpotScorer` of ``prior`` ``"appearance"`` or ``"auto"`` (see the module docstring).
+               progress: bool = False, cell: int = PlaceConfig.model_fields["appearance_cell"].default) -> SpotScorer:
+    """The :class:`SpotScorer` of ``prior`` ``"appearance"`` or ``"auto"`` (see the module docstring), its colour
+    descriptors on cells of ``cell`` pixels.
 
     ``scenes`` are the trainset labels as placement bin codes (as :func:`plan_placements` holds them; read here
     when None), used for the label prior's random-spot calibration and held-out check."""
@@ -349,10 +351,10 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
     if prior not in ("appearance", "auto"):
         raise ValueError(f"fit_scorer is for prior 'appearance' or 'auto', not {prior!r}")
 
-    train_grids = scene_grids(episode, episode.train, features, progress=progress)
+    train_grids = scene_grids(episode, episode.train, features, cell=cell, progress=progress)
     sources = sorted({r.source for r in references})
     by_name = {s.name: s for s in episode.support_samples}
-    support_grids = dict(zip(sources, scene_grids(episode, [by_name[n] for n in sources], features,
+    support_grids = dict(zip(sources, scene_grids(episode, [by_name[n] for n in sources], features, cell=cell,
                                                   desc="describe support")))
     appearance = AppearancePrior.fit(episode, references, train_grids, support_grids, features, ring, seed,
                                      random_spots)

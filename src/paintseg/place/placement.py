@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from paintseg.config import PlaceConfig
 from paintseg.data.classes import IGNORE, ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
@@ -336,7 +337,8 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
                     prior: str = "context", size_jitter: float = 0.2, mask_kinds: Sequence[str] = MASK_KINDS,
                     coverage: tuple[float, float] = (0.10, 0.25), progress: bool = True, *,
                     context: ContextPrior | None = None, base_predictor: BasePredictor | None = None,
-                    ring: int = 8, candidates: int = 64, temperature: float = 8.0, max_ignore: float = 0.5,
+                    ring: int = 8, candidates: int = 64,
+                    temperature: float = PlaceConfig.model_fields["selectivity"].default, max_ignore: float = 0.5,
                     rounds: int = 8, reference_weights: str = "uniform", scorer=None,
                     features: Sequence[str] = ("colour",), orient: bool = False) -> list[Placement]:
     """``per_class`` placements for every class of ``references``, ordered by class (see the module docstring).
@@ -380,7 +382,7 @@ def plan_placements(episode: Episode, references: list[Reference], per_class: in
         from .appearance import fit_scorer
 
         scorer = fit_scorer(episode, references, prior, scenes, context, base_predictor, ring, features=features,
-                            seed=seed, progress=progress)
+                            seed=seed, progress=progress, cell=PlaceConfig.model_fields["appearance_cell"].default)
     taken: dict[int, list[Box]] = {}  # scene index -> boxes placed in it
     turn = _Orienter(episode, references, ring) if orient else None
     plan: list[Placement] = []

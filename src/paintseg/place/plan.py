@@ -71,10 +71,11 @@ def plan(episode: Episode, references: list, out: Path, config: PlaceConfig, see
         from .appearance import fit_scorer
 
         scorer = fit_scorer(episode, references, effective, context=context, features=tuple(appearance.split("+")),
-                            seed=seed, progress=progress)
+                            seed=seed, progress=progress, cell=config.appearance_cell)
     placements = plan_placements(episode, references, config.per_class, seed=seed, prior=effective,
                                  mask_kinds=tuple(config.mask_kinds), progress=progress, context=context,
-                                 reference_weights=config.reference_weights, scorer=scorer, orient=config.orient)
+                                 reference_weights=config.reference_weights, scorer=scorer, orient=config.orient,
+                                 temperature=config.selectivity)
     info = prior_summary(context, episode.classes) if context is not None else {}
     if scorer is not None:  # the label prior's shares (auto) under "labels", then how appearance was weighed
         info = {"labels": info, **scorer.summary(episode.classes)}
