@@ -130,6 +130,14 @@ def test_options_added_later_keep_finished_stages_valid():
     assert set(added_later(GeneratorConfig)) == {"minutes", "snapshots", "snr_gamma", "spatial_hint", "max_strength",
                                                  "novel_share"}
     assert set(added_later(SplitRecipe)) == {"dataset", "root", "layout", "block", "gap"}
+    from paintseg.config import PlaceConfig  # a field whose better default came with it: its neutral is the old value
+
+    assert added_later(PlaceConfig) == {"reference_weights": "uniform", "orient": False, "near": [],
+                                        "selectivity": 8.0, "appearance_cell": 8}
+    assert recipe(PlaceConfig(selectivity=8.0))["prior"] == "context" and "selectivity" not in recipe(
+        PlaceConfig(selectivity=8.0)) and recipe(PlaceConfig())["selectivity"] == 16.0
+    assert config_differences({"place": {}}, {"place": {"selectivity": 16.0}}, [], "place", [], PlaceConfig) == [
+        "selectivity: run has 8.0, now 16.0"]  # recorded before the field: it read as 8
     assert "max_strength" not in recipe(GeneratorConfig()) and recipe(GeneratorConfig(max_strength=0.3))
     # a run recorded before synthetic_border existed resumes; one that differs from it does not
     old = {"train": {k: v for k, v in plain.model_dump().items() if k != "synthetic_border"}}
