@@ -118,6 +118,23 @@ def log_step(log_file, bar, step: int, loss: float, lr: float, since: float, sho
     return now
 
 
+def write_summary(out: Path, steps: int, start: int, wall: float, losses: Sequence[float], device: Any,
+                  processes: int, seconds: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Write ``out/train_summary.json`` of a finished training and return it: the fields every trainer records
+    (steps reached, where this call resumed from, wall and per-step seconds - of ``seconds`` when only part of the
+    wall time was training - the mean of the last 10 losses, device, processes, threads, peak memory), then the
+    trainer's own ``extra`` fields."""
+    ran = steps - start
+    summary = {"steps": steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
+               "seconds_per_step": round((wall if seconds is None else seconds) / ran, 4) if ran else None,
+               "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
+               "last_loss": losses[-1] if losses else None, "device": device if isinstance(device, str) else
+               str(device), "processes": processes, "torch_threads": torch.get_num_threads(),
+               "peak_rss_mb": round(peak_rss_mb(), 1), **extra}
+    write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def peak_rss_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux

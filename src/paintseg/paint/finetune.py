@@ -32,7 +32,7 @@ from paintseg.distributed import share, timeout
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.files import write_text
-from paintseg.runs import lr_factor, peak_rss_mb
+from paintseg.runs import lr_factor, write_summary
 
 from .diffusion.data import PairSampler
 from .pipelines import load_pipeline, pipeline_kind
@@ -229,13 +229,8 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
                 item.rename(out / item.name)
         (partial / "model_index.json").rename(out / "model_index.json")
         partial.rmdir()
-        ran = config.steps - start
-        summary = {"steps": config.steps, "resumed_from": start, "wall_seconds": round(time.perf_counter() - wall, 2),
-                   "seconds_per_step": round((time.perf_counter() - wall) / ran, 4) if ran else None,
-                   "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
-                   "device": str(accelerator.device), "processes": accelerator.num_processes,
-                   "mixed_precision": mixed_precision, "peak_rss_mb": round(peak_rss_mb(), 1)}
-        write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+        write_summary(out, config.steps, start, time.perf_counter() - wall, losses, accelerator.device,
+                      accelerator.num_processes, mixed_precision=mixed_precision)
         if not config.keep_checkpoint:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
     return out / "model_index.json"

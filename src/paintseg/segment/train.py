@@ -20,7 +20,6 @@ each process normalises its own rows), and process 0 alone writes the folder; th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import nullcontext
@@ -34,9 +33,8 @@ from tqdm import tqdm
 
 from paintseg import distributed
 from paintseg.errors import PaintsegError
-from paintseg.files import write_text
-from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
-                           restore_checkpoint, save_torch, say)
+from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, restore_checkpoint,
+                           save_torch, say, write_summary)
 
 from .. import __version__
 from ..config import TrainConfig
@@ -146,13 +144,7 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
                     "rgb_bands": config.rgb_bands, "learn_background": config.learn_background,
                     "step": config.steps, "classes": episode.classes.to_dict(), "paintseg_version": __version__},
                    model_path)
-        ran = config.steps - start
-        summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran,
-                   "wall_seconds": round(wall, 3), "seconds_per_step": round(wall / ran, 4) if ran else None,
-                   "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
-                   "last_loss": losses[-1] if losses else None, "device": device, "processes": world,
-                   "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
-        write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+        summary = write_summary(out, config.steps, start, wall, losses, device, world)
         finish_run(out, config.keep_checkpoint)
         say(log, f"model written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     barrier()  # the model is written before any process returns

@@ -52,8 +52,8 @@ from paintseg.data.episode import Episode
 from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.runs import (checkpoint_state, finish_run, lay_schedule, log_step, lr_factor, open_run, peak_rss_mb,
-                           restore_checkpoint, save_torch, say)
+from paintseg.runs import (checkpoint_state, finish_run, lay_schedule, log_step, lr_factor, open_run,
+                           restore_checkpoint, save_torch, say, write_summary)
 
 from .data import PairBatch, PairSampler, batches
 from .model import INDEX, PaintModel, build_generator, save_generator
@@ -338,16 +338,11 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
         barrier()  # the first process writes the generator
         return model_path
     model_path = save_generator(model, ema.shadow, config, out, record=record, step=total)
-    ran = total - start
-    summary = {"steps": total, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
-               "train_seconds": round(train_seconds, 3), "minutes": config.minutes,
-               "seconds_per_step": round((wall - grid_seconds - snapshot_seconds) / ran, 4) if ran else None,
-               "sample_grid_seconds": round(grid_seconds, 3), "snapshot_seconds": round(snapshot_seconds, 3),
-               "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
-               "last_loss": losses[-1] if losses else None, "parameters": model.num_parameters,
-               "size": config.size, "resolution": model.spec.resolution, "device": device, "processes": world,
-               "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    summary = write_summary(out, total, start, wall, losses, device, world,
+                            seconds=wall - grid_seconds - snapshot_seconds, train_seconds=round(train_seconds, 3),
+                            minutes=config.minutes, sample_grid_seconds=round(grid_seconds, 3),
+                            snapshot_seconds=round(snapshot_seconds, 3), parameters=model.num_parameters,
+                            size=config.size, resolution=model.spec.resolution)
     finish_run(out, config.keep_checkpoint)
     say(log, f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     barrier()

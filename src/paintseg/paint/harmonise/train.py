@@ -20,7 +20,6 @@ uninterrupted run's weights. Under ``accelerate launch`` it trains with DDP as t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import nullcontext
@@ -36,9 +35,9 @@ from paintseg.config import HarmoniserConfig
 from paintseg.data.episode import Episode
 from paintseg import distributed
 from paintseg.errors import PaintsegError
-from paintseg.files import save_png, write_text
-from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, peak_rss_mb,
-                           restore_checkpoint, save_torch, say)
+from paintseg.files import save_png
+from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, restore_checkpoint,
+                           save_torch, say, write_summary)
 
 from .data import HarmonyBatch, HarmonyPairs
 from .model import MODEL_FILE, Harmoniser, save_harmoniser
@@ -146,13 +145,9 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
     scores = held_out_scores(model, validation)
     write_samples(model, validation, out / "samples.png")
     save_harmoniser(model, config, out, record=record, step=config.steps, scores=scores)
-    ran = config.steps - start
-    summary = {"steps": config.steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
-               "seconds_per_step": round(wall / ran, 4) if ran else None,
-               "final_loss_l1_255": round(255 * sum(losses[-20:]) / len(losses[-20:]), 3) if losses else None,
-               "held_out": scores, "parameters": model.num_parameters, "encoder": config.encoder,
-               "device": device, "processes": world, "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    summary = write_summary(out, config.steps, start, wall, losses, device, world,
+                            final_loss_l1_255=round(255 * sum(losses[-20:]) / len(losses[-20:]), 3) if losses else None,
+                            held_out=scores, parameters=model.num_parameters, encoder=config.encoder)
     finish_run(out, config.keep_checkpoint)
     say(log, f"harmoniser written to {model_path} ({summary['seconds_per_step']} s/step); held-out L1 "
          f"{scores['l1_composite']:.2f} (copy-paste) -> {scores['l1_harmonised']:.2f}", progress)
