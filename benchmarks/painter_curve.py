@@ -48,7 +48,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 def main() -> None:
     from paintseg.experiment.spec import load_experiment
-    from paintseg.experiment.run import _episode
+    from paintseg.experiment.graph import _episode
     from paintseg.experiment.stages import Stages
     from paintseg.paint.diffusion.model import is_generator
 

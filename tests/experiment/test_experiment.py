@@ -410,7 +410,7 @@ def test_a_split_episode_is_the_same_stage_from_any_spelling_of_its_paths_and_ol
     from conftest import make_dataset, tiny_classes
     from paintseg.config import recipe
     from paintseg.data.episode import Episode
-    from paintseg.experiment.run import _episode
+    from paintseg.experiment.graph import _episode
 
     data = make_dataset(tmp_path / "data")
     tiny_classes().save(data / "classes.json")
