@@ -115,7 +115,8 @@ def main() -> None:
     threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
     placement = {k: v for k, v in load_experiment(work / f"prior_{args.priors[-1]}.yaml").generation.model_dump(
         mode="json").items() if k in ("selectivity", "appearance_cell", "appearance", "per_class")}
-    out = {"config": str(args.config), "name": base.name, "date": str(date.today()), "seeds": seeds,
+    out = {"config": str(args.config), "name": base.name, "file": args.name or base.name, "date": str(date.today()),
+           "seeds": seeds,
            "novel": novel, "placement": placement, "priors": found,
            "wall_seconds": round(time.time() - start, 1), "paintseg_commands": commands,
            "command": " ".join([f"{k}={v}" for k, v in threads.items()] + ["python", "benchmarks/priors.py",

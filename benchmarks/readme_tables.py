@@ -444,15 +444,42 @@ def priors(r: dict) -> str:
                     f"{found['copy_paste_mean']:.1f} | {found['gain_mean']:+.1f} ± {found['gain_std']:.1f} | "
                     f"{mean_of('fit_rate', found)} | {mean_of('fit_rate_labels', found)} | "
                     f"{mean_of('fit_rate_support', found)} | {', '.join(alphas)} |")
+    placement = r.get("placement") or {}
+    settings = (f"; placement selectivity {placement['selectivity']:g}, appearance cells of "
+                f"{placement['appearance_cell']} px" if "selectivity" in placement else "")
     return "\n".join([
         f"**Copy-paste placed by each prior on {r['name']}** (novel = {', '.join(r['novel'])}; "
         f"seeds {', '.join(map(str, seeds))}; IoU in %; the baseline, shared: "
-        f"{baseline}):",
+        f"{baseline}{settings}):",
         "",
         *rows,
         "",
         f"Gain: mean ± std of the per-seed difference to the baseline. Produced by `{r['command']}` → "
-        f"`benchmarks/results/priors_{r['name']}.json` ({r['date']}; {r['wall_seconds'] / 60:.0f} min).",
+        f"`benchmarks/results/priors_{r.get('file', r['name'])}.json` ({r['date']}; {r['wall_seconds'] / 60:.0f} "
+        f"min).",
+    ])
+
+
+def placement_selectivity(r: dict) -> str:
+    """Fit rates of the placement variants and the two oracles, per episode."""
+    rows = ["| episode | placement | fit rate vs query, colour/texture (seeds) | vs query, base-class shares | vs "
+            "support, colour/texture |", "|---|---|---|---|---|"]
+    for episode, variants in r["episodes"].items():
+        for name, v in variants.items():
+            q = v["fit_rate"]
+            rows.append(f"| {episode} | {name} | {q['mean']:.2f} ({' / '.join(f'{x:.2f}' for x in q['seeds'])}) | "
+                        + (f"{v['fit_rate_labels']['mean']:.2f} | {v['fit_rate_support']['mean']:.2f} |"
+                           if "fit_rate_labels" in v else "— | — |"))
+    return "\n".join([
+        f"**Placement fit rates by selectivity and appearance cell** ({r['placements_per_class']} placements per "
+        f"seed, seeds {', '.join(map(str, r['seeds']))}; 0.5 = no better than random spots):",
+        "",
+        *rows,
+        "",
+        f"Oracles: for each placement, the best of 64 random spots by the fit measure's own descriptor - nearest to a "
+        f"real query ring (what knowing the query would buy: the ceiling) or to a support ring. Produced by "
+        f"`{r['command']}` → `benchmarks/results/placement_selectivity.json` ({r['date']}; "
+        f"{r['wall_seconds'] / 60:.0f} min).",
     ])
 
 
@@ -504,7 +531,9 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "experiment_demo_5seeds": lambda r: experiment(r, "demo_5seeds"),
           "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve,
           "experiment_demo_poisson": lambda r: experiment(r, "demo_poisson"),
-          "painter_curve_dubai": painter_curve, "priors_demo": priors, "priors_dubai": priors}
+          "painter_curve_dubai": painter_curve, "priors_demo": priors, "priors_dubai": priors,
+          "priors_demo_selective": priors, "priors_dubai_selective": priors,
+          "placement_selectivity": placement_selectivity}
 
 
 # blocks written from another benchmark's file than their own name's
