@@ -425,12 +425,17 @@ def painter_curve(r: dict) -> str:
     ])
 
 
-def priors(r: dict) -> str:
-    """Copy-paste placed by each prior against the baseline, per seed, with the placements' fit rates."""
+def priors(r: dict, before: str | None = None) -> str:
+    """Copy-paste placed by each prior against the baseline, per seed, with the placements' fit rates; with
+    ``before`` (another priors result file of the same seeds) also the paired change of each prior's copy-paste."""
+    import statistics
+
     seeds = r["seeds"]
+    earlier = json.loads((RESULTS / f"{before}.json").read_text())["priors"] if before else {}
     head = ("| prior | copy-paste novel IoU per seed | mean | gain over the baseline (paired) | fit rate vs query, "
-            "colour/texture | vs query, base-class shares | vs support, colour/texture | appearance weight (auto) |")
-    rows = [head, "|---|---|---|---|---|---|---|---|"]
+            "colour/texture | vs query, base-class shares | vs support, colour/texture | appearance weight (auto) |"
+            + (f" change against `{before}` (paired) |" if before else ""))
+    rows = [head, "|---|---|---|---|---|---|---|---|" + ("---|" if before else "")]
 
     def mean_of(key: str, found: dict) -> str:
         vals = [v[key] for s in found["seeds"] for v in s["fit"].values() if v.get(key) is not None]
@@ -440,10 +445,16 @@ def priors(r: dict) -> str:
     for prior, found in r["priors"].items():
         alphas = sorted({str(m["alpha"]) for s in found["seeds"] for m in s["mix"].values() if "alpha" in m})
         per_seed = " / ".join(f"{s['copy_paste']:.1f}" for s in found["seeds"])
+        change = ""
+        if before:
+            old = {x["seed"]: x["copy_paste"] for x in earlier.get(prior, {}).get("seeds", [])}
+            diffs = [x["copy_paste"] - old[x["seed"]] for x in found["seeds"] if x["seed"] in old]
+            change = (f" {statistics.fmean(diffs):+.1f} ± {statistics.stdev(diffs):.1f} "
+                      f"({' / '.join(f'{d:+.1f}' for d in diffs)}) |" if len(diffs) > 1 else " — |")
         rows.append(f"| {prior} | {per_seed} | "
                     f"{found['copy_paste_mean']:.1f} | {found['gain_mean']:+.1f} ± {found['gain_std']:.1f} | "
                     f"{mean_of('fit_rate', found)} | {mean_of('fit_rate_labels', found)} | "
-                    f"{mean_of('fit_rate_support', found)} | {', '.join(alphas)} |")
+                    f"{mean_of('fit_rate_support', found)} | {', '.join(alphas)} |" + change)
     placement = r.get("placement") or {}
     settings = (f"; placement selectivity {placement['selectivity']:g}, appearance cells of "
                 f"{placement['appearance_cell']} px" if "selectivity" in placement else "")
@@ -532,7 +543,8 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "experiment_demo_painting": lambda r: experiment(r, "demo_painting"), "painter_curve_demo": painter_curve,
           "experiment_demo_poisson": lambda r: experiment(r, "demo_poisson"),
           "painter_curve_dubai": painter_curve, "priors_demo": priors, "priors_dubai": priors,
-          "priors_demo_selective": priors, "priors_dubai_selective": priors,
+          "priors_demo_selective": lambda r: priors(r, "priors_demo"),
+          "priors_dubai_selective": lambda r: priors(r, "priors_dubai"),
           "placement_selectivity": placement_selectivity}
 
 
