@@ -639,14 +639,18 @@ def dump_yaml(obj: BaseModel | dict[str, Any], path: str | Path) -> Path:
     return write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-def guard_settings(path: str | Path, settings: dict[str, Any], what: str = "this folder") -> None:
+def guard_settings(path: str | Path, settings: dict[str, Any], what: str = "this folder",
+                   model: type[BaseModel] | None = None) -> None:
     """Record the settings that produced a stage's folder (``path``, YAML), or, when the folder already has them,
-    check that a resumed run asks for exactly the same; otherwise stop before anything is overwritten."""
+    check that a resumed run asks for exactly the same; otherwise stop before anything is overwritten. A field of
+    ``model`` added later (:func:`later`) that the folder did not record reads as its neutral value, on both sides."""
     path = Path(path)
     if path.is_file():
-        old = yaml.safe_load(path.read_text()) or {}
-        diff = [f"{k}: was {old.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
-                if old.get(k) != settings.get(k)]
+        neutral = added_later(model) if model is not None else {}
+        old = {**neutral, **(yaml.safe_load(path.read_text()) or {})}
+        new = {**neutral, **settings}
+        diff = [f"{k}: was {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)]
         if diff:
             raise ConfigError(f"{path}: {what} was written with other settings ({'; '.join(diff)}); pass a new "
                               f"--out, or the same settings to resume")

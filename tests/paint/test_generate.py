@@ -193,6 +193,21 @@ def test_a_plan_is_painted_only_under_its_own_settings_and_place_reads_a_run_con
     assert planned == {"per_class": 3, "seed": 0, "prior": "uniform", "mask_kinds": ["rectangle"]}
 
 
+def test_a_plan_recorded_before_a_field_existed_reads_it_as_its_old_value(tiny_episode: Path, tmp_path: Path) -> None:
+    """A plan whose place.yaml predates selectivity (placed at 8, the old behaviour) resumes under selectivity 8 and
+    is refused under the new default 16 with what it really was."""
+    from paintseg.place.plan import place
+
+    ep = Episode(tiny_episode)
+    old = PlaceConfig(per_class=2, mask_kinds=["rectangle"], selectivity=8.0)
+    place(ep, tmp_path / "plan", old, seed=0, progress=False)
+    assert "selectivity" not in yaml.safe_load((tmp_path / "plan" / "place.yaml").read_text())  # as before the field
+    assert place(ep, tmp_path / "plan", old, seed=0, progress=False)["placements"] == 2 * len(ep.classes.novel_ids)
+    with pytest.raises(PaintsegError, match=r"this plan was written with other settings \(selectivity: was 8.0, now "
+                                            r"16.0\)"):
+        place(ep, tmp_path / "plan", old.model_copy(update={"selectivity": 16.0}), seed=0, progress=False)
+
+
 def test_generate_keeps_geotiff_georeference(tmp_path: Path) -> None:
     root = make_tiny_episode(tmp_path / "ep", fmt=".tif")
     # give the trainset scenes a CRS and transform, as real GeoTIFF scenes have

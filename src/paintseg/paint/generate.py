@@ -43,8 +43,8 @@ def generate(episode: Episode, backend: Backend, out: Path, place: PlaceConfig |
     timings["references"] = time.time() - t
     t = time.time()
     with main_first():  # the first process records the settings, the references and the plan; the others read them
-        guard_settings(out / PLAN_SETTINGS, plan_settings(place, seed), "this plan")  # before recording the set's
-        guard_settings(out / "generate.yaml", settings, "this synthetic set")
+        guard_settings(out / PLAN_SETTINGS, plan_settings(place, seed), "this plan", PlaceConfig)  # before the set's
+        guard_settings(out / "generate.yaml", settings, "this synthetic set", PlaceConfig)
         if rank == 0 and not (out / "references" / "references.jsonl").is_file():
             save_references(references, out / "references", episode.classes)
         placements, prior_info = plan(episode, references, out, place, seed, progress and rank == 0)

@@ -46,7 +46,7 @@ def plan(episode: Episode, references: list, out: Path, config: PlaceConfig, see
     so a plan is never painted under other settings than its own."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    guard_settings(out / PLAN_SETTINGS, plan_settings(config, seed), "this plan")
+    guard_settings(out / PLAN_SETTINGS, plan_settings(config, seed), "this plan", PlaceConfig)
     prior, appearance = config.prior, config.appearance
     path = out / "placements.jsonl"
     if path.is_file():
