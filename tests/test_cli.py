@@ -241,3 +241,23 @@ def test_a_run_folders_echoed_config_is_a_valid_config(tiny_episode: Path, tmp_p
         path = dump_yaml(record, tmp_path / f"{model.__name__}.yaml")
         assert set(yaml.safe_load(path.read_text())) > {"episode", "paintseg_version"}
         assert load_yaml(path, model) == config
+
+
+def test_the_library_functions_default_to_their_stage_configs_defaults() -> None:
+    """The Python API and the configs give one answer: a library function's keyword that a config field sets
+    defaults to that field's default (no second copy to drift)."""
+    import inspect
+
+    from paintseg.config import CurateConfig, PlaceConfig
+    from paintseg.curate.pipeline import curate
+    from paintseg.curate.score import DEFAULT_MODE
+    from paintseg.place.appearance import fit_scorer
+    from paintseg.place.placement import plan_placements
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    assert default(curate, "min_cover") == CurateConfig().min_cover and default(curate, "max_cover") == 1.0
+    assert DEFAULT_MODE == CurateConfig().score_mode == default(curate, "mode")
+    assert default(plan_placements, "temperature") == PlaceConfig().selectivity == 16.0
+    assert default(fit_scorer, "cell") == PlaceConfig().appearance_cell == 4

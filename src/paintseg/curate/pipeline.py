@@ -74,7 +74,8 @@ def refiner_settings(refiner: Refiner) -> dict:
 
 def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Encoder | None = None,
            refiner: Refiner | None = None, keep_rule: KeepRule | None = None, mode: str = DEFAULT_MODE,
-           min_cover: float = 0.2, max_cover: float = 1.0, feather_radius: float = 2.0,
+           min_cover: float = CurateConfig.model_fields["min_cover"].default,
+           max_cover: float = CurateConfig.model_fields["max_cover"].default, feather_radius: float = 2.0,
            progress: bool = True) -> dict:
     """Score → select → keep → refine → compose (see the module docstring). ``encoder=None`` keeps candidate 0 of
     every placement unscored (the no-filter ablation); ``refiner=None`` labels the inpaint mask. Returns a summary."""

@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 from scipy.stats import rankdata
 
-from paintseg.config import ENCODER_KINDS, ENCODER_SPECS, check_encoder_spec
+from paintseg.config import ENCODER_KINDS, ENCODER_SPECS, CurateConfig, check_encoder_spec
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.paint.candidates import Candidate, load_candidate
@@ -49,7 +49,7 @@ from paintseg.place.masks import Box
 from paintseg.place.references import Reference, padded_box
 
 MODES = ("region", "window")
-DEFAULT_MODE = "window"  # measured by benchmarks/curation_dubai.py: best ROC-AUC of the modes (0.71 vs 0.63)
+DEFAULT_MODE = CurateConfig.model_fields["score_mode"].default  # "window": benchmarks/curation_dubai.py, ROC-AUC 0.71 vs 0.63
 DEFAULT_ENCODER = "handcrafted"
 EFFICIENTNET_ENCODERS = ENCODER_KINDS[1:]
 
