@@ -526,6 +526,13 @@ class CurateConfig(BaseModel):
         parse_keep(value)
         return value
 
+    def curation_key(self) -> dict[str, Any]:
+        """The settings of a curation stage's cache key (``paintseg run``): every field, in the shape the first
+        curation stages recorded them (``mode`` for score_mode, no filter as null), so their folders stay valid."""
+        key = recipe(self)
+        key["mode"], key["filter"] = key.pop("score_mode"), None if self.filter == "none" else self.filter
+        return key
+
     @field_validator("sam_model_type")
     @classmethod
     def _sam_type(cls, value: str) -> str:

@@ -138,6 +138,12 @@ def test_options_added_later_keep_finished_stages_valid():
         PlaceConfig(selectivity=8.0)) and recipe(PlaceConfig())["selectivity"] == 16.0
     assert config_differences({"place": {}}, {"place": {"selectivity": 16.0}}, [], "place", [], PlaceConfig) == [
         "selectivity: run has 8.0, now 16.0"]  # recorded before the field: it read as 8
+    from paintseg.config import CurateConfig  # a curation stage's key: its config's fields, as first recorded
+
+    assert CurateConfig(filter="none", refine="none").curation_key() == {
+        "filter": None, "mode": "window", "keep": "all", "refine": "none", "sam_checkpoint": None,
+        "sam_model_type": "vit_b", "sam_prompt": "point", "min_cover": 0.2, "max_cover": 1.0}
+    assert CurateConfig(score_mode="region").curation_key() | {"mode": "window"} == CurateConfig().curation_key()
     assert "max_strength" not in recipe(GeneratorConfig()) and recipe(GeneratorConfig(max_strength=0.3))
     # a run recorded before synthetic_border existed resumes; one that differs from it does not
     old = {"train": {k: v for k, v in plain.model_dump().items() if k != "synthetic_border"}}

@@ -274,11 +274,7 @@ def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, 
         arm_config = stage_part(g, CurateConfig).model_copy(update={
             "filter": filter_spec if use_filter else "none", "keep": g.keep if use_filter else "all",
             "refine": g.refine if use_refiner else "none"})
-        c = arm_config  # the stage hash: these keys, as the first runs recorded them (no filter: None)
-        key = settings_hash(source_key, {"filter": None if c.filter == "none" else c.filter, "mode": c.score_mode,
-                                         "keep": c.keep, "refine": c.refine, "sam_checkpoint": c.sam_checkpoint,
-                                         "sam_model_type": c.sam_model_type, "sam_prompt": c.sam_prompt,
-                                         "min_cover": c.min_cover, "max_cover": c.max_cover})
+        key = settings_hash(source_key, arm_config.curation_key())
         folder = stages.folder(f"curate-{arm}-s{seed}", key)
 
         def work(folder=folder, source=source, c=arm_config) -> None:
