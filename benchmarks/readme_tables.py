@@ -545,6 +545,7 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "painter_curve_dubai": painter_curve, "priors_demo": priors, "priors_dubai": priors,
           "priors_demo_selective": lambda r: priors(r, "priors_demo"),
           "priors_dubai_selective": lambda r: priors(r, "priors_dubai"),
+          "priors_dubai_cell4_selectivity8": lambda r: priors(r, "priors_dubai"),
           "placement_selectivity": placement_selectivity}
 
 
