@@ -704,7 +704,7 @@ def painting_quality_command(
 
             n = painters.index(name) if len(painters) > 1 else ""
             target = figure.with_name(f"{figure.stem}_conditioning{n}.png")
-            write_bytes(target, png_bytes(conditioning_figure(found, work / f"conditioning-{name.replace('/', '_')}")))
+            write_bytes(target, png_bytes(conditioning_figure(found, what.conditioning_dirs(name))))
             found["summary"]["figure"] = str(target)
         s = found["summary"]
         if s["instances"]:
