@@ -128,8 +128,7 @@ def write_summary(out: Path, steps: int, start: int, wall: float, losses: Sequen
     summary = {"steps": steps, "resumed_from": start, "steps_this_run": ran, "wall_seconds": round(wall, 3),
                "seconds_per_step": round((wall if seconds is None else seconds) / ran, 4) if ran else None,
                "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 6) if losses else None,
-               "last_loss": losses[-1] if losses else None, "device": device if isinstance(device, str) else
-               str(device), "processes": processes, "torch_threads": torch.get_num_threads(),
+               "last_loss": losses[-1] if losses else None, "device": str(device), "processes": processes, "torch_threads": torch.get_num_threads(),
                "peak_rss_mb": round(peak_rss_mb(), 1), **extra}
     write_text(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
     return summary

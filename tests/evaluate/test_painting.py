@@ -187,3 +187,17 @@ def test_painting_quality_cli_measures_conditioning_and_filters_of_a_generator(t
     r = CliRunner().invoke(app, ["painting-quality", str(tiny_episode), "--generator", "copy-paste", "--out",
                                  str(out), "--filter-quality", "1"])
     assert r.exit_code == 2 and "at least 2 candidates to choose from" in r.output
+
+
+def test_an_assessment_that_cannot_be_measured_is_refused_before_painting(tiny_episode: Path) -> None:
+    from paintseg.curate.score import build_encoder
+    from paintseg.errors import PaintsegError
+    from paintseg.evaluate.assess import Assessment, assess_painting
+
+    ep, backends = Episode(tiny_episode), {"copy-paste": CopyPasteBackend()}
+    what = Assessment(tests=2)
+    what.filters, what.filter_candidates = {"handcrafted": build_encoder("handcrafted")}, 1  # set as run sets them
+    with pytest.raises(PaintsegError, match="filter quality with 1 candidate\\(s\\): a filter needs at least 2"):
+        assess_painting(ep, backends, what)
+    with pytest.raises(PaintsegError, match="paired against 'gen', which is not among the backends \\(copy-paste\\)"):
+        assess_painting(ep, backends, Assessment(tests=2, against="gen"))

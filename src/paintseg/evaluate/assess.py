@@ -58,11 +58,6 @@ class Assessment:
     curve_strength: float = 1.0
     curve_paste_noise: float | None = None
 
-    def __post_init__(self) -> None:
-        if self.filters and self.filter_candidates < 2:
-            raise PaintsegError(f"filter quality with {self.filter_candidates} candidate(s): a filter needs at least 2 "
-                                f"candidates to choose from")
-
 
 def generators(backends: dict) -> list[str]:
     """The names of the backends that paint with a diffusion generator (conditioning and filters judge those)."""
@@ -77,6 +72,9 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
     generator's full conditioning result (its samples too) before only the summary is kept."""
     from paintseg.evaluate.painting import paired_wins, painting_quality
 
+    if what.filters and what.filter_candidates < 2:  # checked here: callers fill an Assessment field by field
+        raise PaintsegError(f"filter quality with {what.filter_candidates} candidate(s): a filter needs at least 2 "
+                            f"candidates to choose from")
     if what.against is not None and what.against not in backends:
         raise PaintsegError(f"painting quality paired against {what.against!r}, which is not among the backends "
                             f"({', '.join(backends)})")
