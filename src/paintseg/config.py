@@ -115,8 +115,8 @@ def added_later(model: type[BaseModel]) -> dict[str, Any]:
 
 def recipe(model: BaseModel) -> dict:
     """A config's fields for a cache key (``paintseg run``'s stage hashes, a plan's ``place.yaml``), by one rule:
-    without its fields added later (:func:`later`) at their defaults, so a new option does not invalidate finished
-    stages, and without the fields it says decide nothing under its other settings (its ``unused_fields()``, where
+    without its fields added later (:func:`later`) at their neutral values, so a new option does not invalidate
+    finished stages, and without the fields it says decide nothing under its other settings (its ``unused_fields()``, where
     it has one)."""
     data, neutral = model.model_dump(mode="json"), added_later(type(model))
     unused = model.unused_fields() if hasattr(model, "unused_fields") else set()
