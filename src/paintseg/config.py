@@ -225,8 +225,20 @@ class GeneratorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    size: str = Field("small", description="Model preset: tiny (tests), small (~4 M params, CPU), base (>= 30 M, GPU).")
-    resolution: int | None = Field(None, description="Context window side in pixels; default: the preset's.")
+    size: str = Field("small", description="Model preset: tiny (tests), small (CPU), base (GPU); each has a pixel "
+                      "and a latent version (paintseg.paint.diffusion.model.SIZES, LATENT_SIZES).")
+    space: Literal["pixel", "latent"] = later("pixel", description="Where diffusion runs: 'pixel' (the window's RGB) "
+                                              "or 'latent' (the latents of the pretrained autoencoder named by "
+                                              "autoencoder, which renders the pixels: the paper's LDM design).")
+    autoencoder: str | None = later(None, description="Folder holding the autoencoder of a latent painter "
+                                    "(taef2_encoder.pth and taef2_decoder.pth from the public repository "
+                                    "madebyollin/taesd); a relative path is read from the working directory. "
+                                    "Training copies the files into GEN/autoencoder/.")
+    latent_pool: int = later(1024, ge=8, description="Latent painter: training windows cut, encoded once and "
+                             "cached (GEN/latents.pt); every step draws its pairs from them with fresh masks and "
+                             "reference augmentations.")
+    resolution: int | None = Field(None, description="Context window side in pixels (a latent painter's latents "
+                                   "are 1/8 of it); default: the preset's.")
     ref_size: int | None = Field(None, description="Reference crop side in pixels; default: the preset's.")
     reference_encoder: Literal["cnn", "efficientnet-lite0"] = Field(
         "cnn", description="Reference encoder: 'cnn' (small CNN trained with the UNet) or 'efficientnet-lite0' "
@@ -328,6 +340,17 @@ class GeneratorConfig(BaseModel):
         if bad:
             raise ValueError(f"unknown mask kind(s) {bad}; use {', '.join(GENERATOR_MASK_KINDS)}")
         return value
+
+    @model_validator(mode="after")
+    def _latent_needs_autoencoder(self) -> "GeneratorConfig":
+        if self.space == "latent" and not self.autoencoder:
+            raise ValueError("space: latent paints in an autoencoder's latents; give autoencoder: the folder with "
+                             "taef2_encoder.pth and taef2_decoder.pth (from the public repository madebyollin/taesd)")
+        return self
+
+    def unused_fields(self) -> set[str]:
+        """Fields that decide nothing under the other settings (left out of cache keys)."""
+        return set() if self.space == "latent" else {"latent_pool"}
 
     @field_validator("box_fraction")
     @classmethod

@@ -110,7 +110,8 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
             folder = what.conditioning_dirs(name) if what.conditioning_dirs is not None else None
             found = conditioning_quality(episode, (backends[name].model, backends[name].config),
                                          count=what.conditioning, seed=what.seed, steps=what.steps,
-                                         guidance=what.guidance, samples_dir=folder, samples=what.samples)
+                                         guidance=what.guidance, samples_dir=folder, samples=what.samples,
+                                         autoencoder=getattr(backends[name], "autoencoder", None))
             if on_conditioning is not None:
                 on_conditioning(name, found)
             quality["conditioning"][name] = found["summary"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8 as raster_uint8
+from paintseg.errors import PaintsegError
 from paintseg.files import save_png
 
 from .significance import sign_test
@@ -45,18 +46,29 @@ def masked_ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, sigma: f
 
 
 def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int = 0, steps: int = 20,
-                         guidance: float = 3.0, samples_dir: Path | None = None, samples: int = 6) -> dict:
+                         guidance: float = 3.0, samples_dir: Path | None = None, samples: int = 6,
+                         autoencoder=None) -> dict:
     """PSNR/SSIM of held-out query instances painted from the true, a wrong and no reference (``generator``: a
     GEN folder or a loaded ``(PaintModel, GeneratorConfig)``), overall and per class. With ``samples_dir``, the
     first ``samples`` instances (one class after another) are written there as PNGs at model resolution - both
-    references, the masked window, the three paintings, the real window - and listed under "samples"."""
+    references, the masked window, the three paintings, the real window - and listed under "samples". A latent
+    painter paints through its ``autoencoder`` (read from the GEN folder when ``generator`` is one)."""
     import torch
 
-    from paintseg.paint.diffusion import PairSampler, load_generator, paint, to_tensor, to_uint8
+    from paintseg.paint.diffusion import PairSampler, augment_reference, load_generator, paint, to_tensor, to_uint8
+    from paintseg.paint.diffusion.latent import paint_windows
+    from paintseg.paint.diffusion.model import load_autoencoder_of
     from paintseg.place.masks import make_mask
     from paintseg.place.placement import window_for
 
-    model, config = generator if isinstance(generator, tuple) else load_generator(generator)
+    if isinstance(generator, tuple):
+        model, config = generator
+    else:
+        model, config = load_generator(generator)
+        autoencoder = load_autoencoder_of(generator, model)
+    if model.spec.latent and autoencoder is None:
+        raise PaintsegError("conditioning_quality: a latent painter paints through its autoencoder; pass "
+                            "autoencoder= (or the GEN folder)")
     r = model.spec.resolution
     query = [s for s in episode.query if s.label is not None]
     images = [raster_uint8(episode.read_image(s).array) for s in query]
@@ -93,8 +105,10 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
                 obj_r[box_r.y0 : box_r.y1, box_r.x0 : box_r.x1] = True
             kind = "rectangle" if i % 2 == 0 else "silhouette"
             mask_r = make_mask(kind, (r, r), box_r, local, ref_mask=obj_r)
-            refs = {"true": sampler._reference(image, inst, np.random.default_rng([seed, 32, c, i])),
-                    "wrong": sampler._reference(images[other.scene], other, np.random.default_rng([seed, 33, c, i]))}
+            refs = {"true": augment_reference(*sampler.reference_crop(image, inst),
+                                              np.random.default_rng([seed, 32, c, i])),
+                    "wrong": augment_reference(*sampler.reference_crop(images[other.scene], other),
+                                               np.random.default_rng([seed, 33, c, i]))}
             refs["null"] = refs["true"]
             window_t = to_tensor(window, r)
             mask_t = torch.from_numpy(mask_r.astype(np.float32))[None, None]
@@ -115,10 +129,14 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
             for variant in VARIANTS:
                 ref, ref_mask = refs[variant]
                 noise = torch.Generator().manual_seed(int(np.random.default_rng([seed, 34, c, i]).integers(2**62)))
-                hint = torch.zeros(1, 4, r, r) if model.spec.hint else None
-                painted = to_uint8(paint(model, window_t, mask_t, ref[None], ref_mask[None], steps=steps,
-                                         guidance=0.0 if variant == "null" else guidance, generator=noise,
-                                         hint=hint))[0]
+                settings = {"steps": steps, "guidance": 0.0 if variant == "null" else guidance, "generator": noise}
+                if autoencoder is not None:  # a latent painter: encode, paint, decode (no hint: zeros)
+                    painted = to_uint8(paint_windows(model, autoencoder, window_t, mask_t, ref[None],
+                                                     ref_mask[None], **settings))[0]
+                else:
+                    hint = torch.zeros(1, 4, r, r) if model.spec.hint else None
+                    painted = to_uint8(paint(model, window_t, mask_t, ref[None], ref_mask[None], hint=hint,
+                                             **settings))[0]
                 rec[f"psnr_{variant}"] = round(masked_psnr(painted, real, mask_r), 3)
                 rec[f"ssim_{variant}"] = round(masked_ssim(painted, real, mask_r), 4)
                 if shown:

@@ -153,7 +153,9 @@ def _setup(results: Results, episode: Episode | None) -> str:
         budget = f"budget {gen.minutes:g} min: " if gen.minutes else ""
         took = (f" in {trained['train_seconds'] / 60:.1f} min on {trained['torch_threads']} thread(s)"
                 if trained.get("train_seconds") else "")
-        parts.append(f"generator: {gen.size} ({gen.reference_encoder} reference encoder), "
+        space = (f"latent painter on the autoencoder in {gen.autoencoder}" if gen.space == "latent" else
+                 "pixel painter")
+        parts.append(f"generator: {gen.size} {space} ({gen.reference_encoder} reference encoder), "
                      f"{budget}{trained.get('steps') or gen.steps} steps{took}, batch {gen.batch}")
     elif spec is not None and spec.path:
         parts.append(f"generator: {spec.path}")
@@ -271,7 +273,8 @@ def _painting_quality(exp: Path, results: Results) -> str:
     quality = results.painting_quality
     if quality is None:
         return title + _missing("not measured (no painting arm, or generation.quality_tests: 0)")
-    novelty = [m for m in ("novelty", "diversity") if any(m in row for row in quality.backends.values())]
+    novelty = [m for m in ("novelty", "novelty_support", "diversity")
+               if any(m in row for row in quality.backends.values())]
     header = ["backend", "tests", "ΔE of mean colour", "Δ lightness spread", "histogram distance",
               f"closer than {_esc(quality.against or 'copy-paste')} (ΔE)", "probe: is the class", *novelty,
               "s per test"]
@@ -293,8 +296,9 @@ def _painting_quality(exp: Path, results: Results) -> str:
             f"column counts the tests where a backend's ΔE is below {_esc(quality.against or 'copy-paste')}'s "
             "(sign test)."
             + (" Novelty: 1 − cosine similarity between the painted object and its reference in the probe's "
-               "feature space (how far a painting is from a paste of its reference); diversity: the same between "
-               "two candidates painted for the same test." if novelty else "") + "</p>")
+               "feature space (how far a painting is from a paste of its reference); novelty_support: the same to "
+               "the nearest support instance of its class; diversity: the same between two candidates painted for "
+               "the same test." if novelty else "") + "</p>")
     probe = quality.probe
     if probe and probe.get("real_novel_rate") is not None:
         note += (f"<p class=\"meta\">Probe: a linear classifier on frozen EfficientNet-Lite0 features, trained on "

@@ -31,7 +31,8 @@ import torch
 from ..candidates import Candidate, WindowJob
 from ..copy_paste import CopyPasteBackend
 from .data import hint_tensor
-from .model import GeneratorError, load_generator
+from .latent import paint_windows
+from .model import GeneratorError, load_autoencoder_of, load_generator
 from .sample import SCHEDULERS, paint, resize_square, to_tensor, to_uint8
 
 
@@ -66,6 +67,7 @@ class DiffusionBackend:
         self.strength, self.paste_noise = strength, paste_noise
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.config = load_generator(generator, self.device)
+        self.autoencoder = load_autoencoder_of(generator, self.model, self.device)  # a latent painter's
         self.resolution = self.model.spec.resolution
         self.ref_size = self.model.spec.ref_size
         self.steps, self.guidance, self.scheduler, self.seed = steps, guidance, scheduler, seed
@@ -78,6 +80,10 @@ class DiffusionBackend:
             region, objects, init, hint = job.mask, job.mask, None, None
             if self.strength < 1.0 or self.model.spec.hint:
                 composite = CopyPasteBackend(noise=self.paste_noise).paint([job], 1)[0][0]
+            if self.autoencoder is not None:
+                out.append(self._paint_latent(job, k, composite if self.strength < 1.0 or self.model.spec.hint
+                                              else None, ref_image, ref_mask))
+                continue
             if self.model.spec.hint:  # the pasted reference, at model resolution
                 rgb = resize_square(composite.image, self.resolution)
                 pasted = resize_square(composite.object_mask.astype(np.uint8), self.resolution, nearest=True) > 0
@@ -110,6 +116,35 @@ class DiffusionBackend:
                 cands.append(Candidate(image=result, paint_mask=region.copy(), object_mask=objects.copy()))
             out.append(cands)
         return out
+
+    def _paint_latent(self, job: WindowJob, k: int, composite: Candidate | None, ref_image: np.ndarray,
+                      ref_mask: np.ndarray) -> list[Candidate]:
+        """A latent painter's K candidates of one window: the window (and the composite) resized to the model's
+        resolution and encoded, painted in latent space, decoded, resized back; only the painted region - the
+        inpaint mask, joined at strength < 1 with the pasted silhouette grown by 2 px - returns to the scene."""
+        region, objects, init, hint_mask = job.mask, job.mask, None, None
+        if composite is not None:
+            init = to_tensor(composite.image, self.resolution)
+            hint_mask = to_tensor(resize_square(composite.object_mask.astype(np.uint8), self.resolution,
+                                                nearest=True) > 0)
+        if self.strength < 1.0:
+            objects = composite.object_mask
+            region = job.mask | (cv2.dilate(objects.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+        gen = torch.Generator(device=self.device).manual_seed(int(job.placement.seed) ^ (self.seed << 20))
+        painted = to_uint8(paint_windows(
+            self.model, self.autoencoder, to_tensor(job.window_image, self.resolution),
+            to_tensor(self._mask_at_resolution(region)), to_tensor(ref_image, self.ref_size),
+            to_tensor(ref_mask, self.ref_size), candidates=k, init=init if self.strength < 1.0 or hint_mask is not None
+            else None, hint_mask=hint_mask, steps=self.steps, guidance=self.guidance, scheduler=self.scheduler,
+            generator=gen, strength=self.strength))
+        h, w = job.mask.shape
+        interpolation = cv2.INTER_CUBIC if h > self.resolution else cv2.INTER_AREA
+        cands = []
+        for image in painted:
+            result = job.window_image.copy()
+            result[region] = cv2.resize(image, (w, h), interpolation=interpolation)[region]
+            cands.append(Candidate(image=result, paint_mask=region.copy(), object_mask=objects.copy()))
+        return cands
 
     def _mask_at_resolution(self, mask: np.ndarray) -> np.ndarray:
         """The inpaint mask at model resolution; any pixel touched by the native mask is painted (area > 0), so a

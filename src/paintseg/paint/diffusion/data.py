@@ -181,6 +181,22 @@ class PairSampler:
 
     def pair(self, rng: np.random.Generator) -> dict[str, Tensor]:
         """One training pair drawn with ``rng``."""
+        inst, window, object_r, box, image = self.draw(rng)
+        R = self.resolution
+        kind = self.config.mask_kinds[int(rng.integers(len(self.config.mask_kinds)))]
+        inpaint = make_mask(kind, (R, R), box, rng, ref_mask=object_r)
+
+        target = to_tensor(window)[0]
+        mask = torch.from_numpy(inpaint.astype(np.float32))[None]
+        reference, ref_mask = augment_reference(*self.reference_crop(image, inst), rng)
+        hint = spatial_hint(window, object_r, box, rng) if self.config.spatial_hint else torch.zeros(4, R, R)
+        return {"target": target, "masked": target * (1 - mask), "mask": mask, "reference": reference,
+                "ref_mask": ref_mask, "boxes": torch.tensor(list(box), dtype=torch.int64),
+                "class_ids": torch.tensor(inst.class_id, dtype=torch.int64), "hint": hint}
+
+    def draw(self, rng: np.random.Generator) -> tuple[Instance, np.ndarray, np.ndarray, Box, np.ndarray]:
+        """The geometry of one pair: an instance (or random region), its context window resized to the model
+        resolution R (uint8 R×R×3), the object's mask and box in it, and the scene image."""
         if not self.scenes_with_instances or rng.random() < self.config.random_region_prob:
             inst = self._random_region(rng)
         elif self.config.novel_share and rng.random() < self.config.novel_share:
@@ -207,17 +223,7 @@ class PairSampler:
         box = b.shift(-x0, -y0).scale(R / side).clip(R, R)
         if not object_r.any():
             object_r[box.y0 : box.y1, box.x0 : box.x1] = True
-
-        kind = self.config.mask_kinds[int(rng.integers(len(self.config.mask_kinds)))]
-        inpaint = make_mask(kind, (R, R), box, rng, ref_mask=object_r)
-
-        target = to_tensor(window)[0]
-        mask = torch.from_numpy(inpaint.astype(np.float32))[None]
-        reference, ref_mask = self._reference(image, inst, rng)
-        hint = spatial_hint(window, object_r, box, rng) if self.config.spatial_hint else torch.zeros(4, R, R)
-        return {"target": target, "masked": target * (1 - mask), "mask": mask, "reference": reference,
-                "ref_mask": ref_mask, "boxes": torch.tensor(list(box), dtype=torch.int64),
-                "class_ids": torch.tensor(inst.class_id, dtype=torch.int64), "hint": hint}
+        return inst, window, object_r, box, image
 
     def _random_region(self, rng: np.random.Generator) -> Instance:
         """A Bézier blob in a random box of a random scene, as if it were an instance (class -1)."""
@@ -234,8 +240,9 @@ class PairSampler:
         tight = mask_box(blob)
         return Instance(scene, -1, tight.shift(x0, y0), blob[tight.y0 : tight.y1, tight.x0 : tight.x1])
 
-    def _reference(self, image: np.ndarray, inst: Instance, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-        """The square crop around the instance (+ object mask), resized to ref_size, augmented."""
+    def reference_crop(self, image: np.ndarray, inst: Instance) -> tuple[np.ndarray, np.ndarray]:
+        """The square crop around the instance (uint8, + its bool object mask), resized to ref_size; training
+        augments it (:func:`augment_reference`)."""
         h, w = image.shape[:2]
         b = inst.box
         side = min(int(round(max(b.width, b.height) * (1 + 2 * REFERENCE_PAD))), h, w)
@@ -249,7 +256,7 @@ class PairSampler:
         crop_mask[ys[keep], xs[keep]] = 1
         r = self.ref_size
         rgb = resize_square(image[y0 : y0 + side, x0 : x0 + side], r)
-        return augment_reference(rgb, resize_square(crop_mask, r, nearest=True) > 0, rng)
+        return rgb, resize_square(crop_mask, r, nearest=True) > 0
 
 
 def hint_tensor(rgb: np.ndarray, mask: np.ndarray) -> Tensor:
@@ -259,6 +266,12 @@ def hint_tensor(rgb: np.ndarray, mask: np.ndarray) -> Tensor:
 
 
 def spatial_hint(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.Generator) -> Tensor:
+    """:func:`hint_image` as the 4 hint channels."""
+    return hint_tensor(*hint_image(window, obj, box, rng))
+
+
+def hint_image(window: np.ndarray, obj: np.ndarray, box: Box,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A training hint: the instance's own pixels (``window`` R×R×3 uint8, ``obj`` its mask) re-coloured (a mild
     random colour transform) and warped by a small random similarity about the box centre (scale 0.9-1.1, ±10°,
     shift ±4 % of the side), as a pasted reference differs from the object that belongs there."""
@@ -273,7 +286,7 @@ def spatial_hint(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.G
     mask = cv2.warpAffine(obj.astype(np.uint8), matrix, (r, r), flags=cv2.INTER_NEAREST) > 0
     if not mask.any():
         rgb, mask = colour, obj
-    return hint_tensor(rgb, mask)
+    return rgb, mask
 
 
 def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor]:

@@ -56,7 +56,18 @@ class ModelSpec:
     grid: int  # the reference becomes grid*grid spatial tokens + 1 global token
     groups: int  # GroupNorm groups
     reference: str = "cnn"  # "cnn" (trained from scratch) or "efficientnet-lite0" (frozen ImageNet + trained mapper)
-    hint: bool = False  # 4 more input channels: the reference warped into the box (RGB × mask, mask)
+    hint: bool = False  # more input channels: the reference warped into the box (data × mask, mask)
+    latent: int = 0  # latent channels of the autoencoder diffusion runs in (0: pixel space, RGB)
+
+    @property
+    def channels_out(self) -> int:
+        """Channels of what is denoised: RGB (3) in pixel space, the autoencoder's latent channels otherwise."""
+        return self.latent or 3
+
+    @property
+    def sample_size(self) -> int:
+        """Side of what is denoised: the window in pixels, or its latents (1/8)."""
+        return self.resolution // LATENT_FACTOR if self.latent else self.resolution
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -75,16 +86,31 @@ SIZES: dict[str, ModelSpec] = {
     # GPU training: ~44 M parameters at 128 px
     "base": ModelSpec(128, 128, (64, 128, 256, 256), (False, True, True, True), 2, 8, 256, 64, 3, 4, 32),
 }
+LATENT_FACTOR = 8  # the autoencoder's reduction (paintseg.paint.autoencoder.FACTOR)
+# The latent painters (space: latent): the window is `resolution` pixels, its latents 1/8 of that; `latent` is set
+# from the autoencoder when the model is built (32 for TAEF2).
+LATENT_SIZES: dict[str, ModelSpec] = {
+    # tests and smoke runs: 64-px windows, 8 x 8 latents
+    "tiny": ModelSpec(64, 32, (32, 64), (False, True), 1, 4, 64, 16, 2, 4, 8, latent=32),
+    # CPU training: 128-px windows, 16 x 16 latents
+    "small": ModelSpec(128, 64, (64, 128, 128), (False, True, True), 1, 8, 128, 32, 3, 4, 16, latent=32),
+    # GPU training: 256-px windows, 32 x 32 latents
+    "base": ModelSpec(256, 128, (128, 256, 384, 384), (False, True, True, True), 2, 8, 384, 64, 3, 4, 32,
+                      latent=32),
+}
 
 
 def spec_for(config: GeneratorConfig) -> ModelSpec:
     """The preset ``config.size`` with ``config.resolution`` / ``config.ref_size`` when they are given."""
-    spec = SIZES[config.size]
-    levels = 2 ** (len(spec.channels) - 1)
+    latent = config.space == "latent"
+    spec = (LATENT_SIZES if latent else SIZES)[config.size]
+    levels = 2 ** (len(spec.channels) - 1) * (LATENT_FACTOR if latent else 1)
     resolution = config.resolution or spec.resolution
     if resolution % levels:
-        raise GeneratorError(f"resolution {resolution} is not a multiple of {levels}, which the {config.size!r} "
-                             f"UNet ({len(spec.channels)} levels) needs; pass a multiple of {levels}")
+        what = f"the {config.size!r} {'latent ' if latent else ''}UNet ({len(spec.channels)} levels" + \
+            (f" on latents at 1/{LATENT_FACTOR})" if latent else ")")
+        raise GeneratorError(f"resolution {resolution} is not a multiple of {levels}, which {what} needs; pass a "
+                             f"multiple of {levels}")
     return ModelSpec(**{**asdict(spec), "resolution": resolution, "ref_size": config.ref_size or spec.ref_size,
                         "reference": config.reference_encoder, "hint": config.spatial_hint})
 
@@ -182,8 +208,10 @@ class PaintModel(nn.Module):
         self.prediction_type = prediction_type
         down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in spec.attention)
         up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(spec.attention))
+        c = spec.channels_out
         self.unet = UNet2DConditionModel(
-            sample_size=spec.resolution, in_channels=11 if spec.hint else 7, out_channels=3, block_out_channels=spec.channels,
+            sample_size=spec.sample_size, in_channels=2 * c + 1 + (c + 1 if spec.hint else 0), out_channels=c,
+            block_out_channels=spec.channels,
             layers_per_block=spec.layers_per_block, down_block_types=down, up_block_types=up,
             cross_attention_dim=spec.token_dim, attention_head_dim=spec.heads, norm_num_groups=spec.groups)
         if spec.reference == "cnn":
@@ -196,6 +224,21 @@ class PaintModel(nn.Module):
             raise GeneratorError(f"model spec: unknown reference encoder {spec.reference!r}; use cnn or "
                                  f"efficientnet-lite0")
         self.null_tokens = nn.Parameter(torch.randn(1, self.reference_encoder.num_tokens, spec.token_dim) * 0.02)
+        if spec.latent:  # per-channel standardisation of the raw latents, measured on the training windows
+            self.register_buffer("latent_mean", torch.zeros(spec.latent))
+            self.register_buffer("latent_std", torch.ones(spec.latent))
+
+    def set_latent_scale(self, mean: Tensor, std: Tensor) -> None:
+        """Record the latents' per-channel mean and std (a latent painter, before training)."""
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_(std.clamp(min=1e-3))
+
+    def normalise(self, z: Tensor) -> Tensor:
+        """Raw autoencoder latents → the standardised latents the UNet denoises."""
+        return (z - self.latent_mean.view(1, -1, 1, 1)) / self.latent_std.view(1, -1, 1, 1)
+
+    def denormalise(self, z: Tensor) -> Tensor:
+        return z * self.latent_std.view(1, -1, 1, 1) + self.latent_mean.view(1, -1, 1, 1)
 
     @property
     def num_parameters(self) -> int:
@@ -220,36 +263,47 @@ class PaintModel(nn.Module):
 
     def forward(self, noisy: Tensor, masked: Tensor, mask: Tensor, tokens: Tensor, t: Tensor,
                 hint: Tensor | None = None) -> Tensor:
-        """The network's prediction (ε or v, ``B×3×R×R``) for noisy windows at timesteps ``t``; ``hint``
-        (``B×4×R×R``: the warped reference × its mask in [-1, 1], and the mask) when the spec has one (zeros: none)."""
+        """The network's prediction (ε or v, ``B×C×S×S``: RGB windows or their standardised latents) at timesteps
+        ``t``; ``hint`` (``B×(C+1)×S×S``: the warped reference × its mask, and the mask) when the spec has one
+        (zeros: none)."""
         if t.ndim == 0:
             t = t.expand(noisy.shape[0])
         inputs = [noisy, masked, mask]
         if self.spec.hint:
-            inputs.append(hint if hint is not None else noisy.new_zeros(noisy.shape[0], 4, *noisy.shape[2:]))
+            inputs.append(hint if hint is not None else
+                          noisy.new_zeros(noisy.shape[0], self.spec.channels_out + 1, *noisy.shape[2:]))
         elif hint is not None:
             raise GeneratorError("this generator was trained without a spatial hint (spatial_hint: false); paint it "
                                  "without one")
         return self.unet(torch.cat(inputs, 1), t, encoder_hidden_states=tokens).sample
 
 
-def build_generator(config: GeneratorConfig) -> PaintModel:
-    """A freshly initialised model for ``config`` (seed the torch RNG first for reproducible weights)."""
-    return PaintModel(spec_for(config), config.prediction_type)
+def build_generator(config: GeneratorConfig, latent_channels: int | None = None) -> PaintModel:
+    """A freshly initialised model for ``config`` (seed the torch RNG first for reproducible weights); a latent
+    painter's UNet takes ``latent_channels`` (its autoencoder's) instead of the preset's."""
+    spec = spec_for(config)
+    if spec.latent and latent_channels:
+        spec = ModelSpec(**{**asdict(spec), "latent": latent_channels})
+    return PaintModel(spec, config.prediction_type)
 
 
 # --------------------------------------------------------------------------------------------- save / load
 INDEX = "model_index.json"  # written last: a GEN folder is complete when it exists
+AUTOENCODER = "autoencoder"  # a latent painter's sub-folder: the autoencoder that renders its pixels
 PIPELINE_NAME = "PaintsegGenerator"
 
 
 def save_generator(model: PaintModel, ema_state: dict[str, Tensor] | None, config: GeneratorConfig,
-                   path: str | Path, record: dict[str, Any] | None = None, step: int | None = None) -> Path:
+                   path: str | Path, record: dict[str, Any] | None = None, step: int | None = None,
+                   autoencoder: str | Path | None = None) -> Path:
     """Write a GEN folder ``path`` in the diffusers layout (``ema_state``, or the model's own weights when None):
     ``unet/`` (``save_pretrained``), ``scheduler/`` (the training noise schedule), ``reference_encoder/``
-    (``model.safetensors``: the reference encoder and the null embedding; ``config.json``: the model spec,
-    prediction type, GeneratorConfig and step), ``config.yaml`` (``record``, default ``{"generator": config}``) and,
-    last, ``model_index.json``. Returns the path of ``model_index.json``."""
+    (``model.safetensors``: the reference encoder and the null embedding - and a latent painter's latent scale;
+    ``config.json``: the model spec, prediction type, GeneratorConfig and step), a latent painter's
+    ``autoencoder/`` (encoder.pth, decoder.pth: copied, or hard-linked, from the folder ``autoencoder``, default
+    ``config.autoencoder``), ``config.yaml`` (``record``, default ``{"generator": config}``) and, last,
+    ``model_index.json``, whose ``paintseg.space`` says which kind of painter it is. Returns the path of
+    ``model_index.json``."""
     import diffusers
     from safetensors.torch import save_file
 
@@ -270,11 +324,18 @@ def save_generator(model: PaintModel, ema_state: dict[str, Tensor] | None, confi
             "config": config.model_dump(mode="json"), "step": step, "parameters": model.num_parameters,
             "paintseg_version": __version__}
     write_text(encoder_dir / "config.json", json.dumps(meta, indent=1) + "\n")
+    if model.spec.latent:
+        from ..autoencoder import copy_autoencoder
+
+        copy_autoencoder(autoencoder or config.autoencoder, folder / AUTOENCODER)
     dump_yaml(record if record is not None else {"generator": config.model_dump(mode="json")},
               folder / "config.yaml")
     index = {"_class_name": PIPELINE_NAME, "_diffusers_version": diffusers.__version__,
              "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
-             "reference_encoder": ["paintseg", "ReferenceEncoder"], "paintseg": {"step": step}}
+             "reference_encoder": ["paintseg", "ReferenceEncoder"],
+             "paintseg": {"step": step, "space": "latent" if model.spec.latent else "pixel"}}
+    if model.spec.latent:
+        index["autoencoder"] = ["paintseg", "TinyAutoencoder"]
     write_text(folder / INDEX, json.dumps(index, indent=1) + "\n")
     return folder / INDEX
 
@@ -307,6 +368,21 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise GeneratorError(f"{file}: not a paintseg generator ({type(e).__name__}: {e}); pass the model.pt "
                              f"written by `paintseg generator train`") from None
     return model.to(device).eval(), config
+
+
+def load_autoencoder_of(path: str | Path, model: PaintModel, device: str | torch.device = "cpu"):
+    """The autoencoder of a latent painter's GEN folder (``GEN/autoencoder/``), or None for a pixel painter."""
+    if not model.spec.latent:
+        return None
+    from ..autoencoder import load_autoencoder
+
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    auto = load_autoencoder(folder / AUTOENCODER, device)
+    if auto.latent_channels != model.spec.latent:
+        raise GeneratorError(f"{folder / AUTOENCODER}: an autoencoder of {auto.latent_channels} latent channels, but "
+                             f"the painter was trained on {model.spec.latent}; copy back the autoencoder it was "
+                             f"trained with (config.yaml names it)")
+    return auto
 
 
 def _meta(folder: Path) -> dict[str, Any]:

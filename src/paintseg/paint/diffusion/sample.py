@@ -66,9 +66,13 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
     from ``init`` (``B×3×R×R`` in [-1, 1]; see the module docstring). ``hint`` (``B×4×R×R``) is the spatial
     reference of a generator trained with ``spatial_hint`` (the unconditional branch of guidance gets none).
     Returns ``B×3×R×R`` in [-1, 1], equal to ``masked_or_scene`` outside the mask.
+
+    A latent painter (``model.spec.latent``) paints standardised latents the same way: ``masked_or_scene``,
+    ``init`` and the result are ``B×C×S×S`` (``model.normalise`` of the autoencoder's latents), ``mask`` is at
+    latent resolution and ``hint`` is ``B×(C+1)×S×S``; :func:`paint_windows` does the encoding and decoding.
     """
-    batch = masked_or_scene.shape[0]
-    _check("masked_or_scene", masked_or_scene, 3)
+    batch, c = masked_or_scene.shape[0], model.spec.channels_out
+    _check("masked_or_scene", masked_or_scene, c)
     _check("mask", mask, 1, batch, masked_or_scene.shape[-1])
     _check("reference", reference, 3, batch)
     _check("ref_mask", ref_mask, 1, batch, reference.shape[-1])
@@ -80,7 +84,7 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
         if init is None:
             raise GeneratorError("paint: strength < 1 paints from a start image; pass init= (e.g. the copy-paste "
                                  "composite)")
-        _check("init", init, 3, batch, masked_or_scene.shape[-1])
+        _check("init", init, c, batch, masked_or_scene.shape[-1])
     device = next(model.parameters()).device
     known = masked_or_scene.to(device, torch.float32)
     mask = (mask.to(device) > 0.5).to(torch.float32)
@@ -98,7 +102,7 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
         if hint is None:
             raise GeneratorError("paint: this generator takes a spatial hint (spatial_hint: true); pass hint= (the "
                                  "reference warped into the box, B×4×R×R)")
-        _check("hint", hint, 4, batch, masked_or_scene.shape[-1])
+        _check("hint", hint, c + 1, batch, masked_or_scene.shape[-1])
         hint = hint.to(device, torch.float32) if guidance != 0.0 else torch.zeros_like(hint, device=device)
 
     sampler = make_scheduler(model, scheduler)
@@ -127,7 +131,8 @@ def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: T
         else:
             pred = model(inp, masked, mask, tokens, t.expand(batch), hint)
         x = sampler.step(pred, t, x, **step_kwargs).prev_sample
-    x = x.clamp(-1, 1)
+    if not model.spec.latent:
+        x = x.clamp(-1, 1)
     return mask * x + (1 - mask) * known
 
 

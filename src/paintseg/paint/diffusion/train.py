@@ -56,7 +56,8 @@ from paintseg.runs import (checkpoint_state, finish_run, lay_schedule, log_step,
                            restore_checkpoint, save_torch, say, write_summary)
 
 from .data import PairBatch, PairSampler, batches
-from .model import INDEX, PaintModel, build_generator, save_generator
+from .latent import POOL_FILE, LatentPairSampler
+from .model import AUTOENCODER, INDEX, PaintModel, build_generator, save_generator
 from .sample import paint, to_uint8
 
 log = logging.getLogger(__name__)
@@ -173,16 +174,25 @@ def read_budget(out: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConfig, path: Path) -> Path:
-    """Paint ``pairs`` with ``model`` and write one row per pair: reference | masked | painted | target."""
+def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConfig, path: Path,
+                      autoencoder=None) -> Path:
+    """Paint ``pairs`` with ``model`` and write one row per pair: reference | masked | painted | target (a latent
+    painter's latents decoded by ``autoencoder``: the target as the autoencoder renders it, the masked cells grey)."""
     generator = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     painted = paint(model, pairs.masked, pairs.mask, pairs.reference, pairs.ref_mask, steps=config.sample_steps,
                     guidance=config.sample_guidance, generator=generator, hint=pairs.hint if model.spec.hint else None)
-    size = pairs.target.shape[-1]
+    masked, target = pairs.masked, pairs.target
+    if model.spec.latent:
+        with torch.inference_mode():
+            decode = lambda z: autoencoder.decode(model.denormalise(z))  # noqa: E731
+            painted, target = decode(painted), decode(target)
+        pixel_mask = torch.nn.functional.interpolate(pairs.mask, scale_factor=target.shape[-1] // pairs.mask.shape[-1])
+        masked = target * (1 - pixel_mask)
+    size = target.shape[-1]
     shown_ref = pairs.reference * (0.6 + 0.4 * pairs.ref_mask)  # darken what lies outside the object mask
-    panels = [to_uint8(shown_ref, size), to_uint8(pairs.masked), to_uint8(painted), to_uint8(pairs.target)]
+    panels = [to_uint8(shown_ref, size), to_uint8(masked), to_uint8(painted), to_uint8(target)]
     gap = 2
     rows, cols = pairs.target.shape[0], len(panels)
     grid = np.full((rows * (size + gap) + gap, cols * (size + gap) + gap, 3), 255, np.uint8)
@@ -212,7 +222,27 @@ def _snapshot(model: PaintModel, ema: EMA, config: GeneratorConfig, record: dict
     folder = out / SNAPSHOTS / f"step_{step:06d}"
     write_text(folder / "snapshot.json", json.dumps({"step": step, "train_seconds": round(train_seconds, 3),
                                                      "torch_threads": torch.get_num_threads()}) + "\n")
-    return save_generator(model, ema.shadow, config, folder, record=record, step=step)
+    return save_generator(model, ema.shadow, config, folder, record=record, step=step, autoencoder=out / AUTOENCODER)
+
+
+def _latent_sampler(pixels: PairSampler, config: GeneratorConfig, out: Path, device: str, progress: bool,
+                    main: bool, barrier) -> tuple[LatentPairSampler, Any]:
+    """Copy the autoencoder into ``GEN/autoencoder/``, load it and encode the pool of training windows (process 0
+    encodes and writes ``GEN/latents.pt``; the others read it)."""
+    from ..autoencoder import copy_autoencoder, load_autoencoder, sha256
+
+    copied = all((out / AUTOENCODER / name).is_file() for name in ("encoder.pth", "decoder.pth"))
+    if main and not copied:  # a resumed run keeps the copy it started with
+        copy_autoencoder(Path(config.autoencoder), out / AUTOENCODER)
+    barrier()
+    autoencoder = load_autoencoder(out / AUTOENCODER, device)
+    ident = sha256(out / AUTOENCODER / "encoder.pth")[:16]
+    if main:
+        sampler = LatentPairSampler(pixels, autoencoder, out / POOL_FILE, progress, ident)
+    barrier()
+    if not main:
+        sampler = LatentPairSampler(pixels, autoencoder, out / POOL_FILE, False, ident)
+    return sampler, autoencoder
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -249,14 +279,24 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     device = device or distributed.device()
 
     sampler = PairSampler.from_episode(episode, config, progress=progress and main)
-    validation = sampler.validation(config.sample_count)
+    autoencoder, latent_channels, cache_seconds = None, None, 0.0
+    if config.space == "latent":  # encode the training windows once (GEN/latents.pt), read the latent scale
+        sampler, autoencoder = _latent_sampler(sampler, config, out, device, progress and main, main, barrier)
+        latent_channels, cache_seconds = sampler.latent_channels, sampler.seconds
     torch.manual_seed(config.seed)
-    model = build_generator(config).to(device)
-    ema_model = build_generator(config).to(device).eval()  # holds the EMA weights while sample grids are painted
+    model = build_generator(config, latent_channels).to(device)
+    ema_model = build_generator(config, latent_channels).to(device).eval()  # the EMA weights for sample grids
+    if autoencoder is not None:
+        mean, std = sampler.scale()
+        model.set_latent_scale(mean.to(device), std.to(device))
+        sampler.bind(model)
+    validation = sampler.validation(config.sample_count)
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.warmup_steps, total))
-    train_seconds = 0.0  # training time so far (sample grids and snapshots excluded), over resumes
+    # training time so far (sample grids and snapshots excluded), over resumes; a latent painter's first encoding of
+    # its training windows counts (it is compute the painter needs, as much as its steps)
+    train_seconds = 0.0 if autoencoder is None or sampler.reused else cache_seconds
     if checkpoint is not None:
         restore_checkpoint(checkpoint, model, optimizer, scheduler, config.warmup_steps, total)
         ema.load_state_dict(checkpoint["ema"])
@@ -271,6 +311,10 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     say(log, f"training generator {config.size!r} ({model.num_parameters / 1e6:.2f} M parameters, "
          f"{model.spec.resolution} px, {config.prediction_type}) on {device} for steps {start}..{until} "
          f"into {out}; {sampler.describe()}{shared}", progress and main)
+    if autoencoder is not None:
+        say(log, f"latent painter: diffusion on {model.spec.channels_out}x{model.spec.sample_size}x"
+                 f"{model.spec.sample_size} latents of {model.spec.resolution}-px windows; pixels from the "
+                 f"autoencoder in {out / AUTOENCODER}", progress and main)
     alphas_cumprod = noise_scheduler.alphas_cumprod
     measured: list[float] = []  # seconds of this process's steps, until the budget is fixed
     model.train()
@@ -322,7 +366,8 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
             if main and (done % config.sample_every == 0 or done == total):
                 grid_start = time.perf_counter()
                 ema_model.load_state_dict(ema.shadow)
-                write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png")
+                write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png",
+                                  autoencoder)
                 grid_seconds += time.perf_counter() - grid_start
                 last = time.perf_counter()  # painting the grid is not training time
             if main and done in snapshots:
@@ -337,13 +382,17 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     if not main:
         barrier()  # the first process writes the generator
         return model_path
-    model_path = save_generator(model, ema.shadow, config, out, record=record, step=total)
+    model_path = save_generator(model, ema.shadow, config, out, record=record, step=total,
+                                autoencoder=out / AUTOENCODER if autoencoder is not None else None)
     summary = write_summary(out, total, start, wall, losses, device, world,
                             seconds=wall - grid_seconds - snapshot_seconds, train_seconds=round(train_seconds, 3),
                             minutes=config.minutes, sample_grid_seconds=round(grid_seconds, 3),
                             snapshot_seconds=round(snapshot_seconds, 3), parameters=model.num_parameters,
-                            size=config.size, resolution=model.spec.resolution)
+                            size=config.size, resolution=model.spec.resolution, space=config.space,
+                            latent_cache_seconds=round(cache_seconds, 3) if autoencoder is not None else None)
     finish_run(out, config.keep_checkpoint)
+    if not config.keep_checkpoint:
+        (out / POOL_FILE).unlink(missing_ok=True)  # the encoded training windows go with the resume state
     say(log, f"generator written to {model_path} ({summary['seconds_per_step']} s/step)", progress)
     barrier()
     return model_path
