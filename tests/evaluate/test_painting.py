@@ -53,6 +53,10 @@ def test_painting_quality_ranks_a_faithful_backend_above_a_grey_one(tiny_episode
     assert cp["class_rate"] >= 0.8 and cp["p_class"] > grey["p_class"] + 0.2  # grey keeps a pool's shape only
     wins = paired_wins(q, "copy-paste", "grey")
     assert wins == {"tests": 6, "wins": 6, "ties": 0, "p": 0.0312}
+    # the nearest support instance is at most as far as the painting's own reference (one of them), for every test
+    for rows in q["records"].values():
+        assert all(0 <= r["novelty_support"] <= r["novelty"] + 1e-6 for r in rows)
+    assert cp["novelty_support"] < grey["novelty_support"]  # a paste is near some shot; a grey blob is near none
 
 
 def test_painting_quality_cli_writes_the_comparison(tiny_episode: Path, tmp_path: Path):

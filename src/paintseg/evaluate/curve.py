@@ -22,7 +22,7 @@ from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.place.references import Reference
 
-CURVE_METRICS = ("class_rate", "p_class", "delta_e", "novelty", "diversity")
+CURVE_METRICS = ("class_rate", "p_class", "delta_e", "novelty", "novelty_support", "diversity")
 
 
 def snapshots(gen: str | Path) -> list[dict]:

@@ -25,6 +25,8 @@ the painted instances are:
 
 - ``novelty``: 1 - the cosine similarity of the painted object and its reference (the support instance it was
   painted from); a paste scores its context's share of it, a new instance more;
+- ``novelty_support``: 1 - the highest cosine similarity of the painted object to any support instance of its
+  class (the nearest of the k shots): a painter that copies *some* exemplar, not only its own, scores low here;
 - ``diversity`` (with ``candidates`` >= 2): 1 - the cosine similarity of two candidates painted for the same test
   with different noise. Copy-paste's candidates are seeded flips / quarter turns of one reference (0.08 on the demo),
   the floor a painter's diversity is read against.
@@ -275,7 +277,7 @@ def painting_quality(episode: Episode, backends: dict[str, Backend], references:
     tests = _tests(episode, references, per_class, seed, min_pixels)
     metrics = list(METRICS if probe else METRICS[:3])
     if probe:
-        metrics += ["novelty"] + (["diversity"] if candidates > 1 else [])
+        metrics += ["novelty", "novelty_support"] + (["diversity"] if candidates > 1 else [])
     class_probe = ClassProbe(episode, references, seed) if probe and tests else None
     ref_features: dict[int, object] = {}
     records: dict[str, list[dict]] = {}
@@ -309,6 +311,11 @@ def painting_quality(episode: Episode, backends: dict[str, Backend], references:
                     ref_features[job.placement.reference] = class_probe.feature(ref.image, ref.mask)
                 painted_f = class_probe.feature(cand.image, cand.object_mask)
                 row["novelty"] = round(feature_distance(painted_f, ref_features[job.placement.reference]), 4)
+                same = [i for i, r in enumerate(references) if r.class_id == job.placement.class_id]
+                for i in same:
+                    if i not in ref_features:
+                        ref_features[i] = class_probe.feature(references[i].image, references[i].mask)
+                row["novelty_support"] = round(min(feature_distance(painted_f, ref_features[i]) for i in same), 4)
                 if candidates > 1:
                     other = class_probe.feature(cands[1].image, cands[1].object_mask)
                     row["diversity"] = round(feature_distance(painted_f, other), 4)
