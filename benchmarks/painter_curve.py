@@ -16,10 +16,16 @@ between two candidates). One long run gives every point of its curve.
     novel-all  novel trained on every noise level (max_strength 1), so painting from noise is in its training
     novel-64   novel-all at twice the window resolution (64 px: the tiny UNet at 4x the pixels), so that a solar
                panel's cell grid is above the painter's resolution
+    latent     the latent painter (space: latent, size small: 7.4 M parameters on 16 x 16 x 32 latents of 128-px
+               windows) on the TAEF2 autoencoder in ../shared/models/taef2, adapted to the novel class (novel_share
+               0.5) on every noise level (max_strength 1), min-SNR 5, peak LR 5e-4; the first encoding of its
+               training windows counts in its minutes
+    latent-hint  latent with the spatial hint: the pasted reference's latents x its mask as input channels
 
 Recipes train side by side, one process and one thread each (--parallel, the default), so they get the same
 compute; a finished GEN folder is reused. Every step is a `paintseg` command (printed).
-Writes benchmarks/results/painter_curve_NAME.json and painter_curve_NAME_RECIPE.png (+ _samples.png).
+Writes benchmarks/results/painter_curve_NAME.json (recipes measured before and not run again are kept, each with
+its date and budget) and painter_curve_NAME_RECIPE.png (+ _samples.png). Commands run in the repository root.
 
     python benchmarks/painter_curve.py --config configs/demo.yaml --minutes 45 --snapshots 8 --recipes equal min-snr
 """
@@ -43,6 +49,9 @@ RECIPES = {"equal": {"snr_gamma": None}, "min-snr": {"snr_gamma": 5.0}, "batch16
            "novel": {"snr_gamma": 5.0, "novel_share": 0.5},
            "novel-all": {"snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0},
            "novel-64": {"snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0, "resolution": 64}}
+LATENT = {"space": "latent", "autoencoder": "../shared/models/taef2", "size": "small", "resolution": None,
+          "snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0, "lr": 5e-4}
+RECIPES |= {"latent": LATENT, "latent-hint": {**LATENT, "spatial_hint": True}}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 
@@ -81,7 +90,7 @@ def main() -> None:
         if not is_generator(gen) and not args.evaluate_only:
             cmd = ps + ["generator", "train", str(episode), "--out", str(gen), "--config", str(cfg), "--resume"]
             print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
-            jobs.append(subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            jobs.append(subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             if args.sequential:
                 jobs.pop().wait()
     for job in jobs:
@@ -100,11 +109,12 @@ def main() -> None:
             for strength in args.strengths:
                 cmd += ["--strength", str(strength)]
             print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
-            subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(cmd, env=ENV, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         curve = json.loads(out.read_text())
         curve.pop("quality", None)
         summary = gen / "train_summary.json"
-        found[recipe] = {"changes": RECIPES[recipe], "budget": json.loads((gen / "budget.json").read_text()),
+        found[recipe] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes,
+                         "budget": json.loads((gen / "budget.json").read_text()),
                          "finished": is_generator(gen),
                          "summary": json.loads(summary.read_text()) if summary.is_file() else None, **curve,
                          "figure": str(figure.relative_to(REPO))}
@@ -113,11 +123,16 @@ def main() -> None:
               "snapshots": args.snapshots, "strengths": args.strengths, "per_class": args.per_class,
               "recipes": found, "command": shlex.join(["python", *sys.argv])}
     target = REPO / "benchmarks" / "results" / f"painter_curve_{name}.json"
+    if target.is_file():  # keep the recipes measured before (with their own date, minutes and command)
+        before = json.loads(target.read_text())
+        kept = {r: {"date": before["date"], "minutes": before["minutes"], "command": before.get("command"), **row}
+                for r, row in before["recipes"].items() if r not in found}
+        result["recipes"] = {**kept, **found}
     target.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    for recipe, row in found.items():
+    for recipe, row in result["recipes"].items():
         reached = "" if row["finished"] else f", stopped at step {row['points'][-1]['step']}"
-        print(f"== {recipe} ({row['changes']}): budget {row['budget']['steps']} steps in {args.minutes:g} min of one "
-              f"thread{reached}")
+        print(f"== {recipe} ({row['changes']}; {row['date']}): budget {row['budget']['steps']} steps in "
+              f"{row['minutes']:g} min of one thread{reached}")
         for p in row["points"]:
             print(f"  step {p['step']:>6} ({p['minutes']:6.2f} min) @ {p['strength']:g}: class rate "
                   f"{p['class_rate']:.0%}, p {p['p_class']:.2f}, ΔE {p['delta_e']:.1f}, novelty {p['novelty']:.2f}, "
