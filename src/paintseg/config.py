@@ -283,7 +283,8 @@ class GeneratorConfig(BaseModel):
     random_region_prob: float = Field(0.1, description="Share of pairs that hide a random region instead of an "
                                       "instance.")
     spatial_hint: bool = later(False, description="Also feed the reference warped into the box (RGB + its mask, 4 "
-                               "more input channels; AnyDoor/ObjectStitch-style spatial conditioning), so the "
+                               "more input channels; a latent painter: its latents + the mask at 1/8, 33 for TAEF2; "
+                               "AnyDoor/ObjectStitch-style spatial conditioning), so the "
                                "network renders a visible object instead of inventing one. Training hints are the "
                                "instance itself, re-coloured and slightly warped; painting hints are the pasted "
                                "reference.")
