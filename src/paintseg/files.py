@@ -80,3 +80,14 @@ def read_jsonl(path: str | Path) -> list[dict]:
             raise PaintsegError(f"{path}: line {i + 1} is not JSON ({line[:60]!r}); the file was edited or damaged - "
                                 f"restore it or delete the folder to redo this stage") from None
     return out
+
+
+def sha256(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from paintseg.config import ConfigError, GeneratorConfig, validate
-from paintseg.data.episode import Episode
-from paintseg.paint.autoencoder import (KNOWN, AutoencoderError, TinyAutoencoder, load_autoencoder, psnr, sha256)
+from paintseg.files import sha256
+from paintseg.paint.autoencoder import KNOWN, AutoencoderError, TinyAutoencoder, load_autoencoder, psnr
 from paintseg.paint.candidates import WindowJob
 from paintseg.paint.diffusion import PairSampler, load_generator, to_tensor, to_uint8, train_generator
 from paintseg.paint.diffusion.latent import POOL_FILE, LatentPairSampler, latent_mask, paint_windows

@@ -18,7 +18,6 @@ latents standardised per channel by the mean and standard deviation measured on 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,14 +137,6 @@ def find_files(folder: Path) -> tuple[Path, Path]:
                                    f"taef2_{what}.pth there (from {SOURCE})")
         found.append(named[0])
     return found[0], found[1]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class TinyAutoencoder(nn.Module):

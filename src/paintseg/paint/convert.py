@@ -46,7 +46,6 @@ loads strictly, and the converted image encoder reproduces open_clip's pooled ou
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -55,7 +54,7 @@ import torch
 
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
-from paintseg.files import write_text
+from paintseg.files import sha256, write_text
 from paintseg.pretrained import load_strict
 
 # The architecture part of RS-Paint's configs/rs_remoteclip.yaml (the LDM "original config" diffusers' converters
@@ -178,14 +177,6 @@ def _strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) 
                 weights="the checkpoint's weights")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_rs_paint(ckpt: str | Path, out: str | Path, remoteclip: str | Path | None = None,
                      remoteclip_model: str = "ViT-L-14", config: dict | None = None) -> dict:
     """Write RS-Paint's checkpoint as a diffusers PaintByExamplePipeline folder ``out``; returns the record it
@@ -260,7 +251,7 @@ def convert_rs_paint(ckpt: str | Path, out: str | Path, remoteclip: str | Path |
                                             requires_safety_checker=False)
     partial = out.with_name(out.name + ".partial")
     pipe.save_pretrained(partial)
-    record = {"source": {"checkpoint": str(ckpt.resolve()), "sha256": _sha256(ckpt)},
+    record = {"source": {"checkpoint": str(ckpt.resolve()), "sha256": sha256(ckpt)},
               "image_encoder": {"from": encoder_source, "open_clip_model": model_name, "layers": layers,
                                 "width": width, "mapper_blocks": blocks,
                                 "max_abs_error_vs_open_clip": error},
@@ -268,7 +259,7 @@ def convert_rs_paint(ckpt: str | Path, out: str | Path, remoteclip: str | Path |
               "vae": {"scaling_factor": vae_cfg["scaling_factor"]},
               "keys": {"total": len(state), "ignored": sum(k.startswith(IGNORED) for k in state)}}
     if remoteclip is not None:
-        record["source"]["remoteclip"] = {"file": str(Path(remoteclip).resolve()), "sha256": _sha256(Path(remoteclip)),
+        record["source"]["remoteclip"] = {"file": str(Path(remoteclip).resolve()), "sha256": sha256(Path(remoteclip)),
                                           "used": encoder_source.startswith(Path(remoteclip).name)}
     write_text(partial / "paintseg_conversion.json", json.dumps(record, indent=1) + "\n")
     partial.rename(out)

@@ -120,7 +120,27 @@ def read_scenes(episode: Episode, rgb_bands: list[int] | None = None,
     return images, labels, sources
 
 
-class PairSampler:
+class StepPairs:
+    """The deterministic batches of a pair sampler (``config`` and ``pair(rng)``): the pairs of step ``s`` depend
+    only on ``(seed, s)``, the validation pairs only on the seed."""
+
+    config: GeneratorConfig
+
+    def pair(self, rng: np.random.Generator) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def batch(self, step: int) -> PairBatch:
+        """The ``config.batch`` pairs of training step ``step``."""
+        rng = np.random.default_rng([self.config.seed, step])
+        return _stack([self.pair(rng) for _ in range(self.config.batch)])
+
+    def validation(self, count: int) -> PairBatch:
+        """``count`` fixed pairs (same for every step of a run with this seed) for the sample grids."""
+        return _stack([self.pair(np.random.default_rng([self.config.seed, VALIDATION_TAG, i + 1]))
+                       for i in range(count)])
+
+
+class PairSampler(StepPairs):
     """All training scenes in memory, and the deterministic training pairs of any step."""
 
     def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], config: GeneratorConfig,
@@ -169,16 +189,6 @@ class PairSampler:
                 f"{self.config.random_region_prob:.0%}{novel}")
 
     # ---------------------------------------------------------------------------------------------- pairs
-    def batch(self, step: int) -> PairBatch:
-        """The ``config.batch`` pairs of training step ``step``."""
-        rng = np.random.default_rng([self.config.seed, step])
-        return _stack([self.pair(rng) for _ in range(self.config.batch)])
-
-    def validation(self, count: int) -> PairBatch:
-        """``count`` fixed pairs (same for every step of a run with this seed) for the sample grids."""
-        return _stack([self.pair(np.random.default_rng([self.config.seed, VALIDATION_TAG, i + 1]))
-                       for i in range(count)])
-
     def pair(self, rng: np.random.Generator) -> dict[str, Tensor]:
         """One training pair drawn with ``rng``."""
         inst, window, object_r, box, image = self.draw(rng)

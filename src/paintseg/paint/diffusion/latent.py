@@ -34,7 +34,7 @@ from paintseg.config import GeneratorConfig
 from paintseg.place.masks import make_mask, mask_box
 from paintseg.runs import save_torch
 
-from .data import PairBatch, PairSampler, _stack, augment_reference, hint_image
+from .data import PairSampler, StepPairs, augment_reference, hint_image
 from .model import LATENT_FACTOR, GeneratorError, PaintModel, spec_for
 from .sample import paint, to_tensor
 
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 POOL_FILE = "latents.pt"
 POOL_TAG = 5_555_557  # second seed word of the pool's windows
-VALIDATION_TAG = 7_777_777
 ENCODE_BATCH = 16
 
 
@@ -80,9 +79,9 @@ def _dihedral(arrays: list[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
     return out
 
 
-class LatentPairSampler:
+class LatentPairSampler(StepPairs):
     """The latent pool of an episode and the deterministic training pairs of any step (the interface of
-    :class:`PairSampler`: ``config``, ``batch(step)``, ``validation(count)``, ``describe()``)."""
+    :class:`PairSampler`: ``config``, ``batch(step)``, ``validation(count)`` of :class:`StepPairs`, ``describe()``)."""
 
     def __init__(self, pixels: PairSampler, autoencoder, cache: Path | None = None, progress: bool = False,
                  autoencoder_id: str = ""):
@@ -108,7 +107,7 @@ class LatentPairSampler:
         self.latent_channels = int(pool["latents"].shape[1])
 
     def _build(self, pixels: PairSampler, autoencoder, key: str, progress: bool) -> dict:
-        R, config = self.resolution, self.config
+        config = self.config
         windows, hints, objects, hint_masks, refs, ref_masks, classes = [], [], [], [], [], [], []
         for i in range(config.latent_pool):
             rng = np.random.default_rng([config.seed, POOL_TAG, i])
@@ -162,14 +161,6 @@ class LatentPairSampler:
         self.mean = model.latent_mean.detach().cpu().view(1, -1, 1, 1)
         self.std = model.latent_std.detach().cpu().view(1, -1, 1, 1)
         return self
-
-    def batch(self, step: int) -> PairBatch:
-        rng = np.random.default_rng([self.config.seed, step])
-        return _stack([self.pair(rng) for _ in range(self.config.batch)])
-
-    def validation(self, count: int) -> PairBatch:
-        return _stack([self.pair(np.random.default_rng([self.config.seed, VALIDATION_TAG, i + 1]))
-                       for i in range(count)])
 
     def pair(self, rng: np.random.Generator) -> dict[str, Tensor]:
         pool, R = self.pool, self.resolution

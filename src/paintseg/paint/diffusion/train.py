@@ -229,7 +229,9 @@ def _latent_sampler(pixels: PairSampler, config: GeneratorConfig, out: Path, dev
                     main: bool, barrier) -> tuple[LatentPairSampler, Any]:
     """Copy the autoencoder into ``GEN/autoencoder/``, load it and encode the pool of training windows (process 0
     encodes and writes ``GEN/latents.pt``; the others read it)."""
-    from ..autoencoder import copy_autoencoder, load_autoencoder, sha256
+    from paintseg.files import sha256
+
+    from ..autoencoder import copy_autoencoder, load_autoencoder
 
     copied = all((out / AUTOENCODER / name).is_file() for name in ("encoder.pth", "decoder.pth"))
     if main and not copied:  # a resumed run keeps the copy it started with
