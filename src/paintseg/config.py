@@ -232,7 +232,8 @@ class GeneratorConfig(BaseModel):
                                               "autoencoder, which renders the pixels: the paper's LDM design).")
     autoencoder: str | None = later(None, description="Folder holding the autoencoder of a latent painter "
                                     "(taef2_encoder.pth and taef2_decoder.pth from the public repository "
-                                    "madebyollin/taesd); a relative path is read from the working directory. "
+                                    "madebyollin/taesd); a relative path is read from the working directory (in a "
+                                    "run config, from the config file's folder). "
                                     "Training copies the files into GEN/autoencoder/.")
     latent_pool: int = later(1024, ge=8, description="Latent painter: training windows cut, encoded once and "
                              "cached (GEN/latents.pt); every step draws its pairs from them with fresh masks and "

@@ -47,6 +47,12 @@ def write_config(folder: Path, data: dict) -> Path:
 def test_config_paths_are_relative_to_the_file(tmp_path):
     config = load_experiment(write_config(tmp_path, TINY))
     assert config.episode.path == str(tmp_path / "episode")
+    (tmp_path / "models").mkdir()
+    for part in ("encoder", "decoder"):
+        (tmp_path / "models" / f"taef2_{part}.pth").write_bytes(b"")
+    latent = {**TINY, "generator": {"train": {**TINY["generator"]["train"], "space": "latent",
+                                              "autoencoder": "models"}}}
+    assert load_experiment(write_config(tmp_path, latent)).generator.train.autoencoder == str(tmp_path / "models")
     assert config.arms == ["baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine"]
     assert config.train_config(config.models[0], 7).seed == 7
 
@@ -74,12 +80,15 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
     ({"episode": {"split": {"dataset": "loveda", "root": "LoveDA", "novel": ["building"]}}},
      "episode.split.root: "),
     ({"episode": {"split": {"dataset": "deepglobe", "root": "x", "novel": ["a"]}}}, "'deepglobe' is not built in"),
+    ({"generator": {"train": {"space": "latent"}}}, "give autoencoder: the folder with taef2_encoder.pth"),
+    ({"generator": {"train": {"space": "latent", "autoencoder": "taef2"}}},
+     "generator.train.autoencoder: " + "{tmp}/taef2: no such folder; give the folder that holds taef2_encoder.pth"),
 ])
 def test_bad_configs_name_the_file_and_the_field(tmp_path, change, message):
     path = write_config(tmp_path, {**TINY, **change})
     with pytest.raises(ConfigError) as e:
         load_experiment(path)
-    assert str(path) in str(e.value) and message in str(e.value)
+    assert str(path) in str(e.value) and message.format(tmp=tmp_path) in str(e.value)
 
 
 def test_demo_configs_validate_and_configs_folder_is_the_packaged_one():

@@ -273,6 +273,13 @@ def check_experiment(config: ExperimentConfig) -> list[str]:
         path = config.generator.path
         if not (HUB_ID.fullmatch(path) and not Path(path).is_absolute()):
             exists("generator.path", path, "a folder written by `paintseg generator train`, or give generator.train")
+    if config.generator is not None and config.generator.train is not None and config.generator.train.autoencoder:
+        from paintseg.paint.autoencoder import AutoencoderError, find_files
+
+        try:
+            find_files(Path(config.generator.train.autoencoder))
+        except AutoencoderError as e:
+            out.append(f"generator.train.autoencoder: {e}")
     exists("harmoniser.path", config.harmoniser.path, "a folder written by `paintseg harmoniser train`")
     exists("generation.sam_checkpoint", config.generation.sam_checkpoint, "a SAM .pth checkpoint")
     spec = config.generation.filter
@@ -304,6 +311,8 @@ def resolve_paths(config: ExperimentConfig, base: Path) -> ExperimentConfig:
         path = config.generator.path
         hub_id = path is not None and HUB_ID.fullmatch(path) and not (base / path).exists()
         config.generator.path = path if hub_id else _resolve(path, base)  # a hub id stays as it is
+    if config.generator is not None and config.generator.train is not None:
+        config.generator.train.autoencoder = _resolve(config.generator.train.autoencoder, base)
     config.harmoniser.path = _resolve(config.harmoniser.path, base)
     config.generation.sam_checkpoint = _resolve(config.generation.sam_checkpoint, base)
     spec = config.generation.filter
