@@ -383,8 +383,10 @@ def painter_curve(r: dict) -> str:
     strengths = r["strengths"]
     first = strengths[0]
     head = ("| recipe | steps | minutes (1 thread) | " + " | ".join(f"probe: the class @ {s:g}" for s in strengths)
-            + f" | ΔE to real @ {first:g} | novelty @ {first:g} | diversity @ {first:g} |")
-    rows = [head, "|---|---|---|" + "---|" * (len(strengths) + 3)]
+            + f" | ΔE to real @ {first:g} | novelty @ {first:g} | novelty to nearest shot @ {first:g} | diversity @ "
+              f"{first:g} |")
+    rows = [head, "|---|---|---|" + "---|" * (len(strengths) + 4)]
+    near = lambda p: f"{p['novelty_support']:.2f}" if p.get("novelty_support") is not None else ""  # noqa: E731
     controls = None
     for recipe, row in r["recipes"].items():
         controls = row["controls"]
@@ -395,25 +397,27 @@ def painter_curve(r: dict) -> str:
             p = points[first]
             rows.append(f"| {recipe} | {step} | {p['minutes']:.1f} | "
                         + " | ".join(f"{points[s]['class_rate']:.0%}" for s in strengths)
-                        + f" | {p['delta_e']:.1f} | {p['novelty']:.2f} | {p['diversity']:.2f} |")
+                        + f" | {p['delta_e']:.1f} | {p['novelty']:.2f} | {near(p)} | {p['diversity']:.2f} |")
     for name, c in (controls or {}).items():
         rows.append(f"| {name} | | | " + " | ".join(f"{c['class_rate']:.0%}" for _ in strengths)
-                    + f" | {c['delta_e']:.1f} | {c['novelty']:.2f} | {c['diversity']:.2f} |")
+                    + f" | {c['delta_e']:.1f} | {c['novelty']:.2f} | {near(c)} | {c['diversity']:.2f} |")
     some = next(iter(r["recipes"].values()))
     probe = some.get("probe") or {}
     ceiling = (f" The probe calls {probe['real_novel_rate']:.0%} of {probe['real_novel']} real query instances the "
                f"class and {probe['real_base_rate']:.0%} of {probe['real_base']} base-class instances."
                if probe.get("real_novel_rate") is not None else "")
-    budgets: dict[float, list[str]] = {}
+    budgets: dict[tuple, list[str]] = {}
     for k, v in r["recipes"].items():
-        budgets.setdefault(v["budget"].get("minutes", r["minutes"]), []).append(k)
-    given = (f"every recipe given {next(iter(budgets)):g} min" if len(budgets) == 1 else
-             "; ".join(f"{', '.join(names)} given {m:g} min" for m, names in budgets.items()))
+        budgets.setdefault((v["budget"].get("minutes", r["minutes"]), v.get("date", r["date"])), []).append(k)
+    given = "; ".join(f"{', '.join(names)} given {m:g} min ({day})" for (m, day), names in budgets.items())
+    commands: dict[str, list[str]] = {}
+    for k, v in r["recipes"].items():
+        commands.setdefault(v.get("command") or r["command"], []).append(k)
     stopped = "".join(f"; {k} was stopped early, its last snapshot is step {v['points'][-1]['step']} of "
                       f"{v['budget']['steps']}" for k, v in r["recipes"].items() if not v.get("finished", True))
     return "\n".join([
         f"**The painter's learning curve on the {r['name']} episode** ({r['per_class']} held-out query tests per novel "
-        f"class, {some['candidates']} candidates each; {given} of one thread with snapshots, {r['date']}{stopped}):",
+        f"class, {some['candidates']} candidates each; {given} of one thread with snapshots{stopped}):",
         "",
         *rows,
         "",
@@ -421,7 +425,8 @@ def painter_curve(r: dict) -> str:
         f"a lower bound of what a run of that budget reaches.{ceiling} Figures: "
         + ", ".join(f"[{k}]({v['figure']})" for k, v in r["recipes"].items()) + ".",
         "",
-        f"Produced by `{r['command']}` → `benchmarks/results/painter_curve_{r['name']}.json`.",
+        "Produced by " + "; ".join(f"`{c}` ({', '.join(names)})" for c, names in commands.items())
+        + f" → `benchmarks/results/painter_curve_{r['name']}.json`.",
     ])
 
 
