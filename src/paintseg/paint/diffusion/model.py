@@ -94,7 +94,7 @@ LATENT_SIZES: dict[str, ModelSpec] = {
     "tiny": ModelSpec(64, 32, (32, 64), (False, True), 1, 4, 64, 16, 2, 4, 8, latent=32),
     # CPU training: 128-px windows, 16 x 16 latents, 7.4 M parameters (0.37 s per step of 8 pairs on one thread)
     "small": ModelSpec(128, 64, (64, 128, 128), (False, True, True), 1, 8, 128, 32, 3, 4, 16, latent=32),
-    # GPU training: 256-px windows, 32 x 32 latents, ~61 M parameters (~9 s per step of 8 pairs on one CPU thread)
+    # GPU training: 256-px windows, 32 x 32 latents, ~61 M parameters
     "base": ModelSpec(256, 128, (128, 256, 256, 256), (False, True, True, True), 2, 8, 256, 64, 3, 4, 32,
                       latent=32),
 }
