@@ -289,6 +289,9 @@ class GeneratorConfig(BaseModel):
                                "network renders a visible object instead of inventing one. Training hints are the "
                                "instance itself, re-coloured and slightly warped; painting hints are the pasted "
                                "reference.")
+    hint_jitter: float = later(1.0, ge=0, le=2, description="How far a training hint differs from the hidden "
+                               "instance: 1 re-colours it (strength 0.5) and warps it (±10°, scale ±10 %, shift ±4 "
+                               "%); 0 gives the instance as it is (the painter learns to render the hint).")
     max_strength: float = later(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
                                 "strength <= this uses (timesteps below max_strength x the schedule's), when the "
                                 "generator will paint from copy-paste composites (generation strength < 1); 1: all.")

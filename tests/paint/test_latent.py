@@ -238,3 +238,20 @@ def test_latent_backend_pastes_only_the_painted_region(texture_episode, tiny_ae,
             assert (c.image[c.paint_mask] != window[c.paint_mask]).mean() > 0.5
             assert c.paint_mask[mask].all()
         assert not np.array_equal(cands[0].image, cands[1].image)
+
+
+def test_hint_jitter_scales_how_far_a_training_hint_is_from_its_instance():
+    from paintseg.paint.diffusion.data import hint_image
+    from paintseg.place.masks import Box
+
+    rng = np.random.default_rng(0)
+    window = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    obj = np.zeros((32, 32), bool)
+    obj[8:20, 10:24] = True
+    rgb, mask = hint_image(window, obj, Box(10, 8, 24, 20), np.random.default_rng(1), jitter=0.0)
+    assert np.array_equal(rgb, window) and np.array_equal(mask, obj)
+    far = [np.abs(hint_image(window, obj, Box(10, 8, 24, 20), np.random.default_rng(1), jitter=j)[0].astype(int)
+                  - window).mean() for j in (0.3, 1.0)]
+    assert 0 < far[0] < far[1]
+    with pytest.raises(ValueError, match="less than or equal to 2"):
+        GeneratorConfig(hint_jitter=3)

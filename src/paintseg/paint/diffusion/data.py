@@ -199,7 +199,8 @@ class PairSampler(StepPairs):
         target = to_tensor(window)[0]
         mask = torch.from_numpy(inpaint.astype(np.float32))[None]
         reference, ref_mask = augment_reference(*self.reference_crop(image, inst), rng)
-        hint = spatial_hint(window, object_r, box, rng) if self.config.spatial_hint else torch.zeros(4, R, R)
+        hint = spatial_hint(window, object_r, box, rng, self.config.hint_jitter) if self.config.spatial_hint \
+            else torch.zeros(4, R, R)
         return {"target": target, "masked": target * (1 - mask), "mask": mask, "reference": reference,
                 "ref_mask": ref_mask, "boxes": torch.tensor(list(box), dtype=torch.int64),
                 "class_ids": torch.tensor(inst.class_id, dtype=torch.int64), "hint": hint}
@@ -275,23 +276,26 @@ def hint_tensor(rgb: np.ndarray, mask: np.ndarray) -> Tensor:
     return torch.cat([to_tensor(rgb)[0] * m, m])
 
 
-def spatial_hint(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.Generator) -> Tensor:
+def spatial_hint(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.Generator,
+                 jitter: float = 1.0) -> Tensor:
     """:func:`hint_image` as the 4 hint channels."""
-    return hint_tensor(*hint_image(window, obj, box, rng))
+    return hint_tensor(*hint_image(window, obj, box, rng, jitter))
 
 
-def hint_image(window: np.ndarray, obj: np.ndarray, box: Box,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def hint_image(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.Generator,
+               jitter: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """A training hint: the instance's own pixels (``window`` R×R×3 uint8, ``obj`` its mask) re-coloured (a mild
-    random colour transform) and warped by a small random similarity about the box centre (scale 0.9-1.1, ±10°,
-    shift ±4 % of the side), as a pasted reference differs from the object that belongs there."""
+    random colour transform, strength 0.5 × ``jitter``) and warped by a small random similarity about the box centre
+    (at ``jitter`` 1: scale 0.9-1.1, ±10°, shift ±4 % of the side), as a pasted reference differs from the object
+    that belongs there."""
     from ..harmonise.data import recolour
 
     r = window.shape[0]
-    colour = (recolour(window.astype(np.float32) / 255, rng, 0.5) * 255).round().astype(np.uint8)
+    colour = (recolour(window.astype(np.float32) / 255, rng, 0.5 * jitter) * 255).round().astype(np.uint8)
     cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-    matrix = cv2.getRotationMatrix2D((cx, cy), float(rng.uniform(-10, 10)), float(rng.uniform(0.9, 1.1)))
-    matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * r
+    matrix = cv2.getRotationMatrix2D((cx, cy), float(rng.uniform(-10, 10)) * jitter,
+                                     1 + float(rng.uniform(-0.1, 0.1)) * jitter)
+    matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * r * jitter
     rgb = cv2.warpAffine(colour, matrix, (r, r), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     mask = cv2.warpAffine(obj.astype(np.uint8), matrix, (r, r), flags=cv2.INTER_NEAREST) > 0
     if not mask.any():

@@ -66,7 +66,7 @@ def encode(autoencoder, images: Tensor, batch: int = ENCODE_BATCH) -> Tensor:
 
 def _pool_key(config: GeneratorConfig, sources: list[str], autoencoder_id: str) -> str:
     fields = ("seed", "latent_pool", "resolution", "ref_size", "size", "box_fraction", "min_instance_pixels",
-              "random_region_prob", "novel_share", "spatial_hint", "rgb_bands")
+              "random_region_prob", "novel_share", "spatial_hint", "hint_jitter", "rgb_bands")
     data = {k: getattr(config, k) for k in fields} | {"sources": sources, "autoencoder": autoencoder_id}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -121,7 +121,7 @@ class LatentPairSampler(StepPairs):
             ref_masks.append(ref_mask)
             classes.append(inst.class_id)
             if config.spatial_hint:
-                rgb, m = hint_image(window, obj, mask_box(obj), rng)
+                rgb, m = hint_image(window, obj, mask_box(obj), rng, config.hint_jitter)
                 hints.append(rgb)
                 hint_masks.append(m)
         images = to_tensor(np.stack(windows))
