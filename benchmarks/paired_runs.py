@@ -4,8 +4,8 @@ A run that changes only the painter (e.g. benchmarks/configs/demo_latent.yaml: t
 committed run placed) repeats some of the committed run's arms (copy-paste-noise, the baseline); where those
 reproduce seed for seed, the committed run's other arms (copy-paste, today's pixel painter) are the same
 experiment and can be paired with the new arms per seed. This script checks the repeat, then writes every arm's
-mean ± std and each new arm's paired difference against the strongest control (copy-paste-noise) and the pixel
-painter (mean, std, 95 % t-interval over seeds: paintseg.evaluate.significance.paired_seeds).
+mean ± std and each new arm's paired difference against the strongest control (copy-paste-noise) and its
+counterpart in the committed run (the same arm with the pixel painter; mean, std, 95 % t-interval over seeds: paintseg.evaluate.significance.paired_seeds).
 
     python benchmarks/paired_runs.py --before benchmarks/results/experiment_demo_5seeds.json \\
         --after benchmarks/results/experiment_demo_latent.json --rename diffusion=latent diffusion-noise=latent-noise \\
@@ -45,8 +45,9 @@ def main() -> None:
     ap.add_argument("--rename", nargs="*", default=[], help="ARM=NEW for the new run's arms (e.g. diffusion=latent)")
     ap.add_argument("--rename-before", nargs="*", default=["diffusion=pixel", "diffusion-noise=pixel-noise"],
                     help="ARM=NEW for the committed run's arms (default: its painter's arms as pixel, pixel-noise)")
-    ap.add_argument("--against", nargs="+", default=["copy-paste-noise", "pixel-noise"],
-                    help="arms (as renamed) each new arm is paired with")
+    ap.add_argument("--against", nargs="+", default=["copy-paste-noise"],
+                    help="arms each new arm is paired with (besides its counterpart: the committed run's arm of the "
+                         "same name, as renamed)")
     ap.add_argument("--metric", default="novel_miou")
     ap.add_argument("--tolerance", type=float, default=0.05, help="IoU points within which a repeated arm counts as "
                     "reproduced")
@@ -72,8 +73,8 @@ def main() -> None:
                    "std": round(statistics.stdev([v[s] for s in seeds]), 3) if len(seeds) > 1 else None,
                    "per_seed": {s: round(v[s], 3) for s in seeds}} for arm, v in arms.items()}
     paired = {}
-    for arm in rename.values():
-        for against in args.against:
+    for original, arm in rename.items():
+        for against in [*args.against, rename_before.get(original)]:
             if arm in arms and against in arms:
                 paired[f"{arm} vs {against}"] = paired_seeds({s: arms[arm][s] for s in seeds},
                                                             {s: arms[against][s] for s in seeds})

@@ -430,6 +430,31 @@ def painter_curve(r: dict) -> str:
     ])
 
 
+METRIC_NAMES = {"novel_miou": "novel mIoU", "base_miou": "base mIoU", "score": "score"}
+
+
+def paired_runs(r: dict) -> str:
+    """A new painter's arms beside a committed run's, per seed (benchmarks/paired_runs.py)."""
+    seeds = r["seeds"]
+    rows = ["| arm | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |", "|---|" + "---|" * (len(seeds) + 1)]
+    for arm, row in r["arms"].items():
+        std = f" ± {row['std']:.1f}" if row["std"] is not None else ""
+        rows.append(f"| {arm} | " + " | ".join(f"{row['per_seed'][str(s)]:.1f}" for s in seeds)
+                    + f" | {row['mean']:.1f}{std} |")
+    lines = []
+    for key, p in r["paired"].items():
+        verdict = "beyond seed noise" if p["beyond"] else "within seed noise"
+        lines.append(f"- {key}: {p['mean']:+.1f} ± {p['std']:.1f} (95 % interval [{p['low']:+.1f}, {p['high']:+.1f}], "
+                     f"{verdict})")
+    repeat = "; ".join(f"{arm} differs from the committed run by {', '.join(f'{d:+.2f}' for d in v['differences'].values())}"
+                       f" ({'reproduced' if v['reproduced'] else 'not reproduced'})" for arm, v in r["repeated"].items())
+    return "\n".join([
+        f"**{METRIC_NAMES.get(r['metric'], r['metric'])} per seed, {r['date']}**: the new run `{r['after']}` (arms "
+        + ", ".join(f"{a} → {b}" for a, b in r["rename"].items()) + f") beside the committed `{r['before']}` (arms "
+        + ", ".join(f"{a} → {b}" for a, b in r.get("rename_before", {}).items()) + f"). Repeated arms: {repeat or 'none'}.",
+        "", *rows, "", *lines, "", f"Produced by `{r['command']}` → `benchmarks/results/{r['name']}.json`."])
+
+
 def priors(r: dict, before: str | None = None) -> str:
     """Copy-paste placed by each prior against the baseline, per seed, with the placements' fit rates; with
     ``before`` (another priors result file of the same seeds) also the paired change of each prior's copy-paste."""
@@ -551,7 +576,8 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "priors_demo_selective": lambda r: priors(r, "priors_demo"),
           "priors_dubai_selective": lambda r: priors(r, "priors_dubai"),
           "priors_dubai_cell4_selectivity8": lambda r: priors(r, "priors_dubai"),
-          "placement_selectivity": placement_selectivity}
+          "placement_selectivity": placement_selectivity, "latent_downstream_demo": paired_runs,
+          "latent_downstream_dubai": paired_runs}
 
 
 # blocks written from another benchmark's file than their own name's
