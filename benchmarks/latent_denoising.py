@@ -4,7 +4,10 @@ For training pairs of the episode (drawn from a fresh pool of the painter's own 
 painter's one-step estimate of the clean latents inside the inpaint mask is compared with the noisy input's own
 error there (MSE per latent value, standardised latents): a painter whose estimate is worse than its input damages
 whatever it starts from (the paste at strength < 1). Also: how far the training hint (the hidden instance re-coloured
-and warped by ``hint_jitter``) lies from the instance in latent space, against an empty hint.
+and warped by ``hint_jitter``) lies from the instance in latent space, against an empty hint. And what the samplers
+make of it: the in-mask error of whole paintings (20 steps) from noise and from the clean latents at strength 0.3 /
+0.6, with DDIM and DPM-Solver++ at guidance 1, 2 and 3 (a sampler whose paintings end worse than its first one-step
+estimate drifts).
 
     python benchmarks/latent_denoising.py benchmarks/work/painter_curve_demo/gen_latent \\
         benchmarks/work/painter_curve_demo/stages/episode-c04f91cd5d/episode --name demo
@@ -33,6 +36,7 @@ def main() -> None:
     from paintseg.paint.diffusion import PairSampler, load_generator
     from paintseg.paint.diffusion.latent import LatentPairSampler
     from paintseg.paint.diffusion.model import load_autoencoder_of
+    from paintseg.paint.diffusion.sample import paint
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("generators", nargs="+", type=Path, help="latent GEN folders, then the episode folder last")
@@ -67,6 +71,16 @@ def main() -> None:
                     else (noisy - (1 - a).sqrt() * pred) / a.sqrt()
                 row["levels"][t] = {"estimate": round(inside(estimate), 4), "input": round(inside(noisy), 4),
                                     "zeros": round(inside(torch.zeros_like(noisy)), 4)}
+        row["samplers"] = {}
+        for scheduler in ("ddim", "dpm++"):
+            for guidance in (1.0, 2.0, 3.0):
+                cell = {}
+                for strength in (1.0, 0.6, 0.3):
+                    out = paint(model, batch.masked, batch.mask, batch.reference, batch.ref_mask, steps=20,
+                                guidance=guidance, scheduler=scheduler, generator=torch.Generator().manual_seed(0),
+                                strength=strength, init=batch.target, hint=batch.hint if model.spec.hint else None)
+                    cell[strength] = round(inside(out), 4)
+                row["samplers"][f"{scheduler} g{guidance:g}"] = cell
         for jitter in JITTERS:
             hinted = config.model_copy(update={"latent_pool": args.windows, "spatial_hint": True,
                                                "hint_jitter": jitter})
@@ -79,6 +93,8 @@ def main() -> None:
         for t, v in row["levels"].items():
             print(f"  t={t}: in-mask error of the estimate {v['estimate']:.3f}, of the noisy input {v['input']:.3f}, "
                   f"of zeros {v['zeros']:.3f}")
+        for name, cell in row["samplers"].items():
+            print(f"  {name}: in-mask error of the painting " + ", ".join(f"@{k:g} {v:.3f}" for k, v in cell.items()))
         print("  training hint vs the instance (in-mask): " + ", ".join(f"jitter {j:g}: {e:.3f}"
                                                                          for j, e in row["hint"].items()))
     result = {"name": args.name, "date": str(date.today()), "episode": str(episode_dir), "windows": args.windows,

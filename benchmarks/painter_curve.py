@@ -73,6 +73,10 @@ def main() -> None:
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.3, 0.6, 1.0])
     ap.add_argument("--per-class", type=int, default=24)
     ap.add_argument("--sequential", action="store_true", help="train the recipes one after the other")
+    ap.add_argument("--scheduler", choices=["ddim", "dpm++"], default=None, help="sampler of the curve's paintings "
+                    "(default: the config's generation.scheduler)")
+    ap.add_argument("--guidance", type=float, default=None, help="guidance of the curve's paintings (default: the "
+                    "config's generation.guidance)")
     ap.add_argument("--evaluate-only", action="store_true", help="train nothing: measure the snapshots each GEN "
                     "folder holds (a run stopped early gives the part of its curve it reached)")
     args = ap.parse_args()
@@ -104,12 +108,20 @@ def main() -> None:
     found = {}
     for recipe in args.recipes:
         gen = work / f"gen_{recipe}"
-        out = work / f"curve_{recipe}.json"
+        sampler = {"scheduler": args.scheduler or config.generation.scheduler,
+                   "guidance": config.generation.guidance if args.guidance is None else args.guidance}
+        tag = "" if sampler == {"scheduler": config.generation.scheduler, "guidance": config.generation.guidance} \
+            else f"_{sampler['scheduler']}_g{sampler['guidance']:g}"
+        out = work / f"curve_{recipe}{tag}.json"
         figure = REPO / "benchmarks" / "results" / f"painter_curve_{name}_{recipe}.png"
         if not out.is_file():
             cmd = ps + ["generator", "curve", str(gen), str(episode), "--out", str(out), "--figure", str(figure),
                         "--per-class", str(args.per_class), "--paste-noise", str(config.generation.paste_noise),
                         "--steps", str(config.generation.steps)]
+            if tag:
+                paint_yaml = work / f"curve_{recipe}{tag}.yaml"
+                paint_yaml.write_text(yaml.safe_dump(sampler))
+                cmd += ["--config", str(paint_yaml)]
             for strength in args.strengths:
                 cmd += ["--strength", str(strength)]
             print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
@@ -117,7 +129,7 @@ def main() -> None:
         curve = json.loads(out.read_text())
         curve.pop("quality", None)
         summary = gen / "train_summary.json"
-        found[recipe] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes,
+        found[recipe] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes, **sampler,
                          "budget": json.loads((gen / "budget.json").read_text()),
                          "finished": is_generator(gen),
                          "summary": json.loads(summary.read_text()) if summary.is_file() else None, **curve,
