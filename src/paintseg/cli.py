@@ -450,7 +450,8 @@ def generator_curve(
     _threads()
     folder = Path(tempfile.mkdtemp(prefix="paintseg-curve-")) if figure is not None else None
     curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strengths, per_class=per_class,
-                 seed=seed, steps=paint.steps, guidance=paint.guidance, candidates=candidates,
+                 seed=seed, steps=paint.steps, guidance=paint.guidance, scheduler=paint.scheduler,
+                 candidates=candidates,
                  paste_noise=paste_noise or None, samples_dir=folder,
                  samples=samples)
     if figure is not None:
@@ -687,7 +688,8 @@ def painting_quality_command(
     _threads()
     work = Path(tempfile.mkdtemp(prefix="paintseg-quality-")) if figure is not None else None
     what = Assessment(tests=per_class, seed=seed, against=generator[0], samples=samples, steps=paint.steps,
-                      guidance=paint.guidance, conditioning=conditioning, score_mode=cfg.score_mode,
+                      guidance=paint.guidance, scheduler=paint.scheduler, conditioning=conditioning,
+                      score_mode=cfg.score_mode,
                       samples_dir=work / "samples" if work is not None else None,
                       conditioning_dirs=(lambda name: work / f"conditioning-{name.replace('/', '_')}")
                       if work is not None else None)

@@ -152,6 +152,42 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
     assert min(p["diversity"] for p in from_noise) > curve["controls"]["copy-paste"]["diversity"]
 
 
+def test_the_curve_and_the_assessment_paint_with_the_sampler_they_are_given(tiny_episode, tmp_path, monkeypatch):
+    """The sampler reaches every snapshot's backend and the conditioning check (a curve painted with DDIM while the
+    run paints with DPM-Solver++ measured another painter)."""
+    from paintseg.evaluate import assess
+    from paintseg.evaluate.conditioning import conditioning_quality
+    from paintseg.paint import generate
+    from paintseg.paint.diffusion import sample
+
+    episode = Episode(tiny_episode)
+    gen = tmp_path / "gen"
+    train_generator(episode, gen, quick_config(steps=4, snapshots=2, sample_every=100), progress=False)
+    seen = []
+    real = generate.make_backend
+
+    def spy(generator, paint=None, **kwargs):
+        if paint is not None:
+            seen.append(paint.scheduler)
+        return real(generator, paint, **kwargs)
+
+    monkeypatch.setattr(generate, "make_backend", spy)
+    painting_curve(episode, gen, extract_references(episode), strengths=(1.0,), per_class=1, steps=2, candidates=1,
+                   scheduler="dpm++")
+    assert seen == ["dpm++", "dpm++"]
+    schedulers = []
+    real_scheduler = sample.make_scheduler
+
+    def spy_scheduler(model, name="ddim"):
+        schedulers.append(name)
+        return real_scheduler(model, name)
+
+    monkeypatch.setattr(sample, "make_scheduler", spy_scheduler)
+    conditioning_quality(episode, gen, count=1, steps=2, scheduler="dpm++")
+    assert schedulers and set(schedulers) == {"dpm++"}
+    assert assess.Assessment().scheduler == "ddim"
+
+
 @pytest.mark.slow
 def test_cli_curve_writes_json_and_figures(tiny_episode, tmp_path):
     episode = Episode(tiny_episode)

@@ -54,6 +54,7 @@ class Assessment:
     conditioning_dirs: Callable[[str], Path | None] | None = None
     steps: int = 20
     guidance: float = 3.0
+    scheduler: str = "ddim"  # the sampler of the conditioning check and the curve (the backends carry their own)
     curve: Path | None = None
     curve_strength: float = 1.0
     curve_paste_noise: float | None = None
@@ -111,6 +112,7 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
             found = conditioning_quality(episode, (backends[name].model, backends[name].config),
                                          count=what.conditioning, seed=what.seed, steps=what.steps,
                                          guidance=what.guidance, samples_dir=folder, samples=what.samples,
+                                         scheduler=what.scheduler,
                                          autoencoder=getattr(backends[name], "autoencoder", None))
             if on_conditioning is not None:
                 on_conditioning(name, found)
@@ -121,7 +123,7 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
 
         curve = painting_curve(episode, what.curve, references, strengths=[what.curve_strength],
                                per_class=what.tests, seed=what.seed, steps=what.steps, guidance=what.guidance,
-                               paste_noise=what.curve_paste_noise)
+                               paste_noise=what.curve_paste_noise, scheduler=what.scheduler)
         curve.pop("quality")
         quality["curve"] = curve
     return quality

@@ -47,7 +47,7 @@ def masked_ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, sigma: f
 
 def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int = 0, steps: int = 20,
                          guidance: float = 3.0, samples_dir: Path | None = None, samples: int = 6,
-                         autoencoder=None) -> dict:
+                         autoencoder=None, scheduler: str = "ddim") -> dict:
     """PSNR/SSIM of held-out query instances painted from the true, a wrong and no reference (``generator``: a
     GEN folder or a loaded ``(PaintModel, GeneratorConfig)``), overall and per class. With ``samples_dir``, the
     first ``samples`` instances (one class after another) are written there as PNGs at model resolution - both
@@ -129,7 +129,8 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
             for variant in VARIANTS:
                 ref, ref_mask = refs[variant]
                 noise = torch.Generator().manual_seed(int(np.random.default_rng([seed, 34, c, i]).integers(2**62)))
-                settings = {"steps": steps, "guidance": 0.0 if variant == "null" else guidance, "generator": noise}
+                settings = {"steps": steps, "guidance": 0.0 if variant == "null" else guidance, "generator": noise,
+                            "scheduler": scheduler}
                 if autoencoder is not None:  # a latent painter: encode, paint, decode (no hint: zeros)
                     painted = to_uint8(paint_windows(model, autoencoder, window_t, mask_t, ref[None],
                                                      ref_mask[None], **settings))[0]

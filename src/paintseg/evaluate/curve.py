@@ -52,9 +52,9 @@ def snapshots(gen: str | Path) -> list[dict]:
 def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Reference],
                    strengths: Sequence[float] = (0.3,), per_class: int = 24, seed: int = 0, steps: int = 20,
                    guidance: float = 3.0, candidates: int = 2, paste_noise: float | None = 17.5,
-                   samples_dir: Path | None = None, samples: int = 4) -> dict:
+                   samples_dir: Path | None = None, samples: int = 4, scheduler: str = "ddim") -> dict:
     """Painting quality of every snapshot of ``gen`` at every strength, on identical held-out tests, beside
-    copy-paste (and copy-paste-noise with ``paste_noise``). Returns ``{"points": [...], "controls": {...},
+    copy-paste (and copy-paste-noise with ``paste_noise``), with the sampler ``scheduler``. Returns ``{"points": [...], "controls": {...},
     "probe": ..., "quality": painting_quality's result}``; ``samples_dir`` keeps the first ``samples`` tests of
     every backend as PNGs (listed in ``quality["samples"]``)."""
     from paintseg.config import PaintConfig
@@ -70,7 +70,7 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
     for point in points:
         for strength in strengths:
             name = f"step {point['step']}@{strength:g}"
-            paint = PaintConfig(steps=steps, guidance=guidance, strength=strength)
+            paint = PaintConfig(steps=steps, guidance=guidance, strength=strength, scheduler=scheduler)
             backends[name] = make_backend(point["path"], paint, seed=seed)[0]
             names[name] = (point, strength)
     quality = painting_quality(episode, backends, references, per_class=per_class, seed=seed,

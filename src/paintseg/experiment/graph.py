@@ -174,7 +174,7 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         what = Assessment(tests=g.quality_tests, seed=config.seeds[0], candidates=2,  # 2: diversity too
                           against="copy-paste" if "copy-paste" in backends else None,
                           samples_dir=folder / "samples", samples=config.report.samples,
-                          steps=g.steps, guidance=g.guidance)
+                          steps=g.steps, guidance=g.guidance, scheduler=g.scheduler)
         if g.refine != "none" and any(ARM_CURATION[a][2] for a in config.arms if a in ARM_CURATION):
             from paintseg.curate.refine import build_refiner
 
