@@ -408,8 +408,10 @@ def painter_curve(r: dict) -> str:
                if probe.get("real_novel_rate") is not None else "")
     budgets: dict[tuple, list[str]] = {}
     for k, v in r["recipes"].items():
-        budgets.setdefault((v["budget"].get("minutes", r["minutes"]), v.get("date", r["date"])), []).append(k)
-    given = "; ".join(f"{', '.join(names)} given {m:g} min ({day})" for (m, day), names in budgets.items())
+        sampler = f", painted with {v['scheduler']} at guidance {v['guidance']:g}" if v.get("scheduler") else ""
+        budgets.setdefault((v["budget"].get("minutes", r["minutes"]), v.get("date", r["date"]), sampler), []).append(k)
+    given = "; ".join(f"{', '.join(names)} given {m:g} min ({day}{sampler})"
+                      for (m, day, sampler), names in budgets.items())
     commands: dict[str, list[str]] = {}
     for k, v in r["recipes"].items():
         commands.setdefault(v.get("command") or r["command"], []).append(k)
@@ -428,6 +430,28 @@ def painter_curve(r: dict) -> str:
         "Produced by " + "; ".join(f"`{c}` ({', '.join(names)})" for c, names in commands.items())
         + f" → `benchmarks/results/painter_curve_{r['name']}.json`.",
     ])
+
+
+def latent_denoising(r: dict) -> str:
+    """A latent painter's in-mask errors: one-step estimates against the input, whole paintings per sampler."""
+    out = [f"**In-mask error of latent painters on training pairs of the {r['name']} episode** (MSE per standardised "
+           f"latent value inside the inpaint mask; {r['windows']} windows, {r['date']}):", ""]
+    for gen, row in r["generators"].items():
+        c = row["config"]
+        out.append(f"`{Path(gen).name}` (mask weight {c['mask_weight']:g}, hint {'on' if c['spatial_hint'] else 'off'}"
+                   + (f", hint jitter {c['hint_jitter']:g}" if c["spatial_hint"] else "") + f", lr {c['lr']:g}):")
+        out += ["", "| noise level t | one-step estimate | noisy input | zeros |", "|---|---|---|---|"]
+        out += [f"| {t} | {v['estimate']:.3f} | {v['input']:.3f} | {v['zeros']:.3f} |" for t, v in row["levels"].items()]
+        if row.get("samplers"):
+            strengths = list(next(iter(row["samplers"].values())))
+            out += ["", "| sampler, guidance | " + " | ".join(f"painting @ {float(s):g}" for s in strengths) + " |",
+                    "|---|" + "---|" * len(strengths)]
+            out += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in cell.values()) + " |"
+                    for name, cell in row["samplers"].items()]
+        out += ["", "Training hint against the hidden instance: " + ", ".join(
+            f"jitter {float(j):g}: {e:.3f}" for j, e in row["hint"].items()) + ".", ""]
+    out.append(f"Produced by `{r['command']}` → `benchmarks/results/latent_denoising_{r['name']}.json`.")
+    return "\n".join(out)
 
 
 METRIC_NAMES = {"novel_miou": "novel mIoU", "base_miou": "base mIoU", "score": "score"}
@@ -577,7 +601,7 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "priors_dubai_selective": lambda r: priors(r, "priors_dubai"),
           "priors_dubai_cell4_selectivity8": lambda r: priors(r, "priors_dubai"),
           "placement_selectivity": placement_selectivity, "latent_downstream_demo": paired_runs,
-          "latent_downstream_dubai": paired_runs}
+          "latent_downstream_dubai": paired_runs, "latent_denoising_demo": latent_denoising}
 
 
 # blocks written from another benchmark's file than their own name's
