@@ -136,8 +136,12 @@ def test_options_added_later_keep_finished_stages_valid():
     assert "synthetic_border" not in recipe(plain) and recipe(border)["synthetic_border"] == 2
     assert added_later(TrainConfig) == {"synthetic_border": 0}  # declared on the field: later(0, ...)
     assert set(recipe(plain)) == set(plain.model_dump()) - set(added_later(TrainConfig))
-    assert set(added_later(GeneratorConfig)) == {"minutes", "snapshots", "snr_gamma", "spatial_hint", "max_strength",
-                                                 "novel_share"}
+    assert added_later(GeneratorConfig) == {"minutes": None, "snapshots": 0, "snr_gamma": None, "spatial_hint": False,
+                                            "max_strength": 1.0, "novel_share": None, "space": "pixel",
+                                            "autoencoder": None, "latent_pool": 1024, "hint_jitter": 1.0}
+    # a pixel painter's recipe (its stage key) is what it was before the latent painter's fields came
+    assert recipe(GeneratorConfig(size="tiny")) == {k: v for k, v in GeneratorConfig(size="tiny").model_dump(
+        mode="json").items() if k not in added_later(GeneratorConfig)}
     assert set(added_later(SplitRecipe)) == {"dataset", "root", "layout", "block", "gap"}
     from paintseg.config import PlaceConfig  # a field whose better default came with it: its neutral is the old value
 
