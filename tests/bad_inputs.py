@@ -179,6 +179,26 @@ def missing_config(root: Path):
     return ["run", str(root / "nowhere.yaml"), "--out", str(root / "exp")], root / "nowhere.yaml"
 
 
+def latent_autoencoder(broken: str):
+    """`generator train --space latent` with an autoencoder folder that lacks its decoder, or holds a text file."""
+    def build(root: Path):
+        import torch
+
+        from paintseg.paint.autoencoder import TinyAutoencoder
+
+        ep = _episode(root)
+        folder = root / "taef2"
+        folder.mkdir()
+        torch.save(TinyAutoencoder(4, 8).encoder.state_dict(), folder / "taef2_encoder.pth")
+        named = folder
+        if broken == "text":
+            named = folder / "taef2_decoder.pth"
+            named.write_text("<html>404</html>")
+        return ["generator", "train", str(ep), "--out", str(root / "gen"), "--space", "latent", "--autoencoder",
+                str(folder), "--size", "tiny", "--steps", "1"], named
+    return build
+
+
 def _deny(error: int):
     """Writes fail like on a read-only folder (EACCES) or a full disk (ENOSPC) - simulated, as root may write
     anywhere."""
@@ -229,6 +249,10 @@ CASES = [
     Case("config: a painter budget of no time", config(lambda d: d.update(
         arms=["baseline", "diffusion"], generator={"train": {"size": "tiny", "minutes": 0}})),
         "generator.train.minutes"),
+    Case("latent painter: autoencoder folder without its decoder", latent_autoencoder("missing"),
+         "expected one *_decoder.pth file, found none"),
+    Case("latent painter: autoencoder file that is not a state dict", latent_autoencoder("text"),
+         "not a PyTorch state dict"),
     Case("read-only output folder", unwritable, "cannot write", patch=_deny(errno.EACCES)),
     Case("full disk", unwritable, "no space left", patch=_deny(errno.ENOSPC)),
 ]

@@ -258,6 +258,10 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
     ``device`` defaults to CUDA when available.
     """
     out = Path(out)
+    if config.space == "latent" and not (out / AUTOENCODER / "encoder.pth").is_file():
+        from ..autoencoder import load_autoencoder
+
+        load_autoencoder(Path(config.autoencoder))  # a missing or wrong file is named before anything is written
     # a GEN folder finished before the diffusers layout holds model.pt only: it stays finished
     model_file = "model.pt" if (out / "model.pt").is_file() and not (out / INDEX).is_file() else INDEX
     ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file
