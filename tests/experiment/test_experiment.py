@@ -413,8 +413,8 @@ def test_run_with_the_auto_prior_orientation_and_painting_from_the_composite(tmp
     assert set(curve["controls"]) == {"copy-paste", "copy-paste-noise"}
     assert "The painter's learning curve" in page and 'alt="painter learning curve"' in page
     quality = results["painting_quality"]["backends"]
-    assert all({"novelty", "diversity"} <= set(row) for row in quality.values())
-    assert "<th>novelty</th><th>diversity</th>" in page
+    assert all({"novelty", "novelty_support", "diversity"} <= set(row) for row in quality.values())
+    assert "<th>novelty</th><th>novelty_support</th><th>diversity</th>" in page
 
 
 def test_refine_and_filter_none_are_allowed_without_the_arm_they_would_duplicate():
