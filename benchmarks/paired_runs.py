@@ -5,7 +5,10 @@ committed run placed) repeats some of the committed run's arms (copy-paste-noise
 reproduce seed for seed, the committed run's other arms (copy-paste, today's pixel painter) are the same
 experiment and can be paired with the new arms per seed. This script checks the repeat, then writes every arm's
 mean ± std and each new arm's paired difference against the strongest control (copy-paste-noise) and its
-counterpart in the committed run (the same arm with the pixel painter; mean, std, 95 % t-interval over seeds: paintseg.evaluate.significance.paired_seeds).
+counterpart in the committed run (the same arm with the pixel painter): mean, std, 95 % t-interval over seeds
+(paintseg.evaluate.significance.paired_seeds). Where a repeated arm did not reproduce seed for seed (other thread
+counts, for example, change floating-point sums), it is listed as "(this run)" too and the new arms are paired with that repeat;
+their pairing with the committed run's other arms then carries that run-to-run difference as well.
 
     python benchmarks/paired_runs.py --before benchmarks/results/experiment_demo_5seeds.json \\
         --after benchmarks/results/experiment_demo_latent.json --rename diffusion=latent diffusion-noise=latent-noise \\
@@ -68,13 +71,17 @@ def main() -> None:
                          "reproduced": all(abs(d) <= args.tolerance for d in diffs.values())}
     arms = {rename_before.get(arm, arm): values for arm, values in old.items()}
     arms.update({rename.get(arm, arm): values for arm, values in new.items() if arm in rename})
+    # a repeated arm that did not reproduce (other thread counts change the floating-point sums) is shown as this
+    # run's too, and the new arms are paired with this run's: the same run, the same machine state
+    this_run = {arm: f"{arm} (this run)" for arm, r in repeated.items() if not r["reproduced"]}
+    arms.update({this_run[arm]: new[arm] for arm in this_run})
     seeds = sorted(set.intersection(*(set(v) for v in arms.values())))
     table = {arm: {"mean": round(statistics.fmean(v[s] for s in seeds), 3),
                    "std": round(statistics.stdev([v[s] for s in seeds]), 3) if len(seeds) > 1 else None,
                    "per_seed": {s: round(v[s], 3) for s in seeds}} for arm, v in arms.items()}
     paired = {}
     for original, arm in rename.items():
-        for against in [*args.against, rename_before.get(original)]:
+        for against in [*(this_run.get(a, a) for a in args.against), rename_before.get(original)]:
             if arm in arms and against in arms:
                 paired[f"{arm} vs {against}"] = paired_seeds({s: arms[arm][s] for s in seeds},
                                                             {s: arms[against][s] for s in seeds})
