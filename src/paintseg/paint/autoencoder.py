@@ -99,8 +99,8 @@ def _load_state(path: Path, what: str) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to replace
-        raise AutoencoderError(f"{path}: not a PyTorch state dict ({type(e).__name__}: {str(e)[:200]}); download "
-                               f"taef2_{what}.pth again from {SOURCE}") from None
+        raise AutoencoderError(f"{path}: not a PyTorch state dict that loads with weights_only ({type(e).__name__}); "
+                               f"download taef2_{what}.pth again from {SOURCE}") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise AutoencoderError(f"{path}: holds {type(state).__name__}, not a state dict of tensors; pass the "
                                f"taef2_{what}.pth of {SOURCE}")
