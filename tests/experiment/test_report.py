@@ -289,3 +289,15 @@ def test_the_report_says_how_the_placement_prior_weighed_labels(experiment: Path
     assert "pool: appearance weight 1.0, label agreement 0.29 (label prior refused:" in page
     prior.write_text("not json")
     assert "How the placement prior weighed" not in write_report(exp).read_text()  # unreadable: left out, no error
+
+
+def test_a_curve_with_no_held_out_tests_is_said_not_crashed_on() -> None:
+    """A painting-quality stage that found no held-out test (e.g. 128-px tiles whose query holds no fitting instance)
+    records class_rate null at every point: the report says so (regression: a TypeError ended the run before
+    report.html was written)."""
+    from paintseg.experiment.report import _curve
+
+    points = [{"step": s, "strength": 0.3, "minutes": m, "class_rate": None, "p_class": None, "delta_e": None,
+               "novelty": None, "diversity": None, "tests": 0} for s, m in ((2, 0.1), (4, 0.2))]
+    html = _curve({"points": points, "controls": {"copy-paste": {"class_rate": None, "tests": 0}}})
+    assert "Not measured" in html and "no held-out test" in html

@@ -333,6 +333,9 @@ def _curve(curve: dict | None) -> str:
     if not curve or not curve.get("points"):
         return ""
     last = curve["points"][-1]
+    if last.get("class_rate") is None:  # no held-out test could be painted (e.g. no query instance of the class)
+        return ("<h3>The painter's learning curve</h3><p class=\"meta\">Not measured: the snapshots had no held-out "
+                "test to paint (the query set holds no instance of a novel class that fits a test window).</p>")
     controls = "; ".join(f"{_esc(n)} {r['class_rate']:.0%}" for n, r in curve["controls"].items()
                          if r.get("class_rate") is not None)
     minutes = f"{last['minutes']:.1f} min" if last.get("minutes") is not None else f"{last['step']} steps"
