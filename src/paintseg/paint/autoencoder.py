@@ -13,15 +13,14 @@ config (``autoencoder: path/to/taef2``); ``../shared/models/taef2`` holds them o
 Conventions (the repository's README): images in [0, 1] (not [-1, 1]), side a multiple of 8; latents roughly in
 [-3, 3] with scale factor 1; the decoder soft-clamps its input with ``tanh(x / 3) * 3``. The painter works on
 latents standardised per channel by the mean and standard deviation measured on its own training windows
-(:class:`LatentScale`), so that the diffusion noise schedule (unit-variance data) fits.
+(``PaintModel.normalise``; the statistics are stored with its weights), so that the diffusion noise schedule
+(unit-variance data) fits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -205,36 +204,3 @@ def copy_autoencoder(source: str | Path, folder: Path) -> Path:
             shutil.copyfile(file, target.with_suffix(".partial"))
             target.with_suffix(".partial").replace(target)
     return folder
-
-
-@dataclass(frozen=True)
-class LatentScale:
-    """Per-channel standardisation of raw latents: ``(z - mean) / std`` for diffusion, the inverse to decode."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def measure(cls, latents: Tensor) -> "LatentScale":
-        """Mean and std per channel of ``N×C×h×w`` latents (std floored at 1e-3)."""
-        flat = latents.transpose(0, 1).reshape(latents.shape[1], -1).double()
-        return cls(tuple(float(v) for v in flat.mean(1)), tuple(max(float(v), 1e-3) for v in flat.std(1)))
-
-    def _vectors(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        mean = torch.tensor(self.mean, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-        return mean, std
-
-    def normalise(self, z: Tensor) -> Tensor:
-        mean, std = self._vectors(z)
-        return (z - mean) / std
-
-    def denormalise(self, z: Tensor) -> Tensor:
-        mean, std = self._vectors(z)
-        return z * std + mean
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

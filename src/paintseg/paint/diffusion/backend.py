@@ -134,9 +134,8 @@ class DiffusionBackend:
         painted = to_uint8(paint_windows(
             self.model, self.autoencoder, to_tensor(job.window_image, self.resolution),
             to_tensor(self._mask_at_resolution(region)), to_tensor(ref_image, self.ref_size),
-            to_tensor(ref_mask, self.ref_size), candidates=k, init=init if self.strength < 1.0 or hint_mask is not None
-            else None, hint_mask=hint_mask, steps=self.steps, guidance=self.guidance, scheduler=self.scheduler,
-            generator=gen, strength=self.strength))
+            to_tensor(ref_mask, self.ref_size), candidates=k, init=init, hint_mask=hint_mask, steps=self.steps,
+            guidance=self.guidance, scheduler=self.scheduler, generator=gen, strength=self.strength))
         h, w = job.mask.shape
         interpolation = cv2.INTER_CUBIC if h > self.resolution else cv2.INTER_AREA
         cands = []

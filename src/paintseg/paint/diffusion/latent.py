@@ -50,12 +50,6 @@ def latent_mask(mask: Tensor) -> Tensor:
     return F.max_pool2d((mask > 0.5).float(), LATENT_FACTOR)
 
 
-def hint_channels(model: PaintModel, latents: Tensor, mask: Tensor) -> Tensor:
-    """The hint of a latent painter: standardised latents of the pasted object × its latent mask, and that mask."""
-    m = latent_mask(mask)
-    return torch.cat([model.normalise(latents) * m, m], 1)
-
-
 @torch.inference_mode()
 def encode(autoencoder, images: Tensor, batch: int = ENCODE_BATCH) -> Tensor:
     """Raw latents of ``N×3×R×R`` images in [-1, 1], ``batch`` at a time."""
