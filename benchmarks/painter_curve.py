@@ -77,6 +77,8 @@ def main() -> None:
                     "(default: the config's generation.scheduler)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance of the curve's paintings (default: the "
                     "config's generation.guidance)")
+    ap.add_argument("--suffix", default="", help="measure the recipes again under their name + _SUFFIX (their own GEN "
+                    "folders and rows), e.g. at a longer --minutes beside the shorter run kept")
     ap.add_argument("--evaluate-only", action="store_true", help="train nothing: measure the snapshots each GEN "
                     "folder holds (a run stopped early gives the part of its curve it reached)")
     args = ap.parse_args()
@@ -86,13 +88,14 @@ def main() -> None:
     episode, _ = _episode(config, Stages(work, progress=False), progress=False)
     ps = [sys.executable, "-m", "paintseg"]
 
+    key = {recipe: f"{recipe}_{args.suffix}" if args.suffix else recipe for recipe in args.recipes}
     jobs = []
     for recipe in args.recipes:
-        gen = work / f"gen_{recipe}"
+        gen = work / f"gen_{key[recipe]}"
         settings = {**config.generator.train.model_dump(mode="json"), **RECIPES[recipe], "minutes": args.minutes,
                     "snapshots": args.snapshots, "steps": 1_000_000, "checkpoint_every": 1000,
                     "sample_every": 5000, "keep_checkpoint": True}
-        cfg = work / f"gen_{recipe}.yaml"
+        cfg = work / f"gen_{key[recipe]}.yaml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(yaml.safe_dump(settings))
         if not is_generator(gen) and not args.evaluate_only:
@@ -107,19 +110,19 @@ def main() -> None:
 
     found = {}
     for recipe in args.recipes:
-        gen = work / f"gen_{recipe}"
+        gen = work / f"gen_{key[recipe]}"
         sampler = {"scheduler": args.scheduler or config.generation.scheduler,
                    "guidance": config.generation.guidance if args.guidance is None else args.guidance}
         tag = "" if sampler == {"scheduler": config.generation.scheduler, "guidance": config.generation.guidance} \
             else f"_{sampler['scheduler']}_g{sampler['guidance']:g}"
-        out = work / f"curve_{recipe}{tag}.json"
-        figure = REPO / "benchmarks" / "results" / f"painter_curve_{name}_{recipe}.png"
+        out = work / f"curve_{key[recipe]}{tag}.json"
+        figure = REPO / "benchmarks" / "results" / f"painter_curve_{name}_{key[recipe]}.png"
         if not out.is_file():
             cmd = ps + ["generator", "curve", str(gen), str(episode), "--out", str(out), "--figure", str(figure),
                         "--per-class", str(args.per_class), "--paste-noise", str(config.generation.paste_noise),
                         "--steps", str(config.generation.steps)]
             if tag:
-                paint_yaml = work / f"curve_{recipe}{tag}.yaml"
+                paint_yaml = work / f"curve_{key[recipe]}{tag}.yaml"
                 paint_yaml.write_text(yaml.safe_dump(sampler))
                 cmd += ["--config", str(paint_yaml)]
             for strength in args.strengths:
@@ -129,7 +132,7 @@ def main() -> None:
         curve = json.loads(out.read_text())
         curve.pop("quality", None)
         summary = gen / "train_summary.json"
-        found[recipe] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes, **sampler,
+        found[key[recipe]] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes, **sampler,
                          "budget": json.loads((gen / "budget.json").read_text()),
                          "finished": is_generator(gen),
                          "summary": json.loads(summary.read_text()) if summary.is_file() else None, **curve,

@@ -219,6 +219,58 @@ def unwritable(root: Path):
             "--refine", "none"], root / "syn"
 
 
+def train_on(change: Callable[[Path], tuple[list[str], Path]]):
+    """`paintseg train` on a tiny episode, broken by ``change(episode) -> (extra args, the path named)``."""
+    def build(root: Path):
+        ep = _episode(root)
+        extra, named = change(ep)
+        return ["train", str(ep), "--out", str(root / "run"), "--steps", "1", "--crop", "32", *extra], named
+    return build
+
+
+def _truncate(ep: Path) -> tuple[list[str], Path]:
+    path = ep / "trainset/images/train_1.png"
+    path.write_bytes(path.read_bytes()[:80])
+    return [], path
+
+
+def run_on_folder(root: Path):
+    """A run config whose episode.path is a folder of photos, not an episode."""
+    folder = root / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"")
+    path = root / "experiment.yaml"
+    path.write_text(yaml.safe_dump({"episode": {"path": str(folder)}, "arms": ["baseline"], "train": {"steps": 1}}))
+    return ["run", str(path), "--out", str(root / "exp")], folder
+
+
+def out_is_a_file(command: str):
+    """--out names an existing file where the command writes a folder."""
+    def build(root: Path):
+        ep = _episode(root)
+        target = root / "notes.txt"
+        target.write_text("my notes")
+        args = {"train": ["train", str(ep)], "split": ["split", "--images", "x/*.png", "--labels", "y/*.png",
+                                                       "--novel", "pool"],
+                "predict": ["predict", str(root / "run"), "--images", str(ep / "trainset/images")],
+                "generate": ["generate", str(ep), "--generator", "copy-paste"],
+                "demo": ["demo", "--quick"], "run": ["run", str(root / "experiment.yaml")]}[command]
+        return [*args, "--out", str(target)], target
+    return build
+
+
+def out_is_a_folder(command: str):
+    """--out names an existing folder where the command writes one file."""
+    def build(root: Path):
+        ep = _episode(root)
+        target = root / "results"
+        target.mkdir()
+        args = {"evaluate": ["evaluate", "--pred", str(root / "pred"), "--episode", str(ep)],
+                "generator curve": ["generator", "curve", str(root / "gen"), str(ep)]}[command]
+        return [*args, "--out", str(target)], target
+    return build
+
+
 CASES = [
     Case("truncated GeoTIFF", truncated(".tif"), "truncated or corrupt"),
     Case("truncated JPEG", truncated(".jpg"), "unreadable JPEG"),
@@ -253,6 +305,16 @@ CASES = [
          "expected one *_decoder.pth file, found none"),
     Case("latent painter: autoencoder file that is not a state dict", latent_autoencoder("text"),
          "not a PyTorch state dict"),
+    Case("train: an image cut short", train_on(_truncate), "unreadable PNG"),
+    Case("train: unknown encoder", train_on(lambda ep: (["--encoder", "resnet1800"], ep.parent / "resnet1800")),
+         "did you mean resnet18"),
+    Case("train: a synthetic set that does not exist", train_on(
+        lambda ep: (["--synthetic", str(ep.parent / "syn")], ep.parent / "syn")), "syn"),
+    Case("run: episode.path that is not an episode", run_on_folder, "train.txt: missing"),
+    *[Case(f"{command}: --out names a file", out_is_a_file(command), "is a file") for command in
+      ("train", "split", "predict", "generate", "demo", "run")],
+    *[Case(f"{command}: --out names a folder", out_is_a_folder(command), "is a folder") for command in
+      ("evaluate", "generator curve")],
     Case("read-only output folder", unwritable, "cannot write", patch=_deny(errno.EACCES)),
     Case("full disk", unwritable, "no space left", patch=_deny(errno.ENOSPC)),
 ]
@@ -277,10 +339,10 @@ def table() -> str:
             args, _ = case.build(Path(tmp))
             if case.patch is not None:
                 case.patch(mp)
-            output = CliRunner().invoke(app, args).output
+            output = CliRunner().invoke(app, args, prog_name="paintseg").output
         lines = [x.strip() for x in output.replace("\r", "\n").splitlines() if x.strip()]
         at = next((i for i, x in enumerate(lines) if case.says.lower() in x.lower()), len(lines) - 1)
-        message = lines[at] if lines[at].startswith(("error:", "- ")) or at == 0 else f"{lines[at - 1]} {lines[at]}"
+        message = lines[at] if lines[at].startswith(("error:", "Error:", "- ")) or at == 0 else f"{lines[at - 1]} {lines[at]}"
         message = re.sub(r"/\S*?/tmp\w+", "…", message.replace(tmp, "…")).replace("|", "\\|")
         rows.append(f"| {case.name} | `paintseg {args[0]}{' ' + args[1] if args[0] == 'data' else ''}` | "
                     f"{message} |")

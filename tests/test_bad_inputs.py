@@ -12,14 +12,16 @@ from bad_inputs import CASES, OK_CASES
 from paintseg.cli import app
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def _files(root: Path, folders: bool = False) -> dict[str, bytes | None]:
+    """Every file under ``root`` and its bytes (and with ``folders`` every folder, as None)."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))
+            if p.is_file() or (folders and p.is_dir())}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gets_a_clear_message(case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args, named = case.build(tmp_path)
-    before = _files(tmp_path)
+    before = _files(tmp_path, folders=True)
     if case.patch is not None:
         case.patch(monkeypatch)
     result = CliRunner().invoke(app, args)
@@ -29,8 +31,10 @@ def test_bad_input_gets_a_clear_message(case, tmp_path: Path, monkeypatch: pytes
     assert "Traceback" not in output and not (result.exception and not isinstance(result.exception, SystemExit))
     assert case.says.lower() in output.lower(), output
     assert named.name in output, output
-    after = _files(tmp_path)
+    after = _files(tmp_path, folders=True)
     assert all(after.get(name) == data for name, data in before.items()), "a file written before was changed"
+    if case.patch is None:  # input is checked before anything is written (a simulated disk fault comes later)
+        assert sorted(set(after) - set(before)) == [], "written before the input was checked"
 
 
 @pytest.mark.parametrize("name,build,says", OK_CASES, ids=[n for n, _, _ in OK_CASES])

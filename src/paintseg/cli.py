@@ -26,6 +26,21 @@ class _OrderedGroup(TyperGroup):
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER))
 
+    def invoke(self, ctx):
+        """Every command: bad input that a stage did not catch itself (a path that is a file where a folder goes, a
+        folder that cannot be written) ends in one line naming the path and the fix, not a traceback."""
+        from paintseg.errors import PaintsegError
+
+        try:
+            return super().invoke(ctx)
+        except PaintsegError as e:
+            _fail(str(e))
+        except OSError as e:
+            message = _os_message(e)
+            if message is None:
+                raise
+            _fail(message)
+
 
 # Plain click help (rich_markup_mode=None): paragraphs re-wrapped to the terminal, no type tag on flags, and every
 # option's default shown.
@@ -177,17 +192,50 @@ def _run(fn, *args, **kwargs):
 
     try:
         return fn(*args, **kwargs)
-    except (PaintsegError, FileNotFoundError) as e:
+    except PaintsegError as e:
         _fail(str(e))
-    except OSError as e:  # a folder that cannot be written, a full disk: say so, keep what is complete
-        where = e.filename or "the output folder"
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            _fail(f"{where}: cannot write here ({e.strerror}); pass an --out folder you may write to (nothing "
-                  f"written before was changed)")
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            _fail(f"{where}: no space left on the device ({e.strerror}); free some space or pass an --out folder on "
-                  f"another disk, then run the same command again: it resumes from what is complete")
-        raise
+    except OSError as e:
+        message = _os_message(e)
+        if message is None:
+            raise
+        _fail(message)
+
+
+def _os_message(e: OSError) -> str | None:
+    """What a user reads for an OSError their input caused (the path named, the fix), or None for one that is not
+    theirs to fix."""
+    where = e.filename or "the output folder"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"{where}: cannot write here ({e.strerror}); pass an --out folder you may write to (nothing written "
+                f"before was changed)")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where}: no space left on the device ({e.strerror}); free some space or pass an --out folder on "
+                f"another disk, then run the same command again: it resumes from what is complete")
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir on a file, or a path through one
+        return (f"{where}: a file is in the way of a folder this command writes ({e.strerror}); pass a folder "
+                f"path (new or written by the same command) or move the file")
+    if e.errno == errno.EISDIR:
+        return f"{where}: is a folder, but a file is written here; pass a file path (e.g. {Path(where).name}.json)"
+    if isinstance(e, FileNotFoundError):
+        return str(e)
+    return None
+
+
+def _folder(value: Optional[Path]) -> Optional[Path]:
+    """An option that names a folder to write: an existing file there is refused before any work starts."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is a file; this option names a folder to write (new, or one the same "
+                                 f"command wrote before, to resume): pass another path or move the file")
+    return value
+
+
+def _file(param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
+    """An option that names a file to write: an existing folder there is refused before any work starts."""
+    if value is not None and value.is_dir():
+        example = value / f"{param.name}{'.png' if param.name in ('figure', 'screenshot') else '.json'}"
+        raise typer.BadParameter(f"{value} is a folder; this option names a file to write: pass a file path, e.g. "
+                                 f"{example}")
+    return value
 
 
 def _threads() -> None:
@@ -202,7 +250,7 @@ def _threads() -> None:
 # ------------------------------------------------------------------------------------------------- split
 @app.command()
 def split(
-    out: Path = typer.Option(..., help="New episode folder to write (OpenEarthMap few-shot layout)."),
+    out: Path = typer.Option(..., callback=_folder, help="New episode folder to write (OpenEarthMap few-shot layout)."),
     novel: str = typer.Option(..., help="Novel class name(s), comma-separated; every other class becomes base."),
     dataset: Optional[str] = typer.Option(
         None, help="A built-in dataset (loveda, potsdam, vaihingen, openearthmap) under --root, as released or as "
@@ -256,7 +304,8 @@ def split(
 def data_check(
     episode: Path = typer.Argument(..., help="Episode folder (train.txt, val.json, trainset/, valset/)."),
     split: str = typer.Option("valset", help="Which evaluation split to check: valset or testset."),
-    shots: int = typer.Option(5, help="Support images every novel class must have."),
+    shots: Optional[int] = typer.Option(None, show_default="the shots the episode was split for (its split.json), "
+                                        "else 5", help="Support images every novel class must have."),
 ) -> None:
     """Validate an episode and print every problem; exit code 1 if there is any (an episode that cannot be read at
     all included), 2 for bad options."""
@@ -269,9 +318,11 @@ def data_check(
         typer.echo(f"- {e}")
         typer.secho(f"1 problem in {episode}: it cannot be read as an episode", fg=typer.colors.RED)
         raise typer.Exit(1)
-    problems = ep.problems(expected_shots=shots)
+    problems, warnings = ep.check(expected_shots=shots)
     for p in problems:
         typer.echo(f"- {p}")
+    for w in warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW)
     n = len(ep.train) + len(ep.support_samples) + len(ep.query)
     if problems:
         typer.secho(f"{len(problems)} problem(s) in {episode} ({n} images checked)", fg=typer.colors.RED)
@@ -286,7 +337,7 @@ def data_check(
 @config_options(TrainConfig)
 def train(
     episode: Path = typer.Argument(..., help="Episode folder."),
-    out: Path = typer.Option(..., help="Run folder: config, checkpoints, log and model.pt are written here."),
+    out: Path = typer.Option(..., callback=_folder, help="Run folder: config, checkpoints, log and model.pt are written here."),
     synthetic: List[Path] = typer.Option([], help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
     split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
@@ -315,7 +366,7 @@ def _expand(patterns: list[str]) -> list[Path]:
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `paintseg train` (holds model.pt)."),
-    out: Path = typer.Option(..., help="Folder for the predicted labels (+ color/ previews)."),
+    out: Path = typer.Option(..., callback=_folder, help="Folder for the predicted labels (+ color/ previews)."),
     images: List[str] = typer.Option([], help="Image file, folder or quoted glob; repeatable."),
     episode: Optional[Path] = typer.Option(None, help="Predict this episode's query images (instead of --images)."),
     split: str = typer.Option("valset", help="With --episode: valset or testset."),
@@ -345,7 +396,7 @@ def evaluate(
     pred: Path = typer.Option(..., help="Folder of predicted labels (same stems as the query images)."),
     episode: Path = typer.Option(..., help="Episode folder whose query labels are the ground truth."),
     split: str = typer.Option("valset", help="valset or testset."),
-    out: Optional[Path] = typer.Option(None, help="Write the metrics JSON here."),
+    out: Optional[Path] = typer.Option(None, callback=_file, help="Write the metrics JSON here."),
     skip_absent: bool = typer.Option(False, help="Leave classes with an empty union out of the means "
                                      "(default: they score 0, as in the challenge)."),
 ) -> None:
@@ -375,7 +426,7 @@ app.add_typer(generator_app, name="generator")
 def generator_train(
     episode: Path = typer.Argument(..., help="Episode folder; the generator learns from its trainset + support scenes "
                                    "(no novel-class labels needed)."),
-    out: Path = typer.Option(..., help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
+    out: Path = typer.Option(..., callback=_folder, help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     init: Optional[str] = typer.Option(None, help="Fine-tune this pretrained Paint-by-Example-family pipeline "
@@ -411,9 +462,9 @@ def generator_curve(
     gen: Path = typer.Argument(..., help="Generator folder (GEN) trained with --snapshots N (a folder without "
                                "snapshots gives one point)."),
     episode: Path = typer.Argument(..., help="Episode folder; its query images are the held-out test scenes."),
-    out: Path = typer.Option(..., help="JSON file for the curve: one point per snapshot and strength, and the "
+    out: Path = typer.Option(..., callback=_file, help="JSON file for the curve: one point per snapshot and strength, and the "
                              "copy-paste controls."),
-    figure: Optional[Path] = typer.Option(None, help="PNG of the curve (class rate, ΔE, novelty/diversity against "
+    figure: Optional[Path] = typer.Option(None, callback=_file, help="PNG of the curve (class rate, ΔE, novelty/diversity against "
                                           "training minutes); with it also FIGURE_samples.png (the first --samples "
                                           "tests painted by every point)."),
     strengths: list[float] = typer.Option([0.3], "--strength", help="Painting strength, repeatable (1: from noise)."),
@@ -473,7 +524,7 @@ def generator_curve(
 def place(
     episode: Path = typer.Argument(..., help="Episode folder (references from its support set, scenes from its "
                                    "trainset)."),
-    out: Path = typer.Option(..., help="Folder for placements.jsonl, place.yaml, prior.json and "
+    out: Path = typer.Option(..., callback=_folder, help="Folder for placements.jsonl, place.yaml, prior.json and "
                              "placement_quality.json; `paintseg generate --out` on the same folder paints these very "
                              "placements."),
     seed: int = typer.Option(0, help="Seed for scenes, boxes, windows and mask shapes."),
@@ -511,7 +562,7 @@ app.add_typer(convert_app, name="convert")
 @convert_app.command("rs-paint")
 def convert_rs_paint_command(
     ckpt: Path = typer.Option(..., help="RS-Paint's LDM checkpoint (sd_inpaint_samrs_ep74.ckpt)."),
-    out: Path = typer.Option(..., help="The diffusers Paint-by-Example folder to write (must not exist yet)."),
+    out: Path = typer.Option(..., callback=_folder, help="The diffusers Paint-by-Example folder to write (must not exist yet)."),
     remoteclip: Optional[Path] = typer.Option(None, help="RemoteCLIP's open_clip checkpoint (RemoteCLIP-ViT-L-14.pt); "
                                               "needed only when the checkpoint holds no image tower."),
     remoteclip_model: str = typer.Option("ViT-L-14", help="open_clip architecture of the image tower (or a model "
@@ -548,7 +599,7 @@ app.add_typer(harmoniser_app, name="harmoniser")
 def harmoniser_train(
     episode: Path = typer.Argument(..., help="Episode folder; the harmoniser learns from its trainset + support "
                                    "scenes (every labelled class's instances; no novel-class labels needed)."),
-    out: Path = typer.Option(..., help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
+    out: Path = typer.Option(..., callback=_folder, help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     config: HarmoniserConfig = None,  # the --config file and the generated options, validated (config_options)
@@ -574,7 +625,7 @@ def generate(
                                   "RS-Paint: `paintseg convert rs-paint`), a harmoniser folder written by `paintseg "
                                   "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
                                   "'copy-paste' for the copy-paste baseline."),
-    out: Path = typer.Option(..., help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
+    out: Path = typer.Option(..., callback=_folder, help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
     prompt: list[str] = typer.Option([], metavar="CLASS=TEXT", help="SD inpainting: the prompt of a novel class "
                                      "(repeat per class; added to the config's prompts; default 'a top-down "
                                      "satellite image of a {class}')."),
@@ -638,9 +689,9 @@ def painting_quality_command(
     generator: list[str] = typer.Option(..., help="A backend to test, repeatable: 'copy-paste', a HARM or GEN "
                                         "folder; ':match' at the end pastes colour-matched, '@S' after a GEN folder "
                                         "paints from the composite at strength S (e.g. gen@0.3)."),
-    out: Path = typer.Option(..., help="JSON file for the distances (per backend, per class, per test)."),
+    out: Path = typer.Option(..., callback=_file, help="JSON file for the distances (per backend, per class, per test)."),
     per_class: int = typer.Option(24, help="Tests per novel class."),
-    figure: Optional[Path] = typer.Option(None, help="PNG of the first --samples tests: the query window, then "
+    figure: Optional[Path] = typer.Option(None, callback=_file, help="PNG of the first --samples tests: the query window, then "
                                           "every backend's painting (object outlined); with --conditioning also "
                                           "FIGURE_conditioning.png (references, masked window, three paintings, "
                                           "real window)."),
@@ -738,7 +789,7 @@ def painting_quality_command(
 def curate(
     source: Path = typer.Argument(..., help="Folder written by `paintseg generate` (references/, candidates/)."),
     episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
-    out: Optional[Path] = typer.Option(None, help="Synthetic set to write (default: SOURCE itself). Use a new "
+    out: Optional[Path] = typer.Option(None, callback=_folder, help="Synthetic set to write (default: SOURCE itself). Use a new "
                                        "folder per setting to compare filters or refiners on the same paintings."),
     split: str = typer.Option("valset", help="valset or testset."),
     config: CurateConfig = None,  # the --config file and the generated options, validated (config_options)
@@ -773,7 +824,7 @@ def _experiment(config, out: Path, progress: bool, command: str) -> None:
 def run_cmd(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/): episode, generator, generation, arms, "
                                   "models, train, seeds."),
-    out: Path = typer.Option(..., help="Experiment folder EXP; run again with the same --out to resume."),
+    out: Path = typer.Option(..., callback=_folder, help="Experiment folder EXP; run again with the same --out to resume."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds instead of the config's (e.g. 0,1,2,3,4: "
                                         "more seeds tell a gain from seed noise; finished seeds are reused)."),
     progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
@@ -798,7 +849,7 @@ def run_cmd(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Experiment folder to write (resumes if it exists)."),
+    out: Path = typer.Option(Path("runs/demo"), callback=_folder, help="Experiment folder to write (resumes if it exists)."),
     quick: bool = typer.Option(False, help="Smoke run of the same path with every budget shrunk."),
     progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
 ) -> None:
@@ -814,7 +865,7 @@ def demo(
 @app.command()
 def report(
     exp: Path = typer.Argument(..., help="Experiment folder written by `paintseg run`."),
-    screenshot: Optional[Path] = typer.Option(None, help="Also render the whole report with headless Chromium into this "
+    screenshot: Optional[Path] = typer.Option(None, callback=_file, help="Also render the whole report with headless Chromium into this "
                                               "PNG."),
 ) -> None:
     """(Re)write EXP/report.html from EXP/results.json, optionally with a screenshot."""

@@ -102,3 +102,39 @@ def test_split_never_shares_a_group_is_deterministic_and_cuts_true_pixels(groups
             tile_label = read_label(tmp / "a/valset/labels" / name, classes).array
             assert np.array_equal(tile_label, source[row : row + min(tile, h), col : col + min(tile, w)]), name
         shutil.rmtree(tmp / "b")
+
+
+@settings(max_examples=10, deadline=None)
+@given(size=st.sampled_from([256, 384, 512, 700]), pools=st.integers(2, 30), shots=st.integers(1, 3),
+       tile=st.sampled_from([64, 128, 512]), seed=st.integers(0, 9))
+def test_one_scene_is_led_to_a_block_size_that_works(size, pools, shots, tile, seed) -> None:
+    """One labelled scene, split without --block: split refuses it; when it advises a --block (and --tile), that
+    command succeeds as printed, and what split writes always passes `data check` (query pixels of the novel class
+    included) with the shots it recorded."""
+    import re
+
+    from PIL import Image
+
+    from conftest import tiny_scene
+    from paintseg.data.episode import Episode
+    from paintseg.data.split import SplitError
+
+    image, label = tiny_scene(np.random.default_rng(seed), size=size, pools=pools)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for part, array in (("images", image), ("labels", label)):
+            (tmp / part).mkdir()
+            Image.fromarray(array).save(tmp / part / "scene.png")
+        kw = dict(images=str(tmp / "images/*.png"), labels=str(tmp / "labels/*.png"), classes=tiny_classes(),
+                  novel=["pool"], shots=shots, seed=seed, progress=False, min_pixels=16)
+        with pytest.raises(SplitError, match=r"found 1 group") as failed:
+            split_dataset(out=tmp / "none", tile=tile, **kw)
+        assert not (tmp / "none").exists()  # nothing written before the split is known to work
+        advice = re.search(r"--block (\d+)(?: --tile (\d+))? \(checked", str(failed.value))
+        if advice is None:
+            assert "add images, or lower --shots" in str(failed.value)
+            return
+        block, advised_tile = int(advice[1]), int(advice[2] or tile)
+        split_dataset(out=tmp / "ep", tile=advised_tile, block=block, **kw)
+        problems, _ = Episode(tmp / "ep").check()
+        assert problems == [] and Episode(tmp / "ep").recorded_shots == shots

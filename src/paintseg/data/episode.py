@@ -129,6 +129,15 @@ class Episode:
     def shots(self) -> int:
         return min((len(v) for v in self.support.values()), default=0)
 
+    @property
+    def recorded_shots(self) -> int | None:
+        """The shots the episode was split for (``split.json``, written by ``paintseg split``), or None."""
+        record = self.root / "split.json"
+        try:
+            return int(json.loads(record.read_text())["config"]["shots"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def read_image(self, sample: Sample, rgb_bands=None) -> Raster:
         return read_image(sample.image, rgb_bands)
 
@@ -146,10 +155,18 @@ class Episode:
     # ------------------------------------------------------------------------------------------ checking
     def problems(self, expected_shots: int | None = None) -> list[str]:
         """Every problem in the episode, one message per problem, each naming the file and what to do."""
+        return self.check(expected_shots)[0]
+
+    def check(self, expected_shots: int | None = None) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of the episode, as `paintseg data check` prints them. Problems make it unusable:
+        unreadable or inconsistent files, fewer support shots than ``expected_shots`` (default: the shots it was
+        split for, else 5), a novel class with no pixels in the query set (its IoU cannot be measured). Warnings
+        do not: a base class with no training pixels (no model can learn it)."""
         out: list[str] = []
         valid = self.classes.valid_values
         base = set(self.classes.base_ids)
-        expected_shots = expected_shots if expected_shots is not None else 5
+        expected_shots = expected_shots if expected_shots is not None else self.recorded_shots or 5
+        pixels = {role: np.zeros(256, np.int64) for role in ("train", "query")}
         for cid in self.classes.novel_ids:
             n = len(self.support.get(cid, []))
             if n == 0:
@@ -186,6 +203,8 @@ class Episode:
                 out.append(f"{s.label}: label is {lab.shape[1]}x{lab.shape[0]} but its image {s.image.name} is "
                            f"{img.width}x{img.height}; image and label must have the same size")
                 continue
+            if s.role in pixels:
+                pixels[s.role] += np.bincount(lab.ravel(), minlength=256)
             values = set(np.unique(lab).tolist())
             unknown = sorted(values - valid)
             if unknown:
@@ -204,7 +223,18 @@ class Episode:
                 if extra:
                     out.append(f"{s.label}: support label for class {s.class_id} also holds {extra}; a support label "
                                f"carries only its novel class (set the rest to 0)")
-        return out
+        if out:  # the pixel counts below are only sound on files that read
+            return out, []
+        lists = self.root / SPLIT_LISTS[self.split]
+        for cid in self.classes.novel_ids:
+            if pixels["query"][cid] == 0:
+                out.append(f"{lists}: novel class {cid} ({self.classes.name(cid)}) has no pixels in the "
+                           f"{len(self.query_names)} query image(s), so its IoU cannot be measured; add query images "
+                           f"that show it (with `paintseg split`: another --seed, lower --shots or a smaller --block)")
+        warnings = [f"{self.root / 'train.txt'}: base class {cid} ({self.classes.name(cid)}) has no pixels in the "
+                    f"{len(self.train_names)} training image(s): no model can learn it and its IoU will be 0"
+                    for cid in self.classes.base_ids if pixels["train"][cid] == 0]
+        return out, warnings
 
     def summary(self) -> dict:
         """Images per role and pixels per class per role (computed by reading every label)."""

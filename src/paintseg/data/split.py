@@ -44,6 +44,7 @@ from .raster import (IMAGE_SUFFIX, LABEL_SUFFIX, RasterError, is_raster, raster_
 
 log = logging.getLogger(__name__)
 ROLES = ("train", "support", "query")
+SEARCH_PIXELS = 150_000_000  # up to this many pixels in all, a failed split searches for a --block that works
 
 
 class SplitError(PaintsegError):
@@ -170,17 +171,17 @@ def _blocks(size: int, block: int | None, gap: int) -> list[tuple[int, int]]:
     return [(a + (half if i else 0), b - (half if i < n - 1 else 0)) for i, (a, b) in enumerate(zip(edges, edges[1:]))]
 
 
-def suggest_block(sizes: list[tuple[int, int]], tile: int | None, gap: int, groups: int = 9) -> int | None:
-    """The largest block size (a multiple of ``tile``) that cuts these scenes into at least ``groups`` blocks with
-    room for a tile in each; None if even the smallest does not."""
-    step = tile or 256
-    for k in range(8, 0, -1):
-        block = k * step
-        if block - gap < step:
-            continue
-        if sum(max(1, h // block) * max(1, w // block) for h, w in sizes) >= groups:
-            return block
-    return None
+def _block_options(sizes: list[tuple[int, int]], tile: int | None, gap: int) -> list[tuple[int, int]]:
+    """(block, tile) pairs to try, in the order advice prefers them: the given tile first, then smaller tiles; per
+    tile, the largest blocks that cut the scenes into at least 3 places first (bigger blocks keep more context)."""
+    tiles = [t for t in (tile or 512, 256, 128, 64) if t <= (tile or 512)]
+    options = []
+    for t in dict.fromkeys(tiles):
+        biggest = max(max(h, w) for h, w in sizes)
+        blocks = [b for b in range(biggest // 2 // 16 * 16, t + gap - 1, -16)
+                  if sum(max(1, h // b) * max(1, w // b) for h, w in sizes) >= 3]
+        options += [(b, t) for b in blocks[:12]]  # the 12 largest of each tile size: enough to find one that works
+    return options
 
 
 def _sanitize(name: str) -> str:
@@ -257,16 +258,16 @@ def _support_order(tiles: list[_Tile], candidates: list[int]) -> list[int]:
 
 
 def _assign(tiles: list[_Tile], tile_groups: list[str], counts: np.ndarray, classes: ClassMap, shots: int,
-            min_pixels: int, query_fraction: float, rng: np.random.Generator,
-            hint: str) -> tuple[dict[str, list[str]], dict[int, list[int]]]:
+            min_pixels: int, query_fraction: float,
+            rng: np.random.Generator) -> tuple[dict[str, list[str]], dict[int, list[int]]]:
     """The groups of each role, and the support tiles of each novel class.
 
-    ``tile_groups[t]`` is tile t's group and ``counts[t]`` its pixels per label value; ``hint`` says how to get
-    more groups."""
+    ``tile_groups[t]`` is tile t's group and ``counts[t]`` its pixels per label value."""
     names = sorted(set(tile_groups))
     if len(names) < 3:
-        raise SplitError(f"found {len(names)} group(s) ({', '.join(names)}); an episode needs at least 3 (train, "
-                         f"support, query kept apart by group); {hint}")
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise SplitError(f"found {len(names)} group(s) ({shown}); an episode needs at least 3 (train, support, query "
+                         f"kept apart by group)")
     order = [names[i] for i in rng.permutation(len(names))]
     tile_rank = rng.permutation(len(tile_groups))
     members: dict[str, list[int]] = {g: [] for g in names}
@@ -326,6 +327,92 @@ def _count(counts: np.ndarray, role: str, classes: ClassMap, class_id: int | Non
     return c
 
 
+def _scan(pairs: list[Pair], sizes: list[tuple[int, int]], classes: ClassMap, tile: int | None, block: int | None,
+          gap: int, group: str | None, cache: dict[int, np.ndarray] | None,
+          progress: bool = False) -> tuple[list[_Tile], np.ndarray]:
+    """The tiles of every pair (per block with ``block``) and each tile's pixels per label value; labels are
+    checked (size, known values). With a ``cache``, labels are read whole once and kept there (a search of block
+    sizes scans them again); without, GeoTIFF labels are read tile by tile (bounded memory for any size)."""
+    valid = classes.valid_values
+    tiles: list[_Tile] = []
+    counts: list[np.ndarray] = []
+    for i, pair in enumerate(tqdm(pairs, desc="scan labels", unit="pair", disable=not progress)):
+        height, width = sizes[i]
+        windowed = _windowed(pair.label) and cache is None  # read tile by tile (a GeoTIFF, unless kept whole)
+        if windowed:
+            lh, lw, _ = _probe(pair.label)
+        else:
+            label = cache[i] if cache is not None and i in cache else _label(pair.label, classes)
+            if cache is not None:
+                cache[i] = label
+            lh, lw = label.shape
+        if (lh, lw) != (height, width):
+            raise SplitError(f"{pair.label}: label is {lw}x{lh} but its image {pair.image} is "
+                             f"{width}x{height}; image and label must have the same size")
+        prefix = f"{pair.group}_{pair.stem}" if group else pair.stem
+        for bi, (r0, r1) in enumerate(_blocks(height, block, gap)):
+            for bj, (c0, c1) in enumerate(_blocks(width, block, gap)):
+                where = f"_b{bi}-{bj}" if block else ""
+                th, tw = min(r1 - r0, tile or r1 - r0), min(c1 - c0, tile or c1 - c0)
+                for ri, row in enumerate(_offsets(r1 - r0, tile)):
+                    for ci, col in enumerate(_offsets(c1 - c0, tile)):
+                        tl = _Tile(i, r0 + row, c0 + col, th, tw, _sanitize(f"{prefix}{where}_r{ri}_c{ci}"),
+                                   pair.group + where)
+                        tiles.append(tl)
+                        box = (tl.row, tl.col, th, tw)
+                        cut = _label(pair.label, classes, box) if windowed else \
+                            label[tl.row : tl.row + th, tl.col : tl.col + tw]
+                        hist = np.bincount(cut.reshape(-1), minlength=256)
+                        unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
+                        if unknown:
+                            raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are "
+                                             f"{sorted(valid)} (add them to classes.json or fix the label)")
+                        counts.append(hist)
+    seen: dict[str, _Tile] = {}
+    for t in tiles:
+        if t.name in seen:
+            raise SplitError(f"{pairs[seen[t.name].pair].image} and {pairs[t.pair].image} both give the tile name "
+                             f"{t.name!r} (names keep only A-Z a-z 0-9 _ . -); rename one of them")
+        seen[t.name] = t
+    return tiles, np.stack(counts)
+
+
+def _split_groups(tiles: list[_Tile], counts: np.ndarray, classes: ClassMap, shots: int, min_pixels: int,
+                  query_fraction: float, seed: int) -> tuple[dict[str, list[str]], dict[int, list[int]]]:
+    """:func:`_assign` for the seed, and an error when a novel class would have no pixels in the query set (its IoU
+    could not be measured: the episode `paintseg data check` rejects)."""
+    groups, support = _assign(tiles, [t.group for t in tiles], counts, classes, shots, min_pixels, query_fraction,
+                              np.random.default_rng(seed))
+    query = set(groups["query"])
+    in_query = counts[[t for t, tl in enumerate(tiles) if tl.group in query]].sum(axis=0)
+    missing = [c for c in classes.novel_ids if in_query[c] == 0]
+    if missing:
+        names = ", ".join(f"{classes.name(c)!r} (id {c})" for c in missing)
+        raise SplitError(f"novel class {names} would have no pixels in the query set ({len(query)} of "
+                         f"{len(set(t.group for t in tiles))} groups), so its IoU could not be measured: every group "
+                         f"that shows it is needed for its {shots} support shots; lower --shots, try another --seed "
+                         f"or a larger --query-fraction")
+    return groups, support
+
+
+def _working_block(pairs: list[Pair], sizes: list[tuple[int, int]], classes: ClassMap, tile: int | None, gap: int,
+                   group: str | None, cache: dict[int, np.ndarray] | None, shots: int, min_pixels: int,
+                   query_fraction: float, seed: int) -> tuple[int, int, int] | None:
+    """The largest ``--block`` (and the ``--tile`` it needs) whose split succeeds for this seed with query pixels
+    of every novel class - found by running the assignment itself on the labels - as (block, tile, blocks); None if
+    no size does (or the scenes are too large to search in memory: then none is claimed)."""
+    if cache is None:
+        return None
+    for block, t in _block_options(sizes, tile, gap):
+        try:
+            tiles, counts = _scan(pairs, sizes, classes, t, block, gap, group, cache)
+            _split_groups(tiles, counts, classes, shots, min_pixels, query_fraction, seed)
+        except SplitError:
+            continue
+        return block, t, len({tl.group for tl in tiles})
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ the split
 def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str], out: Path, shots: int = 5,
                   seed: int = 0, group: str | None = None, tile: int | None = 512, query_fraction: float = 0.25,
@@ -359,60 +446,27 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
     except ClassMapError as e:
         raise SplitError(str(e)) from None
     pairs, unlabelled = _pair(images, labels, group, key, skip_unlabelled)
-    valid = classes.valid_values
 
     # pass 1: check every pair, cut its label into tiles and count the pixels of each class in each tile
-    tiles: list[_Tile] = []
-    counts: list[np.ndarray] = []
-    bands: list[int] = []
-    sizes: list[tuple[int, int]] = []
-    for i, pair in enumerate(tqdm(pairs, desc="scan labels", unit="pair", disable=not progress)):
-        height, width, n_bands = _probe(pair.image)
-        bands.append(n_bands)
-        windowed = _windowed(pair.label)
-        if windowed:
-            lh, lw, _ = _probe(pair.label)
-        else:
-            label = _label(pair.label, classes)
-            lh, lw = label.shape
-        if (lh, lw) != (height, width):
-            raise SplitError(f"{pair.label}: label is {lw}x{lh} but its image {pair.image} is "
-                             f"{width}x{height}; image and label must have the same size")
-        prefix = f"{pair.group}_{pair.stem}" if group else pair.stem
-        sizes.append((height, width))
-        for bi, (r0, r1) in enumerate(_blocks(height, block, gap)):
-            for bj, (c0, c1) in enumerate(_blocks(width, block, gap)):
-                where = f"_b{bi}-{bj}" if block else ""
-                th, tw = min(r1 - r0, tile or r1 - r0), min(c1 - c0, tile or c1 - c0)
-                for ri, row in enumerate(_offsets(r1 - r0, tile)):
-                    for ci, col in enumerate(_offsets(c1 - c0, tile)):
-                        tl = _Tile(i, r0 + row, c0 + col, th, tw, _sanitize(f"{prefix}{where}_r{ri}_c{ci}"),
-                                   pair.group + where)
-                        tiles.append(tl)
-                        box = (tl.row, tl.col, th, tw)
-                        cut = _label(pair.label, classes, box) if windowed else \
-                            label[tl.row : tl.row + th, tl.col : tl.col + tw]
-                        hist = np.bincount(cut.reshape(-1), minlength=256)
-                        unknown = sorted(set(np.flatnonzero(hist).tolist()) - valid)
-                        if unknown:
-                            raise SplitError(f"{pair.label}: unknown label value(s) {unknown}; known ids are "
-                                             f"{sorted(valid)} (add them to classes.json or fix the label)")
-                        counts.append(hist)
-    seen: dict[str, _Tile] = {}
-    for t in tiles:
-        if t.name in seen:
-            raise SplitError(f"{pairs[seen[t.name].pair].image} and {pairs[t.pair].image} both give the tile name "
-                             f"{t.name!r} (names keep only A-Z a-z 0-9 _ . -); rename one of them")
-        seen[t.name] = t
-
-    suggested = suggest_block(sizes, tile, gap) if block is None else None
-    hint = f"the {len(pairs)} image(s) matched, such as {pairs[0].image}, give too few places; " + (
-            f"cut the scenes into spatial blocks that serve as groups: --block {suggested} (pixels; tiles of "
-            f"different blocks stay --gap {gap} px apart)" if suggested else
-            "pass a --group regex that matches more groups" if group else "add images (each pair is its own group)")
-    count_matrix = np.stack(counts)
-    groups, support = _assign(tiles, [t.group for t in tiles], count_matrix, classes, shots, min_pixels,
-                              query_fraction, np.random.default_rng(seed), hint)
+    probed = [_probe(pair.image) for pair in pairs]
+    sizes, bands = [(h, w) for h, w, _ in probed], [b for _, _, b in probed]
+    # labels read whole are kept for a search of --block sizes when the split fails (small datasets only)
+    cache: dict[int, np.ndarray] | None = {} if block is None and sum(h * w for h, w in sizes) <= SEARCH_PIXELS \
+        else None
+    tiles, count_matrix = _scan(pairs, sizes, classes, tile, block, gap, group, cache, progress)
+    try:
+        groups, support = _split_groups(tiles, count_matrix, classes, shots, min_pixels, query_fraction, seed)
+    except SplitError as e:
+        if block is not None:
+            raise
+        found = _working_block(pairs, sizes, classes, tile, gap, group, cache, shots, min_pixels, query_fraction,
+                               seed)
+        advice = (f"the {len(pairs)} image(s) matched, such as {pairs[0].image}, give too few places to keep train, "
+                  f"support and query apart; cut the scenes into spatial blocks that serve as groups: "
+                  f"--block {found[0]}" + (f" --tile {found[1]}" if found[1] != tile else "") +
+                  f" (checked with this --seed: it gives {found[2]} blocks and query pixels of every novel class)"
+                  if found else "add images, or lower --shots / --min-pixels")
+        raise SplitError(f"{e}; {advice}") from None
     role_of_group = {g: role for role, names in groups.items() for g in names}
     jobs: dict[int, tuple[str, int | None]] = {}  # tile -> (role, support class)
     for t, tl in enumerate(tiles):
@@ -502,9 +556,10 @@ def _summary(tiles: list[_Tile], counts: np.ndarray, jobs: dict[int, tuple[str, 
                             "pixels": {classes.name(v): int(n) for v, n in enumerate(totals[role]) if n}}
                      for role in ROLES}
     summary["unused_tiles"] = len(tiles) - len(jobs)
-    summary["warnings"] = [f"novel class {classes.name(c)!r} (id {c}) has no pixels in the query set, so its IoU "
-                           f"cannot be measured; try another --seed or a larger --query-fraction"
-                           for c in classes.novel_ids if totals["query"][c] == 0]
+    summary["warnings"] = [f"base class {classes.name(c)!r} (id {c}) has no pixels in the training set: no model "
+                           f"can learn it and its IoU will be 0; try another --seed, or add its value to the "
+                           f"'values' of the class with role 'ignore' in classes.json if the dataset hardly has it" for c in classes.base_ids
+                           if totals["train"][c] == 0]
     return summary
 
 

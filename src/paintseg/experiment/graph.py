@@ -10,6 +10,7 @@ placements, paintings and curation; each training and its evaluation.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -387,9 +388,17 @@ class StageGraph:
 
 
 def _open_episode(config: ExperimentConfig, root: Path):
+    """The episode at ``root``, checked as `paintseg data check` checks it (an ExperimentError names its problems);
+    opened once per process (a run checks a given episode.path before it writes anything, then uses it)."""
+    return _checked_episode(str(Path(root).resolve()), config.episode.set)
+
+
+@functools.lru_cache(maxsize=4)
+def _checked_episode(root: str, split: str):
     from paintseg.data.episode import Episode
 
-    episode = Episode(root, config.episode.set)
+    root = Path(root)
+    episode = Episode(root, split)
     problems = episode.problems(expected_shots=max(episode.shots, 1))  # any k-shot episode, k >= 1
     if problems:
         raise ExperimentError(f"{root}: the episode has problems ({'; '.join(problems[:3])}); fix them (see "

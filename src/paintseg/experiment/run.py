@@ -50,7 +50,7 @@ from typing import Callable
 from paintseg import distributed
 from paintseg.config import dump_yaml
 
-from .graph import StageGraph
+from .graph import StageGraph, _open_episode
 from .results import Results
 from .spec import ExperimentConfig
 from .stages import Stages, _rel
@@ -76,6 +76,8 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     every stage is done), the others ``{"rank": r}``."""
     exp = Path(exp)
     rank, world, barrier = distributed.processes()
+    if config.episode.path is not None:  # a given episode is checked before anything is written
+        _open_episode(config, Path(config.episode.path))
     if rank == 0:
         exp.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, exp / "config.yaml")

@@ -37,7 +37,7 @@ from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, op
                            save_torch, say, write_summary)
 
 from .. import __version__
-from ..config import TrainConfig
+from ..config import TrainConfig, encoder_problem
 from ..data.classes import IGNORE, ClassMap
 from ..data.episode import Episode
 from .data import TrainingSampler, batches
@@ -77,6 +77,10 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     rows = distributed.share(config.batch, rank, world)  # this process's slice of every global batch
     main = rank == 0
 
+    problem = encoder_problem(config.encoder, config.encoder_weights)
+    if problem is not None:  # checked, like the images and synthetic sets below, before anything is written
+        raise TrainError(problem)
+    sampler = TrainingSampler(episode, config, synthetic, progress=progress and main)
     opened = open_run(out, record, config.steps, resume, ("episode", "split", "synthetic"), "train",
                       RESUMABLE_CHANGES, TrainError, "model", model=TrainConfig)
     if opened is None:
@@ -87,7 +91,6 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     if main:
         episode.classes.save(out / "classes.json")
 
-    sampler = TrainingSampler(episode, config, synthetic, progress=progress and main)
     num_classes = episode.classes.num_classes
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.encoder, num_classes,
