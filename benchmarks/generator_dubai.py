@@ -98,7 +98,7 @@ def main() -> None:
         syn = work / f"syn_{name}"
         options = ["--per-class", str(args.per_class), "--candidates", str(args.candidates), "--steps",
                    str(args.steps), "--filter", "handcrafted", "--keep", "all", "--refine", "none"]
-        if name == "generator" and args.strength != 1.0:
+        if name == "generator":
             options += ["--strength", str(args.strength)]
         if not (syn / "generate_summary.json").is_file():
             run(f"generate {name}", ps + ["generate", str(episode), "--generator", str(gen) if name == "generator"

@@ -75,7 +75,8 @@ def main() -> None:
         cmds = []
         if syn is not None and not (args.work / syn / "manifest.jsonl").is_file():
             cmds.append(ps + ["generate", str(episode), "--generator", "copy-paste", "--out", str(args.work / syn),
-                              "--candidates", "1", "--select", "first"] + SETS[syn])
+                              "--candidates", "1", "--select", "first",  # the defaults when it was measured:
+                              "--prior", "context", "--refine", "grabcut"] + SETS[syn])
         train = ps + ["train", str(episode), "--out", str(folder)] + MODEL + extra
         train += ["--synthetic", str(args.work / syn)] if syn else []
         cmds += [train, ps + ["predict", str(folder), "--episode", str(episode), "--out", str(folder / "pred"),

@@ -149,7 +149,7 @@ def test_every_option_that_sets_a_config_field_takes_that_fields_default_and_hel
     """One source for each default: a command's options that name fields of its stage config are unset unless
     given (the --config file's value or the field's default applies), show the field's default and its description;
     no other command restates a placement, painting or curation default with another value."""
-    from paintseg.cli import _configured
+    from paintseg.cli import _configured, typed
     from paintseg.config import (CurateConfig, GenerateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig,
                                  PlaceConfig, TrainConfig)
 
@@ -168,8 +168,7 @@ def test_every_option_that_sets_a_config_field_takes_that_fields_default_and_hel
         for name in named:
             option, field = params[name], model.model_fields[name]
             assert option.default in (None, ()), (path, name, option.default)
-            assert option.show_default == f"{field.default} unless --config sets it", (path, name)
-            assert option.help == field.description, (path, name)
+            assert option.help == f"{field.description}  [default: {typed(field.default)}]", (path, name)
         assert _configured(model, None, {n: None for n in named}) == model()
         if path in (("place",), ("generate",), ("curate",), ("train",), ("generator", "train"),
                     ("harmoniser", "train")):  # every field a command line can spell: generated (config_options)
@@ -186,11 +185,51 @@ def test_help_reads_well() -> None:
     top = invoke("--help").output
     listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line.strip()]
     assert listed[:3] == ["demo", "run", "report"] and "<bool>" not in top
-    train_help = invoke("train", "--help").output
-    assert "[default: (1000 unless" in train_help
+    train_help = " ".join(invoke("train", "--help").output.split())
+    assert "[default: 1000]" in train_help and "--synthetic <path>, repeatable" in train_help
     generate_help = " ".join(invoke("generate", "--help").output.split())  # unwrapped
     assert "--window, --window-size <int> Side a pretrained pipeline" in generate_help
-    assert "[default: (512 unless --config sets it)]" in generate_help
+    assert "[default: 512]" in generate_help and "[default: rectangle, bezier, silhouette]" in generate_help
+    assert "[default: none]" in generate_help  # a null default as it is typed (--sam-checkpoint)
+    # defaults as a user types them, user-facing names only: no Python values, no class names
+    for command in _commands():
+        text = invoke(*command, "--help").output
+        for leak in ("None", "[\'", "<list", "Config fields", "unless --config", "True", "False"):
+            assert leak not in text, (command, leak)
+    assert invoke("--version").output.startswith("paintseg ")
+
+
+def test_messages_offer_close_matches_and_use_the_names_users_know(tmp_path: Path) -> None:
+    from paintseg.config import ConfigError, TrainConfig, load_yaml, validate
+    from paintseg.experiment.spec import load_experiment
+
+    (tmp_path / "episode").mkdir()
+    path = tmp_path / "run.yaml"
+    path.write_text("episode: {path: episode}\ntrain: {stesp: 3}\ngeneraton: {}\nmodels: [{archh: unet}]\n")
+    with pytest.raises(ConfigError) as e:
+        load_experiment(path)
+    message = str(e.value)
+    assert "invalid run config" in message and "ExperimentConfig" not in message
+    assert "train.stesp: unknown field; did you mean steps?" in message
+    assert "generaton: unknown field; did you mean generation or generator?" in message
+    assert "models.0.archh: unknown field; did you mean arch?" in message
+    path.write_text("steps: 3\nzzz: 1\n")
+    with pytest.raises(ConfigError, match=r"zzz: unknown field \(known here: arch, encoder, "):
+        load_yaml(path, TrainConfig)
+    with pytest.raises(ConfigError) as e:  # a check of the whole config has no "(config)" location
+        validate({"support_fraction": 0.6, "synthetic_fraction": 0.6}, TrainConfig, "train.yaml")
+    assert "invalid train settings:\n  support_fraction 0.6 + synthetic_fraction 0.6 exceed 1" in str(e.value)
+
+
+def test_no_progress_keeps_a_line_per_stage(tmp_path: Path, capsys) -> None:
+    from paintseg.experiment.stages import Stages
+
+    stages = Stages(tmp_path, progress=False, lines=True)
+    stages.run("episode", tmp_path / "stages" / "episode-x", lambda: None)
+    err = capsys.readouterr().err
+    assert "[stage" in err and "[done]  episode" in err
+    Stages(tmp_path, progress=False).run("episode", tmp_path / "stages" / "episode-x", lambda: None)
+    assert capsys.readouterr().err == ""  # lines follow progress unless asked for (a library caller's default)
 
 
 def test_single_process_commands_refuse_a_multi_process_launch(tiny_episode: Path, tmp_path: Path,

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from paintseg import distributed
 from paintseg.config import (CurateConfig, GenerateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig, PlaceConfig,
-                             TrainConfig, stage_part)
+                             TrainConfig, stage_part, title)
 
 # The order `paintseg --help` lists commands in: the main job first, then the stages in data-flow order.
 COMMAND_ORDER = ("demo", "run", "report", "split", "data", "train", "predict", "evaluate", "generator", "convert",
@@ -47,17 +47,30 @@ class _OrderedGroup(TyperGroup):
 SETTINGS = {"show_default": True, "max_content_width": 100}
 
 
+def typed(value) -> str:
+    """A value as a user types it on the command line: none, on/off, a list as its items."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(typed(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={typed(v)}" for k, v in value.items()) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _from(model, field: str) -> str:
-    """What --help shows as the default of an option that falls back to a config field."""
-    value = model.model_fields[field].default
-    return f"{value} unless --config sets it"
+    """What --help shows as the default of an option that falls back to a config field (a --config file's value
+    replaces it; its --config help says so)."""
+    return typed(model.model_fields[field].default)
 
 
 def _field(model, name: str, *flags: str, **extra):
     """An option for the config field ``name`` of ``model``: unset unless given (the --config file's value or the
     field's default applies), its help the field's description: one source for the option and the YAML key."""
-    return typer.Option(None, *flags, show_default=_from(model, name), help=model.model_fields[name].description,
-                        **extra)
+    return typer.Option(None, *flags, show_default=False, help=f"{model.model_fields[name].description}  "
+                        f"[default: {_from(model, name)}]", **extra)
 
 
 # Flags of config fields whose option is not simply --field-name (a second spelling kept for older scripts)
@@ -109,7 +122,7 @@ def config_options(model, skip: tuple[str, ...] = ()):
         signature = inspect.signature(fn)
         params = [p for p in signature.parameters.values() if p.name != "config"]
         generated = [inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                                       default=typer.Option(None, help=f"YAML with {model.__name__} fields, or "
+                                       default=typer.Option(None, help=f"YAML with the {title(model)}, or "
                                                             f"{source}; options here override it."))]
         types = {n: _option_type(model.model_fields[n].annotation) for n in fields}
         generated += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=types[n], default=_field(
@@ -145,7 +158,7 @@ def _configured(model, config: Optional[Path], options: dict):
     base = _run(load_yaml, config, model) if config else model()
     given = {k: value(k, v) for k, v in options.items()
              if k in model.model_fields and v is not None and v != () and v != []}  # () / []: a list option unset
-    return _run(validate, {**base.model_dump(), **given}, model, "options")
+    return _run(validate, {**base.model_dump(), **given}, model, "the options given")
 
 
 app = typer.Typer(
@@ -173,8 +186,17 @@ def _fail(message: str) -> None:
 MULTI_PROCESS = ("demo", "run", "generate", "train", "generator", "harmoniser")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from paintseg import __version__
+
+        typer.echo(f"paintseg {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _launched(ctx: typer.Context) -> None:
+def _launched(ctx: typer.Context, version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print paintseg's version and exit.")) -> None:
     if not sys.stderr.isatty():  # a log file or a pipe: plain lines, not redrawn bars
         from paintseg.progress import plain_lines
 
@@ -293,7 +315,7 @@ def split(
                     classes=str(classes) if classes else None, novel=[n.strip() for n in novel.split(",") if n.strip()],
                     shots=shots, seed=seed, group=group, block=block, gap=gap, tile=tile, query_fraction=query_fraction,
                     min_pixels=min_pixels)
-    recipe = _run(validate, settings, SplitRecipe, "paintseg split options")
+    recipe = _run(validate, settings, SplitRecipe, "paintseg split")
     summary = _run(split_recipe, recipe, out, echo=typer.echo)
     typer.echo(format_summary(summary))
     typer.echo(f"episode written to {out} (checked: `paintseg data check {out}` passes)")
@@ -304,8 +326,8 @@ def split(
 def data_check(
     episode: Path = typer.Argument(..., help="Episode folder (train.txt, val.json, trainset/, valset/)."),
     split: str = typer.Option("valset", help="Which evaluation split to check: valset or testset."),
-    shots: Optional[int] = typer.Option(None, show_default="the shots the episode was split for (its split.json), "
-                                        "else 5", help="Support images every novel class must have."),
+    shots: Optional[int] = typer.Option(None, show_default=False, help="Support images every novel class must have "
+                                        "[default: the shots the episode was split for (its split.json), else 5]"),
 ) -> None:
     """Validate an episode and print every problem; exit code 1 if there is any (an episode that cannot be read at
     all included), 2 for bad options."""
@@ -337,8 +359,10 @@ def data_check(
 @config_options(TrainConfig)
 def train(
     episode: Path = typer.Argument(..., help="Episode folder."),
-    out: Path = typer.Option(..., callback=_folder, help="Run folder: config, checkpoints, log and model.pt are written here."),
-    synthetic: List[Path] = typer.Option([], help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
+    out: Path = typer.Option(..., callback=_folder,
+                             help="Run folder: config, checkpoints, log and model.pt are written here."),
+    synthetic: List[Path] = typer.Option([], metavar="<path>, repeatable",
+                                         help="Synthetic set(s) (images/ + labels/) to mix in; repeatable."),
     split: str = typer.Option("valset", help="Which split's support set to train on: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     config: TrainConfig = None,  # the --config file and the generated options, validated (config_options)
@@ -367,7 +391,8 @@ def _expand(patterns: list[str]) -> list[Path]:
 def predict(
     run: Path = typer.Argument(..., help="Run folder written by `paintseg train` (holds model.pt)."),
     out: Path = typer.Option(..., callback=_folder, help="Folder for the predicted labels (+ color/ previews)."),
-    images: List[str] = typer.Option([], help="Image file, folder or quoted glob; repeatable."),
+    images: List[str] = typer.Option([], metavar="<path or glob>, repeatable",
+                                     help="Image file, folder or quoted glob; repeatable."),
     episode: Optional[Path] = typer.Option(None, help="Predict this episode's query images (instead of --images)."),
     split: str = typer.Option("valset", help="With --episode: valset or testset."),
     window: Optional[int] = typer.Option(None, help="Sliding-window size (default: the training crop)."),
@@ -426,7 +451,8 @@ app.add_typer(generator_app, name="generator")
 def generator_train(
     episode: Path = typer.Argument(..., help="Episode folder; the generator learns from its trainset + support scenes "
                                    "(no novel-class labels needed)."),
-    out: Path = typer.Option(..., callback=_folder, help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
+    out: Path = typer.Option(..., callback=_folder,
+                             help="Generator folder (GEN): config, checkpoints, sample grids, model.pt."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     init: Optional[str] = typer.Option(None, help="Fine-tune this pretrained Paint-by-Example-family pipeline "
@@ -462,17 +488,20 @@ def generator_curve(
     gen: Path = typer.Argument(..., help="Generator folder (GEN) trained with --snapshots N (a folder without "
                                "snapshots gives one point)."),
     episode: Path = typer.Argument(..., help="Episode folder; its query images are the held-out test scenes."),
-    out: Path = typer.Option(..., callback=_file, help="JSON file for the curve: one point per snapshot and strength, and the "
+    out: Path = typer.Option(..., callback=_file,
+                             help="JSON file for the curve: one point per snapshot and strength, and the "
                              "copy-paste controls."),
-    figure: Optional[Path] = typer.Option(None, callback=_file, help="PNG of the curve (class rate, ΔE, novelty/diversity against "
+    figure: Optional[Path] = typer.Option(None, callback=_file,
+                                          help="PNG of the curve (class rate, ΔE, novelty/diversity against "
                                           "training minutes); with it also FIGURE_samples.png (the first --samples "
                                           "tests painted by every point)."),
-    strengths: list[float] = typer.Option([0.3], "--strength", help="Painting strength, repeatable (1: from noise)."),
+    strengths: list[float] = typer.Option([0.3], "--strength", metavar="<float>, repeatable",
+                                          help="Painting strength, repeatable (1: from noise)."),
     per_class: int = typer.Option(24, help="Tests per novel class."),
     candidates: int = typer.Option(2, help="Candidates painted per test (2 or more measure diversity)."),
     paste_noise: float = typer.Option(17.5, help="The copy-paste-noise control's noise (grey levels); 0: leave it "
                                       "out."),
-    config: Optional[Path] = typer.Option(None, help="YAML with PaintConfig fields, or a run config (its generation "
+    config: Optional[Path] = typer.Option(None, help="YAML with the painting settings, or a run config (its generation "
                                           "section): paint as that run paints; options here override it."),
     steps: Optional[int] = _field(PaintConfig, "steps"),
     guidance: Optional[float] = _field(PaintConfig, "guidance"),
@@ -562,7 +591,8 @@ app.add_typer(convert_app, name="convert")
 @convert_app.command("rs-paint")
 def convert_rs_paint_command(
     ckpt: Path = typer.Option(..., help="RS-Paint's LDM checkpoint (sd_inpaint_samrs_ep74.ckpt)."),
-    out: Path = typer.Option(..., callback=_folder, help="The diffusers Paint-by-Example folder to write (must not exist yet)."),
+    out: Path = typer.Option(..., callback=_folder,
+                             help="The diffusers Paint-by-Example folder to write (must not exist yet)."),
     remoteclip: Optional[Path] = typer.Option(None, help="RemoteCLIP's open_clip checkpoint (RemoteCLIP-ViT-L-14.pt); "
                                               "needed only when the checkpoint holds no image tower."),
     remoteclip_model: str = typer.Option("ViT-L-14", help="open_clip architecture of the image tower (or a model "
@@ -599,7 +629,8 @@ app.add_typer(harmoniser_app, name="harmoniser")
 def harmoniser_train(
     episode: Path = typer.Argument(..., help="Episode folder; the harmoniser learns from its trainset + support "
                                    "scenes (every labelled class's instances; no novel-class labels needed)."),
-    out: Path = typer.Option(..., callback=_folder, help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
+    out: Path = typer.Option(..., callback=_folder,
+                             help="Harmoniser folder (HARM): config, log, harmoniser.pt, samples.png."),
     split: str = typer.Option("valset", help="Which split's support scenes to include: valset or testset."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from checkpoints/last.pt."),
     config: HarmoniserConfig = None,  # the --config file and the generated options, validated (config_options)
@@ -625,8 +656,10 @@ def generate(
                                   "RS-Paint: `paintseg convert rs-paint`), a harmoniser folder written by `paintseg "
                                   "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
                                   "'copy-paste' for the copy-paste baseline."),
-    out: Path = typer.Option(..., callback=_folder, help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
-    prompt: list[str] = typer.Option([], metavar="CLASS=TEXT", help="SD inpainting: the prompt of a novel class "
+    out: Path = typer.Option(..., callback=_folder,
+                             help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
+    prompt: list[str] = typer.Option([], metavar="CLASS=TEXT, repeatable",
+                                     help="SD inpainting: the prompt of a novel class "
                                      "(repeat per class; added to the config's prompts; default 'a top-down "
                                      "satellite image of a {class}')."),
     paste_colour: str = typer.Option("none", help="Copy-paste and harmonise: 'match' moves the pasted pixels from "
@@ -686,12 +719,15 @@ def generate(
 @app.command("painting-quality")
 def painting_quality_command(
     episode: Path = typer.Argument(..., help="Episode folder; its query images are the held-out test scenes."),
-    generator: list[str] = typer.Option(..., help="A backend to test, repeatable: 'copy-paste', a HARM or GEN "
+    generator: list[str] = typer.Option(..., metavar="<backend>, repeatable",
+                                        help="A backend to test, repeatable: 'copy-paste', a HARM or GEN "
                                         "folder; ':match' at the end pastes colour-matched, '@S' after a GEN folder "
                                         "paints from the composite at strength S (e.g. gen@0.3)."),
-    out: Path = typer.Option(..., callback=_file, help="JSON file for the distances (per backend, per class, per test)."),
+    out: Path = typer.Option(..., callback=_file,
+                             help="JSON file for the distances (per backend, per class, per test)."),
     per_class: int = typer.Option(24, help="Tests per novel class."),
-    figure: Optional[Path] = typer.Option(None, callback=_file, help="PNG of the first --samples tests: the query window, then "
+    figure: Optional[Path] = typer.Option(None, callback=_file,
+                                          help="PNG of the first --samples tests: the query window, then "
                                           "every backend's painting (object outlined); with --conditioning also "
                                           "FIGURE_conditioning.png (references, masked window, three paintings, "
                                           "real window)."),
@@ -702,9 +738,9 @@ def painting_quality_command(
     filter_quality: int = typer.Option(0, "--filter-quality", help="For every GEN backend also paint K candidates "
                                        "per test (half the tests) and measure what each --filter's pick gains over "
                                        "a random one (class probe, ΔE; paintseg.evaluate.curation); 0: off."),
-    filters: list[str] = typer.Option(["handcrafted"], "--filter", help="Encoders judged by --filter-quality, "
+    filters: list[str] = typer.Option(["handcrafted"], "--filter", metavar="<encoder>, repeatable", help="Encoders judged by --filter-quality, "
                                      "repeatable (as `paintseg curate --filter`)."),
-    config: Optional[Path] = typer.Option(None, help="YAML with GenerateConfig fields, or a run config (its "
+    config: Optional[Path] = typer.Option(None, help="YAML with the generation settings, or a run config (its "
                                           "generation section): paint and score as that run does; options here "
                                           "override it."),
     score_mode: Optional[str] = _field(GenerateConfig, "score_mode"),
@@ -789,7 +825,8 @@ def painting_quality_command(
 def curate(
     source: Path = typer.Argument(..., help="Folder written by `paintseg generate` (references/, candidates/)."),
     episode: Path = typer.Option(..., help="The episode the candidates were painted for."),
-    out: Optional[Path] = typer.Option(None, callback=_folder, help="Synthetic set to write (default: SOURCE itself). Use a new "
+    out: Optional[Path] = typer.Option(None, callback=_folder,
+                                       help="Synthetic set to write (default: SOURCE itself). Use a new "
                                        "folder per setting to compare filters or refiners on the same paintings."),
     split: str = typer.Option("valset", help="valset or testset."),
     config: CurateConfig = None,  # the --config file and the generated options, validated (config_options)
@@ -812,7 +849,7 @@ def _experiment(config, out: Path, progress: bool, command: str) -> None:
     from paintseg.experiment.summary import format_headline
 
     _threads()
-    results = _run(run_experiment, config, out, progress=progress, command=command)
+    results = _run(run_experiment, config, out, progress=progress, command=command, lines=True)
     if isinstance(results, dict):  # another process of `accelerate launch`: the first one gathers and reports
         return
     typer.echo(format_headline(results))
@@ -824,10 +861,11 @@ def _experiment(config, out: Path, progress: bool, command: str) -> None:
 def run_cmd(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/): episode, generator, generation, arms, "
                                   "models, train, seeds."),
-    out: Path = typer.Option(..., callback=_folder, help="Experiment folder EXP; run again with the same --out to resume."),
+    out: Path = typer.Option(..., callback=_folder,
+                             help="Experiment folder EXP; run again with the same --out to resume."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds instead of the config's (e.g. 0,1,2,3,4: "
                                         "more seeds tell a gain from seed noise; finished seeds are reused)."),
-    progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
+    progress: bool = typer.Option(True, help="Progress bars on stderr (a line per stage is printed either way)."),
 ) -> None:
     """Run baseline vs copy-paste vs diffusion (and ablations) for every model and seed of CONFIG; writes
     EXP/results.json and EXP/report.html. Every stage is cached by a hash of its settings, so a killed or changed
@@ -849,9 +887,10 @@ def run_cmd(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), callback=_folder, help="Experiment folder to write (resumes if it exists)."),
+    out: Path = typer.Option(Path("runs/demo"), callback=_folder,
+                             help="Experiment folder to write (resumes if it exists)."),
     quick: bool = typer.Option(False, help="Smoke run of the same path with every budget shrunk."),
-    progress: bool = typer.Option(True, help="Progress bars and stage lines on stderr."),
+    progress: bool = typer.Option(True, help="Progress bars on stderr (a line per stage is printed either way)."),
 ) -> None:
     """The whole method on built-in procedural aerial scenes with a novel class (solar panels), as configs/demo.yaml
     sets it: demo scenes → painter → painting → curation → every arm × seed with an ImageNet Lite0 Unet →
@@ -865,7 +904,8 @@ def demo(
 @app.command()
 def report(
     exp: Path = typer.Argument(..., help="Experiment folder written by `paintseg run`."),
-    screenshot: Optional[Path] = typer.Option(None, callback=_file, help="Also render the whole report with headless Chromium into this "
+    screenshot: Optional[Path] = typer.Option(None, callback=_file,
+                                              help="Also render the whole report with headless Chromium into this "
                                               "PNG."),
 ) -> None:
     """(Re)write EXP/report.html from EXP/results.json, optionally with a screenshot."""

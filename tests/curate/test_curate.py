@@ -53,7 +53,7 @@ class RightOneBackend:
 def painted(tiny_episode: Path, tmp_path: Path) -> tuple[Episode, Path]:
     ep = Episode(tiny_episode)
     syn = tmp_path / "painted"
-    generate(ep, RightOneBackend(), syn, PlaceConfig(per_class=6, mask_kinds=["rectangle"]), PaintConfig(candidates=3),
+    generate(ep, RightOneBackend(), syn, PlaceConfig(per_class=6, mask_kinds=["rectangle"], prior="context"), PaintConfig(candidates=3),
              seed=1, progress=False)
     return ep, syn
 

@@ -29,7 +29,10 @@ TINY = {
     "episode": {"path": "episode"},
     "generator": {"train": {"size": "tiny", "steps": 4, "batch": 2, "checkpoint_every": 2, "sample_every": 4,
                             "warmup_steps": 1}},
-    "generation": {"per_class": 3, "candidates": 2, "steps": 2, "batch": 4},
+    # every arm of the graph (the ablations too), painted from noise and refined as they need
+    "arms": ["baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine"],
+    "generation": {"per_class": 3, "candidates": 2, "steps": 2, "batch": 4, "strength": 1.0, "refine": "grabcut",
+                   "prior": "context"},
     "models": [{"arch": "unet", "encoder": "resnet18"}],
     "train": {"steps": 3, "batch": 2, "crop": 64, "checkpoint_every": 2, "warmup_steps": 1},
     "seeds": [0],
@@ -63,7 +66,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
     ({"generator": None}, "the diffusion arms need a generator"),
     ({"episode": {"path": "a", "demo": {}}}, "give exactly one of episode.path, episode.split or episode.demo"),
     ({"generation": {"refine": "none"}}, "use grabcut or sam, or drop the diffusion-no-refine arm"),
-    ({"generation": {"filter": "none"}}, "or drop the diffusion-no-filter arm"),
+    ({"generation": {"filter": "none", "refine": "grabcut"}}, "or drop the diffusion-no-filter arm"),
     ({"arms": ["baseline", "diffusion-noise"]}, "set generation.strength below 1 (e.g. 0.3) or drop the arm"),
     ({"generation": {"refine": "sam"}}, "refine: sam needs sam_checkpoint"),
     ({"seeds": [1, 1]}, "lists a seed twice"),
@@ -74,7 +77,7 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
     ({"models": [{"encoder": "resnet18", "encoder_weights": "imagenet22k"}]},
      "encoder_weights 'imagenet22k' for 'resnet18': choose one of imagenet, ssl, swsl"),
     ({"generator": {"path": "gen/old/painter"}}, "generator.path:"),
-    ({"generation": {"filter": "generator:nowhere"}}, "generation.filter: "),
+    ({"generation": {"filter": "generator:nowhere", "refine": "grabcut"}}, "generation.filter: "),
     ({"episode": {"split": {"images": "x/*.png", "labels": "y/*.png", "classes": "c.json", "novel": ["a"]}}},
      "episode.split.images: no file matches"),
     ({"episode": {"split": {"dataset": "loveda", "root": "LoveDA", "novel": ["building"]}}},
@@ -147,7 +150,7 @@ def test_options_added_later_keep_finished_stages_valid():
 
     assert added_later(PlaceConfig) == {"reference_weights": "uniform", "orient": False, "near": [],
                                         "selectivity": 8.0, "appearance_cell": 8}
-    assert recipe(PlaceConfig(selectivity=8.0))["prior"] == "context" and "selectivity" not in recipe(
+    assert recipe(PlaceConfig(selectivity=8.0))["prior"] == "auto" and "selectivity" not in recipe(
         PlaceConfig(selectivity=8.0)) and recipe(PlaceConfig())["selectivity"] == 16.0
     assert config_differences({"place": {}}, {"place": {"selectivity": 16.0}}, [], "place", [], PlaceConfig) == [
         "selectivity: run has 8.0, now 16.0"]  # recorded before the field: it read as 8

@@ -105,7 +105,7 @@ def test_cli_generator_train_init_then_generate_with_it(tiny_episode: Path, tmp_
     assert json.loads((out / "model_index.json").read_text())["_class_name"] == "PaintByExamplePipeline"
     r = CliRunner().invoke(app, ["generate", str(tiny_episode), "--generator", str(out), "--out", str(tmp_path / "syn"),
                                  "--per-class", "1", "--candidates", "1", "--steps", "2", "--window-size", "64",
-                                 "--select", "first"])
+                                 "--select", "first", "--strength", "1"])
     assert r.exit_code == 0, r.output
     bad = CliRunner().invoke(app, ["generator", "train", str(tiny_episode), "--out", str(tmp_path / "x"), "--init",
                                    str(init), "--mixed-precision", "fp8"])

@@ -70,10 +70,11 @@ def test_paint_by_example_paints_inside_the_mask_only_and_is_batch_independent(p
 def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_episode: Path, tmp_path: Path) -> None:
     ep = Episode(tiny_episode)
     backend, settings = make_backend(pbe, PaintConfig(steps=2, guidance=2.0, scheduler="ddim", window=64,
-                                                      device="cpu"))
+                                                      device="cpu", strength=1.0))
     assert settings["pipeline"] == "paint-by-example" and settings["scheduler"] == "ddim"
     assert backend.pipe.scheduler.__class__.__name__ == "DDIMScheduler"
-    summary = generate(ep, backend, tmp_path / "syn", PlaceConfig(per_class=2), PaintConfig(candidates=2),
+    summary = generate(ep, backend, tmp_path / "syn", PlaceConfig(per_class=2),
+                       PaintConfig(candidates=2, strength=1.0),
                        backend_settings=settings, progress=False)
     curate(ep, tmp_path / "syn", tmp_path / "syn", encoder=None, progress=False)
     lines = [json.loads(x) for x in (tmp_path / "syn/candidates/manifest.jsonl").read_text().splitlines()]
@@ -84,7 +85,7 @@ def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_
 
 def test_sd_inpaint_uses_one_prompt_per_class(sd_inpaint: Path, tiny_episode: Path) -> None:
     ep = Episode(tiny_episode)
-    backend, settings = make_backend(sd_inpaint, PaintConfig(steps=2, window=64, device="cpu"),
+    backend, settings = make_backend(sd_inpaint, PaintConfig(steps=2, window=64, device="cpu", strength=1.0),
                                      class_names={POOL: "pool"})
     assert settings["pipeline"] == "sd-inpaint"
     assert settings["prompts"] == {str(POOL): "a top-down satellite image of a pool"}
@@ -102,10 +103,11 @@ def test_bad_pretrained_inputs_say_what_to_do(pbe: Path, tmp_path: Path) -> None
         resolve_dtype("fp16", "cpu")
     with pytest.raises(GeneratorError, match="hub cannot be asked.*--generator DIR"):
         pipeline_kind("no-such-owner/no-such-model-xyz")
-    with pytest.raises(Exception, match="pretrained pipeline paints from noise"):
-        make_backend(pbe, PaintConfig(strength=0.3, window=64, device="cpu"))
+    with pytest.raises(Exception, match="pretrained pipeline paints from noise only; pass --strength 1"):
+        make_backend(pbe, PaintConfig(window=64, device="cpu"))  # the default strength, 0.3, is paintseg's painters'
     with pytest.raises(Exception, match="prompts for 'boat': not a novel class of this episode"):
-        make_backend(pbe, PaintConfig(window=64, device="cpu", prompts={"boat": "a boat"}), class_names={1: "pool"})
+        make_backend(pbe, PaintConfig(window=64, device="cpu", strength=1.0, prompts={"boat": "a boat"}),
+                     class_names={1: "pool"})
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
@@ -124,7 +126,7 @@ def test_cli_generate_paints_with_a_pipeline_and_a_class_prompt(sd_inpaint: Path
 
     args = ["generate", str(tiny_episode), "--generator", str(sd_inpaint), "--out", str(tmp_path / "syn"),
             "--per-class", "1", "--candidates", "1", "--steps", "2", "--window-size", "64", "--device", "cpu",
-            "--select", "first"]
+            "--strength", "1", "--select", "first"]
     result = CliRunner().invoke(app, args + ["--prompt", "pool=a swimming pool, top view"])
     assert result.exit_code == 0, result.output
     recorded = json.loads(json.dumps(__import__("yaml").safe_load((tmp_path / "syn/generate.yaml").read_text())))

@@ -391,16 +391,18 @@ def test_a_plan_records_its_settings_by_the_one_cache_key_rule():
     from paintseg.place.plan import plan_settings
 
     kinds = ["rectangle", "bezier", "silhouette"]
-    before = {"selectivity": 8.0, "appearance_cell": 8}  # what every plan did before those fields
+    before = {"selectivity": 8.0, "appearance_cell": 8, "prior": "context"}  # what every plan did before those fields
+    # (context was the default prior then; auto is now: a plan without prior set is a new plan, as it should be)
     assert plan_settings(PlaceConfig(**before), 0) == {"seed": 0, "per_class": 30, "prior": "context",
                                                        "mask_kinds": kinds}
-    assert plan_settings(PlaceConfig(prior="auto", orient=True, per_class=5, **before), 2) == {
+    assert plan_settings(PlaceConfig(**{**before, "prior": "auto"}, orient=True, per_class=5), 2) == {
         "seed": 2, "per_class": 5, "prior": "auto", "appearance": "colour", "orient": True, "mask_kinds": kinds}
     assert plan_settings(PlaceConfig(near=["road"], reference_weights="area", appearance="colour+lite0",
                                      **before), 1) == {
         "seed": 1, "per_class": 30, "prior": "context", "mask_kinds": kinds, "near": ["road"],
         "reference_weights": "area"}
-    assert plan_settings(PlaceConfig(), 0) == {"seed": 0, "per_class": 30, "prior": "context", "mask_kinds": kinds,
-                                               "selectivity": 16.0}  # the cell is no context prior's setting
+    assert plan_settings(PlaceConfig(prior="context"), 0) == {"seed": 0, "per_class": 30, "prior": "context",
+                                                              "mask_kinds": kinds, "selectivity": 16.0}  # no cell
+    assert plan_settings(PlaceConfig(), 0)["prior"] == "auto"
     assert plan_settings(PlaceConfig(prior="appearance"), 0)["appearance_cell"] == 4
     assert "selectivity" not in plan_settings(PlaceConfig(prior="uniform"), 0)  # it scores no spot

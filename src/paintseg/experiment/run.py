@@ -69,9 +69,10 @@ def _environment() -> dict:
 
 
 def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = True, command: str | None = None,
-                   report: bool = True) -> Results | dict:
+                   report: bool = True, lines: bool | None = None) -> Results | dict:
     """Run every stage of ``config`` into ``exp`` (resuming what is there) and return the :class:`Results` that are
-    also written to ``exp/results.json``; ``report=True`` writes ``exp/report.html`` at the end. Under a
+    also written to ``exp/results.json``; ``report=True`` writes ``exp/report.html`` at the end. ``progress``:
+    progress bars; ``lines`` (default: as ``progress``): a line on stderr per stage. Under a
     multi-process launch every process runs its share of the stages; the first returns the results (written once
     every stage is done), the others ``{"rank": r}``."""
     exp = Path(exp)
@@ -84,22 +85,22 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     wall = time.perf_counter()
     if world > 1:  # every stage is run by one of the processes; then the first one gathers them (all cached)
         with distributed.local():
-            _spread(config, exp, progress, rank, world, barrier)
+            _spread(config, exp, progress, rank, world, barrier, progress if lines is None else lines)
         if rank != 0:
             return {"rank": rank}
         if progress:
             print(f"[process 1/{world}] every stage is done; writing results.json and the report", file=sys.stderr,
                   flush=True)
-        progress = False  # the stages are all cached: no line for each
+        progress = lines = False  # the stages are all cached: no line for each
     with distributed.local():
-        return _gather(config, exp, progress, command, report, wall, world)
+        return _gather(config, exp, progress, command, report, wall, world, progress if lines is None else lines)
 
 
 def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | None, report: bool, wall: float,
-            world: int) -> Results:
+            world: int, lines: bool) -> Results:
     """The stages in order (running those not complete yet) and the results of every run."""
     graph = StageGraph(config)
-    stages = Stages(exp, progress, graph.kinds(), priors=stage_priors(config))
+    stages = Stages(exp, progress, graph.kinds(), priors=stage_priors(config), lines=lines)
     *before, runs = graph.rounds()
     for jobs in before:
         for job in jobs:
@@ -166,12 +167,12 @@ def generator_record(folder: Path) -> dict | None:
 
 
 def _spread(config: ExperimentConfig, exp: Path, progress: bool, rank: int, world: int,
-            barrier: Callable[[], None]) -> None:
+            barrier: Callable[[], None], lines: bool = True) -> None:
     """Every stage of the experiment, each run whole by one of ``world`` processes (this one is ``rank``): the jobs
     of each round of the :class:`StageGraph` are dealt out in turn, with a barrier after each round. A stage is the
     same computation in any process, so the results are those of one process. Between rounds every process reads
     what the others recorded (``quiet``: those stages are all complete by then)."""
-    mine = Stages(exp, progress, tag=f"[process {rank + 1}/{world}] ")
+    mine = Stages(exp, progress, tag=f"[process {rank + 1}/{world}] ", lines=lines)
     quiet = Stages(exp, progress=False)
     graph = StageGraph(config)
     rounds = graph.rounds()

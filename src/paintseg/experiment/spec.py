@@ -21,7 +21,9 @@ from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfi
 # painted from the copy-paste-noise composite (generation.strength < 1), faithful new instances with appearance noise
 ARMS = ("baseline", "copy-paste", "copy-paste-match", "copy-paste-poisson", "copy-paste-noise", "harmonise", "diffusion",
         "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
-DEFAULT_ARMS = ("baseline", "copy-paste", "diffusion", "diffusion-no-filter", "diffusion-no-refine")
+# the method and its two controls (the model without synthetic data, copy-paste and the strongest, copy-paste-noise),
+# painted from noise-free and noisy pastes; the ablations (-no-filter, -no-refine) are named when wanted
+DEFAULT_ARMS = ("baseline", "copy-paste", "copy-paste-noise", "diffusion", "diffusion-noise")
 DIFFUSION_ARMS = ("diffusion", "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
 
 

@@ -65,8 +65,10 @@ class Stages:
     jump when a slow kind is first measured."""
 
     def __init__(self, exp: Path, progress: bool = True, planned: list[str] | None = None, tag: str = "",
-                 priors: dict[str, float] | None = None):
+                 priors: dict[str, float] | None = None, lines: bool | None = None):
+        """``progress``: the stages' progress bars; ``lines`` (default: as ``progress``): a line per stage."""
         self.exp, self.root, self.progress, self.tag = exp, exp / "stages", progress, tag
+        self.lines = progress if lines is None else lines
         self.records: list[dict] = []
         self.upcoming = list(planned or [])  # the kinds of the stages still to run (see estimate_left)
         self.total = len(self.upcoming) or None
@@ -142,7 +144,7 @@ class Stages:
         return record
 
     def _say(self, text: str) -> None:
-        if self.progress:
+        if self.lines:
             print(f"{self.tag}{text}", file=sys.stderr, flush=True)
 
 

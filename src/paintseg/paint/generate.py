@@ -114,8 +114,9 @@ def make_backend(generator: str | Path, paint: PaintConfig | None = None, *, see
         from .pipelines import PretrainedBackend
 
         if strength != 1.0:
-            raise PaintsegError(f"strength {strength}: a pretrained pipeline paints from noise (strength 1); "
-                                f"painting from the copy-paste composite is for paintseg generators")
+            raise PaintsegError(f"strength {strength}: a pretrained pipeline paints from noise only; pass --strength 1 "
+                                f"(generation.strength: 1.0 in a run config). Painting from the copy-paste composite "
+                                f"(the default, 0.3) is for paintseg's generators")
         names = class_names or {}
         unknown = sorted(set(paint.prompts) - set(names.values()))
         if unknown:
