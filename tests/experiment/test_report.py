@@ -301,3 +301,39 @@ def test_a_curve_with_no_held_out_tests_is_said_not_crashed_on() -> None:
                "novelty": None, "diversity": None, "tests": 0} for s, m in ((2, 0.1), (4, 0.2))]
     html = _curve({"points": points, "controls": {"copy-paste": {"class_rate": None, "tests": 0}}})
     assert "Not measured" in html and "no held-out test" in html
+
+
+def test_the_verdicts_figure_is_in_the_table_one_seed_has_no_spread_and_the_reading_guide_comes_first(
+        experiment: Path, tmp_path: Path) -> None:
+    """Issue 32's report items: the headline's "... over copy-paste-noise" figure has its column; a one-seed arm
+    shows its mean without "± 0.00"; "How to read this" precedes the results."""
+    exp = _copy(experiment, tmp_path)
+    data = json.loads((exp / "results.json").read_text())
+    data["arms"] = data["config"]["arms"] = ["baseline", "copy-paste-noise", "diffusion-noise"]
+    data["config"]["generator"] = {"train": {"size": "tiny"}}
+    data["seeds"], data["synthetic"] = [0], []
+    data["summary"] = [dict(_summary(arm, (40.0, 0.0), (novel, 0.0), None), n=1)
+                       for arm, novel in (("baseline", 2.0), ("copy-paste-noise", 9.0), ("diffusion-noise", 6.0))]
+    seeds = {"mean": -3.0, "beyond": None, "differences": {"0": -3.0}}
+    data["comparisons"] = [{"arm": "diffusion-noise", "against": "copy-paste-noise", "model": "unet-resnet18",
+                            "novel_miou": {"metric": "novel_miou", "seeds": seeds, "tiles": None,
+                                           "beyond": False, "verdict": "within noise"}}]
+    (exp / "results.json").write_text(json.dumps(data))
+    page = write_report(exp).read_text()
+    verdict = re.search(r'<p class="verdict"><b>(.*?)</b>', page).group(1)
+    assert "3.0" in verdict and "copy-paste-noise" in verdict
+    assert "<th>novel vs copy-paste-noise</th>" in page and '<span class="down">-3.00</span> ≈' in page
+    assert "± 0.00" not in page and '<b>9.00</b>' in page  # one seed: the mean alone
+    assert page.index("How to read this") < page.index("1. Results")
+
+
+def test_placement_boxes_are_drawn_outside_so_a_small_object_stays_visible() -> None:
+    from paintseg.experiment.figures import boxes_overlay
+
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[30:34, 30:34] = 200  # a 4-pixel painted object filling its box
+    drawn = boxes_overlay(image, [(30, 30, 34, 34)])
+    s = drawn.shape[0] / 64
+    inside = drawn[int(30 * s) : int(np.ceil(34 * s)), int(30 * s) : int(np.ceil(34 * s))]
+    assert (inside == 200).all()  # the object is untouched
+    assert (drawn[int(30 * s) - 1, int(30 * s) : int(34 * s)] == (255, 215, 0)).all()  # the box just outside

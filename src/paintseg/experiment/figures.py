@@ -105,8 +105,8 @@ def boxes_overlay(image: np.ndarray, boxes: list[tuple[int, int, int, int]], col
         x0, y0 = min(max(int(box[0] * s), 0), w - 1), min(max(int(box[1] * s), 0), h - 1)
         x1 = min(max(int(np.ceil(box[2] * s)) - 1, x0), w - 1)
         y1 = min(max(int(np.ceil(box[3] * s)) - 1, y0), h - 1)
-        for t in range(2):  # two pixels wide, inwards
-            xa, xb, ya, yb = min(x0 + t, x1), max(x1 - t, x0), min(y0 + t, y1), max(y1 - t, y0)
+        for t in (1, 2):  # two pixels wide, outside the box: a small painted object inside stays visible
+            xa, xb, ya, yb = max(x0 - t, 0), min(x1 + t, w - 1), max(y0 - t, 0), min(y1 + t, h - 1)
             small[ya : yb + 1, [xa, xb]] = c
             small[[ya, yb], xa : xb + 1] = c
     return small

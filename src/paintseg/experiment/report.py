@@ -93,11 +93,11 @@ def _ok(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _pm(stat: Stat | None) -> str:
-    """``Stat(mean=40.3, std=0.5)`` → ``40.30 ± 0.50``."""
+def _pm(stat: Stat | None, n: int | None = None) -> str:
+    """``Stat(mean=40.3, std=0.5)`` → ``40.30 ± 0.50``; the mean alone from one seed (``n`` 1: no spread known)."""
     if stat is None or not _ok(stat.mean):
         return "n/a"
-    return f"{stat.mean:.2f} ± {stat.std:.2f}" if _ok(stat.std) else f"{stat.mean:.2f}"
+    return f"{stat.mean:.2f} ± {stat.std:.2f}" if _ok(stat.std) and (n is None or n > 1) else f"{stat.mean:.2f}"
 
 
 def _gain(value) -> str:
@@ -196,21 +196,23 @@ def _headline(results: Results) -> str:
         v = r.novel_miou.mean
         if _ok(v) and v > best.get(r.model, -math.inf):
             best[r.model] = v
+    # a column per control the run has, so the verdict's figure (against the strongest control) is in the table
+    controls = [c for c in ("copy-paste", "copy-paste-noise") if c in results.arms] or ["copy-paste"]
     out = []
     for r in rows:
         gain = r.gain or Gain()
         baseline = r.arm == "baseline"
         is_best = _ok(r.novel_miou.mean) and r.novel_miou.mean == best.get(r.model)
         out.append([_td(_esc(r.arm), False), _td(_esc(r.model), False), _td(_esc(r.n)),
-                    _td(_pm(r.base_miou)), _td(_pm(r.novel_miou), bold=is_best), _td(_pm(r.score)),
+                    _td(_pm(r.base_miou, r.n)), _td(_pm(r.novel_miou, r.n), bold=is_best), _td(_pm(r.score, r.n)),
                     _td("—" if baseline else _gain(gain.novel_miou) + _noise(results, r, "baseline")),
                     _td("—" if baseline else _gain(gain.base_miou) + _noise(results, r, "baseline", "base_miou")),
                     _td("—" if baseline else _gain(gain.score)),
-                    _td(_versus_copy_paste(results, r))])
+                    *[_td(_versus(results, r, control)) for control in controls]])
     note = "" if any(r.arm == "baseline" for r in rows) else _missing("no baseline arm: gains are not available")
     return ("<h2>1. Results (IoU %, mean ± std over seeds)</h2>" + note
             + _table(["arm", "model", "n", "base mIoU", "novel mIoU", "score", "gain novel", "gain base",
-                      "gain score", "novel vs copy-paste"], out)
+                      "gain score", *[f"novel vs {control}" for control in controls]], out)
             + "<p class=\"meta\">Bold: best novel mIoU per model. Gain: arm mean minus the baseline mean for the "
               "same model. ▲ / ▼ beyond noise, up / down: the 95 % t-interval of the per-seed paired differences and the 95 % "
               "bootstrap interval over query tiles both exclude 0; ≈ within noise: one of them does not (with one "
@@ -226,11 +228,12 @@ def _noise(results: Results, row: SummaryRow, against: str, metric: str = "novel
     return " ▲" if (c.seed_mean(metric) or 0) > 0 else " ▼"
 
 
-def _versus_copy_paste(results: Results, row: SummaryRow) -> str:
-    c = results.comparison(row.arm, "copy-paste", row.model)
+def _versus(results: Results, row: SummaryRow, control: str) -> str:
+    """The arm's paired novel-IoU difference to ``control`` (mean over seeds), or — where it was not compared."""
+    c = results.comparison(row.arm, control, row.model)
     if c is None or not _ok(c.seed_mean()):
         return "—"
-    return _gain(c.seed_mean()) + _noise(results, row, "copy-paste")
+    return _gain(c.seed_mean()) + _noise(results, row, control)
 
 
 def _chart(results: Results) -> str:
@@ -263,7 +266,7 @@ def _per_class(results: Results) -> str:
     novel = set(results.novel) | {n for n, role in roles.items() if role == "novel"}
     header = ["arm", "model"] + [f'<span class="novel">{_esc(n)} (novel)</span>' if n in novel else _esc(n)
                                  for n in names]
-    body = [[_td(_esc(r.arm), False), _td(_esc(r.model), False)] + [_td(_pm(r.per_class_iou.get(n))) for n in names]
+    body = [[_td(_esc(r.arm), False), _td(_esc(r.model), False)] + [_td(_pm(r.per_class_iou.get(n), r.n)) for n in names]
             for r in results.summary]
     return title + _table(header, body)
 
@@ -507,11 +510,12 @@ def _stages(results: Results) -> str:
               f"what earlier stages of the same process still hold.</p>" + chart)
 
 
-HOW_TO_READ = """<h2>7. How to read this</h2><ul class="meta">
+HOW_TO_READ = """<h2>How to read this</h2><ul class="meta">
 <li>IoU is in percent, accumulated over all query images of the episode (one confusion matrix, not a mean of
 per-image IoUs). Base mIoU averages the base classes, novel mIoU the novel classes.</li>
 <li>score = 0.4 · base mIoU + 0.6 · novel mIoU, as in the OpenEarthMap few-shot protocol.</li>
-<li>mean ± std is over the seeds of an arm (sample std, ddof = 1; 0 with one seed); n is the number of seeds.</li>
+<li>mean ± std is over the seeds of an arm (sample std, ddof = 1; the mean alone with one seed); n is the number of
+seeds. "novel vs copy-paste(-noise)": the arm's novel mIoU minus the control's, paired seed by seed.</li>
 <li>Arms: baseline = real data only; copy-paste = references pasted into scenes; copy-paste-match = pasted with
 colours moved to the new surroundings and random flips; copy-paste-poisson = pasted by Poisson blending
 (gradients kept, colours solved from the new surroundings); copy-paste-noise = pasted with smooth colour noise on the
@@ -528,10 +532,9 @@ def write_report(exp: str | Path, samples: int = 6, overlays: int = 3) -> Path:
     exp = Path(exp)
     results = load_results(exp)
     episode, note = _episode(exp, results)
-    body = [_head(results, episode), _headline(results), _chart(results), _per_class(results),
+    body = [_head(results, episode), HOW_TO_READ, _headline(results), _chart(results), _per_class(results),
             _painting_quality(exp, results), _samples(exp, results, episode, note, samples),
-            _overlays(exp, results, episode, note, overlays),
-            _stages(results), HOW_TO_READ]
+            _overlays(exp, results, episode, note, overlays), _stages(results)]
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>paintseg: "
             f"{_esc(results.name)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")

@@ -81,7 +81,8 @@ def format_headline(results: Results) -> str:
     lines = [f"{'arm':<22}{'model':<20}{'n':>3}  {'base mIoU':>14}  {'novel mIoU':>14}  {'score':>14}  "
              f"{'novel gain':>10}"]
     for row in results.summary:
-        cells = [f"{s.mean:6.2f} ± {s.std:5.2f}" for s in (row.base_miou, row.novel_miou, row.score)]
+        cells = [f"{s.mean:6.2f} ± {s.std:5.2f}" if row.n > 1 else f"{s.mean:6.2f}{'':8}"  # one seed: no spread
+                 for s in (row.base_miou, row.novel_miou, row.score)]
         gain = f"{row.gain.novel_miou:+10.2f}" if row.gain and row.arm != "baseline" else f"{'':>10}"
         lines.append(f"{row.arm:<22}{row.model:<20}{row.n:>3}  " + "  ".join(cells) + f"  {gain}")
     verdict = verdict_line(results.comparisons)
