@@ -234,6 +234,18 @@ def _truncate(ep: Path) -> tuple[list[str], Path]:
     return [], path
 
 
+def no_query_pixels(root: Path):
+    """An episode whose query labels lost every novel pixel: its novel IoU could not be measured."""
+    from PIL import Image
+
+    ep = _episode(root)
+    for path in sorted((ep / "valset/labels").glob("query_*.png")):
+        label = np.asarray(Image.open(path)).copy()
+        label[label == 4] = 1
+        Image.fromarray(label).save(path)
+    return _check(ep), ep / "val.json"
+
+
 def run_on_folder(root: Path):
     """A run config whose episode.path is a folder of photos, not an episode."""
     folder = root / "photos"
@@ -311,6 +323,9 @@ CASES = [
     Case("train: a synthetic set that does not exist", train_on(
         lambda ep: (["--synthetic", str(ep.parent / "syn")], ep.parent / "syn")), "syn"),
     Case("run: episode.path that is not an episode", run_on_folder, "train.txt: missing"),
+    Case("config: misspelt section", config(lambda d: d.update(trian=d.pop("train"))),
+         "trian: unknown field; did you mean train?"),
+    Case("novel class with no pixels in the query set", no_query_pixels, "has no pixels in the"),
     *[Case(f"{command}: --out names a file", out_is_a_file(command), "is a file") for command in
       ("train", "split", "predict", "generate", "demo", "run")],
     *[Case(f"{command}: --out names a folder", out_is_a_folder(command), "is a folder") for command in

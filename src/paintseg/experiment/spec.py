@@ -246,7 +246,7 @@ def load_experiment(path: str | Path, check: bool = True) -> ExperimentConfig:
     config = resolve_paths(load_yaml(path, ExperimentConfig), Path(path).resolve().parent)
     problems = check_experiment(config) if check else []
     if problems:
-        raise ConfigError(f"{path}: invalid ExperimentConfig:\n" + "\n".join(f"  {p}" for p in problems))
+        raise ConfigError(f"{path}: invalid run config:\n" + "\n".join(f"  {p}" for p in problems))
     return config
 
 
