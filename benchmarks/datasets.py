@@ -1,10 +1,12 @@
-"""Bring your own dataset: every built-in dataset × layout, and the real Dubai data through the generic path, each
-split into an episode with one `paintseg split` command and checked with `paintseg data check`.
+"""Bring your own dataset, as a new user would: every built-in dataset × layout, and the real Dubai data through the
+generic path, each split into an episode with one `paintseg split` command, checked with `paintseg data check` (no
+--shots: it reads the split's record) and run by `paintseg run` with minimal budgets through every stage to a report.
 
 LoveDA, ISPRS Potsdam / Vaihingen and OpenEarthMap are not in ../shared/data, so their rows run on small samples
 built in each release's and mmsegmentation's real layout (file names, label encodings, no-data values, unlabelled
 test images) by the test suite's builders (tests/data/test_datasets.py); the Dubai row runs on the real data. One more
-row cuts a single 1024² Potsdam-layout scene into spatial blocks (--block). Writes benchmarks/results/datasets.json.
+row splits a single 1024² Potsdam-layout scene: first without --block, then with the --block (and --tile) that split's
+message advises. Writes benchmarks/results/datasets.json.
 
     python benchmarks/datasets.py
 """
@@ -12,15 +14,20 @@ row cuts a single 1024² Potsdam-layout scene into spatial blocks (--block). Wri
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "data"), str(REPO / "tests")]  # the builders, and the conftest they use
+sys.path[:0] = [str(REPO / "tests" / "data"), str(REPO / "tests"), str(REPO / "tests" / "experiment")]  # the builders,
+# the conftest they use, and the minimal run config of the property test (every stage, minimal budgets)
 WORK = REPO / "benchmarks" / "work" / "datasets"
 DUBAI = REPO.parent / "shared" / "data" / "dubai_aerial"
 
@@ -38,6 +45,7 @@ def show(args: list[str]) -> str:
 def main() -> None:
     import numpy as np
     from test_datasets import BUILDERS, ISPRS_COLOURS, rgb, tif
+    from test_run_properties import MINIMAL
 
     shutil.rmtree(WORK, ignore_errors=True)
     rows = []
@@ -67,8 +75,13 @@ def main() -> None:
             tif(root / "2_Ortho_RGB" / "top_potsdam_2_10_RGB.tif", rgb(rng, size))
             tif(root / "5_Labels_all" / "top_potsdam_2_10_label.tif", colour)
             args = ["split", "--dataset", "potsdam", "--root", str(root), "--novel", "car", "--out", str(out),
-                    "--shots", "2", "--tile", "128", "--block", "256", "--gap", "32"]
-            data = "sample in the release layout: one 1024² scene"
+                    "--shots", "2", "--tile", "512"]
+            code, text = run(args)  # a new user's first try; the message says what to pass
+            print(f"$ {show(args)}\n{text}")
+            advice = re.search(r"--block (\d+)(?: --tile (\d+))?", text)
+            assert code != 0 and advice, text
+            args = args[:-2] + ["--tile", advice[2] or "512", "--block", advice[1]]
+            data = "sample in the release layout: one 1024² scene, split as the first try's message advised"
         else:
             build, novel = BUILDERS[name]
             build(root, layout)
@@ -79,15 +92,23 @@ def main() -> None:
         row = {"dataset": name, "layout": layout, "data": data, "command": show(args), "exit": code}
         if code == 0:
             split = json.loads((out / "split.json").read_text())
-            check_code, check = run(["data", "check", str(out), "--shots", args[args.index("--shots") + 1]])
+            check_code, check = run(["data", "check", str(out)])  # the shots come from the episode's record
             print(check)
+            exp = WORK / f"exp-{name}-{layout.replace(' ', '-')}"
+            (WORK / f"{exp.name}.yaml").write_text(yaml.safe_dump({**MINIMAL, "name": exp.name, "seeds": [0],
+                                                                   "episode": {"path": str(out)}}))
+            start = time.perf_counter()
+            run_code, ran = run(["run", str(WORK / f"{exp.name}.yaml"), "--out", str(exp), "--no-progress"])
+            print(ran[-2000:])
             s = split["summary"]
             row.update(images={r: s[r]["images"] for r in ("train", "support", "query")},
                        groups={r: len(s[r]["groups"]) for r in ("train", "support", "query")},
                        novel_pixels={r: sum(v for k, v in s[r]["pixels"].items() if k in split["config"]["novel"])
                                      for r in ("support", "query")},
                        unlabelled_skipped=s.get("unlabelled_images", 0), check=check.strip().splitlines()[-1],
-                       check_passed=check_code == 0)
+                       check_passed=check_code == 0, check_warnings=check.count("warning:"),
+                       run_exit=run_code, report=(exp / "report.html").is_file(),
+                       run_seconds=round(time.perf_counter() - start, 1))
         rows.append(row)
     result = {"date": str(date.today()), "rows": rows, "command": "python benchmarks/datasets.py"}
     target = REPO / "benchmarks" / "results" / "datasets.json"

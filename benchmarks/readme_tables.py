@@ -574,15 +574,18 @@ def demo_setup(r: dict) -> str:
 def datasets(r: dict) -> str:
     """Dataset × layout → the one `paintseg split` command, the episode it built and `paintseg data check`."""
     rows = ["| dataset | layout | data | images train / support / query | groups | novel pixels support / query "
-            "| `data check` |", "|---|---|---|---|---|---|---|"]
+            "| `data check` | `paintseg run` (minimal budgets) |", "|---|---|---|---|---|---|---|---|"]
     for x in r["rows"]:
         if x["exit"]:
-            rows.append(f"| {x['dataset']} | {x['layout']} | {x['data']} | split failed (exit {x['exit']}) | | | |")
+            rows.append(f"| {x['dataset']} | {x['layout']} | {x['data']} | split failed (exit {x['exit']}) | | | | |")
             continue
         i, g, n = x["images"], x["groups"], x["novel_pixels"]
+        warned = f" ({x['check_warnings']} warning(s))" if x.get("check_warnings") else ""
+        ran = ("—" if "run_exit" not in x else f"report written, {x['run_seconds']:.0f} s" if x["report"]
+               else f"FAILS (exit {x['run_exit']})")
         rows.append(f"| {x['dataset']} | {x['layout']} | {x['data']} | {i['train']} / {i['support']} / {i['query']} | "
                     f"{g['train']} / {g['support']} / {g['query']} | {n['support']:,} / {n['query']:,} | "
-                    f"{'passes' if x['check_passed'] else 'FAILS'} |")
+                    f"{'passes' if x['check_passed'] else 'FAILS'}{warned} | {ran} |")
     commands = "\n".join(x["command"] for x in r["rows"])
     return "\n".join(rows + ["", "The commands, as run:", "", "```bash", commands, "```", "",
                              f"Produced by `{r['command']}` ({r['date']}) → `benchmarks/results/datasets.json`."])

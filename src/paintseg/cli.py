@@ -29,17 +29,7 @@ class _OrderedGroup(TyperGroup):
     def invoke(self, ctx):
         """Every command: bad input that a stage did not catch itself (a path that is a file where a folder goes, a
         folder that cannot be written) ends in one line naming the path and the fix, not a traceback."""
-        from paintseg.errors import PaintsegError
-
-        try:
-            return super().invoke(ctx)
-        except PaintsegError as e:
-            _fail(str(e))
-        except OSError as e:
-            message = _os_message(e)
-            if message is None:
-                raise
-            _fail(message)
+        return _run(super().invoke, ctx)
 
 
 # Plain click help (rich_markup_mode=None): paragraphs re-wrapped to the terminal, no type tag on flags, and every
