@@ -1,6 +1,8 @@
-"""Write the README's result tables from benchmarks/results/*.json, so every figure there is one a benchmark printed.
+"""Write the result tables of the README and the documentation from benchmarks/results/*.json, so every figure
+there is one a benchmark printed.
 
     python benchmarks/readme_tables.py            # rewrites the blocks between <!-- RESULTS:name --> markers
+    python benchmarks/readme_tables.py --check    # writes nothing; exit 1 naming every stale block
 
 Each block is rebuilt from its JSON file; a benchmark that has not been run leaves its block as it is.
 """
@@ -607,25 +609,72 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "latent_downstream_dubai": paired_runs, "latent_downstream_demo_fromnoise": paired_runs, "latent_denoising_demo": latent_denoising}
 
 
+def status(r: dict, where: str) -> str:
+    """One line for the front page: the verdict of a `paintseg run` benchmark against its strongest control."""
+    from paintseg.experiment.summary import verdict_line
+
+    seeds = len(r["seeds"])
+    command = (r.get("command") or "paintseg run").replace(str(REPO) + "/", "").replace("/work/snap/", "")
+    return (f"- **{where}** ({seeds} seeds, `{command}`): "
+            f"{verdict_line(r.get('comparisons') or []) or 'no comparison recorded'}")
+
+
+BLOCKS |= {"status_demo": lambda r: status(r, "Demo, solar panels"),
+           "status_dubai": lambda r: status(r, "Dubai, building"),
+           "status_latent_demo": lambda r: status(r, "Demo, the latent painter")}
+
 # blocks written from another benchmark's file than their own name's
-SOURCES = {"demo_setup": "experiment_demo_5seeds"}
+SOURCES = {"demo_setup": "experiment_demo_5seeds", "status_demo": "experiment_demo_5seeds",
+           "status_dubai": "experiment_dubai", "status_latent_demo": "experiment_demo_latent"}
+
+
+def _linked(block: str, page: Path) -> str:
+    """``block`` with its links to benchmarks/results/ made to work from ``page`` (the documentation serves that
+    folder as docs/assets/results/)."""
+    if not page.is_relative_to(REPO / "docs"):
+        return block
+    up = "../" * (len(page.relative_to(REPO / "docs").parts) - 1)
+    return block.replace("](benchmarks/results/", f"]({up}assets/results/")
+
+
+def pages() -> list[Path]:
+    """The pages that hold result blocks: the README and every page of the documentation."""
+    return [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
 def main() -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 naming every stale block")
+    args = ap.parse_args()
+    texts = {page: page.read_text() for page in pages()}
+    stale = []
     for name, render in BLOCKS.items():
         path = RESULTS / f"{SOURCES.get(name, name)}.json"
+        pattern = re.compile(rf"(<!-- RESULTS:{name} -->\n)(?:.*?\n)?(<!-- /RESULTS:{name} -->)", re.S)
+        holders = [page for page, text in texts.items() if pattern.search(text)]
+        if not holders:
+            raise SystemExit(f"no page has a <!-- RESULTS:{name} --> block; add the two marker lines where it goes")
         if not path.is_file():
             print(f"{path}: not there yet; block {name} left as it is")
             continue
         block = render(json.loads(path.read_text()))
-        pattern = re.compile(rf"(<!-- RESULTS:{name} -->\n)(?:.*?\n)?(<!-- /RESULTS:{name} -->)", re.S)
-        if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- RESULTS:{name} --> block; add the two marker lines")
-        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), text)
-        print(f"README block {name} written from {path.relative_to(REPO)}")
-    readme.write_text(text)
+        for page in holders:
+            here = _linked(block, page)
+            new = pattern.sub(lambda m: m.group(1) + here + "\n" + m.group(2), texts[page])
+            if new != texts[page]:
+                stale.append(f"{page.relative_to(REPO)}:{name}")
+            texts[page] = new
+            if not args.check:
+                print(f"{page.relative_to(REPO)} block {name} written from {path.relative_to(REPO)}")
+    if args.check:
+        if stale:
+            raise SystemExit(f"stale result blocks: {', '.join(stale)}; run `python benchmarks/readme_tables.py`")
+        return
+    for page, text in texts.items():
+        if page.read_text() != text:
+            page.write_text(text)
 
 
 if __name__ == "__main__":

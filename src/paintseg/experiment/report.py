@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -577,11 +578,15 @@ def screenshot(html_file: str | Path, png: str | Path, width: int = 1400, height
     with tempfile.TemporaryDirectory() as tmp:
         shots = []
         for i, top in enumerate(range(0, total, part)):
-            shifted = Path(tmp) / f"part{i}.html"
+            # beside the page, so that its relative links (a site's stylesheets and images) resolve
+            shifted = html_file.with_name(f".screenshot-{os.getpid()}-part{i}.html")
             shifted.write_text(page.replace("</head>", f"<style>html{{margin-top:-{top}px}}</style></head>", 1))
             shot = Path(tmp) / f"part{i}.png"
-            _chromium(browser, [f"--window-size={width},{min(part, total - top)}", f"--screenshot={shot}",
-                                shifted.as_uri()], html_file)
+            try:
+                _chromium(browser, [f"--window-size={width},{min(part, total - top)}", f"--screenshot={shot}",
+                                    shifted.resolve().as_uri()], html_file)
+            finally:
+                shifted.unlink(missing_ok=True)
             if not shot.is_file() or shot.stat().st_size == 0:
                 raise ReportError(f"{browser} wrote no screenshot of {html_file} (part {i + 1})")
             shots.append(Image.open(shot).convert("RGB"))
@@ -612,10 +617,12 @@ def _page_height(browser: str, page: str, width: int, html_file: Path) -> int:
     the height into it."""
     probe = page.replace("</body>", "<script>document.body.setAttribute('data-height', "
                          "document.documentElement.scrollHeight)</script></body>", 1)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe.html"
-        path.write_text(probe)
-        dom = _chromium(browser, [f"--window-size={width},1000", "--dump-dom", path.as_uri()], html_file)
+    path = html_file.with_name(f".screenshot-{os.getpid()}-probe.html")  # beside the page: its links resolve
+    path.write_text(probe)
+    try:
+        dom = _chromium(browser, [f"--window-size={width},1000", "--dump-dom", path.resolve().as_uri()], html_file)
+    finally:
+        path.unlink(missing_ok=True)
     m = re.search(r'data-height="(\d+)"', dom)
     if m is None:
         raise ReportError(f"{browser} could not measure the height of {html_file}; pass a height")

@@ -42,14 +42,15 @@ class SplitRecipe(_Strict):
     labels: str | None = Field(None, description="Glob of the labels, paired with the images by stem.")
     classes: str | None = Field(None, description="classes.json of the dataset (with dataset: replaces its map).")
     novel: list[str] = Field(..., min_length=1, description="Novel class names.")
-    shots: int = Field(5, ge=1)
-    seed: int = 0
+    shots: int = Field(5, ge=1, description="Support images per novel class.")
+    seed: int = Field(0, description="Seed for the group assignment and the support choice.")
     group: str | None = Field(None, description="Regex naming a group (train, support and query never share one).")
     block: int | None = later(None, ge=64, description="Square spatial blocks (pixels) of every scene as the groups.")
     gap: int = later(64, ge=0, description="With block: pixels between tiles of neighbouring blocks.")
-    tile: int = Field(512, ge=0)
-    query_fraction: float = Field(0.25, gt=0, lt=1)
-    min_pixels: int = Field(64, ge=1)
+    tile: int = Field(512, ge=0, description="Cut larger images into tiles of this size (0 keeps images whole).")
+    query_fraction: float = Field(0.25, gt=0, lt=1, description="Share of the groups used as the query set.")
+    min_pixels: int = Field(64, ge=1, description="Least pixels of a novel class for an image to serve as its "
+                            "support.")
 
     def normalised(self) -> "SplitRecipe":
         """The recipe with its paths as real, normalised paths (``a/configs/../data`` → ``a/data``, links followed;
@@ -80,17 +81,18 @@ class DemoScenes(_Strict):
 
     scenes: int = Field(24, ge=1, description="Trainset scenes (base classes only).")
     size: int = Field(256, ge=64, description="Scene side in pixels (a multiple of 32).")
-    shots: int = Field(5, ge=1)
-    query: int = Field(6, ge=1)
-    seed: int = 0
+    shots: int = Field(5, ge=1, description="Support scenes of the novel class.")
+    query: int = Field(6, ge=1, description="Query scenes.")
+    seed: int = Field(0, description="Seed of the procedural scenes.")
 
 
 class EpisodeSpec(_Strict):
     """Exactly one of ``path``, ``split`` or ``demo``."""
 
     path: str | None = Field(None, description="An episode folder in the OpenEarthMap few-shot layout.")
-    split: SplitRecipe | None = None
-    demo: DemoScenes | None = None
+    split: SplitRecipe | None = Field(None, description="Or how `paintseg split` builds it from a labelled "
+                                      "dataset (its stage is cached like the others).")
+    demo: DemoScenes | None = Field(None, description="Or the built-in procedural demo scenes.")
     set: Literal["valset", "testset"] = Field("valset", description="Whose support and query sets are used.")
 
     @model_validator(mode="after")
@@ -105,8 +107,10 @@ class EpisodeSpec(_Strict):
 class GeneratorSpec(_Strict):
     """A trained generator (``path``: a folder written by ``paintseg generator train``) or how to train one."""
 
-    path: str | None = None
-    train: GeneratorConfig | None = None
+    path: str | None = Field(None, description="A trained generator: a folder written by `paintseg generator "
+                             "train`, a diffusers pipeline folder or hub id (relative to the config file).")
+    train: GeneratorConfig | None = Field(None, description="Or how to train one (the generator settings); it is "
+                                          "trained once and shared by every seed and arm.")
 
     @model_validator(mode="after")
     def _one(self) -> "GeneratorSpec":
@@ -120,8 +124,9 @@ class HarmoniserSpec(_Strict):
     """The harmoniser of the ``harmonise`` arm: a trained one (``path``: a folder written by ``paintseg harmoniser
     train``) or how to train one (``train``, default settings when neither is given)."""
 
-    path: str | None = None
-    train: HarmoniserConfig = HarmoniserConfig()
+    path: str | None = Field(None, description="A trained harmoniser: a folder written by `paintseg harmoniser "
+                             "train`.")
+    train: HarmoniserConfig = Field(HarmoniserConfig(), description="Or how to train one (the harmoniser settings).")
 
 
 class GenerationSpec(GenerateConfig):
@@ -139,9 +144,12 @@ class GenerationSpec(GenerateConfig):
 
 
 class ModelSpec(_Strict):
-    arch: str = "unet"
-    encoder: str = "resnet18"
-    encoder_weights: str | None = None
+    """One segmentation model every arm trains (the train section's other settings are shared)."""
+
+    arch: str = Field("unet", description="segmentation_models_pytorch architecture, e.g. unet, fpn, segformer.")
+    encoder: str = Field("resnet18", description="smp encoder name, or 'tu-<timm model>' for any timm encoder.")
+    encoder_weights: str | None = Field(None, description="'imagenet' (offline for tu-tf_efficientnet_lite0/1/2) "
+                                        "or null (random init).")
 
     @property
     def name(self) -> str:
@@ -149,6 +157,8 @@ class ModelSpec(_Strict):
 
 
 class ReportSpec(_Strict):
+    """What report.html shows."""
+
     samples: int = Field(6, ge=1, description="Placements shown in each sample grid.")
     overlays: int = Field(3, ge=1, description="Query images shown with every arm's prediction.")
 
@@ -156,20 +166,23 @@ class ReportSpec(_Strict):
 class ExperimentConfig(_Strict):
     """Everything ``paintseg run`` needs; see configs/*.yaml for annotated examples."""
 
-    name: str = "experiment"
-    episode: EpisodeSpec
-    generator: GeneratorSpec | None = None
-    harmoniser: HarmoniserSpec = HarmoniserSpec()
-    generation: GenerationSpec = GenerationSpec()
-    arms: list[str] = Field(list(DEFAULT_ARMS))
-    models: list[ModelSpec] = Field([ModelSpec()], min_length=1)
+    name: str = Field("experiment", description="The run's name, shown in the report and results.json.")
+    episode: EpisodeSpec = Field(description="The few-shot episode: a folder, a split recipe or the demo scenes.")
+    generator: GeneratorSpec | None = Field(None, description="The painter of the diffusion arms.")
+    harmoniser: HarmoniserSpec = Field(HarmoniserSpec(), description="The harmoniser of the harmonise arm.")
+    generation: GenerationSpec = Field(GenerationSpec(), description="Placement, painting and curation, shared by "
+                                       "the arms that paint.")
+    arms: list[str] = Field(list(DEFAULT_ARMS), description="What is compared: " + ", ".join(ARMS) + " (each "
+                            "trains every model on every seed).")
+    models: list[ModelSpec] = Field([ModelSpec()], min_length=1, description="The segmentation models.")
     train: TrainConfig = Field(TrainConfig(), description="Shared segmentation training settings; arch, encoder, "
                                "encoder_weights and seed come from models and seeds.")
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[int] = Field([0], min_length=1, description="Seeds: each arm and model is trained once per seed "
+                             "(paired comparisons tell a gain from seed noise with 3 or more).")
     predict_window: int | None = Field(None, description="Sliding-window side for the query predictions (a multiple "
                                        "of 32); default: the training crop.")
-    predict_overlap: float = Field(0.25, ge=0, le=0.9)
-    report: ReportSpec = ReportSpec()
+    predict_overlap: float = Field(0.25, ge=0, le=0.9, description="Overlap of neighbouring prediction windows.")
+    report: ReportSpec = Field(ReportSpec(), description="What the report shows.")
 
     @field_validator("arms")
     @classmethod
