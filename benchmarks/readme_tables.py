@@ -515,7 +515,7 @@ def priors(r: dict, before: str | None = None) -> str:
     settings = (f"; placement selectivity {placement['selectivity']:g}, appearance cells of "
                 f"{placement['appearance_cell']} px" if "selectivity" in placement else "")
     return "\n".join([
-        f"**Copy-paste placed by each prior on {r['name']}** (novel = {', '.join(r['novel'])}; "
+        f"**Copy-paste placed by each prior on {Path(r['config']).stem}** (the episode of `{r['config']}`; novel = {', '.join(r['novel'])}; "
         f"seeds {', '.join(map(str, seeds))}; IoU in %; the baseline, shared: "
         f"{baseline}{settings}):",
         "",
@@ -609,6 +609,34 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "p
           "latent_downstream_dubai": paired_runs, "latent_downstream_demo_fromnoise": paired_runs, "latent_denoising_demo": latent_denoising}
 
 
+def demo_changes(_: dict) -> str:
+    """The 5-seed demo run and its one-change variants side by side: the painter, the probe's rate on its paintings,
+    and the paired novel-IoU differences of the painting arms against both controls."""
+    runs = [("none (configs/demo.yaml)", "experiment_demo_5seeds"),
+            ("`keep: all` (painted arms get all the placements, as the pasted ones do, not the filter's best)",
+             "experiment_demo_keepall"),
+            ("painter budget 16 min (`painter16`)", "experiment_demo_painter16")]
+    pairs = [("diffusion", "copy-paste"), ("diffusion", "copy-paste-noise"), ("diffusion-noise", "copy-paste-noise")]
+    rows = ["| change | painter | probe: painted panels called panels | "
+            + " | ".join(f"{a} − {b}" for a, b in pairs) + " |", "|---|---|---|" + "---|" * len(pairs)]
+    for label, name in runs:
+        r = json.loads((RESULTS / f"{name}.json").read_text())
+        g = r["generator"]
+        probe = r["painting_quality"]["backends"]["diffusion"]["class_rate"]
+        found = {(c["arm"], c["against"]): c["novel_miou"] for c in r["comparisons"]}
+        cells = []
+        for pair in pairs:
+            n = found[pair]
+            mark = ("▲" if n["seeds"]["mean"] > 0 else "▼") if n["beyond"] else "≈"
+            cells.append(f"{n['seeds']['mean']:+.1f} ± {n['seeds']['std']:.1f} {mark}".replace("-", "−"))
+        rows.append(f"| {label} | {g['steps']} steps, {g['train_seconds'] / 60:.1f} min, {g['torch_threads']} "
+                    f"thread(s) | {probe:.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(rows + ["", "(novel IoU differences, mean ± std of the paired seeds; ▲ / ▼ beyond noise, ≈ "
+                              "within noise; negative: painting lower.) Produced by `python benchmarks/experiment.py "
+                              "--config benchmarks/configs/NAME.yaml --seeds 0,1,2,3,4` → "
+                              "`benchmarks/results/experiment_demo_NAME.json`."])
+
+
 def status(r: dict, where: str) -> str:
     """One line for the front page: the verdict of a `paintseg run` benchmark against its strongest control."""
     from paintseg.experiment.summary import verdict_line
@@ -619,12 +647,12 @@ def status(r: dict, where: str) -> str:
             f"{verdict_line(r.get('comparisons') or []) or 'no comparison recorded'}")
 
 
-BLOCKS |= {"status_demo": lambda r: status(r, "Demo, solar panels"),
+BLOCKS |= {"demo_changes": demo_changes, "status_demo": lambda r: status(r, "Demo, solar panels"),
            "status_dubai": lambda r: status(r, "Dubai, building"),
            "status_latent_demo": lambda r: status(r, "Demo, the latent painter")}
 
 # blocks written from another benchmark's file than their own name's
-SOURCES = {"demo_setup": "experiment_demo_5seeds", "status_demo": "experiment_demo_5seeds",
+SOURCES = {"demo_setup": "experiment_demo_5seeds", "demo_changes": "experiment_demo_keepall", "status_demo": "experiment_demo_5seeds",
            "status_dubai": "experiment_dubai", "status_latent_demo": "experiment_demo_latent"}
 
 

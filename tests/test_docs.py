@@ -71,3 +71,22 @@ def test_the_site_builds_in_strict_mode_and_its_home_page_renders(tmp_path: Path
     r, g, b = image.getpixel((300, 20))
     assert image.size[0] == 1200 and g > 100 and r < 100  # the theme's teal header: the stylesheets loaded
     assert len(set(image.convert("L").getdata())) > 20  # text and the headline figure, not a blank page
+
+
+def test_every_mean_and_spread_in_prose_is_one_a_generated_block_shows() -> None:
+    """A "mean ± std" written in the prose of README.md or docs/ restates a figure of a generated result block
+    (the drift this catches: "−3.4 ± 3.9" beside a table's "−3.4 ± 3.1"). Code spans and fenced blocks are not prose."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    block = re.compile(r"<!-- (RESULTS|CODE):(\w+) -->.*?<!-- /\1:\2 -->", re.S)
+    shown = " ".join(m.group(0) for page in pages for m in block.finditer(page.read_text()))
+
+    def norm(text: str) -> str:
+        return text.replace("−", "-").replace("+", "")
+
+    figure = re.compile(r"[−+-]?\d+(?:\.\d+)? ± \d+(?:\.\d+)?")
+    unsourced = []
+    for page in pages:
+        prose = re.sub(r"```.*?```", "", block.sub("", page.read_text()), flags=re.S)
+        prose = re.sub(r"`[^`\n]*`", "", prose)
+        unsourced += [f"{page.relative_to(REPO)}: {x}" for x in figure.findall(prose) if norm(x) not in norm(shown)]
+    assert unsourced == [], unsourced
