@@ -23,24 +23,10 @@ from paintseg.errors import PaintsegError
 from paintseg.files import write_text
 
 from .results import migrate_painting_quality
-from .spec import DIFFUSION_ARMS, ExperimentConfig, ModelSpec
+from .arms import ARM_CURATION, BACKENDS, DIFFUSION_ARMS, DIFFUSION_BACKENDS
+from .spec import ExperimentConfig, ModelSpec
 from .stages import Stages, _rel, settings_hash
 
-# curation of each painted arm: (painting backend, use the filter, use the refiner)
-ARM_CURATION = {
-    "copy-paste": ("copy-paste", False, False),
-    "copy-paste-match": ("copy-paste-match", False, False),
-    "copy-paste-poisson": ("copy-paste-poisson", False, False),
-    "copy-paste-noise": ("copy-paste-noise", False, False),
-    "harmonise": ("harmonise", False, False),
-    "diffusion": ("diffusion", True, True),
-    "diffusion-noise": ("diffusion-noise", True, True),
-    "diffusion-no-filter": ("diffusion", False, True),
-    "diffusion-no-refine": ("diffusion", True, False),
-}
-
-
-DIFFUSION_BACKENDS = ("diffusion", "diffusion-noise")  # the ARM_CURATION backends that paint with the generator
 
 
 class ExperimentError(PaintsegError):
@@ -119,17 +105,15 @@ def _backend(name: str, generator: tuple[Path, str] | None, harmoniser: tuple[Pa
     from paintseg.paint.generate import make_backend
 
     g = config.generation
-    paste_noise = g.paste_noise
-    if name in DIFFUSION_BACKENDS:
+    backend = BACKENDS[name]
+    paste_noise = g.paste_noise if backend.noise else 0.0
+    if backend.source == "generator":
         novel = {c: episode.classes.name(c) for c in episode.classes.novel_ids}
         return make_backend(generator[0], stage_part(g, PaintConfig), seed=seed, class_names=novel,
-                            paste_noise=paste_noise if name == "diffusion-noise" else 0.0)
-    if name == "harmonise":
+                            paste_noise=paste_noise)
+    if backend.source == "harmoniser":
         return make_backend(harmoniser[0])
-    if name == "copy-paste-noise":
-        return make_backend("copy-paste", paste_noise=paste_noise)
-    return make_backend("copy-paste", paste_colour=name.removeprefix("copy-paste-") if name in (
-        "copy-paste-match", "copy-paste-poisson") else "none")
+    return make_backend("copy-paste", paste_colour=backend.paste_colour, paste_noise=paste_noise)
 
 
 def _paint_recipe(config: ExperimentConfig, episode, generator: tuple[Path, str] | None, strength: bool) -> dict:

@@ -32,6 +32,7 @@ from paintseg.files import write_text
 from .figures import (curve_chart, data_uri, novel_chart, overlay_lut, painting_samples_figure, placement_figure,
                       prediction_grid, sample_grid, stage_chart)
 from .results import Gain, PaintingQuality, Results, ResultsError, Stat, SummaryRow
+from .arms import legend
 from .summary import verdict_line
 
 FIX = "run `paintseg run CONFIG --out EXP` first"
@@ -517,14 +518,7 @@ per-image IoUs). Base mIoU averages the base classes, novel mIoU the novel class
 <li>score = 0.4 · base mIoU + 0.6 · novel mIoU, as in the OpenEarthMap few-shot protocol.</li>
 <li>mean ± std is over the seeds of an arm (sample std, ddof = 1; the mean alone with one seed); n is the number of
 seeds. "novel vs copy-paste(-noise)": the arm's novel mIoU minus the control's, paired seed by seed.</li>
-<li>Arms: baseline = real data only; copy-paste = references pasted into scenes; copy-paste-match = pasted with
-colours moved to the new surroundings and random flips; copy-paste-poisson = pasted by Poisson blending
-(gradients kept, colours solved from the new surroundings); copy-paste-noise = pasted with smooth colour noise on the
-object (generation.paste_noise); harmonise = pasted, then re-coloured by the harmoniser
-trained on the episode's scenes; diffusion = painted by the
-exemplar-conditioned inpainting model, filtered by similarity and with refined masks; diffusion-noise = the same,
-painted over the copy-paste-noise composite; diffusion-no-filter and diffusion-no-refine drop one of those two
-steps.</li></ul>"""
+<li>Arms: """ + _esc(legend()) + """.</li></ul>"""
 
 
 # --------------------------------------------------------------------------------------------- API

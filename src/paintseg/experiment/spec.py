@@ -16,15 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, TrainConfig,
                              encoder_problem, later, load_yaml)
 
-# copy-paste-match: colour-matched copy-paste with random flips; copy-paste-poisson: pasted by Poisson blending; copy-paste-noise: copy-paste with smooth colour noise
-# on the pasted object (generation.paste_noise); harmonise: copy-paste re-coloured by the harmoniser; diffusion-noise:
-# painted from the copy-paste-noise composite (generation.strength < 1), faithful new instances with appearance noise
-ARMS = ("baseline", "copy-paste", "copy-paste-match", "copy-paste-poisson", "copy-paste-noise", "harmonise", "diffusion",
-        "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
-# the method and its two controls (the model without synthetic data, copy-paste and the strongest, copy-paste-noise),
-# painted from noise-free and noisy pastes; the ablations (-no-filter, -no-refine) are named when wanted
-DEFAULT_ARMS = ("baseline", "copy-paste", "copy-paste-noise", "diffusion", "diffusion-noise")
-DIFFUSION_ARMS = ("diffusion", "diffusion-noise", "diffusion-no-filter", "diffusion-no-refine")
+from .arms import ARMS, DEFAULT_ARMS, DIFFUSION_ARMS, legend  # noqa: E402  (the one table of arms; re-exported)
 
 
 class _Strict(BaseModel):
@@ -172,8 +164,8 @@ class ExperimentConfig(_Strict):
     harmoniser: HarmoniserSpec = Field(HarmoniserSpec(), description="The harmoniser of the harmonise arm.")
     generation: GenerationSpec = Field(GenerationSpec(), description="Placement, painting and curation, shared by "
                                        "the arms that paint.")
-    arms: list[str] = Field(list(DEFAULT_ARMS), description="What is compared: " + ", ".join(ARMS) + " (each "
-                            "trains every model on every seed).")
+    arms: list[str] = Field(list(DEFAULT_ARMS), description="What is compared (each arm trains every model on every "
+                            "seed): " + legend() + ".")
     models: list[ModelSpec] = Field([ModelSpec()], min_length=1, description="The segmentation models.")
     train: TrainConfig = Field(TrainConfig(), description="Shared segmentation training settings; arch, encoder, "
                                "encoder_weights and seed come from models and seeds.")

@@ -8,9 +8,8 @@ import statistics
 from typing import Sequence
 
 from .results import Comparison, Results
-from .spec import DIFFUSION_ARMS
+from .arms import DIFFUSION_ARMS, PAINTING_ARMS
 
-PAINTING_ARMS = ("diffusion", "diffusion-noise")  # the arms the verdict judges: painted, filtered and refined
 
 
 def _mean_std(values: list[float]) -> dict:
