@@ -154,6 +154,10 @@ def test_paintseg_run_paints_with_a_pipeline_folder_and_keeps_a_hub_id(pbe: Path
             "models": [{"arch": "unet", "encoder": "resnet18"}],
             "train": {"steps": 2, "batch": 2, "crop": 64, "checkpoint_every": 2, "warmup_steps": 1}, "seeds": [0]}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PaintsegError, match="generator.path is a pretrained pipeline, which paints from noise only"):
+        load_experiment(tmp_path / "exp.yaml")  # refused when the config is read, not when painting starts
+    data["generation"]["strength"] = 1.0
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(data))
     config = load_experiment(tmp_path / "exp.yaml")
     saved = run_experiment(config, tmp_path / "exp", progress=False).dump()
     paint = saved["synthetic"][0]["paint"]["diffusion"]

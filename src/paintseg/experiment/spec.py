@@ -278,8 +278,17 @@ def check_experiment(config: ExperimentConfig) -> list[str]:
                            f"config file's folder)")
     if config.generator is not None and config.generator.path is not None:
         path = config.generator.path
-        if not (HUB_ID.fullmatch(path) and not Path(path).is_absolute()):
+        hub = HUB_ID.fullmatch(path) and not Path(path).is_absolute() and not Path(path).is_dir()
+        if not hub:
             exists("generator.path", path, "a folder written by `paintseg generator train`, or give generator.train")
+        strength = config.generation.strength
+        if strength < 1 and any(a in DIFFUSION_ARMS for a in config.arms) and (hub or Path(path).is_dir()):
+            from paintseg.paint.pipelines import pipeline_kind
+
+            if hub or pipeline_kind(Path(path)) is not None:  # a hub id is always a pipeline; a GEN folder is not
+                out.append(f"generation.strength: {strength:g}, but generator.path is a pretrained pipeline, which "
+                           f"paints from noise only; set generation.strength: 1.0 (0.3, the default, is for "
+                           f"paintseg's own generators)")
     if config.generator is not None and config.generator.train is not None and config.generator.train.autoencoder:
         from paintseg.paint.autoencoder import AutoencoderError, find_files
 
