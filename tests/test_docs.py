@@ -97,7 +97,7 @@ CONSTANTS = {"2503.03785", "3.11", "0.18215"}
 
 
 def test_every_decimal_figure_in_prose_is_one_a_generated_block_shows() -> None:
-    """A measured figure (a decimal number) in the prose of README.md or the hand-written docs pages appears in a
+    """A measured figure (a decimal number or a percentage) in the prose of README.md or the hand-written docs pages appears in a
     generated result block: prose may point at a figure, not keep its own copy that drifts (the generated reference
     pages and the bad-input table are generated whole)."""
     generated = {"configuration.md", "cli.md", "history.md", "bad_inputs.md"}
@@ -110,4 +110,7 @@ def test_every_decimal_figure_in_prose_is_one_a_generated_block_shows() -> None:
         prose = re.sub(r"`[^`\n]*`", "", prose)
         unsourced += [f"{page.relative_to(REPO)}: {x}" for x in re.findall(r"(?<![\w.])[−-]?\d+\.\d+(?![\w.])", prose)
                       if x.replace("−", "-") not in shown and x not in CONSTANTS]
+        for share in re.findall(r"(?<![\w.])(\d+(?:–\d+)?) ?%", prose):  # percentages, ranges as 20–35 %
+            if not all(re.search(rf"(?<![\d.]){x} ?%", shown) for x in share.split("–")):
+                unsourced.append(f"{page.relative_to(REPO)}: {share} %")
     assert unsourced == [], unsourced
