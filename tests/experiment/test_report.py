@@ -324,6 +324,10 @@ def test_the_verdicts_figure_is_in_the_table_one_seed_has_no_spread_and_the_read
     assert "3.0" in verdict and "copy-paste-noise" in verdict
     assert "<th>novel vs copy-paste-noise</th>" in page and '<span class="down">-3.00</span> ≈' in page
     assert "± 0.00" not in page and '<b>9.00</b>' in page  # one seed: the mean alone
+    data["environment"]["threads_choice"] = {"threads": 1, "reason": "1.0 of 2 cores busy"}
+    (exp / "results.json").write_text(json.dumps(data))
+    page = write_report(exp).read_text()
+    assert "threads choice threads 1, reason 1.0 of 2 cores busy" in page and "{&#x27;" not in page
     assert page.index("How to read this") < page.index("1. Results")
 
 

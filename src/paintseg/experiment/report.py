@@ -172,7 +172,10 @@ def _setup(results: Results, episode: Episode | None) -> str:
 
 
 def _head(results: Results, episode: Episode | None = None) -> str:
-    env_line = " · ".join(f"{_esc(k)} {_esc(v)}" for k, v in results.environment.items())
+    def shown(value) -> str:  # a mapping (the threads choice) as words, not a Python dict
+        return ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+
+    env_line = " · ".join(f"{_esc(k.replace('_', ' '))} {_esc(shown(v))}" for k, v in results.environment.items())
     stage_seconds = sum(s.seconds for s in results.stages if _ok(s.seconds))
     verdict = verdict_line(results.comparisons)
     disk = f" · folder {results.disk_mb:.0f} MB" if _ok(results.disk_mb) else ""
