@@ -17,27 +17,27 @@ ORDER = ("baseline", "copy-paste", "copy-paste-noise", "diffusion", "diffusion-n
 
 
 def main() -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from paintseg.experiment.figures import novel_chart, png_bytes
 
-    fig, axes = plt.subplots(1, len(RUNS), figsize=(10, 3.2), constrained_layout=True)
-    for ax, (title, name) in zip(axes, RUNS.items()):
-        rows = {r["arm"]: r for r in json.loads((RESULTS / name).read_text())["summary"]}
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    for ax, (title, name) in zip(fig.subplots(1, len(RUNS)), RUNS.items()):
+        r = json.loads((RESULTS / name).read_text())
+        rows = {row["arm"]: row for row in r["summary"]}
         arms = [a for a in ORDER if a in rows]
-        means = [rows[a]["novel_miou"]["mean"] for a in arms]
-        stds = [rows[a]["novel_miou"]["std"] or 0.0 for a in arms]
-        colours = ["#9e9e9e" if a == "baseline" else "#4c78a8" if a.startswith("copy") else "#e45756" for a in arms]
-        ax.bar(range(len(arms)), means, yerr=stds, color=colours, capsize=3)
-        ax.set_xticks(range(len(arms)), [a.replace("-", "-\n", 1) for a in arms], fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel("novel IoU (%)")
-        for i, m in enumerate(means):
-            ax.text(i, m + stds[i] + 1, f"{m:.1f}", ha="center", fontsize=8)
-    fig.suptitle("Novel-class IoU by arm: grey no synthetic data, blue copy-paste controls, red painting", fontsize=10)
+        model = rows[arms[0]]["model"]
+        for i, arm in enumerate(ORDER):  # every panel has every arm's slot, so an arm keeps its colour
+            if arm not in rows:
+                ax.text(i, 2, "not run", ha="center", fontsize=8, rotation=90)
+        seeds = {(run["arm"], model): [] for run in r["runs"]}
+        for run in r["runs"]:  # each seed's dot
+            seeds[(run["arm"], model)].append(run["metrics"]["novel_miou"])
+        novel_chart(list(ORDER), [model], {(a, model): rows[a]["novel_miou"]["mean"] for a in arms},
+                    {(a, model): rows[a]["novel_miou"]["std"] for a in arms}, seeds, ylabel="novel IoU (%)", ax=ax)
+        ax.set_title(f"{title}: {model}", fontsize=9)  # the report's chart, one panel per run
     target = RESULTS / "headline.png"
-    fig.savefig(target, dpi=110)
+    target.write_bytes(png_bytes(fig))
     print(f"written {target}\n$ python benchmarks/headline_figure.py")
 
 

@@ -728,8 +728,9 @@ def painting_quality_command(
     filter_quality: int = typer.Option(0, "--filter-quality", help="For every GEN backend also paint K candidates "
                                        "per test (half the tests) and measure what each --filter's pick gains over "
                                        "a random one (class probe, ΔE; paintseg.evaluate.curation); 0: off."),
-    filters: list[str] = typer.Option(["handcrafted"], "--filter", metavar="<encoder>, repeatable", help="Encoders judged by --filter-quality, "
-                                     "repeatable (as `paintseg curate --filter`)."),
+    filters: list[str] = typer.Option(["handcrafted"], "--filter", metavar="<encoder>, repeatable",
+                                      help="Encoders judged by --filter-quality, repeatable (as `paintseg curate "
+                                      "--filter`)."),
     config: Optional[Path] = typer.Option(None, help="YAML with the generation settings, or a run config (its "
                                           "generation section): paint and score as that run does; options here "
                                           "override it."),

@@ -504,8 +504,8 @@ class PaintConfig(BaseModel):
         "with it): pretrained pipelines only.")
     strength: float = Field(0.3, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
                             "strength (SDEdit; paintseg generators): 0 = the composite as it is, 1 = from pure noise "
-                            "(the paper's way, and the only one of pretrained pipelines; the worst measured with paintseg's CPU-trained "
-                            "painters, 0.3 the best).")
+                            "(the paper's way, and the only one of pretrained pipelines; the worst measured with "
+                            "paintseg's CPU-trained painters, 0.3 the best).")
     batch: int = Field(8, ge=1, description="Placements painted per batch.")
     device: str | None = Field(None, description="Where generators paint: cuda, cuda:1, cpu (default: cuda when "
                                "there is one).")

@@ -175,9 +175,9 @@ def _block_options(sizes: list[tuple[int, int]], tile: int | None, gap: int) -> 
     """(block, tile) pairs to try, in the order advice prefers them: the given tile first, then smaller tiles; per
     tile, the largest blocks that cut the scenes into at least 3 places first (bigger blocks keep more context)."""
     tiles = [t for t in (tile or 512, 256, 128, 64) if t <= (tile or 512)]
+    biggest = max(max(h, w) for h, w in sizes)
     options = []
     for t in dict.fromkeys(tiles):
-        biggest = max(max(h, w) for h, w in sizes)
         blocks = [b for b in range(biggest // 2 // 16 * 16, t + gap - 1, -16)
                   if sum(max(1, h // b) * max(1, w // b) for h, w in sizes) >= 3]
         options += [(b, t) for b in blocks[:12]]  # the 12 largest of each tile size: enough to find one that works
@@ -495,7 +495,9 @@ def split_dataset(images: str, labels: str, classes: ClassMap, novel: list[str],
                 whole_image = read_image(pair.image, every_band)
         except RasterError as e:
             raise SplitError(str(e)) from None
-        if not _windowed(pair.label):
+        if cache is not None and i in cache:  # read whole in pass 1
+            whole_label = cache[i]
+        elif not _windowed(pair.label):
             whole_label = _label(pair.label, classes)
         for t in by_pair[i]:
             tl, (role, cid) = tiles[t], jobs[t]
@@ -558,8 +560,8 @@ def _summary(tiles: list[_Tile], counts: np.ndarray, jobs: dict[int, tuple[str, 
     summary["unused_tiles"] = len(tiles) - len(jobs)
     summary["warnings"] = [f"base class {classes.name(c)!r} (id {c}) has no pixels in the training set: no model "
                            f"can learn it and its IoU will be 0; try another --seed, or add its value to the "
-                           f"'values' of the class with role 'ignore' in classes.json if the dataset hardly has it" for c in classes.base_ids
-                           if totals["train"][c] == 0]
+                           f"'values' of the class with role 'ignore' in classes.json if the dataset hardly has it"
+                           for c in classes.base_ids if totals["train"][c] == 0]
     return summary
 
 

@@ -54,8 +54,8 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
                    guidance: float = 3.0, candidates: int = 2, paste_noise: float | None = 17.5,
                    samples_dir: Path | None = None, samples: int = 4, scheduler: str = "ddim") -> dict:
     """Painting quality of every snapshot of ``gen`` at every strength, on identical held-out tests, beside
-    copy-paste (and copy-paste-noise with ``paste_noise``), with the sampler ``scheduler``. Returns ``{"points": [...], "controls": {...},
-    "probe": ..., "quality": painting_quality's result}``; ``samples_dir`` keeps the first ``samples`` tests of
+    copy-paste (and copy-paste-noise with ``paste_noise``), with the sampler ``scheduler``. Returns ``{"points":
+    [...], "controls": {...}, "probe": ..., "quality": painting_quality's result}``; ``samples_dir`` keeps the first ``samples`` tests of
     every backend as PNGs (listed in ``quality["samples"]``)."""
     from paintseg.config import PaintConfig
     from paintseg.paint.generate import make_backend

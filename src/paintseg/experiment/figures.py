@@ -214,12 +214,15 @@ def conditioning_figure(conditioning: dict, folder: Path) -> Figure:
 # --------------------------------------------------------------------------------------------- charts
 def novel_chart(arms: list[str], models: list[str], means: dict[tuple[str, str], float],
                 stds: dict[tuple[str, str], float], seeds: dict[tuple[str, str], list[float]],
-                ylabel: str = "novel mIoU (%)") -> Figure:
-    """Bars of mean (error bar: std) per arm, grouped by model when there are several; each seed as a dot."""
+                ylabel: str = "novel mIoU (%)", ax=None) -> Figure:
+    """Bars of mean (error bar: std) per arm, grouped by model when there are several; each seed as a dot. With
+    ``ax``, drawn into that panel of another figure (which is returned)."""
     grouped = len(models) > 1
     width = 0.8 / len(arms) if grouped else 0.7
-    fig = Figure(figsize=(max(5.0, 1.1 * len(arms) * len(models) + 1.5), 3.6), layout="constrained")
-    ax = fig.subplots()
+    if ax is None:
+        fig = Figure(figsize=(max(5.0, 1.1 * len(arms) * len(models) + 1.5), 3.6), layout="constrained")
+        ax = fig.subplots()
+    fig = ax.figure
     for a, arm in enumerate(arms):
         color = PALETTE[a % len(PALETTE)]
         for m, model in enumerate(models):

@@ -10,7 +10,6 @@ placements, paintings and curation; each training and its evaluation.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -310,9 +309,12 @@ class StageGraph:
     planner (:mod:`paintseg.experiment.run`) all read this one declaration. A round holds stages
     that do not depend on each other; a job reads only what the rounds before it recorded on the graph."""
 
-    def __init__(self, config: ExperimentConfig):
+    def __init__(self, config: ExperimentConfig, episode=None):
+        """``episode``: the episode of ``config.episode.path``, already opened and checked (:func:`_open_episode`),
+        so that a run which checked it before writing anything does not read every label again."""
         self.config = config
-        self.root = self.episode_key = self.episode = None
+        self.root = self.episode_key = None
+        self.episode = self.checked = episode
         self.generator: tuple[Path, str] | None = None
         self.harmoniser: tuple[Path, str] | None = None
         self.painting_quality: dict | None = None
@@ -346,7 +348,7 @@ class StageGraph:
     # the jobs
     def _episode(self, stages: Stages, progress: bool) -> None:
         self.root, self.episode_key = _episode(self.config, stages, progress)
-        self.episode = _open_episode(self.config, self.root)
+        self.episode = self.checked or _open_episode(self.config, self.root)
 
     def _generator(self, stages: Stages, progress: bool) -> None:
         self.generator = _generator(self.config, self.episode, self.episode_key, stages, progress)
@@ -372,17 +374,10 @@ class StageGraph:
 
 
 def _open_episode(config: ExperimentConfig, root: Path):
-    """The episode at ``root``, checked as `paintseg data check` checks it (an ExperimentError names its problems);
-    opened once per process (a run checks a given episode.path before it writes anything, then uses it)."""
-    return _checked_episode(str(Path(root).resolve()), config.episode.set)
-
-
-@functools.lru_cache(maxsize=4)
-def _checked_episode(root: str, split: str):
+    """The episode at ``root``, checked as `paintseg data check` checks it (an ExperimentError names its problems)."""
     from paintseg.data.episode import Episode
 
-    root = Path(root)
-    episode = Episode(root, split)
+    episode = Episode(root, config.episode.set)
     problems = episode.problems(expected_shots=max(episode.shots, 1))  # any k-shot episode, k >= 1
     if problems:
         raise ExperimentError(f"{root}: the episode has problems ({'; '.join(problems[:3])}); fix them (see "

@@ -271,7 +271,8 @@ def _per_class(results: Results) -> str:
     novel = set(results.novel) | {n for n, role in roles.items() if role == "novel"}
     header = ["arm", "model"] + [f'<span class="novel">{_esc(n)} (novel)</span>' if n in novel else _esc(n)
                                  for n in names]
-    body = [[_td(_esc(r.arm), False), _td(_esc(r.model), False)] + [_td(_pm(r.per_class_iou.get(n), r.n)) for n in names]
+    body = [[_td(_esc(r.arm), False), _td(_esc(r.model), False)]
+            + [_td(_pm(r.per_class_iou.get(n), r.n)) for n in names]
             for r in results.summary]
     return title + _table(header, body)
 

@@ -77,15 +77,15 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
     every stage is done), the others ``{"rank": r}``."""
     exp = Path(exp)
     rank, world, barrier = distributed.processes()
-    if config.episode.path is not None:  # a given episode is checked before anything is written
-        _open_episode(config, Path(config.episode.path))
+    # a given episode is checked before anything is written (and the stages use it as checked)
+    checked = _open_episode(config, Path(config.episode.path)) if config.episode.path is not None else None
     if rank == 0:
         exp.mkdir(parents=True, exist_ok=True)
         dump_yaml(config, exp / "config.yaml")
     wall = time.perf_counter()
     if world > 1:  # every stage is run by one of the processes; then the first one gathers them (all cached)
         with distributed.local():
-            _spread(config, exp, progress, rank, world, barrier, progress if lines is None else lines)
+            _spread(config, exp, progress, rank, world, barrier, progress if lines is None else lines, checked)
         if rank != 0:
             return {"rank": rank}
         if progress:
@@ -93,13 +93,14 @@ def run_experiment(config: ExperimentConfig, exp: str | Path, progress: bool = T
                   flush=True)
         progress = lines = False  # the stages are all cached: no line for each
     with distributed.local():
-        return _gather(config, exp, progress, command, report, wall, world, progress if lines is None else lines)
+        return _gather(config, exp, progress, command, report, wall, world, progress if lines is None else lines,
+                       checked)
 
 
 def _gather(config: ExperimentConfig, exp: Path, progress: bool, command: str | None, report: bool, wall: float,
-            world: int, lines: bool) -> Results:
+            world: int, lines: bool, episode=None) -> Results:
     """The stages in order (running those not complete yet) and the results of every run."""
-    graph = StageGraph(config)
+    graph = StageGraph(config, episode)
     stages = Stages(exp, progress, graph.kinds(), priors=stage_priors(config), lines=lines)
     *before, runs = graph.rounds()
     for jobs in before:
@@ -167,14 +168,14 @@ def generator_record(folder: Path) -> dict | None:
 
 
 def _spread(config: ExperimentConfig, exp: Path, progress: bool, rank: int, world: int,
-            barrier: Callable[[], None], lines: bool = True) -> None:
+            barrier: Callable[[], None], lines: bool = True, episode=None) -> None:
     """Every stage of the experiment, each run whole by one of ``world`` processes (this one is ``rank``): the jobs
     of each round of the :class:`StageGraph` are dealt out in turn, with a barrier after each round. A stage is the
     same computation in any process, so the results are those of one process. Between rounds every process reads
     what the others recorded (``quiet``: those stages are all complete by then)."""
     mine = Stages(exp, progress, tag=f"[process {rank + 1}/{world}] ", lines=lines)
     quiet = Stages(exp, progress=False)
-    graph = StageGraph(config)
+    graph = StageGraph(config, episode)
     rounds = graph.rounds()
     for n, jobs in enumerate(rounds):
         for i, job in enumerate(jobs):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, TrainConfig,
                              encoder_problem, later, load_yaml)
 
-from .arms import ARMS, DEFAULT_ARMS, DIFFUSION_ARMS, legend  # noqa: E402  (the one table of arms; re-exported)
+from .arms import ARMS, DEFAULT_ARMS, DIFFUSION_ARMS, legend  # the one table of arms (ARMS... re-exported)
 
 
 class _Strict(BaseModel):
@@ -138,10 +138,9 @@ class GenerationSpec(GenerateConfig):
 class ModelSpec(_Strict):
     """One segmentation model every arm trains (the train section's other settings are shared)."""
 
-    arch: str = Field("unet", description="segmentation_models_pytorch architecture, e.g. unet, fpn, segformer.")
-    encoder: str = Field("resnet18", description="smp encoder name, or 'tu-<timm model>' for any timm encoder.")
-    encoder_weights: str | None = Field(None, description="'imagenet' (offline for tu-tf_efficientnet_lite0/1/2) "
-                                        "or null (random init).")
+    arch: str = Field("unet", description=TrainConfig.model_fields["arch"].description)
+    encoder: str = Field("resnet18", description=TrainConfig.model_fields["encoder"].description)
+    encoder_weights: str | None = Field(None, description=TrainConfig.model_fields["encoder_weights"].description)
 
     @property
     def name(self) -> str:
