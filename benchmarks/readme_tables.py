@@ -637,12 +637,22 @@ def demo_changes(_: dict) -> str:
                               "`benchmarks/results/experiment_demo_NAME.json`."])
 
 
+# an absolute path into one of the repository's own folders, wherever the checkout that ran it lived
+_CHECKOUT_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/]+/)*?(?=(?:benchmarks|configs|docs|tests|src)/)")
+
+
+def portable(command: str) -> str:
+    """``command`` as any checkout can run it: absolute paths into the repository made relative to its root, so a
+    page does not change with the folder the benchmark (or the check) ran in."""
+    return _CHECKOUT_PATH.sub("", command)
+
+
 def status(r: dict, where: str) -> str:
     """One line for the front page: the verdict of a `paintseg run` benchmark against its strongest control."""
     from paintseg.experiment.summary import verdict_line
 
     seeds = len(r["seeds"])
-    command = (r.get("command") or "paintseg run").replace(str(REPO) + "/", "").replace("/work/snap/", "")
+    command = portable(r.get("command") or "paintseg run")
     return (f"- **{where}** ({seeds} seeds, `{command}`): "
             f"{verdict_line(r.get('comparisons') or []) or 'no comparison recorded'}")
 
