@@ -108,15 +108,15 @@ def main() -> None:
         if job.wait():
             sys.exit(f"a generator run failed: {shlex.join(job.args)}")
 
-    found = {}
-    for recipe in args.recipes:
-        gen = work / f"gen_{key[recipe]}"
-        sampler = {"scheduler": args.scheduler or config.generation.scheduler,
-                   "guidance": config.generation.guidance if args.guidance is None else args.guidance}
-        tag = "" if sampler == {"scheduler": config.generation.scheduler, "guidance": config.generation.guidance} \
-            else f"_{sampler['scheduler']}_g{sampler['guidance']:g}"
-        out = work / f"curve_{key[recipe]}{tag}.json"
-        figure = REPO / "benchmarks" / "results" / f"painter_curve_{name}_{key[recipe]}.png"
+    sampler = {"scheduler": args.scheduler or config.generation.scheduler,
+               "guidance": config.generation.guidance if args.guidance is None else args.guidance}
+    tag = "" if sampler == {"scheduler": config.generation.scheduler, "guidance": config.generation.guidance} \
+        else f"_{sampler['scheduler']}_g{sampler['guidance']:g}"
+    curves = {recipe: work / f"curve_{key[recipe]}{tag}.json" for recipe in args.recipes}
+    figures = {recipe: REPO / "benchmarks" / "results" / f"painter_curve_{name}_{key[recipe]}.png"
+               for recipe in args.recipes}
+    for recipe in args.recipes:  # the curves are measured side by side too (one thread each), unless --sequential
+        gen, out, figure = work / f"gen_{key[recipe]}", curves[recipe], figures[recipe]
         if not out.is_file():
             cmd = ps + ["generator", "curve", str(gen), str(episode), "--out", str(out), "--figure", str(figure),
                         "--per-class", str(args.per_class), "--paste-noise", str(config.generation.paste_noise),
@@ -128,7 +128,16 @@ def main() -> None:
             for strength in args.strengths:
                 cmd += ["--strength", str(strength)]
             print("$ OMP_NUM_THREADS=1 " + shlex.join(cmd), flush=True)
-            subprocess.run(cmd, env=ENV, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+            jobs.append(subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL))
+            if args.sequential:
+                jobs.pop().wait()
+    for job in jobs:
+        if job.wait():
+            sys.exit(f"a curve failed: {shlex.join(job.args)}")
+
+    found = {}
+    for recipe in args.recipes:
+        gen, out, figure = work / f"gen_{key[recipe]}", curves[recipe], figures[recipe]
         curve = json.loads(out.read_text())
         curve.pop("quality", None)
         summary = gen / "train_summary.json"
