@@ -53,6 +53,7 @@ def main() -> None:
     from paintseg.curate.score import build_encoder
     from paintseg.data.episode import Episode
     from paintseg.evaluate.curation import filter_quality, mask_quality
+    from paintseg.config import CurateConfig, PaintConfig
     from paintseg.paint.diffusion.backend import DiffusionBackend
     from paintseg.place.references import extract_references
 
@@ -63,9 +64,9 @@ def main() -> None:
     seconds: dict[str, float] = {}
 
     start = time.time()
-    refiners = {"none": build_refiner("none"), "grabcut": build_refiner("grabcut")}
+    refiners = {name: build_refiner(CurateConfig(refine=name)) for name in ("none", "grabcut")}
     if args.sam_checkpoint:
-        refiners["sam"] = build_refiner("sam", args.sam_checkpoint)
+        refiners["sam"] = build_refiner(CurateConfig(refine="sam", sam_checkpoint=str(args.sam_checkpoint)))
     masks = mask_quality(episode, refiners, count=args.instances)
     seconds["mask_quality"] = round(time.time() - start, 1)
     print(json.dumps(masks["per_class"]), flush=True)
@@ -73,7 +74,7 @@ def main() -> None:
     start = time.time()
     encoders = {"handcrafted": build_encoder("handcrafted"), "efficientnet-lite0": build_encoder("efficientnet-lite0"),
                 "generator": build_encoder(f"generator:{gen}")}
-    backend = DiffusionBackend(gen, steps=args.steps, seed=0)
+    backend = DiffusionBackend(gen, PaintConfig(steps=args.steps, strength=1.0), seed=0)
     filters = filter_quality(episode, backend, encoders, extract_references(episode), candidates=args.candidates,
                              per_class=args.tests, modes=("window", "region"))
     filters.pop("records")

@@ -56,13 +56,15 @@ def jobs_of(episode_dir: Path, count: int):
     from paintseg.data.demo import make_demo_episode
     from paintseg.data.episode import Episode
     from paintseg.paint.candidates import SceneCache, make_job
+    from paintseg.config import PlaceConfig
     from paintseg.place.placement import plan_placements
     from paintseg.place.references import extract_references
 
     make_demo_episode(episode_dir, scenes=4, size=256, shots=2, query=1, seed=0, progress=False)
     episode = Episode(episode_dir)
     refs = extract_references(episode)
-    placements = plan_placements(episode, refs, per_class=count, seed=0, progress=False)[:count]
+    config = PlaceConfig(per_class=count, prior="context")
+    placements = plan_placements(episode, refs, config, seed=0, progress=False)[:count]
     scenes = SceneCache(episode)
     return [make_job(i, p, refs, scenes) for i, p in enumerate(placements)]
 
@@ -88,7 +90,7 @@ def timed(backend, jobs, candidates: int, device: str) -> dict:
 def main() -> None:
     from paintseg.paint.diffusion.backend import DiffusionBackend
     from paintseg.paint.diffusion.model import build_generator, save_generator
-    from paintseg.config import GeneratorConfig
+    from paintseg.config import GeneratorConfig, PaintConfig
     from paintseg.paint.pipelines import PretrainedBackend
     from paintseg.runs import peak_rss_mb
 
@@ -111,7 +113,8 @@ def main() -> None:
         print(f"Paint-by-Example-sized pipeline: {params / 1e6:.0f} M parameters, {len(jobs)} placements, "
               f"{device_name}", flush=True)
         for dtype, steps, batch in grid:
-            backend = PretrainedBackend(pipe, steps=steps, guidance=5.0, device=args.device, dtype=dtype, size=512)
+            paint = PaintConfig(steps=steps, guidance=5.0, scheduler="default", device=args.device, dtype=dtype)
+            backend = PretrainedBackend(pipe, paint)
             row = {"model": "paint-by-example-sized", "dtype": dtype, "steps": steps, "batch": batch,
                    **timed(backend, jobs, batch, args.device)}
             rows.append(row)
@@ -123,7 +126,7 @@ def main() -> None:
         save_generator(model, None, config, Path(tmp) / "gen")
         base_params = model.num_parameters
         for steps in ((25, 50) if gpu else (25,)):
-            backend = DiffusionBackend(Path(tmp) / "gen", steps=steps, device=args.device)
+            backend = DiffusionBackend(Path(tmp) / "gen", PaintConfig(steps=steps, device=args.device, strength=1.0))
             row = {"model": "paintseg-base", "parameters_m": round(base_params / 1e6, 1), "dtype": "fp32",
                    "steps": steps, "batch": 4, "resolution": 128, **timed(backend, jobs, 4, args.device)}
             rows.append(row)

@@ -282,21 +282,33 @@ def test_a_run_folders_echoed_config_is_a_valid_config(tiny_episode: Path, tmp_p
         assert load_yaml(path, model) == config
 
 
-def test_the_library_functions_default_to_their_stage_configs_defaults() -> None:
-    """The Python API and the configs give one answer: a library function's keyword that a config field sets
-    defaults to that field's default (no second copy to drift)."""
+def test_the_stage_code_takes_its_settings_from_the_configs_and_restates_no_default() -> None:
+    """Every default lives once, in its config: below the config layer (place, paint, curate, evaluate) no function
+    or method keyword named like a placement or curation setting, or like the sampler's steps / guidance /
+    scheduler, carries a default of its own (it takes the config object, or is required)."""
+    import importlib
     import inspect
+    import pkgutil
 
+    import paintseg
     from paintseg.config import CurateConfig, PlaceConfig
-    from paintseg.curate.pipeline import curate
-    from paintseg.curate.score import DEFAULT_MODE
-    from paintseg.place.appearance import fit_scorer
-    from paintseg.place.placement import plan_placements
 
-    def default(fn, name):
-        return inspect.signature(fn).parameters[name].default
-
-    assert default(curate, "min_cover") == CurateConfig().min_cover and default(curate, "max_cover") == 1.0
-    assert DEFAULT_MODE == CurateConfig().score_mode == default(curate, "mode")
-    assert default(plan_placements, "temperature") == PlaceConfig().selectivity == 16.0
-    assert default(fit_scorer, "cell") == PlaceConfig().appearance_cell == 4
+    names = (set(PlaceConfig.model_fields) | set(CurateConfig.model_fields) | {"steps", "guidance", "scheduler"}) \
+        - {"per_class"}  # per_class: the tests per class of the painting measures, not placements
+    layers = ("paintseg.place.", "paintseg.paint.", "paintseg.curate.", "paintseg.evaluate.")
+    found = []
+    for info in pkgutil.walk_packages(paintseg.__path__, "paintseg."):
+        if not info.name.startswith(layers):
+            continue
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            members = [obj] if inspect.isfunction(obj) else list(vars(obj).values()) if inspect.isclass(obj) else []
+            for fn in (getattr(m, "__func__", m) for m in members):
+                if not inspect.isfunction(fn):
+                    continue
+                for p in inspect.signature(fn).parameters.values():
+                    if p.name in names and p.default not in (inspect.Parameter.empty, None):
+                        found.append(f"{module.__name__}.{fn.__qualname__}({p.name}={p.default!r})")
+    assert found == []

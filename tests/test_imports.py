@@ -72,3 +72,59 @@ def test_the_tests_mirror_the_package():
     assert folders == sorted(FLOW)
     for stage in FLOW:
         assert list((tests / stage).glob("test_*.py")), stage
+
+
+def _module_imports(path: Path) -> set[str]:
+    """The paintseg modules (dotted, relative to the package) that ``path`` imports anywhere in it (function-level
+    imports too): ``from a.b import c`` counts ``a.b.c`` when that is a module, else ``a.b``."""
+    rel = path.relative_to(SRC).with_suffix("")
+    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    known = {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+             for p in SRC.rglob("*.py")}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        bases: list[list[str]] = []
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.startswith("paintseg"):
+                base = node.module.split(".")[1:]
+            else:
+                continue
+            bases, names = [base], [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            bases = [a.name.split(".")[1:] for a in node.names if a.name.startswith("paintseg.")]
+        for base in bases:
+            for name in names or [None]:
+                dotted = ".".join(base + [name]) if name and ".".join(base + [name]) in known else ".".join(base)
+                if dotted in known:
+                    found.add(dotted)
+    return found
+
+
+def test_no_import_circle_between_modules():
+    """No two modules import each other, directly or round a loop - function-level imports included (a circle
+    hidden inside a function is still one piece of code split over two files)."""
+    graph = {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): _module_imports(p)
+             for p in SRC.rglob("*.py")}
+    assert "place.context" in graph["place.placement"]  # the walk sees `from .context import ...`
+    circles, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == node or nxt == "":
+                continue
+            if state.get(nxt) == "open":
+                circles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    # a package's __init__ handing names on from its own modules is not a circle of code
+    circles = [c for c in circles if not any(m.count(".") < c[0].count(".") and c[0].startswith(m) for m in c)]
+    assert circles == []

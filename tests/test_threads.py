@@ -60,9 +60,10 @@ def test_every_module_imports_without_the_optional_extras():
         names = [m.name for m in pkgutil.walk_packages(paintseg.__path__, "paintseg.") if m.name != "paintseg.__main__"]
         for name in names:
             importlib.import_module(name)
+        from paintseg.config import CurateConfig
         from paintseg.curate.refine import build_refiner
         try:
-            build_refiner("sam", "sam.pth", "vit_b")
+            build_refiner(CurateConfig(refine="sam", sam_checkpoint="sam.pth"))
         except Exception as e:
             print(type(e).__name__, e)
         print(len(names), "modules")

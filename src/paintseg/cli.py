@@ -519,11 +519,9 @@ def generator_curve(
     ep = _run(Episode, episode, split)
     _threads()
     folder = Path(tempfile.mkdtemp(prefix="paintseg-curve-")) if figure is not None else None
-    curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strengths, per_class=per_class,
-                 seed=seed, steps=paint.steps, guidance=paint.guidance, scheduler=paint.scheduler,
-                 candidates=candidates,
-                 paste_noise=paste_noise or None, samples_dir=folder,
-                 samples=samples)
+    curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strengths, paint=paint,
+                 per_class=per_class, seed=seed, candidates=candidates, paste_noise=paste_noise or None,
+                 samples_dir=folder, samples=samples)
     if figure is not None:
         from paintseg.experiment.figures import curve_chart, painting_samples_figure, png_bytes
 
@@ -688,10 +686,11 @@ def generate(
                              paste_noise=paste_noise, class_names=novel)
     curation = None
     if select != "none":  # built before painting, so a bad filter or SAM checkpoint stops the command at once
-        from paintseg.curate.pipeline import curation_options
+        from paintseg.curate.pipeline import CurationModels
 
         cur = stage_part(config, CurateConfig)
-        curation = _run(curation_options, cur.model_copy(update={"filter": "none"}) if select == "first" else cur)
+        cur = cur.model_copy(update={"filter": "none"}) if select == "first" else cur
+        curation = cur, _run(CurationModels.build, cur)
     _threads()
     summary = _run(run_generate, ep, backend, out, stage_part(config, PlaceConfig), paint, seed=seed,
                    backend_settings=settings)
@@ -702,7 +701,7 @@ def generate(
     if curation is not None:  # the curation stage on the candidates just painted: the best, or candidate 0 unscored
         from paintseg.curate.pipeline import curate, format_summary
 
-        typer.echo(format_summary(_run(curate, ep, out, out, **curation)))
+        typer.echo(format_summary(_run(curate, ep, out, out, curation[0], models=curation[1])))
     typer.echo(f"synthetic set written to {out}")
 
 
@@ -765,9 +764,8 @@ def painting_quality_command(
         backends[spec] = _run(make_backend, path, at, seed=seed, paste_colour=colour)[0]
     _threads()
     work = Path(tempfile.mkdtemp(prefix="paintseg-quality-")) if figure is not None else None
-    what = Assessment(tests=per_class, seed=seed, against=generator[0], samples=samples, steps=paint.steps,
-                      guidance=paint.guidance, scheduler=paint.scheduler, conditioning=conditioning,
-                      score_mode=cfg.score_mode,
+    what = Assessment(tests=per_class, seed=seed, against=generator[0], samples=samples, paint=paint,
+                      curation=stage_part(cfg, CurateConfig), conditioning=conditioning,
                       samples_dir=work / "samples" if work is not None else None,
                       conditioning_dirs=(lambda name: work / f"conditioning-{name.replace('/', '_')}")
                       if work is not None else None)
@@ -825,11 +823,11 @@ def curate(
     """Re-curate painted candidates without repainting: score, keep the best per placement, filter per class,
     refine the object masks, compose a synthetic set and print what was kept and why the rest was rejected."""
     from paintseg.curate.pipeline import curate as run_curate
-    from paintseg.curate.pipeline import curation_options, format_summary
+    from paintseg.curate.pipeline import CurationModels, format_summary
     from paintseg.data.episode import Episode
 
-    options = _run(curation_options, config)
-    summary = _run(run_curate, _run(Episode, episode, split), source, out, **options)
+    models = _run(CurationModels.build, config)
+    summary = _run(run_curate, _run(Episode, episode, split), source, out, config, models=models)
     typer.echo(format_summary(summary))
     typer.echo(f"synthetic set written to {out or source}")
 

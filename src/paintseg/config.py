@@ -433,6 +433,8 @@ class HarmoniserConfig(BaseModel):
 
 # ------------------------------------------------------------------------------ placement, painting, curation
 PRIORS = ("context", "uniform", "appearance", "auto")
+SCORE_MODES = ("window", "region")
+REFINERS = ("none", "grabcut", "sam")  # how a kept painting's object mask is found  # what the filter compares: the whole window or the painted region
 APPEARANCE_FEATURES = ("colour", "colour+lite0")
 
 
@@ -528,12 +530,12 @@ class CurateConfig(BaseModel):
                         "weights), efficientnet-lite0 (frozen ImageNet features, offline), generator:GEN (a "
                         "generator's reference encoder), open_clip:MODEL:CHECKPOINT (e.g. RemoteCLIP) or none "
                         "(candidate 0, unscored); in a run config 'generator' alone is the experiment's own.")
-    score_mode: Literal["window", "region"] = Field(
+    score_mode: Literal[SCORE_MODES] = Field(
         "window", description="What the filter compares: 'window' (the whole crop, the paper's scoring; ranked "
         "best in benchmarks/curation_dubai.py) or 'region' (the painted box, inpaint region emphasised).")
     keep: str = Field("all", description="Per class, keep best-of-K placements with score >= T ('0.6'), in the top "
                       "fraction ('top:0.5'), both ('0.6,top:0.5') or 'all'.")
-    refine: Literal["none", "grabcut", "sam"] = Field(
+    refine: Literal[REFINERS] = Field(
         "none", description="Object mask of each kept painting: 'none' (the inpaint mask: at strength < 1 the pasted "
         "silhouette, the best measured), 'grabcut' or 'sam' (for paintings from noise, whose outline is new).")
     sam_checkpoint: str | None = Field(None, description="SAM checkpoint file (refine: sam).")

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paintseg.config import ConfigError, PaintConfig, PlaceConfig
-from paintseg.curate.pipeline import KeepRule, curate, format_summary
-from paintseg.curate.refine import GrabCutRefiner
+from paintseg.config import ConfigError, CurateConfig, PaintConfig, PlaceConfig
+from paintseg.curate.pipeline import CurationModels, KeepRule, curate, format_summary
 from paintseg.curate.score import HandcraftedEncoder
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label
@@ -73,7 +72,7 @@ def test_keep_rule_parsing() -> None:
 def test_selection_picks_the_candidate_that_matches_the_reference(painted, tmp_path: Path) -> None:
     ep, syn = painted
     out = tmp_path / "curated"
-    summary = curate(ep, syn, out, encoder=HandcraftedEncoder(), progress=False)
+    summary = curate(ep, syn, out, progress=False)
     assert summary["kept"] == 6 and summary["rejected"] == {}
     lines = _lines(out / "manifest.jsonl")
     assert sorted(line["candidate"] for line in lines) == sorted(p % 3 for p in range(6))
@@ -81,7 +80,7 @@ def test_selection_picks_the_candidate_that_matches_the_reference(painted, tmp_p
     scores = json.loads((out / "scores.json").read_text())["scores"]
     assert all(np.argmax(s) == int(p) % 3 for p, s in scores.items())
     # without a filter, candidate 0 is taken whatever it shows
-    plain = curate(ep, syn, tmp_path / "plain", encoder=None, progress=False)
+    plain = curate(ep, syn, tmp_path / "plain", CurateConfig(filter="none"), progress=False)
     assert plain["kept"] == 6
     assert {line["candidate"] for line in _lines(tmp_path / "plain" / "manifest.jsonl")} == {0}
 
@@ -89,8 +88,7 @@ def test_selection_picks_the_candidate_that_matches_the_reference(painted, tmp_p
 def test_keep_top_fraction_writes_why_the_rest_was_rejected(painted, tmp_path: Path) -> None:
     ep, syn = painted
     out = tmp_path / "top"
-    summary = curate(ep, syn, out, encoder=HandcraftedEncoder(), keep_rule=KeepRule(top_fraction=0.5),
-                     progress=False)
+    summary = curate(ep, syn, out, CurateConfig(keep="top:0.5"), progress=False)
     assert summary["kept"] == 3 and summary["rejected"] == {"outside top fraction": 3}
     lines = _lines(out / "manifest.jsonl")
     assert len(lines) == 6
@@ -104,7 +102,7 @@ def test_keep_top_fraction_writes_why_the_rest_was_rejected(painted, tmp_path: P
 def test_refined_masks_become_the_labels(painted, tmp_path: Path) -> None:
     ep, syn = painted
     out = tmp_path / "grabcut"
-    summary = curate(ep, syn, out, encoder=HandcraftedEncoder(), refiner=GrabCutRefiner(), progress=False)
+    summary = curate(ep, syn, out, CurateConfig(refine="grabcut"), progress=False)
     assert summary["kept"] + sum(summary["rejected"].values()) == 6
     kept = [line for line in _lines(out / "manifest.jsonl") if line["kept"]]
     assert kept and all(line["refine"] == "grabcut" for line in kept)
@@ -123,11 +121,11 @@ def test_refined_masks_become_the_labels(painted, tmp_path: Path) -> None:
 def test_curation_settings_are_guarded(painted, tmp_path: Path) -> None:
     ep, syn = painted
     out = tmp_path / "guarded"
-    curate(ep, syn, out, encoder=HandcraftedEncoder(), progress=False)
-    again = curate(ep, syn, out, encoder=HandcraftedEncoder(), progress=False)  # same settings: resumes, no-op
+    curate(ep, syn, out, progress=False)
+    again = curate(ep, syn, out, progress=False)  # same settings: resumes, no-op
     assert again["kept"] == 6 and len(_lines(out / "manifest.jsonl")) == 6
     with pytest.raises(ConfigError, match="refine: was 'none', now 'grabcut'"):
-        curate(ep, syn, out, encoder=HandcraftedEncoder(), refiner=GrabCutRefiner(), progress=False)
+        curate(ep, syn, out, CurateConfig(refine="grabcut"), progress=False)
 
 
 class _NoOutline:
@@ -145,7 +143,8 @@ class _NoOutline:
 
 def test_refiner_fallbacks_are_rejected_not_labelled(painted, tmp_path: Path) -> None:
     ep, syn = painted
-    summary = curate(ep, syn, tmp_path / "flat", encoder=HandcraftedEncoder(), refiner=_NoOutline(), progress=False)
+    summary = curate(ep, syn, tmp_path / "flat", progress=False,
+                     models=CurationModels(HandcraftedEncoder(), _NoOutline()))
     assert summary["kept"] == 0 and summary["rejected"] == {"refine: no outline": 6}
     lines = _lines(tmp_path / "flat" / "manifest.jsonl")
     assert all(line["why"] == "refine: no outline (no foreground found)" for line in lines)
@@ -154,7 +153,7 @@ def test_refiner_fallbacks_are_rejected_not_labelled(painted, tmp_path: Path) ->
 def test_keep_rule_without_scores_is_an_error(painted, tmp_path: Path) -> None:
     ep, syn = painted
     with pytest.raises(PaintsegError, match="keep needs scores"):
-        curate(ep, syn, tmp_path / "x", encoder=None, keep_rule=KeepRule(top_fraction=0.5), progress=False)
+        curate(ep, syn, tmp_path / "x", CurateConfig(filter="none", keep="top:0.5"), progress=False)
 
 
 def test_overlapping_blend_regions_drop_the_later_insertion(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
+from paintseg.config import CurateConfig
 from paintseg.curate.refine import (
     SAM_MODEL_TYPES,
     GrabCutRefiner,
@@ -86,17 +88,18 @@ def test_grabcut_falls_back_when_there_is_no_background() -> None:
 
 def test_coverage_check_reasons() -> None:
     inpaint = box_mask((20, 20), Box(0, 0, 10, 10))  # 100 pixels
-    assert mask_coverage_check(box_mask((20, 20), Box(0, 0, 10, 5)), inpaint) is None  # 50 %
-    assert mask_coverage_check(np.zeros((20, 20), bool), inpaint) == "empty: the refined mask has no pixels"
+    cover = {"min_cover": 0.2, "max_cover": 0.98}
+    assert mask_coverage_check(box_mask((20, 20), Box(0, 0, 10, 5)), inpaint, **cover) is None  # 50 %
+    assert mask_coverage_check(np.zeros((20, 20), bool), inpaint, **cover) == "empty: the refined mask has no pixels"
     small = box_mask((20, 20), Box(0, 0, 5, 1))  # 5 %
-    assert mask_coverage_check(small, inpaint) == \
+    assert mask_coverage_check(small, inpaint, **cover) == \
         "too little: refined mask covers 5 % of the inpaint mask (< 20 %)"
-    assert mask_coverage_check(small, inpaint, min_cover=0.05) is None
-    assert mask_coverage_check(inpaint, inpaint) == \
+    assert mask_coverage_check(small, inpaint, min_cover=0.05, max_cover=0.98) is None
+    assert mask_coverage_check(inpaint, inpaint, **cover) == \
         "too much: refined mask covers 100 % of the inpaint mask (> 98 %)"
-    assert mask_coverage_check(inpaint, inpaint, max_cover=1.0) is None
+    assert mask_coverage_check(inpaint, inpaint, min_cover=0.2, max_cover=1.0) is None
     with pytest.raises(PaintsegError, match="differ"):
-        mask_coverage_check(np.ones((4, 4), bool), inpaint)
+        mask_coverage_check(np.ones((4, 4), bool), inpaint, **cover)
     with pytest.raises(PaintsegError, match="min"):
         mask_coverage_check(inpaint, inpaint, min_cover=0.9, max_cover=0.5)
 
@@ -164,15 +167,19 @@ def test_sam_checkpoint_errors_name_the_file(tiny_checkpoint: Path, tmp_path: Pa
         SamRefiner(junk, "vit_tiny")
 
 
+def _sam(checkpoint, model_type: str, prompt: str = "point") -> CurateConfig:
+    return CurateConfig(refine="sam", sam_checkpoint=str(checkpoint), sam_model_type=model_type, sam_prompt=prompt)
+
+
 def test_build_refiner(tiny_checkpoint: Path) -> None:
-    assert build_refiner("none").name == "none"
-    assert isinstance(build_refiner("grabcut"), GrabCutRefiner)
-    sam = build_refiner("sam", tiny_checkpoint, "vit_tiny", "box")
+    assert build_refiner(CurateConfig(refine="none")).name == "none"
+    assert isinstance(build_refiner(CurateConfig(refine="grabcut")), GrabCutRefiner)
+    sam = build_refiner(_sam(tiny_checkpoint, "vit_tiny", "box"))
     assert isinstance(sam, SamRefiner) and sam.prompt == "box"
-    with pytest.raises(PaintsegError, match="--refine sam needs --sam-checkpoint PATH"):
-        build_refiner("sam")
-    with pytest.raises(PaintsegError, match="unknown refiner 'magic'; use one of none, grabcut, sam"):
-        build_refiner("magic")
+    with pytest.raises(ValidationError, match="refine: sam needs sam_checkpoint"):
+        CurateConfig(refine="sam")
+    with pytest.raises(ValidationError, match="refine\n  Input should be 'none', 'grabcut' or 'sam'"):
+        CurateConfig(refine="magic")
     assert {"vit_h", "vit_l", "vit_b", "vit_tiny"} <= set(SAM_MODEL_TYPES)
     assert sam_builder("vit_tiny") is build_sam_vit_tiny and callable(sam_builder("vit_b"))
     with pytest.raises(PaintsegError, match="unknown SAM model type 'vit_x'"):
@@ -184,9 +191,9 @@ def test_sam_without_its_extra_names_the_extra(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "segment_anything", None)  # makes `import segment_anything` fail
     with pytest.raises(MissingExtraError, match=r'--refine sam needs the package segment-anything.*'
                                                 r'pip install "paintseg\[sam\]"'):
-        build_refiner("sam", tmp_path / "sam.pth", "vit_b")
+        build_refiner(_sam(tmp_path / "sam.pth", "vit_b"))
     image, obj = disc_scene(size=48)
-    assert build_refiner("grabcut").refine(image, obj).shape == obj.shape
+    assert build_refiner(CurateConfig(refine="grabcut")).refine(image, obj).shape == obj.shape
 
 
 def test_refine_input_errors() -> None:
@@ -209,16 +216,16 @@ def test_mobile_sam_vit_t_loads_its_real_architecture_and_refines(tmp_path: Path
     sam = mobile_sam.sam_model_registry["vit_t"](checkpoint=None)
     path = tmp_path / "mobile_sam.pt"
     torch.save(sam.state_dict(), path)
-    refiner = build_refiner("sam", path, "vit_t", "point")
+    refiner = build_refiner(_sam(path, "vit_t", "point"))
     assert type(refiner.predictor).__module__.startswith("mobile_sam")
     image, obj = disc_scene()
     inpaint = box_mask(obj.shape, Box(24, 18, 76, 70))
     out = refiner.refine(image, inpaint)
     assert out.shape == obj.shape and out.dtype == bool and not (out & ~dilate(inpaint, 8)).any()
     with pytest.raises(PaintsegError, match="looks like a MobileSAM .*--sam-model-type vit_t"):
-        build_refiner("sam", path, "vit_b")
+        build_refiner(_sam(path, "vit_b"))
     with pytest.raises(PaintsegError, match="not MobileSAM.*--sam-model-type vit_b, vit_l or vit_h"):
-        build_refiner("sam", tiny_checkpoint, "vit_t")
+        build_refiner(_sam(tiny_checkpoint, "vit_t"))
 
 
 def test_sam2_loads_a_released_style_checkpoint_and_refines(tmp_path: Path) -> None:
@@ -230,10 +237,10 @@ def test_sam2_loads_a_released_style_checkpoint_and_refines(tmp_path: Path) -> N
     model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu")
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": model.state_dict()}, path)
-    refiner = build_refiner("sam", path, "sam2.1_hiera_t", "both")
+    refiner = build_refiner(_sam(path, "sam2.1_hiera_t", "both"))
     image, obj = disc_scene()
     inpaint = box_mask(obj.shape, Box(24, 18, 76, 70))
     out = refiner.refine(image, inpaint)
     assert out.shape == obj.shape and out.dtype == bool and not (out & ~dilate(inpaint, 8)).any()
     with pytest.raises(PaintsegError, match="not a sam2.1_hiera_s checkpoint.*sam2.1_hiera_t"):
-        build_refiner("sam", path, "sam2.1_hiera_s")
+        build_refiner(_sam(path, "sam2.1_hiera_s"))

@@ -145,13 +145,13 @@ def test_generator_encoder_embeds_with_random_weights(tiny_generator: Path):
     enc = build_encoder(f"generator:{tiny_generator}", device="cpu")
     assert isinstance(enc, GeneratorEncoder) and enc.ref_size == 32
     ref, cands = reference(), candidates()
-    views = [region(c.image, c.paint_mask, BOX) for c in cands]
+    views = [region(c.image, c.paint_mask, BOX, "window") for c in cands]
     e = enc.embed([v[0] for v in views], [v[1] for v in views])
     assert e.shape == (4, 32) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(e, enc.embed([v[0] for v in views], [v[1] for v in views]))
     assert enc.embed([ref.image]).shape == (1, 32)  # no masks: the whole image
-    s = score_many(enc, [(ref, cands, BOX), (ref, cands[:2], BOX)])
+    s = score_many(enc, [(ref, cands, BOX), (ref, cands[:2], BOX)], "window")
     assert [x.shape for x in s] == [(4,), (2,)] and np.all(np.abs(s[0]) <= 1 + 1e-6)
     np.testing.assert_allclose(s[1], s[0][:2], atol=1e-5)
 
@@ -178,7 +178,7 @@ def test_open_clip_checkpoint_round_trip(tmp_path: Path):
         direct = model.encode_image(torch.stack([preprocess(Image.fromarray(im)) for im in images]))
     direct = torch.nn.functional.normalize(direct, dim=-1).numpy()
     np.testing.assert_allclose(e, direct, atol=1e-5)
-    assert score(enc, reference(), cands, BOX).shape == (4,)
+    assert score(enc, reference(), cands, BOX, "window").shape == (4,)
 
     # a DataParallel-style checkpoint ({"state_dict": {"module.…": …}}) loads too
     wrapped = tmp_path / "wrapped.pt"
@@ -212,12 +212,12 @@ def test_score_manifest_reads_written_candidates(tmp_path: Path):
     out = tmp_path / "candidates"
     write_candidates(jobs, FixedBackend(), out, candidates=4, batch=2, total=3, progress=False)
     entries = read_manifest(out / "manifest.jsonl")
-    scores = score_manifest(HandcraftedEncoder(), out, entries, [ref], chunk=2)
+    scores = score_manifest(HandcraftedEncoder(), out, entries, [ref], "window", chunk=2)
     assert sorted(scores) == [0, 1, 2]
     assert {p: k for p, (k, _) in select_best(scores).items()} == {0: RIGHT, 1: (RIGHT - 1) % 4, 2: (RIGHT - 2) % 4}
-    np.testing.assert_allclose(scores[0], score(HandcraftedEncoder(), ref, candidates(), BOX), atol=1e-6)
+    np.testing.assert_allclose(scores[0], score(HandcraftedEncoder(), ref, candidates(), BOX, "window"), atol=1e-6)
     with pytest.raises(ScoreError, match="placement 0 uses reference 0 but 0 references were given"):
-        score_manifest(HandcraftedEncoder(), out, entries, [])
+        score_manifest(HandcraftedEncoder(), out, entries, [], "window")
 
 
 # --------------------------------------------------------------------------------------------- specs

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from paintseg.config import CurateConfig, PaintConfig
 from paintseg.cli import app
 from paintseg.data.episode import Episode
 from paintseg.evaluate.painting import colour_distances, paired_wins, painting_quality
@@ -80,7 +81,8 @@ def test_mask_quality_scores_refiners_on_real_query_instances(tiny_episode: Path
     from paintseg.curate.refine import build_refiner
     from paintseg.evaluate.curation import mask_quality
 
-    q = mask_quality(Episode(tiny_episode), {"none": build_refiner("none"), "grabcut": build_refiner("grabcut")},
+    q = mask_quality(Episode(tiny_episode), {"none": build_refiner(CurateConfig(refine="none")),
+                                            "grabcut": build_refiner(CurateConfig(refine="grabcut"))},
                      count=4)
     pool = q["per_class"]["pool"]
     assert pool["none"]["instances"] == pool["grabcut"]["instances"] == 4
@@ -112,7 +114,7 @@ def test_conditioning_quality_paints_held_out_instances_three_ways(tiny_episode:
     torch.manual_seed(0)
     config = GeneratorConfig(size="tiny", box_fraction=(0.02, 0.5))
     model = build_generator(config).eval()
-    q = conditioning_quality(Episode(tiny_episode), (model, config), count=2, steps=2)
+    q = conditioning_quality(Episode(tiny_episode), (model, config), PaintConfig(steps=2), count=2)
     s = q["summary"]
     assert s["instances"] == len(q["records"]) > 0 and {r["mask_kind"] for r in q["records"]} == {"rectangle",
                                                                                                   "silhouette"}

@@ -14,10 +14,8 @@ import pytest
 from conftest import make_tiny_episode
 from PIL import Image
 
-from paintseg.config import PaintConfig, PlaceConfig
-from paintseg.curate.pipeline import KeepRule, curate
-from paintseg.curate.refine import build_refiner
-from paintseg.curate.score import build_encoder
+from paintseg.config import CurateConfig, PaintConfig, PlaceConfig
+from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode
 from paintseg.data.raster import write_label
 from paintseg.errors import PaintsegError
@@ -64,8 +62,7 @@ def experiment(tmp_path_factory) -> Path:
     exp = root / "exp"
     paint, cur = exp / "stages/paint-copy-paste-s0-aa11", exp / "stages/curate-copy-paste-s0-bb22"
     generate(episode, CopyPasteBackend(), paint, PlaceConfig(per_class=4), PaintConfig(candidates=2), seed=0, progress=False)
-    summary = curate(episode, paint, cur, encoder=build_encoder("handcrafted"), refiner=build_refiner("grabcut"),
-                     keep_rule=KeepRule(top_fraction=0.5), progress=False)
+    summary = curate(episode, paint, cur, CurateConfig(refine="grabcut", keep="top:0.5"), progress=False)
     from paintseg.evaluate.assess import Assessment, assess_painting
 
     pq = exp / "stages/painting-quality-cc33"
@@ -212,7 +209,7 @@ def test_sample_grid_shows_scores_choice_rejections_and_label_masks(experiment: 
     assert "rejected: outside top fraction" in captions and "grabcut mask" in captions
     assert any(c.startswith("support_") for c in captions) and any(c.startswith("train_") for c in captions)
     # no filter, no refiner: candidate 0 unscored, labelled by its own object mask
-    curate(episode, paint, tmp_path / "plain", encoder=None, progress=False)
+    curate(episode, paint, tmp_path / "plain", CurateConfig(filter="none"), progress=False)
     captions = _captions(sample_grid(episode, paint, tmp_path / "plain", 2))
     assert captions.count("no score ✓") == 2 and captions.count("no score") == 2
     assert captions.count("object mask (no refiner)") == 2 and "k0 kept" in captions

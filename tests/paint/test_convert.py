@@ -197,7 +197,10 @@ def test_converted_rs_paint_paints_placements(converted, tiny_episode: Path) -> 
     from tiny_pipelines import placement_jobs
 
     jobs = placement_jobs(Episode(tiny_episode), 1)
-    cands = PretrainedBackend(converted[0], steps=2, size=64, device="cpu").paint(jobs, 2)[0]
+    from paintseg.config import PaintConfig
+
+    paint = PaintConfig(scheduler="default", steps=2, window=64, device="cpu")
+    cands = PretrainedBackend(converted[0], paint).paint(jobs, 2)[0]
     mask = jobs[0].mask
     assert len(cands) == 2 and np.array_equal(cands[0].image[~mask], jobs[0].window_image[~mask])
     assert not np.array_equal(cands[0].image[mask], cands[1].image[mask])

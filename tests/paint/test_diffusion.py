@@ -10,9 +10,11 @@ import json
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import torch
 
-from paintseg.config import GENERATOR_MASK_KINDS, GENERATOR_SIZES, ConfigError, GeneratorConfig, validate
+from paintseg.config import (GENERATOR_MASK_KINDS, GENERATOR_SIZES, ConfigError, GeneratorConfig, PaintConfig,
+                             PlaceConfig, validate)
 from paintseg.data.episode import Episode
 from paintseg.paint.diffusion import (SCHEDULERS, SIZES, GeneratorError, GeneratorTrainError, PairSampler,
                                          build_generator, load_generator, paint, save_generator, to_tensor, to_uint8,
@@ -188,15 +190,15 @@ def test_paint_keeps_known_pixels_and_both_schedulers_run():
         assert torch.equal(out[outside], scene[outside])
         assert not torch.equal(out[~outside], scene[~outside])
         assert np.array_equal(to_uint8(out)[~masks], windows[~masks])
-    a, b = (paint(model, scene, mask, reference, ref_mask, steps=2, guidance=g,
+    a, b = (paint(model, scene, mask, reference, ref_mask, steps=2, guidance=g, scheduler="ddim",
                   generator=torch.Generator().manual_seed(1)) for g in (1.0, 1.0))
     assert torch.equal(a, b)
-    unconditional = paint(model, scene, mask, reference, ref_mask, steps=2, guidance=0.0)
+    unconditional = paint(model, scene, mask, reference, ref_mask, steps=2, guidance=0.0, scheduler="ddim")
     assert torch.equal(unconditional[outside], scene[outside])
     with pytest.raises(GeneratorError, match="mask must be a B×1×S×S tensor"):
-        paint(model, scene, mask[:, 0], reference, ref_mask)
+        paint(model, scene, mask[:, 0], reference, ref_mask, steps=1, guidance=3.0, scheduler="ddim")
     with pytest.raises(GeneratorError, match="unknown scheduler 'euler'"):
-        paint(model, scene, mask, reference, ref_mask, steps=1, scheduler="euler")
+        paint(model, scene, mask, reference, ref_mask, steps=1, guidance=3.0, scheduler="euler")
 
 
 def test_strength_paints_from_the_start_image():
@@ -209,20 +211,21 @@ def test_strength_paints_from_the_start_image():
     inside = (mask > 0).expand_as(scene)
     for name in SCHEDULERS:
         def run(strength: float) -> torch.Tensor:
-            return paint(model, scene, mask, reference, ref_mask, steps=10, scheduler=name, strength=strength,
-                         init=start, generator=torch.Generator().manual_seed(3))
+            return paint(model, scene, mask, reference, ref_mask, steps=10, guidance=3.0, scheduler=name,
+                         strength=strength, init=start, generator=torch.Generator().manual_seed(3))
 
         assert torch.equal(run(0.0), start)
-        full = paint(model, scene, mask, reference, ref_mask, steps=10, scheduler=name,
+        full = paint(model, scene, mask, reference, ref_mask, steps=10, guidance=3.0, scheduler=name,
                      generator=torch.Generator().manual_seed(3))
         assert torch.equal(run(1.0), full)
         gaps = [float((run(s) - start)[inside].abs().mean()) for s in (0.2, 0.6, 1.0)]
         assert 0 < gaps[0] < gaps[1] < gaps[2], (name, gaps)
         assert torch.equal(run(0.5)[~inside], scene[~inside])
     with pytest.raises(GeneratorError, match="pass init="):
-        paint(model, scene, mask, reference, ref_mask, strength=0.5)
+        paint(model, scene, mask, reference, ref_mask, steps=2, guidance=3.0, scheduler="ddim", strength=0.5)
     with pytest.raises(GeneratorError, match="strength=1.5"):
-        paint(model, scene, mask, reference, ref_mask, strength=1.5, init=start)
+        paint(model, scene, mask, reference, ref_mask, steps=2, guidance=3.0, scheduler="ddim", strength=1.5,
+              init=start)
 
 
 def test_backend_strength_zero_is_copy_paste_and_low_strength_keeps_the_silhouette(tiny_episode, tmp_path):
@@ -238,31 +241,33 @@ def test_backend_strength_zero_is_copy_paste_and_low_strength_keeps_the_silhouet
     save_generator(model, model.state_dict(), config, tmp_path / "gen")
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
-    plan = plan_placements(ep, refs, per_class=2, prior="uniform", progress=False)
+    plan = plan_placements(ep, refs, PlaceConfig(per_class=2, prior="uniform"), progress=False)
     jobs = [make_job(i, p, refs, SceneCache(ep)) for i, p in enumerate(plan)]
     pasted = CopyPasteBackend().paint(jobs, 1)
-    zero = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.0, device="cpu").paint(jobs, 2)
+    zero = DiffusionBackend(tmp_path / "gen", PaintConfig(steps=4, strength=0.0, device="cpu")).paint(jobs, 2)
     for cp, cands in zip(pasted, zero):
         assert all(np.array_equal(c.image, cp[0].image) for c in cands)  # the composite, at full resolution
         assert all(np.array_equal(c.object_mask, cp[0].object_mask) for c in cands)
-    low = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.5, device="cpu").paint(jobs, 2)
+    low = DiffusionBackend(tmp_path / "gen", PaintConfig(steps=4, strength=0.5, device="cpu")).paint(jobs, 2)
     for job, cp, cands in zip(jobs, pasted, low):
         c = cands[0]
         assert np.array_equal(c.object_mask, cp[0].object_mask) and (c.paint_mask >= c.object_mask).all()
         assert not np.array_equal(c.image, cp[0].image)  # painted over
         assert np.array_equal(c.image[~c.paint_mask], job.window_image[~c.paint_mask])
-    with pytest.raises(GeneratorError, match="strength 2"):
-        DiffusionBackend(tmp_path / "gen", strength=2)
+    with pytest.raises(ValidationError, match="strength\n  Input should be less than or equal to 1"):
+        PaintConfig(strength=2)
     # over the copy-paste-noise composite: strength 0 is that control exactly, and painting keeps its silhouette
     noisy = CopyPasteBackend(noise=17.5).paint(jobs, 1)
-    zero = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.0, device="cpu", paste_noise=17.5).paint(jobs, 2)
+    zero = DiffusionBackend(tmp_path / "gen", PaintConfig(steps=4, strength=0.0, device="cpu"),
+                            paste_noise=17.5).paint(jobs, 2)
     for cp, plain, cands in zip(noisy, pasted, zero):
         assert all(np.array_equal(c.image, cp[0].image) for c in cands)
         assert not np.array_equal(cands[0].image, plain[0].image)
-    low = DiffusionBackend(tmp_path / "gen", steps=4, strength=0.5, device="cpu", paste_noise=17.5).paint(jobs, 1)
+    low = DiffusionBackend(tmp_path / "gen", PaintConfig(steps=4, strength=0.5, device="cpu"),
+                           paste_noise=17.5).paint(jobs, 1)
     assert all(np.array_equal(c[0].object_mask, cp[0].object_mask) for c, cp in zip(low, noisy))
     with pytest.raises(GeneratorError, match="paste noise 17.5: painting from pure noise"):
-        DiffusionBackend(tmp_path / "gen", strength=1.0, paste_noise=17.5)
+        DiffusionBackend(tmp_path / "gen", PaintConfig(strength=1.0), paste_noise=17.5)
 
 
 def test_max_strength_trains_only_the_low_noise_timesteps():
@@ -352,7 +357,7 @@ def test_painting_follows_the_reference_texture(texture_episode, tmp_path):
         ref_mask = np.zeros((r, r), bool)
         ref_mask[3:-3, 3:-3] = True
         out = paint(model, scene, mask, to_tensor(np.stack([ref] * n)), to_tensor(np.stack([ref_mask] * n)),
-                    steps=20, guidance=3.0, generator=torch.Generator().manual_seed(0))
+                    steps=20, guidance=3.0, scheduler="ddim", generator=torch.Generator().manual_seed(0))
         inside = (out * mask).sum((2, 3)) / mask.sum((2, 3))  # mean colour painted in each hole
         distance[cid] = {other: float((inside - _mean_colour(other)).norm(dim=1).mean()) for other in (STRIPES,
                                                                                                           CHECKS)}
@@ -405,14 +410,15 @@ def test_spatial_hint_pairs_train_and_paint(texture_episode, tiny_episode, tmp_p
     scene, mask = torch.zeros(1, 3, r, r), torch.ones(1, 1, r, r)
     ref, ref_mask = torch.zeros(1, 3, model.spec.ref_size, model.spec.ref_size), torch.ones(1, 1, 32, 32)
     with pytest.raises(GeneratorError, match="pass hint="):
-        paint(model, scene, mask, ref, ref_mask, steps=2)
-    out = paint(model, scene, mask, ref, ref_mask, steps=2, hint=torch.zeros(1, 4, r, r))
+        paint(model, scene, mask, ref, ref_mask, steps=2, guidance=3.0, scheduler="ddim")
+    out = paint(model, scene, mask, ref, ref_mask, steps=2, guidance=3.0, scheduler="ddim",
+                hint=torch.zeros(1, 4, r, r))
     assert out.shape == (1, 3, r, r)
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
-    plan = plan_placements(ep, refs, per_class=2, prior="uniform", progress=False)
+    plan = plan_placements(ep, refs, PlaceConfig(per_class=2, prior="uniform"), progress=False)
     jobs = [make_job(i, p, refs, SceneCache(ep)) for i, p in enumerate(plan)]
-    cands = DiffusionBackend(tmp_path / "gen", steps=2, device="cpu").paint(jobs, 2)
+    cands = DiffusionBackend(tmp_path / "gen", PaintConfig(steps=2, device="cpu", strength=1.0)).paint(jobs, 2)
     assert len(cands) == 2 and all(c.image.shape == jobs[0].window_image.shape for c in cands[0])
     plain_model = build_generator(quick_config()).eval()
     with pytest.raises(GeneratorError, match="trained without a spatial hint"):

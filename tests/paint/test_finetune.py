@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 from tiny_pipelines import save_paint_by_example, save_sd_inpaint  # noqa: E402
-from paintseg.config import GeneratorConfig  # noqa: E402
+from paintseg.config import GeneratorConfig, PaintConfig  # noqa: E402
 from paintseg.data.episode import Episode  # noqa: E402
 from paintseg.paint import finetune as finetune_module  # noqa: E402
 from paintseg.paint.finetune import FinetuneError, finetune_pipeline  # noqa: E402
@@ -45,7 +45,8 @@ def test_finetune_changes_the_unet_and_mapper_not_the_tower_and_paints(tiny_epis
     from tiny_pipelines import placement_jobs
 
     jobs = placement_jobs(Episode(tiny_episode), 1)
-    assert PretrainedBackend(out, steps=2, size=64, device="cpu").paint(jobs, 1)[0][0].image.shape == \
+    paint = PaintConfig(scheduler="default", steps=2, window=64, device="cpu")
+    assert PretrainedBackend(out, paint).paint(jobs, 1)[0][0].image.shape == \
         jobs[0].window_image.shape
     assert finetune_pipeline(Episode(tiny_episode), init, out, _config(), resume=True, progress=False) == path
     with pytest.raises(FinetuneError, match="already holds a fine-tuned pipeline"):

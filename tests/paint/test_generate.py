@@ -12,7 +12,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from conftest import make_tiny_episode
-from paintseg.config import PaintConfig, PlaceConfig, TrainConfig
+from paintseg.config import CurateConfig, PaintConfig, PlaceConfig, TrainConfig
 from paintseg.curate.compose import Insertion, compose
 from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode
@@ -116,7 +116,7 @@ def test_generate_copy_paste_writes_a_synthetic_set_the_trainer_reads(tiny_episo
     ep = Episode(tiny_episode)
     syn = tmp_path / "syn"
     summary = generate(ep, CopyPasteBackend(), syn, PlaceConfig(per_class=5), PaintConfig(candidates=2), seed=3, progress=False)
-    curate(ep, syn, syn, encoder=None, progress=False)  # the next stage: candidate 0 of each placement, composed
+    curate(ep, syn, syn, CurateConfig(filter="none"), progress=False)  # the next stage: candidate 0 of each placement, composed
     assert summary["placements"] == {"pool": 5} and summary["candidates"] == 10
     cands = read_manifest(syn / "candidates" / "manifest.jsonl")
     assert sorted((e["placement"], e["candidate"]) for e in cands) == [(p, k) for p in range(5) for k in range(2)]
@@ -220,7 +220,7 @@ def test_generate_keeps_geotiff_georeference(tmp_path: Path) -> None:
         write_image(p, r.array, like=r)
     syn = tmp_path / "syn"
     generate(Episode(root), CopyPasteBackend(), syn, PlaceConfig(per_class=3), PaintConfig(candidates=1), progress=False)
-    curate(Episode(root), syn, syn, encoder=None, progress=False)
+    curate(Episode(root), syn, syn, CurateConfig(filter="none"), progress=False)
     out = sorted((syn / "images").glob("*.tif"))
     assert out
     r = read_image(out[0])

@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from paintseg.cli import app
-from paintseg.config import HarmoniserConfig
+from paintseg.config import HarmoniserConfig, PlaceConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.paint.copy_paste import CopyPasteBackend, match_colour
@@ -142,7 +142,7 @@ def test_colour_match_moves_the_paste_to_the_new_surroundings(tiny_episode: Path
 
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
-    placement = plan_placements(ep, refs, per_class=1, seed=0, progress=False)[0]
+    placement = plan_placements(ep, refs, PlaceConfig(per_class=1, prior="context"), seed=0, progress=False)[0]
     job = make_job(0, placement, refs, SceneCache(ep))
     plain = CopyPasteBackend().paint([job], 1)[0][0]
     matched = CopyPasteBackend(colour="match").paint([job], 1)[0][0]
@@ -159,7 +159,7 @@ def test_paste_noise_control_adds_noise_of_the_asked_std_around_the_paste(tiny_e
 
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
-    placement = plan_placements(ep, refs, per_class=1, seed=0, progress=False)[0]
+    placement = plan_placements(ep, refs, PlaceConfig(per_class=1, prior="context"), seed=0, progress=False)[0]
     job = make_job(0, placement, refs, SceneCache(ep))
     plain = CopyPasteBackend().paint([job], 1)[0][0]
     noisy = CopyPasteBackend(noise=17.5).paint([job], 1)[0][0]

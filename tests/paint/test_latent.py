@@ -201,10 +201,10 @@ def test_latent_generator_trains_resumes_and_paints(texture_episode, tiny_ae, tm
         mask[:, :, 16:40, 8:30] = 1
         ref = torch.rand(2, 3, model.spec.ref_size, model.spec.ref_size) * 2 - 1
         out = paint_windows(model, ae, windows, mask, ref, torch.ones(2, 1, *ref.shape[2:]), candidates=3, steps=3,
-                            generator=torch.Generator().manual_seed(0))
+                            guidance=3.0, scheduler="ddim", generator=torch.Generator().manual_seed(0))
         assert out.shape == (6, 3, R, R) and torch.isfinite(out).all()
         again = paint_windows(model, ae, windows, mask, ref, torch.ones(2, 1, *ref.shape[2:]), candidates=3, steps=3,
-                              generator=torch.Generator().manual_seed(0))
+                              guidance=3.0, scheduler="ddim", generator=torch.Generator().manual_seed(0))
         assert torch.equal(out, again)
     finally:
         moved.rename(tiny_ae)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from paintseg.config import GeneratorConfig
+from paintseg.config import GeneratorConfig, PaintConfig
 from paintseg.data.episode import Episode
 from paintseg.evaluate.curve import painting_curve, snapshots
 from paintseg.paint.diffusion import load_generator, train_generator
@@ -137,8 +137,8 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
     episode = Episode(tiny_episode)
     gen = tmp_path / "gen"
     train_generator(episode, gen, quick_config(steps=8, snapshots=3, sample_every=100), progress=False)
-    curve = painting_curve(episode, gen, extract_references(episode), strengths=(0.3, 1.0), per_class=3,
-                           steps=2, candidates=2)
+    curve = painting_curve(episode, gen, extract_references(episode), strengths=(0.3, 1.0),
+                           paint=PaintConfig(steps=2), per_class=3, candidates=2)
     assert [(p["step"], p["strength"]) for p in curve["points"]] == [
         (2, 0.3), (2, 1.0), (4, 0.3), (4, 1.0), (8, 0.3), (8, 1.0)]
     assert set(curve["controls"]) == {"copy-paste", "copy-paste-noise"}
@@ -172,8 +172,8 @@ def test_the_curve_and_the_assessment_paint_with_the_sampler_they_are_given(tiny
         return real(generator, paint, **kwargs)
 
     monkeypatch.setattr(generate, "make_backend", spy)
-    painting_curve(episode, gen, extract_references(episode), strengths=(1.0,), per_class=1, steps=2, candidates=1,
-                   scheduler="dpm++")
+    painting_curve(episode, gen, extract_references(episode), strengths=(1.0,),
+                   paint=PaintConfig(steps=2, scheduler="dpm++"), per_class=1, candidates=1)
     assert seen == ["dpm++", "dpm++"]
     schedulers = []
     real_scheduler = sample.make_scheduler
@@ -183,9 +183,9 @@ def test_the_curve_and_the_assessment_paint_with_the_sampler_they_are_given(tiny
         return real_scheduler(model, name)
 
     monkeypatch.setattr(sample, "make_scheduler", spy_scheduler)
-    conditioning_quality(episode, gen, count=1, steps=2, scheduler="dpm++")
+    conditioning_quality(episode, gen, PaintConfig(steps=2, scheduler="dpm++"), count=1)
     assert schedulers and set(schedulers) == {"dpm++"}
-    assert assess.Assessment().scheduler == "ddim"
+    assert assess.Assessment().paint.scheduler == PaintConfig().scheduler == "ddim"
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 
 from conftest import POOL  # noqa: E402
 from tiny_pipelines import placement_jobs, save_paint_by_example, save_sd_inpaint  # noqa: E402
-from paintseg.config import PaintConfig, PlaceConfig  # noqa: E402
+from paintseg.config import CurateConfig, PaintConfig, PlaceConfig  # noqa: E402
 from paintseg.curate.pipeline import curate
 from paintseg.data.episode import Episode  # noqa: E402
 from paintseg.paint.diffusion.model import GeneratorError  # noqa: E402
@@ -41,7 +41,7 @@ def test_the_hub_index_defeats_plain_from_pretrained_but_paintseg_loads_it(pbe: 
     assert pipeline_kind(pbe) == "paint-by-example"
     from safetensors.torch import load_file
 
-    backend = PretrainedBackend(pbe, steps=2, size=64, device="cpu")
+    backend = PretrainedBackend(pbe, PaintConfig(scheduler="default", steps=2, window=64, device="cpu"))
     assert backend.pipe.image_encoder.__class__.__name__ == "PaintByExampleImageEncoder"
     saved = load_file(pbe / "image_encoder" / "model.safetensors")
     assert "model.vision_model.embeddings.class_embedding" in saved  # the hub's key names, loaded as they are
@@ -53,7 +53,8 @@ def test_the_hub_index_defeats_plain_from_pretrained_but_paintseg_loads_it(pbe: 
 def test_paint_by_example_paints_inside_the_mask_only_and_is_batch_independent(pbe: Path, tiny_episode: Path) -> None:
     ep = Episode(tiny_episode)
     jobs = placement_jobs(ep)
-    backend = PretrainedBackend(pbe, steps=2, guidance=3.0, size=64, device="cpu", seed=5)
+    paint = PaintConfig(scheduler="default", steps=2, guidance=3.0, window=64, device="cpu")
+    backend = PretrainedBackend(pbe, paint, seed=5)
     both = backend.paint(jobs, 2)
     assert [len(c) for c in both] == [2, 2]
     for job, cands in zip(jobs, both):
@@ -76,7 +77,7 @@ def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_
     summary = generate(ep, backend, tmp_path / "syn", PlaceConfig(per_class=2),
                        PaintConfig(candidates=2, strength=1.0),
                        backend_settings=settings, progress=False)
-    curate(ep, tmp_path / "syn", tmp_path / "syn", encoder=None, progress=False)
+    curate(ep, tmp_path / "syn", tmp_path / "syn", CurateConfig(filter="none"), progress=False)
     lines = [json.loads(x) for x in (tmp_path / "syn/candidates/manifest.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and {x["backend"] for x in lines} == {"paint-by-example"}
     assert summary["candidates"] == 4 and summary["painted_now"] == 2
@@ -89,7 +90,8 @@ def test_sd_inpaint_uses_one_prompt_per_class(sd_inpaint: Path, tiny_episode: Pa
                                      class_names={POOL: "pool"})
     assert settings["pipeline"] == "sd-inpaint"
     assert settings["prompts"] == {str(POOL): "a top-down satellite image of a pool"}
-    own = PretrainedBackend(sd_inpaint, steps=2, size=64, device="cpu", prompts={POOL: "a swimming pool, top view"})
+    own = PretrainedBackend(sd_inpaint, PaintConfig(scheduler="default", steps=2, window=64, device="cpu"),
+                            prompts={POOL: "a swimming pool, top view"})
     assert own.prompt(POOL) == "a swimming pool, top view"
     jobs = placement_jobs(ep, 1)
     cands = backend.paint(jobs, 1)[0]
@@ -115,7 +117,7 @@ def test_bad_pretrained_inputs_say_what_to_do(pbe: Path, tmp_path: Path) -> None
         pipeline_kind(broken)
     (broken / "model_index.json").write_text(json.dumps({"_class_name": "PaintByExamplePipeline"}))
     with pytest.raises(GeneratorError, match="does not load"):
-        PretrainedBackend(broken, size=64, device="cpu")
+        PretrainedBackend(broken, PaintConfig(scheduler="default", window=64, device="cpu"))
 
 
 def test_cli_generate_paints_with_a_pipeline_and_a_class_prompt(sd_inpaint: Path, tiny_episode: Path,

@@ -52,7 +52,8 @@ def test_auto_falls_back_to_appearance_without_base_labels(tmp_path: Path):
     """An episode whose trainset labels hold no base class (everything 0): 'context' cannot plan and says what to
     use; 'auto' plans with appearance alone and says why in prior.json."""
     from paintseg.place.plan import place
-    from paintseg.place.placement import PlacementError, plan_placements
+    from paintseg.place.context import PlacementError
+    from paintseg.place.placement import plan_placements
     from paintseg.place.references import extract_references
 
     root = make_water_episode(tmp_path / "ep", n_train=6)
@@ -62,7 +63,7 @@ def test_auto_falls_back_to_appearance_without_base_labels(tmp_path: Path):
         write_label(root / "trainset/labels" / n, np.where(lab == 255, 255, 0).astype(np.uint8), classes=ep.classes)
     ep = Episode(root)
     with pytest.raises(PlacementError, match="use prior 'appearance'"):
-        plan_placements(ep, extract_references(ep), per_class=5, progress=False)
+        plan_placements(ep, extract_references(ep), PlaceConfig(per_class=5, prior="context"), progress=False)
     summary = place(ep, tmp_path / "plan", PlaceConfig(per_class=12, prior="auto"), progress=False)
     assert summary["placements"] == 12
     info = json.loads((tmp_path / "plan/prior.json").read_text())
@@ -93,7 +94,8 @@ def test_cli_place_with_the_auto_prior_and_a_bad_appearance_setting(tmp_path: Pa
 
 def test_lite0_features_join_the_descriptor_and_guide_placement(tmp_path: Path):
     from paintseg.place.appearance import DeepCells
-    from paintseg.place.placement import plan_placements, ring_histogram
+    from paintseg.place.context import ring_histogram
+    from paintseg.place.placement import plan_placements
     from paintseg.place.references import extract_references
 
     deep = DeepCells()
@@ -104,8 +106,8 @@ def test_lite0_features_join_the_descriptor_and_guide_placement(tmp_path: Path):
     root = make_water_episode(tmp_path / "ep", n_train=8)
     ep = Episode(root)
     refs = extract_references(ep)
-    plan = plan_placements(ep, refs, per_class=30, prior="appearance", features=("colour", "lite0"),
-                           progress=False)
+    config = PlaceConfig(per_class=30, prior="appearance", appearance="colour+lite0")
+    plan = plan_placements(ep, refs, config, progress=False)
     labels = {n: read_label(root / "trainset/labels" / n).array for n in ep.train_names}
     water = np.mean([ring_histogram(labels[p.scene], p.box, 8, [1, 2, 3])[1] > 0.5 for p in plan])
     assert water > 0.6  # uniform placement: about a third

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from paintseg.config import PlaceConfig
 from paintseg.data.episode import Episode
 from paintseg.data.raster import write_image, write_label
 from paintseg.place.masks import Box
@@ -92,9 +93,9 @@ def test_orient_turns_boats_along_vertical_quays(tmp_path: Path):
 
     ep = Episode(make_quay_episode(tmp_path / "ep"))
     refs = extract_references(ep)
-    upright = plan_placements(ep, refs, per_class=12, prior="uniform", progress=False)
+    upright = plan_placements(ep, refs, PlaceConfig(per_class=12, prior="uniform"), progress=False)
     assert all(p.angle == 0 and p.box.width > p.box.height for p in upright)
-    turned = plan_placements(ep, refs, per_class=12, prior="uniform", progress=False, orient=True)
+    turned = plan_placements(ep, refs, PlaceConfig(per_class=12, prior="uniform", orient=True), progress=False)
     assert len(turned) == 12
     assert np.mean([abs(p.angle) == 90 and p.box.height > p.box.width for p in turned]) > 0.8
     save_placements(turned, tmp_path / "plan.jsonl")
@@ -134,9 +135,9 @@ def test_orientation_agreement_tells_turned_from_upright(tmp_path: Path):
     (root / "val.json").write_text(json.dumps({**val, "query_set": ["q0.png"]}))
     ep = Episode(root)
     refs = extract_references(ep)
-    turned = plan_placements(ep, refs, per_class=10, prior="uniform", progress=False, orient=True)
+    turned = plan_placements(ep, refs, PlaceConfig(per_class=10, prior="uniform", orient=True), progress=False)
     result = orientation_agreement(ep, turned, refs)["pool"]
     assert result["query_instances"] == 1 and result["query"] > 0.9
     assert result["placements"] >= 8 and result["placed"] > 0.9
-    upright = plan_placements(ep, refs, per_class=10, prior="uniform", progress=False)
+    upright = plan_placements(ep, refs, PlaceConfig(per_class=10, prior="uniform"), progress=False)
     assert orientation_agreement(ep, upright, refs)["pool"]["placed"] < -0.9

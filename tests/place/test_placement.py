@@ -7,19 +7,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from paintseg.config import PlaceConfig
 from paintseg.data.classes import ClassInfo, ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_label, write_image, write_label
 from paintseg.data.split import split_dataset
+from paintseg.place.context import ContextPrior, PixelClassifier, PlacementError, prior_summary, ring_histogram
 from paintseg.place.masks import MASK_KINDS, Box
-from paintseg.place.placement import (ContextPrior, PixelClassifier, Placement, PlacementError, load_placements,
-                                         plan_placements, prior_summary, ring_histogram, save_placements, window_for)
+from paintseg.place.placement import (Placement, Priors, load_placements, plan_placements, save_placements,
+                                      window_for)
 from paintseg.place.references import Reference, extract_references
 
 from conftest import SHARED_DATA, make_water_episode, paint_label, tiny_classes
 
 WATER, FIELD_WATER_ROAD = 2, [1, 2, 3]
+
+
+def _plan(ep: Episode, refs: list, per_class: int, prior: str = "context", seed: int = 0,
+          context: ContextPrior | None = None, **config) -> list[Placement]:
+    """plan_placements under PlaceConfig(per_class, prior, **config), with a label prior fitted once (``context``)."""
+    priors = Priors(context, None, "context") if context is not None else None
+    return plan_placements(ep, refs, PlaceConfig(per_class=per_class, prior=prior, **config), seed, progress=False,
+                           priors=priors)
 
 
 def _overlap(a: Box, b: Box) -> bool:
@@ -93,8 +104,8 @@ def test_context_prior_prefers_water_and_guides_placement(tmp_path: Path):
         shares = [ring_histogram(labels[p.scene], p.box, 8, FIELD_WATER_ROAD)[1] for p in plan]
         return float(np.mean([s > 0.5 for s in shares]))
 
-    context = water_share(plan_placements(ep, refs, per_class=40, context=prior, progress=False))
-    uniform = water_share(plan_placements(ep, refs, per_class=40, prior="uniform", progress=False))
+    context = water_share(_plan(ep, refs, 40, context=prior))
+    uniform = water_share(_plan(ep, refs, 40, "uniform"))
     print(f"ring mostly water: context {context:.2f}, uniform {uniform:.2f}")
     assert context > 0.7 and uniform < 0.45 and context - uniform > 0.3
 
@@ -106,8 +117,8 @@ def test_fit_rate_tells_placements_that_follow_the_real_surroundings(tmp_path: P
     ep = Episode(make_water_episode(tmp_path / "ep", n_train=8, queries=6))
     refs = extract_references(ep)
     assert len(query_instances(ep, 4)) == 6
-    context = fit_rate(ep, plan_placements(ep, refs, per_class=60, progress=False), ring=6)
-    uniform = fit_rate(ep, plan_placements(ep, refs, per_class=60, prior="uniform", progress=False), ring=6)
+    context = fit_rate(ep, _plan(ep, refs, 60, "context"), ring=6)
+    uniform = fit_rate(ep, _plan(ep, refs, 60, "uniform"), ring=6)
     print(f"fit rate: context {context['pool']['fit_rate']}, uniform {uniform['pool']['fit_rate']}")
     assert context["pool"]["query_instances"] == 6 and context["pool"]["placements"] == 60
     assert context["pool"]["fit_rate"] > 0.75 and 0.25 < uniform["pool"]["fit_rate"] < 0.75
@@ -129,7 +140,6 @@ def test_near_places_where_the_user_says_the_class_lives_when_the_support_is_nar
     """Every support pool lies on water, the query's lie by roads among fields: the context prior follows the
     support onto the water; `near: [field, road]` (the user's word for where pools live) places them by roads, and
     the fit rate against the query's real surroundings rises from below random to well above it."""
-    from paintseg.config import PlaceConfig
     from paintseg.evaluate.placement_fit import fit_rate
 
     root = make_water_episode(tmp_path / "ep", n_train=8, queries=6)
@@ -144,7 +154,7 @@ def test_near_places_where_the_user_says_the_class_lives_when_the_support_is_nar
     ep = Episode(root)
     refs = extract_references(ep)
     priors = {"context": ContextPrior.fit(ep, refs), "near": ContextPrior.from_classes(ep, ["field", "road"])}
-    fit = {name: fit_rate(ep, plan_placements(ep, refs, per_class=40, context=prior, progress=False), ring=6,
+    fit = {name: fit_rate(ep, _plan(ep, refs, 40, context=prior), ring=6,
                           space="labels")["pool"]["fit_rate"] for name, prior in priors.items()}
     print("fit rate against the query (base-class shares):", fit)
     assert fit["context"] < 0.5 and fit["near"] > 0.7
@@ -168,7 +178,7 @@ def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path:
     def water_share(plan: list[Placement]) -> float:
         return float(np.mean([ring_histogram(labels[p.scene], p.box, 8, FIELD_WATER_ROAD)[1] > 0.5 for p in plan]))
 
-    share = {prior: water_share(plan_placements(ep, refs, per_class=40, prior=prior, progress=False))
+    share = {prior: water_share(_plan(ep, refs, 40, prior))
              for prior in ("uniform", "context", "appearance", "auto")}
     print("ring mostly water, full labels:", share)
     assert share["uniform"] < 0.45 and share["appearance"] > 0.65 and share["auto"] > 0.9 and share["context"] > 0.9
@@ -176,7 +186,7 @@ def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path:
     for n, lab in labels.items():  # every base pixel becomes 'field': the labels say nothing about water
         write_label(root / "trainset/labels" / n, np.where(lab == 255, 255, 1).astype(np.uint8), classes=ep.classes)
     ep = Episode(root)
-    plans = {prior: plan_placements(ep, refs, per_class=40, prior=prior, progress=False)
+    plans = {prior: _plan(ep, refs, 40, prior)
              for prior in ("context", "auto")}
     blind = {prior: water_share(plan) for prior, plan in plans.items()}
     print("ring mostly water, one base class:", blind)
@@ -189,7 +199,7 @@ def test_appearance_prior_places_on_water_where_the_labels_cannot_tell(tmp_path:
     assert follows["auto"] > 0.6 and follows["auto"] - follows["context"] > 0.15  # context: about 0.5, blind
     with pytest.raises(ValueError, match="'support' with 'image'"):
         fit_rate(ep, plans["auto"], against="support", space="labels")
-    scorer = fit_scorer(ep, refs, "auto")
+    scorer = fit_scorer(ep, refs, PlaceConfig(prior="auto"))
     assert scorer.alpha[4] >= 0.75, scorer.selection  # the held-out check found the labels uninformative
     aucs = scorer.selection["4"]["held_out_auc"]
     assert aucs["0"] < 0.6 < aucs["1"] and scorer.selection["4"]["instances"] == 3
@@ -200,9 +210,9 @@ def test_plan_is_deterministic_non_overlapping_and_inside(tiny_episode: Path, tm
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
     prior = ContextPrior.fit(ep, refs)
-    plan = plan_placements(ep, refs, per_class=40, seed=3, context=prior, progress=False)
-    again = plan_placements(ep, refs, per_class=40, seed=3, context=prior, progress=False)
-    other = plan_placements(ep, refs, per_class=40, seed=4, context=prior, progress=False)
+    plan = _plan(ep, refs, 40, seed=3, context=prior)
+    again = _plan(ep, refs, 40, seed=3, context=prior)
+    other = _plan(ep, refs, 40, seed=4, context=prior)
     assert [p.to_dict() for p in plan] == [p.to_dict() for p in again] != [p.to_dict() for p in other]
     assert len(plan) == 40 and {p.class_id for p in plan} == {4}
     assert {p.reference for p in plan[:2]} == {0, 1}  # references are cycled: both used in every two placements
@@ -225,14 +235,13 @@ def test_area_weights_pick_references_by_their_pixels(tiny_episode: Path):
     big = Reference(**{**refs[0].__dict__, "mask": np.ones_like(refs[0].mask)})  # many pixels
     small = Reference(**{**refs[1].__dict__, "mask": np.zeros_like(refs[1].mask)})
     small.mask[0, 0] = True  # one pixel
-    plan = plan_placements(ep, [big, small], per_class=40, seed=1, prior="uniform", progress=False,
-                           reference_weights="area")
+    plan = _plan(ep, [big, small], 40, "uniform", seed=1, reference_weights="area")
     share = big.mask.sum() / (big.mask.sum() + 1)
     assert sum(p.reference == 0 for p in plan) >= min(40, round(40 * share) - 2)
-    uniform = plan_placements(ep, [big, small], per_class=40, seed=1, prior="uniform", progress=False)
+    uniform = _plan(ep, [big, small], 40, "uniform", seed=1)
     assert sum(p.reference == 0 for p in uniform) == 20  # cycled: each instance equally often
-    with pytest.raises(PlacementError, match="unknown reference_weights 'size'"):
-        plan_placements(ep, refs, 1, progress=False, reference_weights="size")
+    with pytest.raises(ValidationError, match="reference_weights\n  Input should be 'uniform' or 'area'"):
+        PlaceConfig(reference_weights="size")
 
 
 def test_boxes_never_cover_mostly_ignore(tiny_episode: Path):
@@ -242,7 +251,7 @@ def test_boxes_never_cover_mostly_ignore(tiny_episode: Path):
         label[:, :40] = 255
         write_label(s.label, label, classes=ep.classes)
     refs = extract_references(ep)
-    plan = plan_placements(ep, refs, per_class=20, prior="uniform", mask_kinds=("rectangle",), progress=False)
+    plan = _plan(ep, refs, 20, "uniform", mask_kinds=("rectangle",))
     assert len(plan) == 20 and {p.mask_kind for p in plan} == {"rectangle"}
     for p in plan:
         label = read_label(tiny_episode / "trainset/labels" / p.scene).array
@@ -251,13 +260,12 @@ def test_boxes_never_cover_mostly_ignore(tiny_episode: Path):
 
 def test_bad_settings_are_errors(tiny_episode: Path, tmp_path: Path):
     ep = Episode(tiny_episode)
-    refs = extract_references(ep)
-    with pytest.raises(PlacementError, match="unknown prior 'nearby'"):
-        plan_placements(ep, refs, 1, prior="nearby", progress=False)
-    with pytest.raises(PlacementError, match="mask kinds"):
-        plan_placements(ep, refs, 1, mask_kinds=("circle",), progress=False)
+    with pytest.raises(ValidationError, match=r"prior\n  Input should be 'context', 'uniform', 'appearance' or 'auto'"):
+        PlaceConfig(prior="nearby")
+    with pytest.raises(ValidationError, match=r"unknown mask kind\(s\) \['circle'\]; use rectangle, bezier, silhouette"):
+        PlaceConfig(mask_kinds=["circle"])
     with pytest.raises(PlacementError, match="no references"):
-        plan_placements(ep, [], 1, progress=False)
+        _plan(ep, [], 1)
     with pytest.raises(PlacementError, match="no such placements file"):
         load_placements(tmp_path / "none.jsonl")
 
@@ -282,7 +290,7 @@ def test_dubai_references_and_placements(shared_data: Path, dubai: Episode):
     assert len(refs) >= 5 and {r.class_id for r in refs} == {5}
     prior = ContextPrior.fit(dubai, refs)
     print("building prior:", prior_summary(prior, dubai.classes))
-    plan = plan_placements(dubai, refs, per_class=20, context=prior, progress=False)
+    plan = _plan(dubai, refs, 20, context=prior)
     assert len(plan) == 20
     for p in plan:
         height, width = read_label(dubai.train[dubai.train_names.index(p.scene)].label).array.shape
@@ -372,12 +380,12 @@ def test_boats_go_on_water_where_the_labels_point_to_asphalt(tmp_path: Path, see
     def on_water(plan: list[Placement]) -> float:
         return float(np.mean([waters[p.scene][p.box.y0 : p.box.y1, p.box.x0 : p.box.x1].mean() > 0.5 for p in plan]))
 
-    share = {prior: on_water(plan_placements(ep, refs, per_class=40, prior=prior, seed=seed, progress=False))
+    share = {prior: on_water(_plan(ep, refs, 40, prior, seed=seed))
              for prior in ("uniform", "context", "auto")}
     print("boats on water:", share)
     assert share["context"] <= share["uniform"] + 0.05  # the label prior is misled (water looks like asphalt to it)
     assert share["auto"] >= 0.9
-    selection = fit_scorer(ep, refs, "auto", seed=seed).selection["4"]
+    selection = fit_scorer(ep, refs, PlaceConfig(prior="auto"), seed=seed).selection["4"]
     assert selection["alpha"] == 1.0 and selection["label_agreement"] < 0.6
     assert selection["why"].startswith("label prior refused")
 
@@ -387,7 +395,6 @@ def test_a_plan_records_its_settings_by_the_one_cache_key_rule():
     orient, near, selectivity, appearance_cell) only away from their neutral values, the appearance features only
     for the priors that look at appearance - so a plan recorded before a field existed keeps its settings and hash,
     and the new defaults of selectivity (16, was 8) and appearance_cell (4, was 8) give new ones."""
-    from paintseg.config import PlaceConfig
     from paintseg.place.plan import plan_settings
 
     kinds = ["rectangle", "bezier", "silhouette"]

@@ -28,6 +28,8 @@ from paintseg.files import read_jsonl
 from paintseg.paint.candidates import load_candidate
 from paintseg.place.masks import Box, feather
 
+FEATHER_RADIUS = 2.0  # pixels of the feathered edge a painted object is composed into its scene with
+
 
 @dataclass
 class Insertion:
@@ -41,7 +43,7 @@ class Insertion:
 
 
 def compose(image: np.ndarray, label: np.ndarray, insertions: list[Insertion],
-            feather_radius: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+            feather_radius: float = FEATHER_RADIUS) -> tuple[np.ndarray, np.ndarray]:
     """Paste every insertion into a copy of (image, label); insertions must not overlap."""
     if image.shape[:2] != label.shape:
         raise PaintsegError(f"compose: image {image.shape[:2]} and label {label.shape} differ in size")
@@ -113,7 +115,7 @@ def _instance_record(entry: dict, image: str | None, mask_pixels: int | None, wh
 
 
 def compose_set(episode: Episode, out: Path, chosen: list[dict], candidates_dir: Path | None = None,
-                rejected: list[dict] = (), feather_radius: float = 2.0, progress: bool = True) -> int:
+                rejected: list[dict] = (), feather_radius: float = FEATHER_RADIUS, progress: bool = True) -> int:
     """Write the synthetic set ``out``: every chosen candidate (a candidates-manifest entry, one per placement; its
     ``refined_mask``, when present, replaces the candidate's object mask as the label) pasted into its scene.
 

@@ -29,9 +29,9 @@ from paintseg.paint.candidates import load_candidate, read_manifest
 from paintseg.place.masks import Box
 from paintseg.place.references import load_references
 
-from .compose import compose_set, drop_overlaps
-from .refine import NoneRefiner, Refiner, mask_coverage_check
-from .score import DEFAULT_MODE, Encoder, keep, score_manifest, select_best
+from .compose import FEATHER_RADIUS, compose_set, drop_overlaps
+from .refine import Refiner, mask_coverage_check
+from .score import Encoder, keep, score_manifest, select_best
 
 
 @dataclass
@@ -50,17 +50,22 @@ class KeepRule:
             raise PaintsegError(str(e)) from None
 
 
-def curation_options(config: CurateConfig) -> dict:
-    """The keyword arguments of :func:`curate` that ``config`` describes (its encoder and refiner built): one
-    translation for ``paintseg curate``, ``paintseg generate`` and ``paintseg run``. ``filter: none`` keeps candidate
-    0 of every placement unscored."""
-    from .refine import build_refiner
-    from .score import build_encoder
+@dataclass
+class CurationModels:
+    """The models a :class:`~paintseg.config.CurateConfig` names, built: the filter's similarity encoder (None for
+    ``filter: none``, which keeps candidate 0 of every placement unscored) and the mask refiner. Built once, before
+    painting, so a bad filter or SAM checkpoint stops a command before any work."""
 
-    return {"encoder": build_encoder(config.filter) if config.filter != "none" else None,
-            "refiner": build_refiner(config.refine, config.sam_checkpoint, config.sam_model_type, config.sam_prompt),
-            "keep_rule": KeepRule.parse(config.keep), "mode": config.score_mode, "min_cover": config.min_cover,
-            "max_cover": config.max_cover}
+    encoder: Encoder | None
+    refiner: Refiner
+
+    @classmethod
+    def build(cls, config: CurateConfig) -> "CurationModels":
+        from .refine import build_refiner
+        from .score import build_encoder
+
+        return cls(build_encoder(config.filter) if config.filter != "none" else None,
+                   build_refiner(config))
 
 
 def refiner_settings(refiner: Refiner) -> dict:
@@ -72,20 +77,21 @@ def refiner_settings(refiner: Refiner) -> dict:
     return {"name": refiner.name, **plain}
 
 
-def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Encoder | None = None,
-           refiner: Refiner | None = None, keep_rule: KeepRule | None = None, mode: str = DEFAULT_MODE,
-           min_cover: float = CurateConfig.model_fields["min_cover"].default,
-           max_cover: float = CurateConfig.model_fields["max_cover"].default, feather_radius: float = 2.0,
-           progress: bool = True) -> dict:
-    """Score → select → keep → refine → compose (see the module docstring). ``encoder=None`` keeps candidate 0 of
-    every placement unscored (the no-filter ablation); ``refiner=None`` labels the inpaint mask. Returns a summary."""
+def curate(episode: Episode, source: Path, out: Path | None = None, config: CurateConfig | None = None,
+           progress: bool = True, *, models: CurationModels | None = None) -> dict:
+    """Score → select → keep → refine → compose (see the module docstring) as ``config`` says, with its ``models``
+    (:meth:`CurationModels.build` of ``config`` when None; give them to curate with models of your own). Without an
+    encoder (``filter: none``) candidate 0 of every placement is kept unscored; the ``none`` refiner labels the
+    inpaint mask. Returns a summary."""
+    config = config or CurateConfig()
+    models = models or CurationModels.build(config)
+    encoder, refiner, mode = models.encoder, models.refiner, config.score_mode
+    keep_rule, min_cover, max_cover = KeepRule.parse(config.keep), config.min_cover, config.max_cover
     source = Path(source)
     out = Path(out) if out is not None else source
     candidates_dir = source / "candidates"
     entries = read_manifest(candidates_dir / "manifest.jsonl")
     references = load_references(source / "references")
-    refiner = refiner or NoneRefiner()
-    keep_rule = keep_rule or KeepRule()
     out.mkdir(parents=True, exist_ok=True)
     if encoder is None and (keep_rule.threshold is not None or keep_rule.top_fraction is not None):
         raise PaintsegError("keep needs scores: give a filter encoder (e.g. handcrafted), or keep all with "
@@ -93,7 +99,7 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
     guard_settings(out / "curate.yaml", {
         "source": str(source.resolve()), "encoder": encoder.name if encoder is not None else None, "mode": mode,
         "refine": refiner.name, "refiner": refiner_settings(refiner), "threshold": keep_rule.threshold, "top_fraction": keep_rule.top_fraction,
-        "min_cover": min_cover, "max_cover": max_cover, "feather_radius": feather_radius,
+        "min_cover": min_cover, "max_cover": max_cover, "feather_radius": FEATHER_RADIUS,
     }, "this synthetic set's curation")
     seconds: dict[str, float] = {}
     by_key = {(int(e["placement"]), int(e["candidate"])): e for e in entries}
@@ -151,7 +157,7 @@ def curate(episode: Episode, source: Path, out: Path | None = None, encoder: Enc
     t = time.time()
     chosen, overlapping = drop_overlaps(chosen, candidates_dir)
     rejected.update(overlapping)
-    compose_set(episode, out, chosen, candidates_dir=candidates_dir, feather_radius=feather_radius,
+    compose_set(episode, out, chosen, candidates_dir=candidates_dir, feather_radius=FEATHER_RADIUS,
                 rejected=[dict(by_key[(p, best[p][0])], score=best[p][1], refine=refiner.name, why=why)
                           for p, why in sorted(rejected.items())], progress=progress)
     seconds["compose"] = time.time() - t

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from paintseg.config import SAM_MODEL_TYPES as CONFIG_SAM_TYPES
+from paintseg.config import SAM_MODEL_TYPES, CurateConfig
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.place.masks import Box, mask_box
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFINERS = ("none", "grabcut", "sam")
 SAM_PROMPTS = ("point", "box", "both")
 
 
@@ -189,7 +188,6 @@ def build_sam_vit_tiny(checkpoint: str | Path | None = None) -> Sam:
 
 
 # segment_anything's model types ("default" = "vit_h"), MobileSAM's vit_t, SAM 2.1's and our tiny test model.
-SAM_MODEL_TYPES = CONFIG_SAM_TYPES
 SAM2_MODEL_TYPES = tuple(t for t in SAM_MODEL_TYPES if t.startswith("sam2"))
 
 
@@ -362,12 +360,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}".rstrip("0").rstrip(".")
 
 
-def mask_coverage_check(refined: np.ndarray, inpaint: np.ndarray, min_cover: float = 0.2,
-                        max_cover: float = 0.98) -> str | None:
+def mask_coverage_check(refined: np.ndarray, inpaint: np.ndarray, min_cover: float,
+                        max_cover: float) -> str | None:
     """None when the refined mask is plausible, else why not.
 
-    Coverage = |refined ∧ inpaint| / |inpaint|. Below ``min_cover`` (20 %) the refiner found only a fragment, or
-    the generator painted next to nothing; above ``max_cover`` (98 %) the refiner found no outline at all (a
+    Coverage = |refined ∧ inpaint| / |inpaint| (the bounds: :class:`~paintseg.config.CurateConfig`'s ``min_cover``
+    and ``max_cover``). Below ``min_cover`` the refiner found only a fragment, or the generator painted next to
+    nothing; above ``max_cover`` (e.g. 98 %) the refiner found no outline at all (a
     GrabCut fallback, or SAM taking the whole region) - painted objects rarely fill a rectangle or blob mask
     exactly, while a silhouette-shaped object that does still loses a few edge pixels to refinement. An empty
     refined mask is always rejected. The ``none`` refiner returns the inpaint mask (coverage 100 %), so callers
@@ -398,16 +397,10 @@ def refine_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else int((pred & gt).sum()) / union
 
 
-def build_refiner(name: str, sam_checkpoint: str | Path | None = None, sam_model_type: str = "vit_b",
-                  sam_prompt: str = "point") -> Refiner:
-    """The refiner called ``name`` (one of REFINERS), made from CLI-style options."""
-    if name == "none":
+def build_refiner(config: CurateConfig) -> Refiner:
+    """The refiner ``config.refine`` names (none, grabcut or sam), with its SAM checkpoint, model type and prompt."""
+    if config.refine == "none":
         return NoneRefiner()
-    if name == "grabcut":
+    if config.refine == "grabcut":
         return GrabCutRefiner()
-    if name == "sam":
-        if sam_checkpoint is None:
-            raise PaintsegError("--refine sam needs --sam-checkpoint PATH (a segment_anything checkpoint, e.g. "
-                                "sam_vit_b_01ec64.pth, with --sam-model-type matching it); or use --refine grabcut")
-        return SamRefiner(sam_checkpoint, sam_model_type, sam_prompt)
-    raise PaintsegError(f"unknown refiner {name!r}; use one of {', '.join(REFINERS)}")
+    return SamRefiner(config.sam_checkpoint, config.sam_model_type, config.sam_prompt)

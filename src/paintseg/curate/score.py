@@ -22,7 +22,7 @@ Encoders (:func:`build_encoder` specs)::
 In memory (e.g. right after painting)::
 
     enc = build_encoder("handcrafted")
-    scores = score_many(enc, [(job.reference, cands, job.box) for job, cands in zip(jobs, painted)])
+    scores = score_many(enc, [(job.reference, cands, job.box) for job, cands in zip(jobs, painted)], "window")
     best = select_best(dict(enumerate(scores)))
 
 :func:`ranking_auc` measures how well an encoder's scores rank faithful candidates above unfaithful ones.
@@ -41,15 +41,13 @@ import torch
 from PIL import Image
 from scipy.stats import rankdata
 
-from paintseg.config import ENCODER_KINDS, ENCODER_SPECS, CurateConfig, check_encoder_spec
+from paintseg.config import ENCODER_KINDS, ENCODER_SPECS, SCORE_MODES, check_encoder_spec
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.paint.candidates import Candidate, load_candidate
 from paintseg.place.masks import Box
 from paintseg.place.references import Reference, padded_box
 
-MODES = ("region", "window")
-DEFAULT_MODE = CurateConfig.model_fields["score_mode"].default  # "window": benchmarks/curation_dubai.py, ROC-AUC 0.71 vs 0.63
 DEFAULT_ENCODER = "handcrafted"
 EFFICIENTNET_ENCODERS = ENCODER_KINDS[1:]
 
@@ -281,15 +279,15 @@ def _emphasise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask[..., None], img, greyed).round().astype(np.uint8)
 
 
-def region(image: np.ndarray, paint_mask: np.ndarray, box: Box, mode: str = DEFAULT_MODE,
+def region(image: np.ndarray, paint_mask: np.ndarray, box: Box, mode: str,
            pad: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """The view of a candidate window that is embedded: ``(crop uint8 h×w×3, crop_mask bool h×w)``.
 
     ``region``: the placement ``box`` (window coordinates) grown by ``pad`` of its size and clipped to the window,
     pixels outside the paint mask greyed halfway toward the crop's mean, and the paint mask inside the crop.
     ``window``: the whole window unchanged and an all-True mask."""
-    if mode not in MODES:
-        raise ScoreError(f"unknown score mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode not in SCORE_MODES:
+        raise ScoreError(f"unknown score mode {mode!r}; use one of {', '.join(SCORE_MODES)}")
     if paint_mask.shape != image.shape[:2]:
         raise ScoreError(f"region: paint mask {paint_mask.shape} and image {image.shape[:2]} differ in size")
     if mode == "window":
@@ -302,10 +300,10 @@ def region(image: np.ndarray, paint_mask: np.ndarray, box: Box, mode: str = DEFA
     return _emphasise(image[rows, cols], mask), mask.copy()
 
 
-def reference_view(reference: Reference, mode: str = DEFAULT_MODE) -> tuple[np.ndarray, np.ndarray]:
+def reference_view(reference: Reference, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """The reference's side of the comparison: its crop (emphasised on its mask in ``region`` mode) and mask."""
-    if mode not in MODES:
-        raise ScoreError(f"unknown score mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode not in SCORE_MODES:
+        raise ScoreError(f"unknown score mode {mode!r}; use one of {', '.join(SCORE_MODES)}")
     if mode == "window":
         return reference.image[..., :3], np.ones(reference.mask.shape, bool)
     return _emphasise(reference.image, reference.mask), reference.mask
@@ -313,7 +311,7 @@ def reference_view(reference: Reference, mode: str = DEFAULT_MODE) -> tuple[np.n
 
 # --------------------------------------------------------------------------------------------- scoring
 def score_many(encoder: Encoder, items: Sequence[tuple[Reference, Sequence[Candidate], Box]],
-               mode: str = DEFAULT_MODE, pad: float = 0.25) -> list[np.ndarray]:
+               mode: str, pad: float = 0.25) -> list[np.ndarray]:
     """Cosine similarities for many placements at once: per item (reference, its K candidates, the placement box
     in window coordinates) an array ``(K,)``. All views go through ``encoder.embed`` in one call."""
     if not items:
@@ -337,13 +335,13 @@ def score_many(encoder: Encoder, items: Sequence[tuple[Reference, Sequence[Candi
 
 
 def score(encoder: Encoder, reference: Reference, candidates: Sequence[Candidate], box: Box,
-          mode: str = DEFAULT_MODE, pad: float = 0.25) -> np.ndarray:
+          mode: str, pad: float = 0.25) -> np.ndarray:
     """Cosine similarity ``(K,)`` of each candidate's view to the reference's (``box`` in window coordinates)."""
     return score_many(encoder, [(reference, candidates, box)], mode, pad)[0]
 
 
 def score_manifest(encoder: Encoder, candidates_dir: str | Path, entries: Sequence[dict],
-                   references: Sequence[Reference], mode: str = DEFAULT_MODE, pad: float = 0.25,
+                   references: Sequence[Reference], mode: str, pad: float = 0.25,
                    chunk: int = 32) -> dict[int, np.ndarray]:
     """Scores of written candidates (``SYN/candidates`` manifest lines; ``references`` from ``SYN/references``):
     placement → ``(K,)`` indexed by the candidate number. Placements are read and scored ``chunk`` at a time."""

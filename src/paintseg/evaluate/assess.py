@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from paintseg.curate.score import DEFAULT_MODE
+from paintseg.config import CurateConfig, PaintConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.place.references import extract_references
@@ -37,7 +37,9 @@ class Assessment:
     mask quality. ``filters``: name → Encoder judged on ``filter_candidates`` candidates per test (half the tests)
     for the generators named in ``filter_backends`` (None: every generator). ``conditioning``: held-out instances
     per class painted back by every generator (0: off). ``curve``: a GEN folder with snapshots, painted at
-    ``curve_strength`` with ``curve_paste_noise`` for its control."""
+    ``curve_strength`` with ``curve_paste_noise`` for its control. ``paint``: the sampler (steps, guidance,
+    scheduler) of the conditioning check and the curve (the backends carry their own); ``curation``: the filter's
+    score mode."""
 
     tests: int = 24
     seed: int = 0
@@ -49,12 +51,10 @@ class Assessment:
     filters: dict = field(default_factory=dict)
     filter_candidates: int = 0
     filter_backends: list[str] | None = None
-    score_mode: str = DEFAULT_MODE
     conditioning: int = 0
     conditioning_dirs: Callable[[str], Path | None] | None = None
-    steps: int = 20
-    guidance: float = 3.0
-    scheduler: str = "ddim"  # the sampler of the conditioning check and the curve (the backends carry their own)
+    paint: PaintConfig = field(default_factory=PaintConfig)
+    curation: CurateConfig = field(default_factory=CurateConfig)
     curve: Path | None = None
     curve_strength: float = 1.0
     curve_paste_noise: float | None = None
@@ -101,7 +101,7 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
         for name in what.filter_backends if what.filter_backends is not None else painters:
             quality["filter_quality"][name] = filter_quality(
                 episode, backends[name], what.filters, references, candidates=what.filter_candidates,
-                per_class=max(1, what.tests // 2), seed=what.seed, mode=what.score_mode)
+                per_class=max(1, what.tests // 2), seed=what.seed, mode=what.curation.score_mode)
     # 5 conditioning
     quality["conditioning"] = {}
     if what.conditioning:
@@ -110,9 +110,8 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
         for name in painters:
             folder = what.conditioning_dirs(name) if what.conditioning_dirs is not None else None
             found = conditioning_quality(episode, (backends[name].model, backends[name].config),
-                                         count=what.conditioning, seed=what.seed, steps=what.steps,
-                                         guidance=what.guidance, samples_dir=folder, samples=what.samples,
-                                         scheduler=what.scheduler,
+                                         what.paint, count=what.conditioning, seed=what.seed, samples_dir=folder,
+                                         samples=what.samples,
                                          autoencoder=getattr(backends[name], "autoencoder", None))
             if on_conditioning is not None:
                 on_conditioning(name, found)
@@ -122,8 +121,8 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
         from paintseg.evaluate.curve import painting_curve
 
         curve = painting_curve(episode, what.curve, references, strengths=[what.curve_strength],
-                               per_class=what.tests, seed=what.seed, steps=what.steps, guidance=what.guidance,
-                               paste_noise=what.curve_paste_noise, scheduler=what.scheduler)
+                               paint=what.paint, per_class=what.tests, seed=what.seed,
+                               paste_noise=what.curve_paste_noise)
         curve.pop("quality")
         quality["curve"] = curve
     return quality

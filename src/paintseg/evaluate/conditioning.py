@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from paintseg.config import PaintConfig
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8 as raster_uint8
 from paintseg.errors import PaintsegError
@@ -45,17 +46,20 @@ def masked_ssim(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, sigma: f
     return float(ssim.mean(axis=2)[mask].mean())
 
 
-def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int = 0, steps: int = 20,
-                         guidance: float = 3.0, samples_dir: Path | None = None, samples: int = 6,
-                         autoencoder=None, scheduler: str = "ddim") -> dict:
+def conditioning_quality(episode: Episode, generator, paint_settings: PaintConfig | None = None, count: int = 8,
+                         seed: int = 0, samples_dir: Path | None = None, samples: int = 6,
+                         autoencoder=None) -> dict:
     """PSNR/SSIM of held-out query instances painted from the true, a wrong and no reference (``generator``: a
-    GEN folder or a loaded ``(PaintModel, GeneratorConfig)``), overall and per class. With ``samples_dir``, the
+    GEN folder or a loaded ``(PaintModel, GeneratorConfig)``; ``paint_settings``' sampler: steps, guidance, scheduler),
+    overall and per class. With ``samples_dir``, the
     first ``samples`` instances (one class after another) are written there as PNGs at model resolution - both
     references, the masked window, the three paintings, the real window - and listed under "samples". A latent
     painter paints through its ``autoencoder`` (read from the GEN folder when ``generator`` is one)."""
     import torch
 
     from paintseg.paint.diffusion import PairSampler, augment_reference, load_generator, paint, to_tensor, to_uint8
+
+    how = paint_settings or PaintConfig()
     from paintseg.paint.diffusion.latent import paint_windows
     from paintseg.paint.diffusion.model import load_autoencoder_of
     from paintseg.place.masks import make_mask
@@ -129,8 +133,8 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
             for variant in VARIANTS:
                 ref, ref_mask = refs[variant]
                 noise = torch.Generator().manual_seed(int(np.random.default_rng([seed, 34, c, i]).integers(2**62)))
-                settings = {"steps": steps, "guidance": 0.0 if variant == "null" else guidance, "generator": noise,
-                            "scheduler": scheduler}
+                settings = {"steps": how.steps, "guidance": 0.0 if variant == "null" else how.guidance,
+                            "generator": noise, "scheduler": how.scheduler}
                 if autoencoder is not None:  # a latent painter: encode, paint, decode (no hint: zeros)
                     painted = to_uint8(paint_windows(model, autoencoder, window_t, mask_t, ref[None],
                                                      ref_mask[None], **settings))[0]
@@ -149,7 +153,7 @@ def conditioning_quality(episode: Episode, generator, count: int = 8, seed: int 
     summary = _summary(records)
     summary["per_class"] = {name: _summary([x for x in records if x["class"] == name])
                             for name in dict.fromkeys(x["class"] for x in records)}
-    return {"summary": summary, "records": records, "samples": shown_rows, "steps": steps, "guidance": guidance,
+    return {"summary": summary, "records": records, "samples": shown_rows, "steps": how.steps, "guidance": how.guidance,
             "note": "held-out query instances painted back from their own (augmented) crop, an instance of another "
                     "class and no reference (same noise); PSNR (dB) and SSIM inside the inpaint mask"}
 

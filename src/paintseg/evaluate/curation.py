@@ -28,8 +28,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from paintseg.config import CurateConfig
 from paintseg.curate.refine import Refiner, refine_iou
-from paintseg.curate.score import DEFAULT_MODE, Encoder, ranking_auc, score_many
+from paintseg.curate.score import Encoder, ranking_auc, score_many
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, to_uint8
 from paintseg.paint.candidates import Backend
@@ -81,11 +82,13 @@ def mask_quality(episode: Episode, refiners: dict[str, Refiner], count: int = 24
 
 
 def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encoder], references: Sequence[Reference],
-                   candidates: int = 4, per_class: int = 12, seed: int = 0, mode: str = DEFAULT_MODE,
+                   candidates: int = 4, per_class: int = 12, seed: int = 0, mode: str | None = None,
                    min_pixels: int = 64, modes: Sequence[str] | None = None) -> dict:
     """What each filter's pick among ``candidates`` paintings of the same held-out test gains over a random pick
     (see the module doc); per filter and overall, with the per-test records. ``modes`` scores the same paintings
-    with every encoder in each of these modes (filters named ``encoder/mode``) instead of ``mode`` alone."""
+    with every encoder in each of these modes (filters named ``encoder/mode``) instead of ``mode`` alone (None: the
+    curation default, :class:`~paintseg.config.CurateConfig`'s ``score_mode``)."""
+    mode = mode or CurateConfig().score_mode
     from scipy.stats import spearmanr
 
     from .painting import ClassProbe, _tests, colour_distances

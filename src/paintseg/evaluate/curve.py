@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from paintseg.config import PaintConfig
 from paintseg.data.episode import Episode
 from paintseg.errors import PaintsegError
 from paintseg.place.references import Reference
@@ -50,14 +51,14 @@ def snapshots(gen: str | Path) -> list[dict]:
 
 
 def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Reference],
-                   strengths: Sequence[float] = (0.3,), per_class: int = 24, seed: int = 0, steps: int = 20,
-                   guidance: float = 3.0, candidates: int = 2, paste_noise: float | None = 17.5,
-                   samples_dir: Path | None = None, samples: int = 4, scheduler: str = "ddim") -> dict:
+                   strengths: Sequence[float] = (0.3,), paint: PaintConfig | None = None, per_class: int = 24,
+                   seed: int = 0, candidates: int = 2, paste_noise: float | None = 17.5,
+                   samples_dir: Path | None = None, samples: int = 4) -> dict:
     """Painting quality of every snapshot of ``gen`` at every strength, on identical held-out tests, beside
-    copy-paste (and copy-paste-noise with ``paste_noise``), with the sampler ``scheduler``. Returns ``{"points":
+    copy-paste (and copy-paste-noise with ``paste_noise``), painted as ``paint`` says (its sampler: steps,
+    guidance, scheduler; its strength is each of ``strengths``). Returns ``{"points":
     [...], "controls": {...}, "probe": ..., "quality": painting_quality's result}``; ``samples_dir`` keeps the first ``samples`` tests of
     every backend as PNGs (listed in ``quality["samples"]``)."""
-    from paintseg.config import PaintConfig
     from paintseg.paint.generate import make_backend
 
     from .painting import painting_quality
@@ -70,8 +71,8 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
     for point in points:
         for strength in strengths:
             name = f"step {point['step']}@{strength:g}"
-            paint = PaintConfig(steps=steps, guidance=guidance, strength=strength, scheduler=scheduler)
-            backends[name] = make_backend(point["path"], paint, seed=seed)[0]
+            at = (paint or PaintConfig()).model_copy(update={"strength": strength})
+            backends[name] = make_backend(point["path"], at, seed=seed)[0]
             names[name] = (point, strength)
     quality = painting_quality(episode, backends, references, per_class=per_class, seed=seed,
                                candidates=candidates, samples_dir=samples_dir, samples=samples)

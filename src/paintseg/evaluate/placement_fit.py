@@ -33,7 +33,7 @@ from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
 from paintseg.files import write_text
 from paintseg.place.masks import Box
-from paintseg.place.placement import grow_box
+from paintseg.place.context import grow_box
 
 STATISTICS = ("L mean", "a mean", "b mean", "L std", "a std", "b std", "local std", "gradient")
 
@@ -76,7 +76,7 @@ def query_instances(episode: Episode, class_id: int, min_pixels: int = 16,
 def label_ring(label: np.ndarray, box: Box, ring: int, base_ids: list[int]) -> np.ndarray | None:
     """Square root of the base-class shares of the frame around ``box`` (so Euclidean distance is Hellinger's);
     None when the frame holds no base pixel."""
-    from paintseg.place.placement import ring_histogram
+    from paintseg.place.context import ring_histogram
 
     hist = ring_histogram(label, box, ring, base_ids)
     return np.sqrt(hist) if hist.sum() > 0 else None

@@ -158,12 +158,13 @@ def _painting_quality(config: ExperimentConfig, episode, episode_key: str, gener
         what = Assessment(tests=g.quality_tests, seed=config.seeds[0], candidates=2,  # 2: diversity too
                           against="copy-paste" if "copy-paste" in backends else None,
                           samples_dir=folder / "samples", samples=config.report.samples,
-                          steps=g.steps, guidance=g.guidance, scheduler=g.scheduler)
+                          paint=stage_part(g, PaintConfig), curation=stage_part(g, CurateConfig))
         if g.refine != "none" and any(ARM_CURATION[a][2] for a in config.arms if a in ARM_CURATION):
             from paintseg.curate.refine import build_refiner
 
-            what.refiners = {"none": build_refiner("none"),
-                             g.refine: build_refiner(g.refine, g.sam_checkpoint, g.sam_model_type, g.sam_prompt)}
+            curation = stage_part(g, CurateConfig)
+            what.refiners = {"none": build_refiner(curation.model_copy(update={"refine": "none"})),
+                             g.refine: build_refiner(curation)}
         if filtering:
             from paintseg.curate.score import build_encoder
 
@@ -239,7 +240,7 @@ def _painting(config: ExperimentConfig, episode, episode_key: str, generator: tu
 def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, str]],
               generator: tuple[Path, str] | None, seed: int, stages: Stages, progress: bool
               ) -> dict[str, tuple[Path, str]]:
-    from paintseg.curate.pipeline import curate, curation_options
+    from paintseg.curate.pipeline import curate
 
     g = config.generation
     filter_spec = g.filter
@@ -262,7 +263,7 @@ def _curation(config: ExperimentConfig, episode, painted: dict[str, tuple[Path, 
         folder = stages.folder(f"curate-{arm}-s{seed}", key)
 
         def work(folder=folder, source=source, c=arm_config) -> None:
-            curate(episode, source, folder, **curation_options(c), progress=progress)
+            curate(episode, source, folder, c, progress=progress)
 
         stages.run(f"curate {arm} s{seed}", folder, work)
         curated[arm] = (folder, key)

@@ -15,7 +15,7 @@ On disk (``SYN/candidates/``; file names in the manifest are relative to it)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from paintseg.config import PaintConfig
 from paintseg.data.episode import SceneCache  # noqa: F401 (painting jobs are cut from its scenes; re-exported)
 from paintseg.errors import PaintsegError
 from paintseg.files import append_jsonl, read_jsonl, save_png
@@ -53,10 +54,32 @@ class Candidate:
     object_mask: np.ndarray  # bool h×w: pixels of the new object (the label, until curation refines it)
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """What a run gives a backend beside its :class:`~paintseg.config.PaintConfig`: the sampling seed, the paste's
+    colour handling (copy-paste, harmonise) and smooth colour noise on each paste (``noise`` arms), and the novel
+    class names (SD inpainting's prompts)."""
+
+    seed: int = 0
+    paste_colour: str = "none"
+    paste_noise: float = 0.0
+    class_names: dict = field(default_factory=dict)
+
+
 class Backend(Protocol):
+    """A way of painting (:data:`paintseg.paint.generate.PAINTERS` lists them): built from a source, the painting
+    settings and the run's options, it paints K candidates per window job and says what decides its pixels."""
+
     name: str
 
+    @classmethod
+    def from_config(cls, source: str, paint: PaintConfig, options: BackendOptions) -> "Backend": ...
+
     def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]: ...
+
+    def settings(self) -> dict:
+        """What a synthetic set records about this backend (a change makes `generate` refuse to resume); only
+        settings that differ from the defaults of options added later, so sets written before them resume."""
 
 
 def make_job(index: int, placement: Placement, references: Sequence[Reference], scenes: SceneCache) -> WindowJob:

@@ -25,10 +25,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from paintseg.config import PaintConfig
 from paintseg.errors import PaintsegError
 from paintseg.place.masks import feather, mask_box
 
-from .candidates import Candidate, WindowJob
+from .candidates import BackendOptions, Candidate, WindowJob
 
 
 COLOURS = ("none", "match", "poisson")
@@ -77,6 +78,14 @@ class CopyPasteBackend:
         self.feather_radius = feather_radius
         self.colour = colour
         self.noise = noise
+
+    @classmethod
+    def from_config(cls, source: str, paint: PaintConfig, options: BackendOptions) -> "CopyPasteBackend":
+        return cls(colour=options.paste_colour, noise=options.paste_noise)
+
+    def settings(self) -> dict:
+        return ({"paste_noise": self.noise} if self.noise else {}) | (
+            {"paste_colour": self.colour} if self.colour != "none" else {})
 
     def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]:
         return [[self._paste(job, k) for k in range(candidates)] for job in jobs]

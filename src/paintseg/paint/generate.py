@@ -9,20 +9,22 @@ already complete there.
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from paintseg.config import PaintConfig, PlaceConfig, guard_settings
 from paintseg.data.episode import Episode
 from paintseg.distributed import main_first, processes
-from paintseg.errors import PaintsegError
 from paintseg.files import read_jsonl, write_text
 from paintseg.place.plan import PLAN_SETTINGS, plan, plan_settings
 from paintseg.place.references import extract_references, references_summary, save_references
 
-from .candidates import Backend, SceneCache, done_placements, make_job, read_manifest, write_candidates
+from .candidates import Backend, BackendOptions, SceneCache, done_placements, make_job, read_manifest, write_candidates
 
 
 def generate(episode: Episode, backend: Backend, out: Path, place: PlaceConfig | None = None,
@@ -97,61 +99,46 @@ def merge_manifests(cand_dir: Path) -> None:
         shard.unlink()
 
 
+@dataclass(frozen=True)
+class Painter:
+    """One kind of painting backend: the sources it paints with (``claims``) and its class (``backend``,
+    ``module:Class``, imported when used), which builds it with ``from_config`` (:class:`~.candidates.Backend`)."""
+
+    kind: str
+    backend: str
+    claims: Callable[[str], bool]
+
+
+def _is_pipeline(source: str) -> bool:
+    from .pipelines import pipeline_kind
+
+    return pipeline_kind(source) is not None
+
+
+def _is_harmoniser(source: str) -> bool:
+    from .harmonise.model import is_harmoniser
+
+    return is_harmoniser(source)
+
+
+# every way paintseg paints, first claim wins: a new backend is its module and one line here
+PAINTERS = (
+    Painter("copy-paste", "paintseg.paint.copy_paste:CopyPasteBackend", lambda source: source == "copy-paste"),
+    Painter("pipeline", "paintseg.paint.pipelines:PretrainedBackend", _is_pipeline),
+    Painter("harmoniser", "paintseg.paint.harmonise.backend:HarmoniseBackend", _is_harmoniser),
+    Painter("generator", "paintseg.paint.diffusion.backend:DiffusionBackend", lambda source: True),
+)
+
+
 def make_backend(generator: str | Path, paint: PaintConfig | None = None, *, seed: int = 0,
                  paste_colour: str = "none", paste_noise: float = 0.0,
                  class_names: dict[int, str] | None = None) -> tuple[Backend, dict]:
-    """The painting backend that ``generator`` names - 'copy-paste', a harmoniser folder (HARM), a generator
-    folder (GEN) or a diffusers pipeline folder / hub id (Paint-by-Example, SD inpainting; ``paint.device``,
-    ``dtype``, ``window``, ``prompts`` and ``class_names`` apply to these) - painting as ``paint`` says, and the
-    settings a synthetic set records for it (only those that differ from the defaults of options added later, so
-    sets written before them still resume)."""
-    paint = paint or PaintConfig()
-    steps, guidance, scheduler, strength, device = (paint.steps, paint.guidance, paint.scheduler, paint.strength,
-                                                    paint.device)
-    from .pipelines import pipeline_kind
-
-    if str(generator) != "copy-paste" and pipeline_kind(generator) is not None:
-        from .pipelines import PretrainedBackend
-
-        if strength != 1.0:
-            raise PaintsegError(f"strength {strength}: a pretrained pipeline paints from noise only; pass --strength 1 "
-                                f"(generation.strength: 1.0 in a run config). Painting from the copy-paste composite "
-                                f"(the default, 0.3) is for paintseg's generators")
-        names = class_names or {}
-        unknown = sorted(set(paint.prompts) - set(names.values()))
-        if unknown:
-            raise PaintsegError(f"prompts for {', '.join(map(repr, unknown))}: not a novel class of this episode "
-                                f"({', '.join(names.values()) or 'none given'}); key prompts by novel class name")
-        prompts = {cid: paint.prompts[name] for cid, name in names.items() if name in paint.prompts}
-        backend = PretrainedBackend(generator, steps=steps, guidance=guidance, scheduler=scheduler, seed=seed,
-                                    device=device, dtype=paint.dtype, size=paint.window, prompts=prompts,
-                                    class_names=class_names)
-        return backend, backend.settings()
-    if str(generator) == "copy-paste":
-        from .copy_paste import CopyPasteBackend
-
-        backend, settings = CopyPasteBackend(colour=paste_colour, noise=paste_noise), {}
-        if paste_noise:
-            settings["paste_noise"] = paste_noise
-    else:
-        from .harmonise.model import is_harmoniser
-
-        if is_harmoniser(generator):
-            from .harmonise.backend import HarmoniseBackend
-
-            backend = HarmoniseBackend(Path(generator), colour=paste_colour)
-            settings = {"harmoniser": str(Path(generator).resolve())}
-        else:
-            from .diffusion.backend import DiffusionBackend
-
-            backend = DiffusionBackend(Path(generator), steps=steps, guidance=guidance, scheduler=scheduler,
-                                       seed=seed, strength=strength, device=device, paste_noise=paste_noise)
-            settings = {"generator": str(Path(generator).resolve()), "steps": steps, "guidance": guidance,
-                        "scheduler": scheduler}
-            if strength != 1.0:
-                settings["strength"] = strength
-            if paste_noise:
-                settings["paste_noise"] = paste_noise
-    if paste_colour != "none":
-        settings["paste_colour"] = paste_colour
-    return backend, settings
+    """The painting backend that ``generator`` names - 'copy-paste', a diffusers pipeline folder / hub id
+    (Paint-by-Example, SD inpainting), a harmoniser folder (HARM) or a generator folder (GEN): the first of
+    :data:`PAINTERS` that claims it - painting as ``paint`` says, and the settings a synthetic set records for it."""
+    source = str(generator)
+    painter = next(p for p in PAINTERS if p.claims(source))
+    module, _, name = painter.backend.partition(":")
+    options = BackendOptions(seed, paste_colour, paste_noise, dict(class_names or {}))
+    backend = getattr(importlib.import_module(module), name).from_config(source, paint or PaintConfig(), options)
+    return backend, backend.settings()

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from paintseg.config import HUB_ID
+from paintseg.config import HUB_ID, PaintConfig
+from paintseg.errors import PaintsegError
 from paintseg.extras import require
 
-from .candidates import Candidate, WindowJob
+from .candidates import BackendOptions, Candidate, WindowJob
 from .diffusion.backend import square_reference
 from .diffusion.model import GeneratorError
 
@@ -102,9 +103,9 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def load_pipeline(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                  scheduler: str = "default"):
+                  scheduler: str | None = None):
     """The diffusers pipeline at ``source`` on ``device`` in ``dtype``, progress bars off, with ``scheduler``
-    swapped in from the saved scheduler's config (``default`` keeps it)."""
+    swapped in from the saved scheduler's config (None or ``default`` keeps it)."""
     require("transformers", package="transformers", extra="generators", feature="pretrained diffusers generators")
     import diffusers
 
@@ -112,6 +113,7 @@ def load_pipeline(source: str | Path, device: str = "cpu", dtype: torch.dtype = 
     kind = _kind(index, source)
     if kind is None:
         raise GeneratorError(f"{source}: no {INDEX} of a Paint-by-Example or SD inpainting pipeline here")
+    scheduler = scheduler or "default"
     if scheduler not in SCHEDULERS:
         raise GeneratorError(f"scheduler {scheduler!r} for a pretrained pipeline: use one of {', '.join(SCHEDULERS)}")
     try:
@@ -153,9 +155,11 @@ class PretrainedBackend:
     """Paint with a diffusers Paint-by-Example or SD inpainting pipeline (see the module docstring): ``source`` is
     a pipeline folder, a hub id, or a pipeline object already built."""
 
-    def __init__(self, source, *, steps: int = 50, guidance: float = 5.0, scheduler: str = "default",
-                 seed: int = 0, device: str | None = None, dtype: str = "auto", size: int = 512,
+    def __init__(self, source, paint: PaintConfig | None = None, *, seed: int = 0,
                  prompts: dict[int, str] | None = None, class_names: dict[int, str] | None = None):
+        paint = paint or PaintConfig()
+        steps, guidance, scheduler, device, dtype, size = (paint.steps, paint.guidance, paint.scheduler, paint.device,
+                                                           paint.dtype, paint.window)
         if size % 64:
             raise GeneratorError(f"window size {size}: use a multiple of 64 (512 for the released models)")
         self.device = resolve_device(device)
@@ -173,6 +177,22 @@ class PretrainedBackend:
         self.source, self.steps, self.guidance, self.seed, self.size = str(source), steps, guidance, seed, size
         self.scheduler = scheduler
         self.prompts, self.class_names = dict(prompts or {}), dict(class_names or {})
+
+    @classmethod
+    def from_config(cls, source: str, paint: PaintConfig, options: BackendOptions) -> "PretrainedBackend":
+        """A pipeline paints from noise only (``paint.strength`` 1); ``paint.prompts`` are keyed by novel class
+        name (``options.class_names``)."""
+        if paint.strength != 1.0:
+            raise PaintsegError(f"strength {paint.strength}: a pretrained pipeline paints from noise only; pass "
+                                f"--strength 1 (generation.strength: 1.0 in a run config). Painting from the "
+                                f"copy-paste composite (the default, 0.3) is for paintseg's generators")
+        names = options.class_names
+        unknown = sorted(set(paint.prompts) - set(names.values()))
+        if unknown:
+            raise PaintsegError(f"prompts for {', '.join(map(repr, unknown))}: not a novel class of this episode "
+                                f"({', '.join(names.values()) or 'none given'}); key prompts by novel class name")
+        prompts = {cid: paint.prompts[name] for cid, name in names.items() if name in paint.prompts}
+        return cls(source, paint, seed=options.seed, prompts=prompts, class_names=names)
 
     def prompt(self, class_id: int) -> str:
         """The text prompt of a class (sd-inpaint): its own from ``prompts``, else the default with its name."""

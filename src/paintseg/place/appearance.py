@@ -1,6 +1,6 @@
 """The appearance prior: where a novel class lives, learnt from how the surroundings of its support instances *look*.
 
-The label prior (:class:`paintseg.place.placement.ContextPrior`) describes an instance's surroundings by base
+The label prior (:class:`paintseg.place.context.ContextPrior`) describes an instance's surroundings by base
 classes. Where the labels do not describe them - an object dataset whose non-object pixels are one background
 class (water, lawn and car park all "background"), or coarse land-cover classes ("land" = sand, yards and car
 parks) - it cannot tell a good spot from a bad one. The appearance prior reads only images:
@@ -36,6 +36,7 @@ from paintseg.config import PlaceConfig
 from paintseg.data.episode import Episode
 from paintseg.data.raster import to_uint8
 
+from .context import BasePredictor, ContextPrior, box_counts, grow_box, label_codes, share_of
 from .masks import Box
 from .references import Reference
 
@@ -45,6 +46,8 @@ FEATURES = ("colour", "lite0")
 COLOUR_STATISTICS = ("L mean", "a mean", "b mean", "L std", "a std", "b std", "local std", "gradient")
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEEP_CELL = 16  # the stride of EfficientNet-Lite's stride-16 features
+RING_WIDTH = 16  # pixels around a box whose appearance describes its surroundings
+RANDOM_SPOTS = 512  # random trainset frames per class that calibrate the scores
 
 
 def _colour_quantities(image: np.ndarray) -> np.ndarray:
@@ -111,7 +114,7 @@ class SceneGrid:
     deep: np.ndarray | None = None  # integral of the deep features' cells (DEEP_CELL pixels), or None
 
     @classmethod
-    def of(cls, image: np.ndarray, cell: int = 8, deep: DeepCells | None = None) -> "SceneGrid":
+    def of(cls, image: np.ndarray, cell: int, deep: DeepCells | None = None) -> "SceneGrid":
         colour = _integral(_cell_means(_colour_quantities(image), cell))
         # deep tables in float32: 112 channels per cell, sums of at most a few thousand cells
         return cls(image.shape[:2], cell, colour, _integral(deep(image), np.float32) if deep is not None else None)
@@ -154,9 +157,10 @@ class SceneGrid:
         return None if near is None or wide is None else np.concatenate([near, wide])
 
 
-def scene_grids(episode: Episode, samples: Sequence, features: Sequence[str] = ("colour",), cell: int = 8,
-                progress: bool = False, desc: str = "describe scenes") -> list[SceneGrid]:
-    """A :class:`SceneGrid` of every sample's image (``features``: ``colour``, optionally with ``lite0``)."""
+def scene_grids(episode: Episode, samples: Sequence, features: Sequence[str], cell: int, progress: bool = False,
+                desc: str = "describe scenes") -> list[SceneGrid]:
+    """A :class:`SceneGrid` of every sample's image (``features``: ``colour``, optionally with ``lite0``) on cells
+    of ``cell`` pixels."""
     unknown = [f for f in features if f not in FEATURES]
     if unknown or "colour" not in features:
         raise ValueError(f"appearance features {list(features)}: use 'colour', optionally with 'lite0'")
@@ -212,10 +216,10 @@ class AppearancePrior:
 
     @classmethod
     def fit(cls, episode: Episode, references: list[Reference], train_grids: list[SceneGrid],
-            support_grids: dict[str, SceneGrid], features: Sequence[str] = ("colour",), ring: int = 16,
-            seed: int = 0, random_spots: int = 512) -> "AppearancePrior":
+            support_grids: dict[str, SceneGrid], features: Sequence[str] = ("colour",), ring: int = RING_WIDTH,
+            seed: int = 0) -> "AppearancePrior":
         """Describe the frame around every reference instance (in its support image's grid) and calibrate the
-        scores on ``random_spots`` random trainset frames of the class's reference sizes."""
+        scores on :data:`RANDOM_SPOTS` random trainset frames of the class's reference sizes."""
         rng = np.random.default_rng([seed, 7])
         raw: dict[int, list[np.ndarray]] = {}
         members: dict[int, list[int]] = {}
@@ -226,7 +230,7 @@ class AppearancePrior:
                 members.setdefault(ref.class_id, []).append(i)
         sizes = {c: [(r.instance_box.width, r.instance_box.height) for r in references if r.class_id == c]
                  for c in raw}
-        background = {c: [d for s, b in _random_spots(rng, train_grids, sizes[c], random_spots)
+        background = {c: [d for s, b in _random_spots(rng, train_grids, sizes[c], RANDOM_SPOTS)
                           if (d := train_grids[s].rings(b, ring)) is not None] for c in raw}
         every = np.stack([d for c in raw for d in raw[c] + background[c]])
         centre, scale = every.mean(0), every.std(0) + 1e-6
@@ -337,17 +341,16 @@ def choose_alpha(label_pos: np.ndarray, label_neg: np.ndarray, app_pos: np.ndarr
     return best, aucs
 
 
-def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes: list[np.ndarray] | None = None,
-               context: object | None = None, base_predictor=None, label_ring: int = 8, ring: int = 16,
-               features: Sequence[str] = ("colour",), seed: int = 0, random_spots: int = 512,
-               progress: bool = False, cell: int = PlaceConfig.model_fields["appearance_cell"].default) -> SpotScorer:
-    """The :class:`SpotScorer` of ``prior`` ``"appearance"`` or ``"auto"`` (see the module docstring), its colour
-    descriptors on cells of ``cell`` pixels.
+def fit_scorer(episode: Episode, references: list[Reference], config: PlaceConfig,
+               scenes: list[np.ndarray] | None = None, context: ContextPrior | None = None,
+               base_predictor: BasePredictor | None = None, seed: int = 0, progress: bool = False) -> SpotScorer:
+    """The :class:`SpotScorer` of ``config.prior`` ``"appearance"`` or ``"auto"`` (see the module docstring): the
+    ``config.appearance`` features on cells of ``config.appearance_cell`` pixels; for ``auto`` mixed with the label
+    prior ``context`` (fitted with ``base_predictor`` when None).
 
-    ``scenes`` are the trainset labels as placement bin codes (as :func:`plan_placements` holds them; read here
-    when None), used for the label prior's random-spot calibration and held-out check."""
-    from .placement import ContextPrior, box_counts, grow_box, label_codes, share_of
-
+    ``scenes`` are the trainset labels as placement bin codes (as :func:`~paintseg.place.placement.plan_placements`
+    holds them; read here when None), used for the label prior's random-spot calibration and held-out check."""
+    prior, features, cell, ring = config.prior, tuple(config.appearance.split("+")), config.appearance_cell, RING_WIDTH
     if prior not in ("appearance", "auto"):
         raise ValueError(f"fit_scorer is for prior 'appearance' or 'auto', not {prior!r}")
 
@@ -356,11 +359,10 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
     by_name = {s.name: s for s in episode.support_samples}
     support_grids = dict(zip(sources, scene_grids(episode, [by_name[n] for n in sources], features, cell=cell,
                                                   desc="describe support")))
-    appearance = AppearancePrior.fit(episode, references, train_grids, support_grids, features, ring, seed,
-                                     random_spots)
+    appearance = AppearancePrior.fit(episode, references, train_grids, support_grids, features, ring, seed)
     if prior == "appearance":
         return SpotScorer(None, appearance, train_grids, {c: 1.0 for c in appearance.support})
-    label = context if context is not None else ContextPrior.fit(episode, references, base_predictor, label_ring)
+    label = context if context is not None else ContextPrior.fit(episode, references, base_predictor)
     if scenes is None:
         scenes = [label_codes(episode.read_label(s).array, label.base_ids) for s in episode.train]
     held = ContextPrior.support_histograms(episode, references, base_predictor, label.ring)
@@ -370,7 +372,7 @@ def fit_scorer(episode: Episode, references: list[Reference], prior: str, scenes
     for cid in sorted({r.class_id for r in references}):
         mine = [i for i, r in enumerate(references) if r.class_id == cid]
         sizes = [(references[i].instance_box.width, references[i].instance_box.height) for i in mine]
-        spots = _random_spots(rng, train_grids, sizes, random_spots)
+        spots = _random_spots(rng, train_grids, sizes, RANDOM_SPOTS)
         neg_hist = np.stack([share_of((box_counts(scenes[s], grow_box(b, label.ring, *scenes[s].shape), n + 2)
                                          - box_counts(scenes[s], b, n + 2))[:n]) for s, b in spots])
         neg_desc = [train_grids[s].rings(b, ring) for s, b in spots]

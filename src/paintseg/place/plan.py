@@ -14,7 +14,8 @@ from paintseg.config import PlaceConfig, guard_settings, recipe
 from paintseg.data.episode import Episode
 from paintseg.files import write_text
 
-from .placement import load_placements, plan_placements, prior_summary, save_placements
+from .context import prior_summary
+from .placement import fit_priors, load_placements, plan_placements, save_placements
 from .references import extract_references
 
 PLAN_SETTINGS = "place.yaml"  # what planned a folder's placements.jsonl
@@ -47,35 +48,13 @@ def plan(episode: Episode, references: list, out: Path, config: PlaceConfig, see
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     guard_settings(out / PLAN_SETTINGS, plan_settings(config, seed), "this plan", PlaceConfig)
-    prior, appearance = config.prior, config.appearance
     path = out / "placements.jsonl"
     if path.is_file():
         info = json.loads((out / "prior.json").read_text()) if (out / "prior.json").is_file() else {}
         return load_placements(path), info
-    from .placement import ContextPrior
-
-    from .placement import PlacementError
-
-    context, fallback = None, None
-    if prior == "context":
-        context = (ContextPrior.from_classes(episode, config.near) if config.near
-                   else ContextPrior.fit(episode, references))
-    elif prior == "auto":
-        try:
-            context = ContextPrior.fit(episode, references)
-        except PlacementError as e:  # e.g. no base-class pixel in the trainset labels: appearance alone
-            fallback = str(e)
-    effective = "appearance" if fallback else prior
-    scorer = None
-    if effective in ("appearance", "auto"):
-        from .appearance import fit_scorer
-
-        scorer = fit_scorer(episode, references, effective, context=context, features=tuple(appearance.split("+")),
-                            seed=seed, progress=progress, cell=config.appearance_cell)
-    placements = plan_placements(episode, references, config.per_class, seed=seed, prior=effective,
-                                 mask_kinds=tuple(config.mask_kinds), progress=progress, context=context,
-                                 reference_weights=config.reference_weights, scorer=scorer, orient=config.orient,
-                                 temperature=config.selectivity)
+    priors = fit_priors(episode, references, config, seed, progress)
+    placements = plan_placements(episode, references, config, seed, progress, priors=priors)
+    context, scorer, fallback = priors.context, priors.scorer, priors.fallback
     info = prior_summary(context, episode.classes) if context is not None else {}
     if scorer is not None:  # the label prior's shares (auto) under "labels", then how appearance was weighed
         info = {"labels": info, **scorer.summary(episode.classes)}

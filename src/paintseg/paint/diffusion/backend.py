@@ -28,7 +28,9 @@ import cv2
 import numpy as np
 import torch
 
-from ..candidates import Candidate, WindowJob
+from paintseg.config import PaintConfig
+
+from ..candidates import BackendOptions, Candidate, WindowJob
 from ..copy_paste import CopyPasteBackend
 from .data import hint_tensor
 from .latent import paint_windows
@@ -55,22 +57,37 @@ class DiffusionBackend:
 
     name = "diffusion"
 
-    def __init__(self, generator: str | Path, steps: int = 50, guidance: float = 3.0, scheduler: str = "ddim",
-                 seed: int = 0, device: str | None = None, strength: float = 1.0, paste_noise: float = 0.0):
+    def __init__(self, generator: str | Path, paint: PaintConfig | None = None, seed: int = 0,
+                 paste_noise: float = 0.0):
+        paint = paint or PaintConfig()
+        steps, guidance, scheduler, strength = paint.steps, paint.guidance, paint.scheduler, paint.strength
         if scheduler not in SCHEDULERS:
-            raise GeneratorError(f"unknown scheduler {scheduler!r}; use one of {', '.join(SCHEDULERS)}")
-        if not 0.0 <= strength <= 1.0:
-            raise GeneratorError(f"strength {strength}: use 0 (copy-paste as it is) to 1 (paint from pure noise)")
+            raise GeneratorError(f"scheduler {scheduler!r} for a paintseg generator: use one of "
+                                 f"{', '.join(SCHEDULERS)}")
         if paste_noise and strength >= 1.0:
             raise GeneratorError(f"paste noise {paste_noise}: painting from pure noise (strength 1) never sees the "
                                  f"noisy paste; give a strength below 1 (e.g. 0.3) or no paste noise")
         self.strength, self.paste_noise = strength, paste_noise
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = paint.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.source = Path(generator).resolve()
         self.model, self.config = load_generator(generator, self.device)
         self.autoencoder = load_autoencoder_of(generator, self.model, self.device)  # a latent painter's
         self.resolution = self.model.spec.resolution
         self.ref_size = self.model.spec.ref_size
         self.steps, self.guidance, self.scheduler, self.seed = steps, guidance, scheduler, seed
+
+    @classmethod
+    def from_config(cls, source: str, paint: PaintConfig, options: BackendOptions) -> "DiffusionBackend":
+        if options.paste_colour != "none":
+            raise GeneratorError(f"paste colour {options.paste_colour!r} with a generator: the colour handling is "
+                                 f"copy-paste's and the harmoniser's (a generator paints its own colours); leave it "
+                                 f"out, or paint over noisy pastes with paste_noise and strength < 1")
+        return cls(source, paint, seed=options.seed, paste_noise=options.paste_noise)
+
+    def settings(self) -> dict:
+        return ({"generator": str(self.source), "steps": self.steps, "guidance": self.guidance,
+                 "scheduler": self.scheduler} | ({"strength": self.strength} if self.strength != 1.0 else {})
+                | ({"paste_noise": self.paste_noise} if self.paste_noise else {}))
 
     def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]:
         out = []

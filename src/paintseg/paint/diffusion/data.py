@@ -35,6 +35,7 @@ from paintseg.data.classes import BACKGROUND, IGNORE
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label, to_uint8
 from paintseg.place.masks import Box, bezier_mask, make_mask, mask_box
+from ..augment import recolour
 from .model import GeneratorError, spec_for
 from .sample import resize_square, to_tensor
 
@@ -288,8 +289,6 @@ def hint_image(window: np.ndarray, obj: np.ndarray, box: Box, rng: np.random.Gen
     random colour transform, strength 0.5 × ``jitter``) and warped by a small random similarity about the box centre
     (at ``jitter`` 1: scale 0.9-1.1, ±10°, shift ±4 % of the side), as a pasted reference differs from the object
     that belongs there."""
-    from ..harmonise.data import recolour
-
     r = window.shape[0]
     colour = (recolour(window.astype(np.float32) / 255, rng, 0.5 * jitter) * 255).round().astype(np.uint8)
     cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2

@@ -55,10 +55,11 @@ def _check(name: str, x: Tensor, channels: int, batch: int | None = None, size: 
 
 
 @torch.inference_mode()
-def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: Tensor, ref_mask: Tensor,
-          steps: int = 50, guidance: float = 3.0, scheduler: str = "ddim", generator: torch.Generator | None = None,
+def paint(model: PaintModel, masked_or_scene: Tensor, mask: Tensor, reference: Tensor, ref_mask: Tensor, *,
+          steps: int, guidance: float, scheduler: str, generator: torch.Generator | None = None,
           eta: float = 0.0, strength: float = 1.0, init: Tensor | None = None, hint: Tensor | None = None) -> Tensor:
-    """Paint the ``mask`` region of each window with the reference's object.
+    """Paint the ``mask`` region of each window with the reference's object, with ``steps`` of the sampler
+    ``scheduler`` at classifier-free ``guidance`` (a run's :class:`~paintseg.config.PaintConfig` says which).
 
     ``masked_or_scene``: windows ``B×3×R×R`` in [-1, 1] (pixels under the mask are ignored); ``mask``: ``B×1×R×R``
     (> 0.5 = paint); ``reference``/``ref_mask``: ``B×3×r×r`` in [-1, 1] / ``B×1×r×r``. ``guidance`` 1 turns

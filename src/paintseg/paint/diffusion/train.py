@@ -182,7 +182,7 @@ def write_sample_grid(model: PaintModel, pairs: PairBatch, config: GeneratorConf
     device = next(model.parameters()).device
     pairs = pairs.to(device)
     painted = paint(model, pairs.masked, pairs.mask, pairs.reference, pairs.ref_mask, steps=config.sample_steps,
-                    guidance=config.sample_guidance, generator=generator, hint=pairs.hint if model.spec.hint else None)
+                    guidance=config.sample_guidance, scheduler="ddim", generator=generator, hint=pairs.hint if model.spec.hint else None)
     masked, target = pairs.masked, pairs.target
     if model.spec.latent:
         with torch.inference_mode():

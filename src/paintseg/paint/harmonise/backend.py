@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ..candidates import Candidate, WindowJob
+from paintseg.config import PaintConfig
+
+from ..candidates import BackendOptions, Candidate, WindowJob
 from ..copy_paste import CopyPasteBackend
 from .model import load_harmoniser
 
@@ -24,8 +26,16 @@ class HarmoniseBackend:
 
     def __init__(self, harmoniser: str | Path, device: str | None = None, colour: str = "none"):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.source = Path(harmoniser).resolve()
         self.model, self.config = load_harmoniser(harmoniser, self.device)
         self.paste = CopyPasteBackend(colour=colour)
+
+    @classmethod
+    def from_config(cls, source: str, paint: PaintConfig, options: BackendOptions) -> "HarmoniseBackend":
+        return cls(source, colour=options.paste_colour)
+
+    def settings(self) -> dict:
+        return {"harmoniser": str(self.source)} | self.paste.settings()
 
     def paint(self, jobs: list[WindowJob], candidates: int) -> list[list[Candidate]]:
         out = []

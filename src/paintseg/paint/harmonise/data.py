@@ -28,6 +28,7 @@ from paintseg.config import HarmoniserConfig
 from paintseg.place.masks import feather
 from paintseg.data.episode import Episode
 
+from ..augment import recolour
 from ..diffusion.data import Instance, find_instances, read_scenes
 from .model import HarmoniserError
 
@@ -48,18 +49,6 @@ class HarmonyBatch:
     def __getitem__(self, rows: slice) -> "HarmonyBatch":
         """The pairs ``rows`` (a process's share of a global batch)."""
         return HarmonyBatch(self.composite[rows], self.mask[rows], self.target[rows])
-
-
-def recolour(pixels: np.ndarray, rng: np.random.Generator, shift: float) -> np.ndarray:
-    """A random colour transform of float RGB in [0, 1] (any shape ending in 3)."""
-    gain = 1 + shift * rng.uniform(-0.25, 0.25, 3)
-    offset = shift * rng.uniform(-0.1, 0.1, 3)
-    gamma = float(np.exp(shift * rng.uniform(np.log(0.7), np.log(1.4))))
-    saturation = 1 + shift * rng.uniform(-0.4, 0.4)
-    x = np.clip(pixels, 0, 1) ** gamma
-    grey = x.mean(-1, keepdims=True)
-    x = grey + (x - grey) * saturation
-    return np.clip(x * gain + offset, 0, 1).astype(np.float32)
 
 
 def transfer(pixels: np.ndarray, source: np.ndarray, other: np.ndarray) -> np.ndarray:
