@@ -48,9 +48,9 @@ def configuration() -> str:
 
     from paintseg.cli import typed
     from paintseg.config import (CurateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig, PlaceConfig,
-                                 TrainConfig, title)
+                                 SplitRecipe, TrainConfig, title)
     from paintseg.experiment.spec import (DemoScenes, EpisodeSpec, ExperimentConfig, GenerationSpec, GeneratorSpec,
-                                          HarmoniserSpec, ModelSpec, ReportSpec, SplitRecipe)
+                                          HarmoniserSpec, ModelSpec, ReportSpec)
 
     sections = [
         (ExperimentConfig, "The run config (`paintseg run CONFIG`)", "its top level"),

@@ -128,3 +128,4 @@ def test_no_import_circle_between_modules():
     # a package's __init__ handing names on from its own modules is not a circle of code
     circles = [c for c in circles if not any(m.count(".") < c[0].count(".") and c[0].startswith(m) for m in c)]
     assert circles == []
+

@@ -181,6 +181,21 @@ def test_unknown_preset_and_missing_layout_name_the_fix(tmp_path: Path):
         preset("loveda").layout(tmp_path / "empty")
 
 
+def test_the_split_options_name_exactly_the_built_in_datasets(tmp_path: Path):
+    """The config checks a dataset name without reading the data code: its list is the presets'."""
+    from pydantic import ValidationError
+
+    from paintseg.config import DATASETS, SplitRecipe
+
+    assert set(DATASETS) == set(PRESETS)
+    with pytest.raises(ValidationError, match="dataset\n  Input should be 'loveda', 'potsdam', 'vaihingen' or"):
+        SplitRecipe(dataset="deepglobe", root=str(tmp_path), novel=["building"])
+    result = CliRunner().invoke(app, ["split", "--dataset", "deepglobe", "--root", str(tmp_path), "--novel", "x",
+                                      "--out", str(tmp_path / "ep")])
+    assert result.exit_code == 2 and "dataset: Input should be 'loveda'" in result.output, result.output
+    assert not (tmp_path / "ep").exists()
+
+
 def test_cli_split_dataset_one_command(tmp_path: Path):
     openearthmap(tmp_path / "oem", "release")
     result = CliRunner().invoke(app, ["split", "--dataset", "openearthmap", "--root", str(tmp_path / "oem"),

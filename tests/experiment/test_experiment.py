@@ -82,7 +82,8 @@ def test_config_paths_are_relative_to_the_file(tmp_path):
      "episode.split.images: no file matches"),
     ({"episode": {"split": {"dataset": "loveda", "root": "LoveDA", "novel": ["building"]}}},
      "episode.split.root: "),
-    ({"episode": {"split": {"dataset": "deepglobe", "root": "x", "novel": ["a"]}}}, "'deepglobe' is not built in"),
+    ({"episode": {"split": {"dataset": "deepglobe", "root": "x", "novel": ["a"]}}},
+     "episode.split.dataset: Input should be 'loveda', 'potsdam', 'vaihingen' or 'openearthmap'"),
     ({"generator": {"train": {"space": "latent"}}}, "give autoencoder: the folder with taef2_encoder.pth"),
     ({"generator": {"train": {"space": "latent", "autoencoder": "taef2"}}},
      "generator.train.autoencoder: " + "{tmp}/taef2: no such folder; give the folder that holds taef2_encoder.pth"),
@@ -131,7 +132,7 @@ def test_options_added_later_keep_finished_stages_valid():
     """A field added after stages were cached enters the stage hash only when set: at its neutral value the recipe
     is what it was before the field existed."""
     from paintseg.config import GeneratorConfig, TrainConfig, added_later
-    from paintseg.experiment.spec import SplitRecipe
+    from paintseg.config import SplitRecipe
     from paintseg.config import recipe
     from paintseg.runs import config_differences
 

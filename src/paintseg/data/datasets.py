@@ -159,7 +159,7 @@ def preset(name: str) -> DatasetPreset:
 
 def split_recipe(recipe, out: Path, progress: bool = True, echo=None) -> dict:
     """``paintseg split`` from its settings (any object with the fields of
-    :class:`paintseg.experiment.spec.SplitRecipe`: ``dataset``/``root``/``layout`` or ``images``/``labels``/
+    :class:`paintseg.config.SplitRecipe`: ``dataset``/``root``/``layout`` or ``images``/``labels``/
     ``classes``, and ``novel``, ``shots``, ``seed``, ``group``, ``block``, ``gap``, ``tile``, ``query_fraction``,
     ``min_pixels``); ``echo`` receives the line that says which dataset and layout were found."""
     from .split import split_dataset

@@ -13,59 +13,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, TrainConfig,
-                             encoder_problem, later, load_yaml)
+from paintseg.config import (HUB_ID, ConfigError, GenerateConfig, GeneratorConfig, HarmoniserConfig, SplitRecipe,
+                             TrainConfig, encoder_problem, load_yaml)
 
 from .arms import ARMS, DEFAULT_ARMS, DIFFUSION_ARMS, legend  # the one table of arms (ARMS... re-exported)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SplitRecipe(_Strict):
-    """Build the episode with ``paintseg split`` from a fully labelled dataset (see that command's options): a
-    built-in ``dataset`` under ``root``, or any dataset by ``images``, ``labels`` and ``classes``."""
-
-    dataset: str | None = later(None, description="A built-in dataset: loveda, potsdam, vaihingen, openearthmap.")
-    root: str | None = later(None, description="With dataset: the folder that holds it (release or mmseg layout).")
-    layout: Literal["release", "mmseg"] | None = later(None, description="With dataset: the layout (default: found).")
-    images: str | None = Field(None, description="Glob of the images, e.g. 'data/*/images/*.jpg'.")
-    labels: str | None = Field(None, description="Glob of the labels, paired with the images by stem.")
-    classes: str | None = Field(None, description="classes.json of the dataset (with dataset: replaces its map).")
-    novel: list[str] = Field(..., min_length=1, description="Novel class names.")
-    shots: int = Field(5, ge=1, description="Support images per novel class.")
-    seed: int = Field(0, description="Seed for the group assignment and the support choice.")
-    group: str | None = Field(None, description="Regex naming a group (train, support and query never share one).")
-    block: int | None = later(None, ge=64, description="Square spatial blocks (pixels) of every scene as the groups.")
-    gap: int = later(64, ge=0, description="With block: pixels between tiles of neighbouring blocks.")
-    tile: int = Field(512, ge=0, description="Cut larger images into tiles of this size (0 keeps images whole).")
-    query_fraction: float = Field(0.25, gt=0, lt=1, description="Share of the groups used as the query set.")
-    min_pixels: int = Field(64, ge=1, description="Least pixels of a novel class for an image to serve as its "
-                            "support.")
-
-    def normalised(self) -> "SplitRecipe":
-        """The recipe with its paths as real, normalised paths (``a/configs/../data`` → ``a/data``, links followed;
-        a glob keeps its pattern): the same data reached from another folder is the same recipe."""
-        import os
-
-        return self.model_copy(update={k: os.path.realpath(getattr(self, k)) for k in ("root", "images", "labels",
-                                                                                      "classes")
-                                       if getattr(self, k) is not None})
-
-    @model_validator(mode="after")
-    def _source(self) -> "SplitRecipe":
-        if self.dataset is not None:
-            from paintseg.data.datasets import PRESETS
-
-            if self.dataset not in PRESETS:
-                raise ValueError(f"dataset {self.dataset!r} is not built in; choose one of {', '.join(PRESETS)}")
-            if self.root is None or self.images or self.labels:
-                raise ValueError("dataset needs root (the dataset's folder) and no images/labels")
-        elif not (self.images and self.labels and self.classes):
-            raise ValueError("give dataset + root (built in: loveda, potsdam, vaihingen, openearthmap), or images, "
-                             "labels and classes")
-        return self
 
 
 class DemoScenes(_Strict):

@@ -17,9 +17,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from paintseg.config import GENERATOR_MASK_KINDS as MASK_KINDS  # the inpaint mask shapes, named once
 from paintseg.errors import PaintsegError
-
-MASK_KINDS = ("rectangle", "bezier", "silhouette")
 
 
 class Box(NamedTuple):
