@@ -85,7 +85,7 @@ def test_the_site_builds_in_strict_mode_and_its_home_page_renders(tmp_path: Path
     api = (site / "reference/api/index.html").read_text()
     assert "split_dataset" in api and "load_model" in api  # read from the docstrings
     assert (site / "assets/results/headline.png").is_file()  # the figures travel with the site
-    from paintseg.experiment.report import find_browser, screenshot
+    from paintseg.experiment.screenshot import find_browser, screenshot
 
     if find_browser() is None:
         pytest.skip("no headless browser (chromium) to render the home page")

@@ -129,3 +129,9 @@ def test_no_import_circle_between_modules():
     circles = [c for c in circles if not any(m.count(".") < c[0].count(".") and c[0].startswith(m) for m in c)]
     assert circles == []
 
+
+def test_no_module_over_500_lines():
+    """A module a newcomer reads in one sitting: none of the package's over 500 lines."""
+    long = {str(p.relative_to(SRC)): n for p in sorted(SRC.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert long == {}

@@ -14,7 +14,8 @@ from conftest import H, POOL, W, make_dataset, scene, tiny_classes
 from paintseg.data.classes import ClassMap
 from paintseg.data.episode import Episode
 from paintseg.data.raster import read_image, read_label
-from paintseg.data.split import Pair, SplitError, find_pairs, format_summary, split_dataset
+from paintseg.data.pairing import Pair, SplitError, find_pairs
+from paintseg.data.split import format_summary, split_dataset
 
 def split(data: Path, out: Path, **kw) -> dict:
     args = {"shots": 2, "seed": 0, "group": r"area_\d+", "tile": 64, "min_pixels": 16, "progress": False} | kw

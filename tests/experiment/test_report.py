@@ -21,7 +21,9 @@ from paintseg.data.raster import write_label
 from paintseg.errors import PaintsegError
 from paintseg.experiment.figures import sample_grid
 from paintseg.experiment.spec import ExperimentConfig
-from paintseg.experiment.report import load_results, ReportError, find_browser, hms, screenshot, write_report
+from paintseg.experiment.page import hms
+from paintseg.experiment.report import ReportError, load_results, write_report
+from paintseg.experiment.screenshot import find_browser, screenshot
 from paintseg.paint.copy_paste import CopyPasteBackend
 from paintseg.paint.generate import generate
 
@@ -220,7 +222,7 @@ def test_hms() -> None:
 
 
 def test_screenshot_without_a_browser_says_what_to_install(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("paintseg.experiment.report.shutil.which", lambda name: None)
+    monkeypatch.setattr("paintseg.experiment.screenshot.shutil.which", lambda name: None)
     assert find_browser() is None
     with pytest.raises(ReportError, match="apt-get install chromium"):
         screenshot(tmp_path / "report.html", tmp_path / "report.png")

@@ -75,7 +75,7 @@ def report(
                                               "PNG."),
 ) -> None:
     """(Re)write EXP/report.html from EXP/results.json, optionally with a screenshot."""
-    from paintseg.experiment.report import screenshot as take_screenshot
+    from paintseg.experiment.screenshot import screenshot as take_screenshot
     from paintseg.experiment.report import write_report
 
     html = _run(write_report, exp)

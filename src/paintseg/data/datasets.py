@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .classes import BACKGROUND, IGNORE, ClassInfo, ClassMap
-from .split import SplitError
+from .pairing import SplitError
 
 SEP = r"[/\\]"
 
