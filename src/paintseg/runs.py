@@ -1,8 +1,12 @@
-"""What every training run folder shares: atomic writes, the step log, the resume check, the LR schedule.
+"""What every training run folder shares: the training loop, the step batches, atomic writes, the step log, the
+resume check, the LR schedule.
 
-Both trainers (segmentation RUN folders and generator GEN folders) write every file to a temporary name and rename it,
-keep ``log.jsonl`` in step with the last checkpoint, refuse to resume with settings that would change the weights,
-and warm up linearly before a cosine decay.
+The trainers (segmentation RUN folders, generator GEN folders, the harmoniser) open their folder with
+:func:`open_run` (refusing to resume with settings that would change the weights), draw each step's batch with
+:func:`step_batches` and train in one :class:`TrainingLoop` - step, budget, checkpoint, log - filling in only their
+loss (and, for the generator, what happens after a step: EMA, a minutes budget, sample grids, snapshots). Every file
+is written to a temporary name and renamed, ``log.jsonl`` is kept in step with the last checkpoint, and the learning
+rate warms up linearly before a cosine decay.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import resource
 import shutil
 import time
 import sys
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -232,3 +237,100 @@ def finish_run(out: Path, keep_checkpoint: bool) -> None:
     model with its optimizer moments) unless ``keep_checkpoint``."""
     if not keep_checkpoint:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------- the loop
+class _StepBatches(torch.utils.data.Dataset):
+    def __init__(self, sampler: Any, start: int, steps: int):
+        self.sampler, self.start, self.steps = sampler, start, steps
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return self.start + index, self.sampler.batch(self.start + index)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def step_batches(sampler: Any, start: int = 0, steps: int | None = None,
+                 workers: int | None = None) -> Iterator[tuple[int, Any]]:
+    """``(step, sampler.batch(step))`` for steps ``start .. steps - 1`` (default: ``sampler.config.steps``),
+    prepared by ``workers`` processes (default: ``sampler.config.num_workers``). A batch depends on its step alone,
+    so a resumed run draws exactly the batches an uninterrupted one would have."""
+    config = sampler.config
+    workers = getattr(config, "num_workers", 0) if workers is None else workers
+    loader = torch.utils.data.DataLoader(_StepBatches(sampler, start, config.steps if steps is None else steps),
+                                         batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is,
+                                         prefetch_factor=2 if workers else None)
+    for step, batch in loader:
+        yield int(step), batch
+
+
+class TrainingLoop:
+    """The loop every trainer runs, from step ``start`` to ``total``: per step the trainer's loss, backward, gradient
+    clipping (``grad_clip`` > 0), the optimizer and LR-schedule steps, the loss averaged over processes, a line of
+    ``log.jsonl`` and the progress bar, and ``checkpoints/last.pt`` every ``checkpoint_every`` steps and at the end
+    (process 0 writes; ``checkpoint_extra()`` adds the trainer's own state). ``train_seconds`` counts the time of the
+    steps (carried over from a checkpoint by the trainer), not the extra work a trainer reports having done after a
+    step; ``total`` may be changed by the trainer during the run (a minutes budget fixed after its first steps)."""
+
+    def __init__(self, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, start: int, total: int, checkpoint_every: int,
+                 desc: str, progress: bool, main: bool, grad_clip: float = 0.0,
+                 shown: Callable[[float], str] = lambda value: f"{value:.4f}",
+                 checkpoint_extra: Callable[[], dict[str, Any]] = dict, train_seconds: float = 0.0):
+        self.out, self.model, self.optimizer, self.scheduler = Path(out), model, optimizer, scheduler
+        self.start, self.total, self.checkpoint_every, self.grad_clip = start, total, checkpoint_every, grad_clip
+        self.desc, self.progress, self.main, self.shown = desc, progress, main, shown
+        self.checkpoint_extra, self.train_seconds = checkpoint_extra, train_seconds
+        self.losses: list[float] = []
+        self.wall = 0.0
+        self.bar: tqdm | None = None
+
+    def run(self, batches: Iterable[tuple[int, Any]], loss_of: Callable[[int, Any], torch.Tensor],
+            after_update: Callable[[], None] | None = None,
+            after_log: Callable[[int, float], None] | None = None,
+            extra_work: Callable[[int], bool] | None = None) -> list[float]:
+        """Train on ``batches`` (``(step, batch)``, e.g. :func:`step_batches`) with ``loss_of(step, batch)``.
+        ``after_update()`` runs after the optimizer step (an EMA), ``after_log(done, seconds)`` after the step is
+        logged (it may set ``total``), ``extra_work(done)`` after the checkpoint (returns True when it did work that
+        is not training time: sample grids, snapshots). Returns the losses of the steps run."""
+        from paintseg import distributed
+
+        wall_start = last = time.perf_counter()
+        self.bar = bar = tqdm(total=self.total, initial=self.start, desc=self.desc, unit="step",
+                              disable=not (self.progress and self.main))
+        checkpoint = self.out / "checkpoints" / "last.pt"
+        with (open(self.out / "log.jsonl", "a") if self.main else nullcontext()) as log_file, bar:
+            for step, batch in batches:
+                if step >= self.total:
+                    break
+                loss = loss_of(step, batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                self.optimizer.step()
+                lr = self.optimizer.param_groups[-1]["lr"]
+                self.scheduler.step()
+                if after_update is not None:
+                    after_update()
+                done, value = step + 1, distributed.mean(float(loss.detach()))
+                self.losses.append(value)
+                previous, last = last, log_step(log_file, bar, done, value, lr, last, self.shown(value))
+                self.train_seconds += last - previous
+                if after_log is not None:
+                    after_log(done, last - previous)
+                if self.main and (done % self.checkpoint_every == 0 or done == self.total):
+                    save_torch(checkpoint_state(done, self.model, self.optimizer, self.scheduler,
+                                                **self.checkpoint_extra()), checkpoint)
+                if extra_work is not None and extra_work(done):
+                    last = time.perf_counter()  # that work is not training time
+                if done >= self.total:
+                    break
+        self.wall = time.perf_counter() - wall_start
+        return self.losses
+

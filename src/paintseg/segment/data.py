@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -248,27 +248,3 @@ def _jitter(image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     x = TF.adjust_saturation(x, s)
     x = TF.adjust_hue(x, h)
     return x.clamp_(0, 1).contiguous()
-
-
-class _StepBatches(torch.utils.data.Dataset):
-    def __init__(self, sampler: TrainingSampler, start: int):
-        self.sampler = sampler
-        self.start = start
-        self.length = sampler.config.steps - start
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, torch.Tensor]:
-        step = self.start + index
-        return (step, *self.sampler.batch(step))
-
-
-def batches(sampler: TrainingSampler, start: int = 0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """``(step, images, labels)`` for steps ``start .. config.steps - 1``, prepared by ``num_workers`` processes."""
-    workers = sampler.config.num_workers
-    loader = torch.utils.data.DataLoader(_StepBatches(sampler, start), batch_size=None, shuffle=False,
-                                         num_workers=workers, persistent_workers=False,
-                                         prefetch_factor=2 if workers else None)
-    for step, images, labels in loader:
-        yield int(step), images, labels

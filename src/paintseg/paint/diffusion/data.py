@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -357,28 +356,3 @@ def augment_reference(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generato
 
 def _stack(pairs: list[dict[str, Tensor]]) -> PairBatch:
     return PairBatch(**{key: torch.stack([p[key] for p in pairs]) for key in pairs[0]})
-
-
-def _as_is(item: tuple[int, PairBatch]) -> tuple[int, PairBatch]:
-    return item
-
-
-class _StepBatches(torch.utils.data.Dataset):
-    def __init__(self, sampler: PairSampler, start: int):
-        self.sampler, self.start = sampler, start
-
-    def __len__(self) -> int:
-        return self.sampler.config.steps - self.start
-
-    def __getitem__(self, index: int) -> tuple[int, PairBatch]:
-        return self.start + index, self.sampler.batch(self.start + index)
-
-
-def batches(sampler: PairSampler, start: int = 0) -> Iterator[tuple[int, PairBatch]]:
-    """``(step, batch)`` for steps ``start .. config.steps - 1``, prepared by ``num_workers`` processes."""
-    workers = sampler.config.num_workers
-    loader = torch.utils.data.DataLoader(_StepBatches(sampler, start), batch_size=None, shuffle=False,
-                                         num_workers=workers, collate_fn=_as_is,
-                                         prefetch_factor=2 if workers else None)
-    for step, batch in loader:
-        yield int(step), batch

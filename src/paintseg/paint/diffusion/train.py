@@ -37,14 +37,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from paintseg import __version__
 from paintseg.config import GeneratorConfig
@@ -52,10 +50,10 @@ from paintseg.data.episode import Episode
 from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png, write_text
-from paintseg.runs import (checkpoint_state, finish_run, lay_schedule, log_step, lr_factor, open_run,
-                           restore_checkpoint, save_torch, say, write_summary)
+from paintseg.runs import (TrainingLoop, finish_run, lay_schedule, lr_factor, open_run, restore_checkpoint, say,
+                           step_batches, write_summary)
 
-from .data import PairBatch, PairSampler, batches
+from .data import PairBatch, PairSampler
 from .latent import POOL_FILE, LatentPairSampler
 from .model import AUTOENCODER, INDEX, PaintModel, build_generator, save_generator
 from .sample import paint, to_uint8
@@ -264,8 +262,7 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
         load_autoencoder(Path(config.autoencoder))  # a missing or wrong file is named before anything is written
     # a GEN folder finished before the diffusers layout holds model.pt only: it stays finished
     model_file = "model.pt" if (out / "model.pt").is_file() and not (out / INDEX).is_file() else INDEX
-    ckpt_path, model_path = out / "checkpoints" / "last.pt", out / model_file
-    log_path = out / "log.jsonl"
+    model_path = out / model_file
     record = _record(episode, config)
 
     rank, world, barrier = distributed.processes()
@@ -323,67 +320,59 @@ def train_generator(episode: Episode, out: str | Path, config: GeneratorConfig, 
                  f"autoencoder in {out / AUTOENCODER}", progress and main)
     alphas_cumprod = noise_scheduler.alphas_cumprod
     measured: list[float] = []  # seconds of this process's steps, until the budget is fixed
-    model.train()
-    losses: list[float] = []
-    wall_start = last = time.perf_counter()
+    loop = TrainingLoop(out, model, optimizer, scheduler, start, total, config.checkpoint_every, "train generator",
+                        progress, main, grad_clip=config.grad_clip, train_seconds=train_seconds,
+                        checkpoint_extra=lambda: {"ema": ema.state_dict(), "train_seconds": loop.train_seconds})
     grid_seconds = snapshot_seconds = 0.0
-    bar = tqdm(total=total, initial=start, desc="train generator", unit="step",
-               disable=not (progress and main))
-    with (open(log_path, "a") if main else nullcontext()) as log_file, bar:
-        for step, batch in batches(sampler, start):
-            if step >= total:
-                break
-            noise, t, drop = step_noise(config, step, batch, num_timesteps, "cpu")  # of the whole global batch
-            batch, noise, t, drop = batch[rows].to(device), noise[rows].to(device), t[rows].to(device), \
-                drop[rows].to(device)
-            noisy = noise_scheduler.add_noise(batch.target, noise, t)
-            wanted = noise if config.prediction_type == "epsilon" else \
-                noise_scheduler.get_velocity(batch.target, noise, t)
-            pred = net(noisy, batch.masked, batch.mask, batch.reference, batch.ref_mask, drop, t,
-                       batch.hint if model.spec.hint else None)
-            weights = None if config.snr_gamma is None else \
-                snr_weights(alphas_cumprod, t, config.snr_gamma, config.prediction_type)
-            loss = weighted_mse(pred, wanted, batch.mask, config.mask_weight, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            ema.update(model)  # the same on every process: DDP keeps their weights equal
-            done, value = step + 1, distributed.mean(float(loss.detach()))
-            losses.append(value)
-            previous, last = last, log_step(log_file, bar, done, value, lr, last, f"{value:.4f}")
-            train_seconds += last - previous
-            if config.minutes and budget is None:
-                measured.append(last - previous)
-                spent = train_seconds >= config.minutes * 60
-                if len(measured) >= WARM + MEASURE or spent or done == total:
-                    budget = _fix_budget(config, done, train_seconds, measured, world)
-                    total = bar.total = budget["steps"]
-                    lay_schedule(scheduler, config.warmup_steps, total)
-                    snapshots = [s for s in snapshot_steps(total, config.snapshots) if s > done]
-                    if main:
-                        write_text(out / BUDGET, json.dumps(budget, indent=1) + "\n")
-            if main and (done % config.checkpoint_every == 0 or done == total):
-                save_torch(checkpoint_state(done, model, optimizer, scheduler, ema=ema.state_dict(),
-                                            train_seconds=train_seconds), ckpt_path)
-            if main and (done % config.sample_every == 0 or done == total):
-                grid_start = time.perf_counter()
-                ema_model.load_state_dict(ema.shadow)
-                write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png",
-                                  autoencoder)
-                grid_seconds += time.perf_counter() - grid_start
-                last = time.perf_counter()  # painting the grid is not training time
-            if main and done in snapshots:
-                snapshot_start = time.perf_counter()
-                _snapshot(model, ema, config, record, out, done, train_seconds)
-                snapshot_seconds += time.perf_counter() - snapshot_start
-                last = time.perf_counter()  # nor is writing a snapshot
-            if done >= total:
-                break
-    wall = time.perf_counter() - wall_start
+
+    def loss_of(step: int, batch: PairBatch) -> torch.Tensor:
+        noise, t, drop = step_noise(config, step, batch, num_timesteps, "cpu")  # of the whole global batch
+        batch, noise, t, drop = (x[rows].to(device) for x in (batch, noise, t, drop))
+        noisy = noise_scheduler.add_noise(batch.target, noise, t)
+        wanted = noise if config.prediction_type == "epsilon" else \
+            noise_scheduler.get_velocity(batch.target, noise, t)
+        pred = net(noisy, batch.masked, batch.mask, batch.reference, batch.ref_mask, drop, t,
+                   batch.hint if model.spec.hint else None)
+        weights = None if config.snr_gamma is None else \
+            snr_weights(alphas_cumprod, t, config.snr_gamma, config.prediction_type)
+        return weighted_mse(pred, wanted, batch.mask, config.mask_weight, weights)
+
+    def fix_budget(done: int, seconds: float) -> None:
+        """A minutes budget: after its first measured steps, fix the steps it buys and lay the schedule over them."""
+        nonlocal budget, snapshots
+        if not config.minutes or budget is not None:
+            return
+        measured.append(seconds)
+        spent = loop.train_seconds >= config.minutes * 60
+        if len(measured) >= WARM + MEASURE or spent or done == loop.total:
+            budget = _fix_budget(config, done, loop.train_seconds, measured, world)
+            loop.total = loop.bar.total = budget["steps"]
+            lay_schedule(scheduler, config.warmup_steps, loop.total)
+            snapshots = [s for s in snapshot_steps(loop.total, config.snapshots) if s > done]
+            if main:
+                write_text(out / BUDGET, json.dumps(budget, indent=1) + "\n")
+
+    def grids_and_snapshots(done: int) -> bool:
+        """Sample grids and snapshots (process 0; not training time): True when either was written."""
+        nonlocal grid_seconds, snapshot_seconds
+        worked = False
+        if main and (done % config.sample_every == 0 or done == loop.total):
+            grid_start = time.perf_counter()
+            ema_model.load_state_dict(ema.shadow)
+            write_sample_grid(ema_model, validation, config, out / "samples" / f"step_{done:06d}.png", autoencoder)
+            grid_seconds += time.perf_counter() - grid_start
+            worked = True
+        if main and done in snapshots:
+            snapshot_start = time.perf_counter()
+            _snapshot(model, ema, config, record, out, done, loop.train_seconds)
+            snapshot_seconds += time.perf_counter() - snapshot_start
+            worked = True
+        return worked
+
+    model.train()
+    losses = loop.run(step_batches(sampler, start), loss_of, after_update=lambda: ema.update(model),
+                      after_log=fix_budget, extra_work=grids_and_snapshots)
+    total, train_seconds, wall = loop.total, loop.train_seconds, loop.wall
 
     if not main:
         barrier()  # the first process writes the generator

@@ -21,14 +21,11 @@ uninterrupted run's weights. Under ``accelerate launch`` it trains with DDP as t
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from paintseg import __version__
 from paintseg.config import HarmoniserConfig
@@ -36,8 +33,7 @@ from paintseg.data.episode import Episode
 from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png
-from paintseg.runs import (checkpoint_state, finish_run, log_step, lr_factor, open_run, restore_checkpoint,
-                           save_torch, say, write_summary)
+from paintseg.runs import TrainingLoop, finish_run, lr_factor, open_run, restore_checkpoint, say, write_summary
 
 from .data import HarmonyBatch, HarmonyPairs
 from .model import MODEL_FILE, Harmoniser, save_harmoniser
@@ -115,31 +111,18 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
     say(log, f"training harmoniser ({config.encoder}, {model.num_parameters / 1e6:.2f} M parameters, "
          f"{config.crop} px) on {device} for steps {start}..{config.steps} into {out}; {pairs.describe()}",
         progress and main)
+    def loss_of(step: int, batch: HarmonyBatch) -> torch.Tensor:
+        batch = batch[rows].to(device)
+        return region_l1(net(batch.composite, batch.mask), batch.target, model.region(batch.mask)).mean()
+
     net.train()
-    losses: list[float] = []
-    wall_start = last = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, desc="train harmoniser", unit="step",
-               disable=not (progress and main))
-    with (open(out / "log.jsonl", "a") if main else nullcontext()) as log_file, bar:
-        for step in range(start, config.steps):
-            batch = pairs.batch(step)[rows].to(device)
-            region = model.region(batch.mask)
-            loss = region_l1(net(batch.composite, batch.mask), batch.target, region).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            done, value = step + 1, distributed.mean(float(loss.detach()))
-            losses.append(value)
-            last = log_step(log_file, bar, done, value, lr, last, f"{value * 255:.2f}")
-            if main and (done % config.checkpoint_every == 0 or done == config.steps):
-                save_torch(checkpoint_state(done, model, optimizer, scheduler), out / "checkpoints" / "last.pt")
+    loop = TrainingLoop(out, model, optimizer, scheduler, start, config.steps, config.checkpoint_every,
+                        "train harmoniser", progress, main, grad_clip=1.0, shown=lambda value: f"{value * 255:.2f}")
+    losses = loop.run(((step, pairs.batch(step)) for step in range(start, config.steps)), loss_of)
     if not main:
         barrier()  # the first process scores and writes the harmoniser
         return model_path
-    wall = time.perf_counter() - wall_start
+    wall = loop.wall
     model.eval()
     validation = pairs.validation(config.validation_pairs)
     scores = held_out_scores(model, validation)
