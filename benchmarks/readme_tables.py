@@ -190,6 +190,20 @@ def experiment(r: dict, name: str) -> str:
     ])
 
 
+def train_speed(r: dict) -> str:
+    """Each trainer's step in the default layout against channels_last (and prediction: no_grad / inference_mode)."""
+    rows = ["| step | A | B | A / B | largest difference (relative) |", "|---|---|---|---|---|"]
+    for case, c in r["cases"].items():
+        (a, ta), (b, tb) = [(k, v) for k, v in c.items() if isinstance(v, float) and k not in (
+            "speedup", "max_difference", "relative_difference")]
+        rows.append(f"| {case} | {a} {ta:.2f} s | {b} {tb:.2f} s | ×{c['speedup']:.2f} | "
+                    f"{c['relative_difference']:.1g} |")
+    return "\n".join([f"**Where training gets faster** (median seconds per step, one thread, A and B alternated "
+                      f"{r['rounds']} rounds of {r['steps']} steps in one process on a machine busy with other "
+                      f"work, {r['date']}):", "", *rows, "",
+                      f"Produced by `{portable(r['command'])}` → `benchmarks/results/train_speed.json`."])
+
+
 def threads(r: dict) -> str:
     rows = ["| other busy processes | " + " | ".join(f"{t} thread(s)" for t in sorted({x['threads'] for x in r['rows']}))
             + " | paintseg picks |", "|---" * (2 + len({x['threads'] for x in r['rows']})) + "|"]
@@ -593,7 +607,7 @@ def datasets(r: dict) -> str:
                              f"Produced by `{r['command']}` ({r['date']}) → `benchmarks/results/datasets.json`."])
 
 
-BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "processes": processes, "large_raster": large_raster, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
+BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "train_speed": train_speed, "processes": processes, "large_raster": large_raster, "sam_speed": sam_speed, "pretrained_speed_cpu": pretrained_speed, "painting_dubai": painting_dubai, "synthetic_dubai": synthetic_dubai, "baseline_dubai": baseline_dubai,
           "generator_dubai": generator_dubai, "curation_dubai": curation_dubai, "placement_dubai": placement_dubai,
           "synthetic_seeds_dubai": lambda r: synthetic_seeds(r, "building"),
           "synthetic_seeds_demo_painting": lambda r: synthetic_seeds(r, "solar panel"),
