@@ -165,6 +165,13 @@ app = typer.Typer(
 )
 
 
+def group(name: str, help: str) -> typer.Typer:
+    """A command group (``paintseg NAME ...``) registered on the app, with the app's help settings."""
+    sub = typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, context_settings=SETTINGS)
+    app.add_typer(sub, name=name)
+    return sub
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)

@@ -13,11 +13,9 @@ from paintseg import distributed
 from paintseg.config import (CurateConfig, GenerateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig, PlaceConfig,
                              stage_part)
 
-from .common import SETTINGS, _configured, _fail, _field, _file, _folder, _run, _threads, app, config_options
+from .common import _configured, _fail, _field, _file, _folder, _run, _threads, app, config_options, group
 
-generator_app = typer.Typer(help="Train the exemplar-conditioned inpainting generator.", no_args_is_help=True,
-                            rich_markup_mode=None, context_settings=SETTINGS)
-app.add_typer(generator_app, name="generator")
+generator_app = group("generator", "Train the exemplar-conditioned inpainting generator.")
 
 
 @generator_app.command("train")
@@ -155,9 +153,7 @@ def place(
         typer.echo("fit rate: not measured (no labelled novel-class instances in the query set)")
 
 
-convert_app = typer.Typer(help="Convert released checkpoints into generator folders that --generator paints with.",
-                          no_args_is_help=True, rich_markup_mode=None, context_settings=SETTINGS)
-app.add_typer(convert_app, name="convert")
+convert_app = group("convert", "Convert released checkpoints into generator folders that --generator paints with.")
 
 
 @convert_app.command("rs-paint")
@@ -191,9 +187,7 @@ def convert_rs_paint_command(
                f"{record['image_encoder']['max_abs_error_vs_open_clip']:.1e}); paint with --generator {out}")
 
 
-harmoniser_app = typer.Typer(help="Train the harmoniser (copy-paste composites re-coloured to fit their scene).",
-                             no_args_is_help=True, rich_markup_mode=None, context_settings=SETTINGS)
-app.add_typer(harmoniser_app, name="harmoniser")
+harmoniser_app = group("harmoniser", "Train the harmoniser (copy-paste composites re-coloured to fit their scene).")
 
 
 @harmoniser_app.command("train")

@@ -10,11 +10,9 @@ import typer
 
 from paintseg.config import SplitRecipe, TrainConfig
 
-from .common import SETTINGS, _fail, _file, _folder, _run, _threads, app, config_options
+from .common import _fail, _file, _folder, _run, _threads, app, config_options, group
 
-data_app = typer.Typer(help="Inspect and validate episodes.", no_args_is_help=True, rich_markup_mode=None,
-                       context_settings=SETTINGS)
-app.add_typer(data_app, name="data")
+data_app = group("data", "Inspect and validate episodes.")
 
 
 @app.command()

@@ -18,6 +18,14 @@ SEGMENTATION_ARCHS = ("unet", "unetplusplus", "deeplabv3plus", "deeplabv3", "fpn
 MIN_CROP = {"pan": 128}
 
 
+def _one_of(value: str, names: tuple[str, ...], what: str) -> str:
+    """``value`` in lower case when it is one of ``names``, else a ValueError listing them."""
+    name = value.lower()
+    if name not in names:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(names)}")
+    return name
+
+
 def _check_bands(value: list[int] | None) -> list[int] | None:
     if value is not None and (len(value) not in (1, 3) or any(b < 1 for b in value)):
         raise ValueError(f"rgb_bands {value} must be 1 or 3 band numbers counted from 1, e.g. [4, 3, 2]")
@@ -88,10 +96,7 @@ class TrainConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        name = value.lower()
-        if name not in SEGMENTATION_ARCHS:
-            raise ValueError(f"unknown arch {value!r}; choose one of {', '.join(SEGMENTATION_ARCHS)}")
-        return name
+        return _one_of(value, SEGMENTATION_ARCHS, "arch")
 
     @field_validator("support_fraction", "synthetic_fraction")
     @classmethod
@@ -218,10 +223,7 @@ class GeneratorConfig(BaseModel):
     @field_validator("size")
     @classmethod
     def _known_size(cls, value: str) -> str:
-        name = value.lower()
-        if name not in GENERATOR_SIZES:
-            raise ValueError(f"unknown size {value!r}; choose one of {', '.join(GENERATOR_SIZES)}")
-        return name
+        return _one_of(value, GENERATOR_SIZES, "size")
 
     @field_validator("resolution", "ref_size")
     @classmethod
