@@ -76,7 +76,7 @@ def main() -> None:
                 "generator": build_encoder(f"generator:{gen}")}
     backend = DiffusionBackend(gen, PaintConfig(steps=args.steps, strength=1.0), seed=0)
     filters = filter_quality(episode, backend, encoders, extract_references(episode), candidates=args.candidates,
-                             per_class=args.tests, modes=("window", "region"))
+                             tests=args.tests, modes=("window", "region"))
     filters.pop("records")
     seconds["filter_quality"] = round(time.time() - start, 1)
 

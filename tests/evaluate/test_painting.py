@@ -45,7 +45,7 @@ def test_colour_distances_are_zero_for_the_same_pixels_and_grow_with_a_shift():
 def test_painting_quality_ranks_a_faithful_backend_above_a_grey_one(tiny_episode: Path):
     ep = Episode(tiny_episode)
     refs = extract_references(ep)
-    q = painting_quality(ep, {"copy-paste": CopyPasteBackend(), "grey": GreyBackend()}, refs, per_class=6)
+    q = painting_quality(ep, {"copy-paste": CopyPasteBackend(), "grey": GreyBackend()}, refs, tests=6)
     cp, grey = q["backends"]["copy-paste"], q["backends"]["grey"]
     assert cp["tests"] == grey["tests"] == 6 and cp["per_class"]["pool"]["tests"] == 6
     assert cp["delta_e"] < 10 < 30 < grey["delta_e"]  # support pools are the query pools' cyan; grey is not
@@ -150,7 +150,7 @@ def test_filter_quality_rewards_a_filter_that_picks_the_faithful_candidate(tiny_
 
     ep = Episode(tiny_episode)
     q = filter_quality(ep, MixedBackend(), {"colour": ColourEncoder(), "blind": ColourEncoder(blind=True)},
-                       extract_references(ep), candidates=3, per_class=4)
+                       extract_references(ep), candidates=3, tests=4)
     good, blind = q["filters"]["colour"], q["filters"]["blind"]
     assert q["tests"] == good["tests"] == 4 and all(len(r["p_class"]) == 3 for r in q["records"])
     # the colour filter picks the pasted pool: the probe's probability up, the colour distance down; the blind one
@@ -160,7 +160,7 @@ def test_filter_quality_rewards_a_filter_that_picks_the_faithful_candidate(tiny_
     assert good["spearman_p_class"] > 0.5 and blind["spearman_p_class"] is None  # no ranking to correlate
     assert blind["auc_probe"] == 0.5 and 0 <= good["auc_probe"] <= 1  # pooled over tests: scores of unlike windows
     both = filter_quality(ep, MixedBackend(), {"colour": ColourEncoder()}, extract_references(ep), candidates=3,
-                          per_class=2, modes=("window", "region"))
+                          tests=2, modes=("window", "region"))
     assert set(both["filters"]) == {"colour/window", "colour/region"} and both["modes"] == ["window", "region"]
     with pytest.raises(ValueError, match="at least 2 candidates"):
         filter_quality(ep, MixedBackend(), {}, extract_references(ep), candidates=1)

@@ -138,7 +138,7 @@ def test_painting_curve_paints_every_snapshot_beside_the_controls(tiny_episode, 
     gen = tmp_path / "gen"
     train_generator(episode, gen, quick_config(steps=8, snapshots=3, sample_every=100), progress=False)
     curve = painting_curve(episode, gen, extract_references(episode), strengths=(0.3, 1.0),
-                           paint=PaintConfig(steps=2), per_class=3, candidates=2)
+                           paint=PaintConfig(steps=2), tests=3, candidates=2)
     assert [(p["step"], p["strength"]) for p in curve["points"]] == [
         (2, 0.3), (2, 1.0), (4, 0.3), (4, 1.0), (8, 0.3), (8, 1.0)]
     assert set(curve["controls"]) == {"copy-paste", "copy-paste-noise"}
@@ -173,7 +173,7 @@ def test_the_curve_and_the_assessment_paint_with_the_sampler_they_are_given(tiny
 
     monkeypatch.setattr(generate, "make_backend", spy)
     painting_curve(episode, gen, extract_references(episode), strengths=(1.0,),
-                   paint=PaintConfig(steps=2, scheduler="dpm++"), per_class=1, candidates=1)
+                   paint=PaintConfig(steps=2, scheduler="dpm++"), tests=1, candidates=1)
     assert seen == ["dpm++", "dpm++"]
     schedulers = []
     real_scheduler = sample.make_scheduler

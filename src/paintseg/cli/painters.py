@@ -69,7 +69,8 @@ def generator_curve(
                                           "tests painted by every point)."),
     strengths: list[float] = typer.Option([0.3], "--strength", metavar="<float>, repeatable",
                                           help="Painting strength, repeatable (1: from noise)."),
-    per_class: int = typer.Option(24, help="Tests per novel class."),
+    tests: int = typer.Option(24, "--tests", "--per-class", help="Held-out tests per novel class (--per-class: its "
+                              "former name)."),
     candidates: int = typer.Option(2, help="Candidates painted per test (2 or more measure diversity)."),
     paste_noise: float = typer.Option(17.5, help="The copy-paste-noise control's noise (grey levels); 0: leave it "
                                       "out."),
@@ -102,7 +103,7 @@ def generator_curve(
     _threads()
     folder = Path(tempfile.mkdtemp(prefix="paintseg-curve-")) if figure is not None else None
     curve = _run(painting_curve, ep, gen, _run(extract_references, ep), strengths=strengths, paint=paint,
-                 per_class=per_class, seed=seed, candidates=candidates, paste_noise=paste_noise or None,
+                 tests=tests, seed=seed, candidates=candidates, paste_noise=paste_noise or None,
                  samples_dir=folder, samples=samples)
     if figure is not None:
         from paintseg.experiment.figures import curve_chart, painting_samples_figure, png_bytes
@@ -292,7 +293,8 @@ def painting_quality_command(
                                         "paints from the composite at strength S (e.g. gen@0.3)."),
     out: Path = typer.Option(..., callback=_file,
                              help="JSON file for the distances (per backend, per class, per test)."),
-    per_class: int = typer.Option(24, help="Tests per novel class."),
+    tests: int = typer.Option(24, "--tests", "--per-class", help="Held-out tests per novel class (--per-class: its "
+                              "former name)."),
     figure: Optional[Path] = typer.Option(None, callback=_file,
                                           help="PNG of the first --samples tests: the query window, then "
                                           "every backend's painting (object outlined); with --conditioning also "
@@ -342,7 +344,7 @@ def painting_quality_command(
         backends[spec] = _run(make_backend, path, at, seed=seed, paste_colour=colour)[0]
     _threads()
     work = Path(tempfile.mkdtemp(prefix="paintseg-quality-")) if figure is not None else None
-    what = Assessment(tests=per_class, seed=seed, against=generator[0], samples=samples, paint=paint,
+    what = Assessment(tests=tests, seed=seed, against=generator[0], samples=samples, paint=paint,
                       curation=stage_part(cfg, CurateConfig), conditioning=conditioning,
                       samples_dir=work / "samples" if work is not None else None,
                       conditioning_dirs=(lambda name: work / f"conditioning-{name.replace('/', '_')}")

@@ -81,7 +81,7 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
                             f"({', '.join(backends)})")
     references = extract_references(episode) if references is None else references
     # 1 colour distances, probe, novelty, diversity
-    quality = painting_quality(episode, backends, references, per_class=what.tests, seed=what.seed,
+    quality = painting_quality(episode, backends, references, tests=what.tests, seed=what.seed,
                                samples_dir=what.samples_dir, samples=what.samples, candidates=what.candidates)
     # 2 paired against one backend
     quality["against"] = what.against
@@ -101,7 +101,7 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
         for name in what.filter_backends if what.filter_backends is not None else painters:
             quality["filter_quality"][name] = filter_quality(
                 episode, backends[name], what.filters, references, candidates=what.filter_candidates,
-                per_class=max(1, what.tests // 2), seed=what.seed, mode=what.curation.score_mode)
+                tests=max(1, what.tests // 2), seed=what.seed, mode=what.curation.score_mode)
     # 5 conditioning
     quality["conditioning"] = {}
     if what.conditioning:
@@ -121,7 +121,7 @@ def assess_painting(episode: Episode, backends: dict, what: Assessment, referenc
         from paintseg.evaluate.curve import painting_curve
 
         curve = painting_curve(episode, what.curve, references, strengths=[what.curve_strength],
-                               paint=what.paint, per_class=what.tests, seed=what.seed,
+                               paint=what.paint, tests=what.tests, seed=what.seed,
                                paste_noise=what.curve_paste_noise)
         curve.pop("quality")
         quality["curve"] = curve

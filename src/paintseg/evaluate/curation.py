@@ -82,7 +82,7 @@ def mask_quality(episode: Episode, refiners: dict[str, Refiner], count: int = 24
 
 
 def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encoder], references: Sequence[Reference],
-                   candidates: int = 4, per_class: int = 12, seed: int = 0, mode: str | None = None,
+                   candidates: int = 4, tests: int = 12, seed: int = 0, mode: str | None = None,
                    min_pixels: int = 64, modes: Sequence[str] | None = None) -> dict:
     """What each filter's pick among ``candidates`` paintings of the same held-out test gains over a random pick
     (see the module doc); per filter and overall, with the per-test records. ``modes`` scores the same paintings
@@ -95,7 +95,7 @@ def filter_quality(episode: Episode, backend: Backend, encoders: dict[str, Encod
 
     if candidates < 2:
         raise ValueError(f"filter_quality needs at least 2 candidates per test to choose from, not {candidates}")
-    tests = _tests(episode, references, per_class, seed, min_pixels)
+    tests = _tests(episode, references, tests, seed, min_pixels)
     if not tests:
         return {"tests": 0, "filters": {}, "records": [], "note": "no held-out query image holds a novel class"}
     probe = ClassProbe(episode, references, seed)

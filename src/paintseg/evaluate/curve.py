@@ -51,7 +51,7 @@ def snapshots(gen: str | Path) -> list[dict]:
 
 
 def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Reference],
-                   strengths: Sequence[float] = (0.3,), paint: PaintConfig | None = None, per_class: int = 24,
+                   strengths: Sequence[float] = (0.3,), paint: PaintConfig | None = None, tests: int = 24,
                    seed: int = 0, candidates: int = 2, paste_noise: float | None = 17.5,
                    samples_dir: Path | None = None, samples: int = 4) -> dict:
     """Painting quality of every snapshot of ``gen`` at every strength, on identical held-out tests, beside
@@ -74,7 +74,7 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
             at = (paint or PaintConfig()).model_copy(update={"strength": strength})
             backends[name] = make_backend(point["path"], at, seed=seed)[0]
             names[name] = (point, strength)
-    quality = painting_quality(episode, backends, references, per_class=per_class, seed=seed,
+    quality = painting_quality(episode, backends, references, tests=tests, seed=seed,
                                candidates=candidates, samples_dir=samples_dir, samples=samples)
     rows = quality["backends"]
 
@@ -87,7 +87,7 @@ def painting_curve(episode: Episode, gen: str | Path, references: Sequence[Refer
               **measures(rows[name])} for name, (point, strength) in names.items()]
     return {"generator": str(Path(gen)), "points": curve,
             "controls": {name: measures(rows[name]) for name in backends if name not in names},
-            "probe": quality.get("probe"), "strengths": list(strengths), "tests_per_class": per_class,
+            "probe": quality.get("probe"), "strengths": list(strengths), "tests_per_class": tests,
             "candidates": candidates, "quality": quality}
 
 

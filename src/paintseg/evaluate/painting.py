@@ -215,9 +215,9 @@ def feature_distance(a, b) -> float:
     return float(1 - torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
-def _tests(episode: Episode, references: Sequence[Reference], per_class: int, seed: int,
+def _tests(episode: Episode, references: Sequence[Reference], count: int, seed: int,
            min_pixels: int) -> list[tuple[WindowJob, np.ndarray]]:
-    """(job, real instance pixels of its image) for up to ``per_class`` tests per novel class."""
+    """(job, real instance pixels of its image) for up to ``count`` tests per novel class."""
     rng = np.random.default_rng([seed, 424242])
     tests = []
     for cid in episode.classes.novel_ids:
@@ -232,7 +232,7 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
         if not refs or not images:
             continue
         pixels: dict[str, np.ndarray] = {}  # test images read once
-        for t in range(per_class):
+        for t in range(count):
             sample, label, free = images[t % len(images)]
             ref_index = refs[int(rng.integers(len(refs)))]
             ref = references[ref_index]
@@ -266,7 +266,7 @@ def _tests(episode: Episode, references: Sequence[Reference], per_class: int, se
 
 
 def painting_quality(episode: Episode, backends: dict[str, Backend], references: Sequence[Reference],
-                     per_class: int = 24, seed: int = 0, min_pixels: int = 64, samples_dir: Path | None = None,
+                     tests: int = 24, seed: int = 0, min_pixels: int = 64, samples_dir: Path | None = None,
                      samples: int = 6, probe: bool = True, candidates: int = 1) -> dict:
     """Paint the same held-out tests with every backend; the distances of each to the real instances, and the
     seconds each backend took per test. With ``samples_dir``, the first ``samples`` tests are written there as
@@ -274,7 +274,7 @@ def painting_quality(episode: Episode, backends: dict[str, Backend], references:
     adds ``p_class`` (the class probe, EfficientNet-Lite0 features) with ``novelty``, and the probe's accuracy on
     real query instances; ``candidates`` >= 2 paints that
     many per test and adds ``diversity`` (the first candidate is the one measured)."""
-    tests = _tests(episode, references, per_class, seed, min_pixels)
+    tests = _tests(episode, references, tests, seed, min_pixels)
     metrics = list(METRICS if probe else METRICS[:3])
     if probe:
         metrics += ["novelty", "novelty_support"] + (["diversity"] if candidates > 1 else [])
