@@ -620,7 +620,8 @@ BLOCKS = {"demo_setup": demo_setup, "datasets": datasets, "threads": threads, "t
           "priors_dubai_selective": lambda r: priors(r, "priors_dubai"),
           "priors_dubai_cell4_selectivity8": lambda r: priors(r, "priors_dubai"),
           "placement_selectivity": placement_selectivity, "latent_downstream_demo": paired_runs,
-          "latent_downstream_dubai": paired_runs, "latent_downstream_demo_fromnoise": paired_runs, "latent_denoising_demo": latent_denoising}
+          "latent_downstream_dubai": paired_runs, "latent_downstream_demo_fromnoise": paired_runs,
+          "latent_downstream_dubai_fromnoise": paired_runs, "latent_denoising_demo": latent_denoising}
 
 
 def demo_changes(_: dict) -> str:

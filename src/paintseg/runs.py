@@ -4,7 +4,9 @@ resume check, the LR schedule.
 The trainers (segmentation RUN folders, generator GEN folders, the harmoniser) open their folder with
 :func:`open_run` (refusing to resume with settings that would change the weights), draw each step's batch with
 :func:`step_batches` and train in one :class:`TrainingLoop` - step, budget, checkpoint, log - filling in only their
-loss (and, for the generator, what happens after a step: EMA, a minutes budget, sample grids, snapshots). Every file
+loss (and, for the generator, what happens after a step: EMA, a minutes budget, sample grids, snapshots); the
+fine-tuning of a pretrained pipeline runs in the same loop with accelerate's backward, clipping, gathered loss and
+state saving in place of the plain ones. Every file
 is written to a temporary name and renamed, ``log.jsonl`` is kept in step with the last checkpoint, and the learning
 rate warms up linearly before a cosine decay.
 """
@@ -275,17 +277,24 @@ class TrainingLoop:
     ``log.jsonl`` and the progress bar, and ``checkpoints/last.pt`` every ``checkpoint_every`` steps and at the end
     (process 0 writes; ``checkpoint_extra()`` adds the trainer's own state). ``train_seconds`` counts the time of the
     steps (carried over from a checkpoint by the trainer), not the extra work a trainer reports having done after a
-    step; ``total`` may be changed by the trainer during the run (a minutes budget fixed after its first steps)."""
+    step; ``total`` may be changed by the trainer during the run (a minutes budget fixed after its first steps).
+
+    A trainer whose framework owns part of the step (accelerate: its backward, its gradient clipping, its gathered
+    loss, its collective state saving) gives those as ``backward``, ``clip``, ``reduce`` and ``save`` (called on every
+    process after each step, in place of the built-in checkpoint)."""
 
     def __init__(self, out: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, start: int, total: int, checkpoint_every: int,
                  desc: str, progress: bool, main: bool, grad_clip: float = 0.0,
                  shown: Callable[[float], str] = lambda value: f"{value:.4f}",
-                 checkpoint_extra: Callable[[], dict[str, Any]] = dict, train_seconds: float = 0.0):
+                 checkpoint_extra: Callable[[], dict[str, Any]] = dict, train_seconds: float = 0.0,
+                 backward: Callable[[torch.Tensor], None] | None = None, clip: Callable[[], None] | None = None,
+                 reduce: Callable[[torch.Tensor], float] | None = None, save: Callable[[int], None] | None = None):
         self.out, self.model, self.optimizer, self.scheduler = Path(out), model, optimizer, scheduler
         self.start, self.total, self.checkpoint_every, self.grad_clip = start, total, checkpoint_every, grad_clip
         self.desc, self.progress, self.main, self.shown = desc, progress, main, shown
         self.checkpoint_extra, self.train_seconds = checkpoint_extra, train_seconds
+        self.backward, self.clip, self.reduce, self.save = backward, clip, reduce, save
         self.losses: list[float] = []
         self.wall = 0.0
         self.bar: tqdm | None = None
@@ -310,21 +319,26 @@ class TrainingLoop:
                     break
                 loss = loss_of(step, batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.grad_clip > 0:
+                self.backward(loss) if self.backward is not None else loss.backward()
+                if self.clip is not None:
+                    self.clip()
+                elif self.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
                 self.optimizer.step()
                 lr = self.optimizer.param_groups[-1]["lr"]
                 self.scheduler.step()
                 if after_update is not None:
                     after_update()
-                done, value = step + 1, distributed.mean(float(loss.detach()))
+                done = step + 1
+                value = self.reduce(loss) if self.reduce is not None else distributed.mean(float(loss.detach()))
                 self.losses.append(value)
                 previous, last = last, log_step(log_file, bar, done, value, lr, last, self.shown(value))
                 self.train_seconds += last - previous
                 if after_log is not None:
                     after_log(done, last - previous)
-                if self.main and (done % self.checkpoint_every == 0 or done == self.total):
+                if self.save is not None:
+                    self.save(done)
+                elif self.main and (done % self.checkpoint_every == 0 or done == self.total):
                     save_torch(checkpoint_state(done, self.model, self.optimizer, self.scheduler,
                                                 **self.checkpoint_extra()), checkpoint)
                 if extra_work is not None and extra_work(done):

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from paintseg.config import GeneratorConfig, dump_yaml
 from paintseg.data.episode import Episode
@@ -32,7 +30,7 @@ from paintseg.distributed import share, timeout
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.files import write_text
-from paintseg.runs import lr_factor, write_summary
+from paintseg.runs import TrainingLoop, lr_factor, write_summary
 
 from .diffusion.data import PairSampler
 from .pipelines import load_pipeline, pipeline_kind
@@ -162,18 +160,15 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     if accelerator.is_main_process and log_path.exists():  # drop the lines after the checkpoint
         lines = [x for x in log_path.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= start]
         write_text(log_path, "".join(x + "\n" for x in lines))
-    bar = tqdm(total=config.steps, initial=start, desc="fine-tune generator", unit="step",
-               disable=not (progress and accelerator.is_main_process))
-    wall, losses = time.perf_counter(), []
     unet.train()
     gen = torch.Generator(device="cpu")
     rows = share(config.batch, accelerator.process_index, accelerator.num_processes)
     latent_shape = (config.batch, vae.config.latent_channels, side // pipe.vae_scale_factor,
                     side // pipe.vae_scale_factor)
-    for step in range(start, config.steps):
+
+    def loss_of(step: int, batch) -> torch.Tensor:
         # the step's whole global batch and its noise depend only on (seed, step); each process takes its rows
         gen.manual_seed(config.seed * 1_000_003 + step)
-        batch = sampler.batch(step)
         sample = torch.randn(latent_shape, generator=gen)  # of the VAE's latent distribution: resumable
         noise = torch.randn(latent_shape, generator=gen)
         t = torch.randint(0, top_t, (config.batch,), generator=gen)
@@ -193,29 +188,23 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
             latents = _latents(vae, batch.target, sample)
             noisy = noise_scheduler.add_noise(latents, noise, t)
             pixels = _reference_pixels(batch.reference, pipe.feature_extractor, size)
-        with accelerator.accumulate(unet):
-            tokens, null = encoder(pixels, return_uncond_vector=True)
-            tokens = torch.where(drop.view(-1, 1, 1), null.expand_as(tokens).to(tokens.dtype), tokens)
-            pred = unet(torch.cat([noisy, masked_latents, mask_latents], 1), t, encoder_hidden_states=tokens).sample
-            wanted = noise if noise_scheduler.config.prediction_type == "epsilon" else \
-                noise_scheduler.get_velocity(latents, noise, t)
-            loss = F.mse_loss(pred.float(), wanted.float())
-            accelerator.backward(loss)
-            if config.grad_clip > 0 and accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(list(unet.parameters()) + encoder_params, config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-        done, value = step + 1, float(accelerator.gather(loss.detach()).mean())
-        losses.append(value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}")
-        if accelerator.is_main_process:
-            with open(log_path, "a") as f:
-                f.write(json.dumps({"step": done, "loss": round(value, 6), "lr": schedule.get_last_lr()[0]}) + "\n")
+        tokens, null = encoder(pixels, return_uncond_vector=True)
+        tokens = torch.where(drop.view(-1, 1, 1), null.expand_as(tokens).to(tokens.dtype), tokens)
+        pred = unet(torch.cat([noisy, masked_latents, mask_latents], 1), t, encoder_hidden_states=tokens).sample
+        wanted = noise if noise_scheduler.config.prediction_type == "epsilon" else \
+            noise_scheduler.get_velocity(latents, noise, t)
+        return F.mse_loss(pred.float(), wanted.float())
+
+    def save(done: int) -> None:  # accelerate's state, saved by every process together
         if done % config.checkpoint_every == 0 and done < config.steps:
             _save_state(accelerator, ckpt_dir, done)
-    bar.close()
+
+    clip = (lambda: accelerator.clip_grad_norm_(list(unet.parameters()) + encoder_params, config.grad_clip)) \
+        if config.grad_clip > 0 else None
+    loop = TrainingLoop(out, unet, optimizer, schedule, start, config.steps, config.checkpoint_every,
+                        "fine-tune generator", progress, accelerator.is_main_process, backward=accelerator.backward,
+                        clip=clip, reduce=lambda loss: float(accelerator.gather(loss.detach()).mean()), save=save)
+    losses = loop.run(((step, sampler.batch(step)) for step in range(start, config.steps)), loss_of)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipe.unet = accelerator.unwrap_model(unet)
@@ -229,7 +218,7 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
                 item.rename(out / item.name)
         (partial / "model_index.json").rename(out / "model_index.json")
         partial.rmdir()
-        write_summary(out, config.steps, start, time.perf_counter() - wall, losses, accelerator.device,
+        write_summary(out, config.steps, start, loop.wall, losses, accelerator.device,
                       accelerator.num_processes, mixed_precision=mixed_precision)
         if not config.keep_checkpoint:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
