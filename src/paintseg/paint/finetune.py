@@ -30,7 +30,7 @@ from paintseg.distributed import share, timeout
 from paintseg.errors import PaintsegError
 from paintseg.extras import require
 from paintseg.files import write_text
-from paintseg.runs import TrainingLoop, lr_factor, write_summary
+from paintseg.runs import TrainingLoop, lr_factor, step_batches, write_summary
 
 from .diffusion.data import PairSampler
 from .pipelines import load_pipeline, pipeline_kind
@@ -204,7 +204,7 @@ def finetune_pipeline(episode: Episode, init: str | Path, out: str | Path, confi
     loop = TrainingLoop(out, unet, optimizer, schedule, start, config.steps, config.checkpoint_every,
                         "fine-tune generator", progress, accelerator.is_main_process, backward=accelerator.backward,
                         clip=clip, reduce=lambda loss: float(accelerator.gather(loss.detach()).mean()), save=save)
-    losses = loop.run(((step, sampler.batch(step)) for step in range(start, config.steps)), loss_of)
+    losses = loop.run(step_batches(sampler, start), loss_of)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipe.unet = accelerator.unwrap_model(unet)

@@ -33,7 +33,8 @@ from paintseg.data.episode import Episode
 from paintseg import distributed
 from paintseg.errors import PaintsegError
 from paintseg.files import save_png
-from paintseg.runs import TrainingLoop, finish_run, lr_factor, open_run, restore_checkpoint, say, write_summary
+from paintseg.runs import (TrainingLoop, finish_run, lr_factor, open_run, restore_checkpoint, say, step_batches,
+                           write_summary)
 
 from .data import HarmonyBatch, HarmonyPairs
 from .model import MODEL_FILE, Harmoniser, save_harmoniser
@@ -118,7 +119,7 @@ def train_harmoniser(episode: Episode, out: str | Path, config: HarmoniserConfig
     net.train()
     loop = TrainingLoop(out, model, optimizer, scheduler, start, config.steps, config.checkpoint_every,
                         "train harmoniser", progress, main, grad_clip=1.0, shown=lambda value: f"{value * 255:.2f}")
-    losses = loop.run(((step, pairs.batch(step)) for step in range(start, config.steps)), loss_of)
+    losses = loop.run(step_batches(pairs, start), loss_of)
     if not main:
         barrier()  # the first process scores and writes the harmoniser
         return model_path
