@@ -5,7 +5,7 @@ the baseline) a synthetic set painted by one backend and curated its way. The ru
 (``spec``), the stage graph (``graph``), the comparisons and the verdict (``summary``), the report's reading guide
 and the configuration reference all read these two tables: a new arm is one :data:`TABLE` row, a new way of
 painting one :data:`BACKENDS` entry (and, for a new kind of painter, its module under ``paint/`` and its line in
-:data:`paintseg.paint.generate.PAINTERS`).
+:data:`paintseg.paint.painters.PAINTERS`).
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class BackendOptions:
 
 
 class Backend(Protocol):
-    """A way of painting (:data:`paintseg.paint.generate.PAINTERS` lists them): built from a source, the painting
+    """A way of painting (:data:`paintseg.paint.painters.PAINTERS` lists them): built from a source, the painting
     settings and the run's options, it paints K candidates per window job and says what decides its pixels."""
 
     name: str

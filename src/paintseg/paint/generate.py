@@ -13,9 +13,7 @@ import importlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from paintseg.config import PaintConfig, PlaceConfig, guard_settings
 from paintseg.data.episode import Episode
@@ -25,6 +23,7 @@ from paintseg.place.plan import PLAN_SETTINGS, plan, plan_settings
 from paintseg.place.references import extract_references, references_summary, save_references
 
 from .candidates import Backend, BackendOptions, SceneCache, done_placements, make_job, read_manifest, write_candidates
+from .painters import PAINTERS
 
 
 def generate(episode: Episode, backend: Backend, out: Path, place: PlaceConfig | None = None,
@@ -97,37 +96,6 @@ def merge_manifests(cand_dir: Path) -> None:
     write_text(cand_dir / "manifest.jsonl", "".join(json.dumps(e) + "\n" for e in entries))
     for shard in shards:
         shard.unlink()
-
-
-@dataclass(frozen=True)
-class Painter:
-    """One kind of painting backend: the sources it paints with (``claims``) and its class (``backend``,
-    ``module:Class``, imported when used), which builds it with ``from_config`` (:class:`~.candidates.Backend`)."""
-
-    kind: str
-    backend: str
-    claims: Callable[[str], bool]
-
-
-def _is_pipeline(source: str) -> bool:
-    from .pipelines import pipeline_kind
-
-    return pipeline_kind(source) is not None
-
-
-def _is_harmoniser(source: str) -> bool:
-    from .harmonise.model import is_harmoniser
-
-    return is_harmoniser(source)
-
-
-# every way paintseg paints, first claim wins: a new backend is its module and one line here
-PAINTERS = (
-    Painter("copy-paste", "paintseg.paint.copy_paste:CopyPasteBackend", lambda source: source == "copy-paste"),
-    Painter("pipeline", "paintseg.paint.pipelines:PretrainedBackend", _is_pipeline),
-    Painter("harmoniser", "paintseg.paint.harmonise.backend:HarmoniseBackend", _is_harmoniser),
-    Painter("generator", "paintseg.paint.diffusion.backend:DiffusionBackend", lambda source: True),
-)
 
 
 def make_backend(generator: str | Path, paint: PaintConfig | None = None, *, seed: int = 0,

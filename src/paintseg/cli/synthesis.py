@@ -13,6 +13,8 @@ from paintseg import distributed
 from paintseg.config import (CurateConfig, GenerateConfig, GeneratorConfig, HarmoniserConfig, PaintConfig, PlaceConfig,
                              stage_part)
 
+from paintseg.paint.painters import generator_help
+
 from .common import _configured, _fail, _field, _file, _folder, _run, _threads, app, config_options, group
 
 generator_app = group("generator", "Train the exemplar-conditioned inpainting generator.")
@@ -218,11 +220,7 @@ def harmoniser_train(
 def generate(
     episode: Path = typer.Argument(..., help="Episode folder (references come from its support set, scenes from "
                                    "its trainset)."),
-    generator: str = typer.Option(..., help="A generator folder written by `paintseg generator train`, a "
-                                  "diffusers pipeline folder or hub id (Paint-by-Example, SD inpainting, a converted "
-                                  "RS-Paint: `paintseg convert rs-paint`), a harmoniser folder written by `paintseg "
-                                  "harmoniser train` (copy-paste, then re-coloured to fit the scene), or "
-                                  "'copy-paste' for the copy-paste baseline."),
+    generator: str = typer.Option(..., help=generator_help()),
     out: Path = typer.Option(..., callback=_folder,
                              help="Synthetic set folder (SYN): candidates/, images/, labels/, manifest.jsonl."),
     prompt: list[str] = typer.Option([], metavar="CLASS=TEXT, repeatable",
