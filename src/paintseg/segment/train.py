@@ -76,16 +76,16 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     problem = encoder_problem(config.encoder, config.encoder_weights)
     if problem is not None:  # checked, like the images and synthetic sets below, before anything is written
         raise TrainError(problem)
-    def sample() -> TrainingSampler:  # reads every image: a finished run is recognised first
-        return TrainingSampler(episode, config, synthetic, progress=progress and main)
-
-    sampler = None if resume else sample()  # a new run checks its images before anything is written
+    # the sampler reads every image, and checks them before anything is written; only a folder that may hold a
+    # finished run (model.pt) is opened first, so that resuming it does not read the images for nothing
+    finished = resume and model_path.is_file()
+    sampler = None if finished else TrainingSampler(episode, config, synthetic, progress=progress and main)
     opened = open_run(out, record, config.steps, resume, ("episode", "split", "synthetic"), "train",
                       RESUMABLE_CHANGES, TrainError, "model", model=TrainConfig)
-    sampler = sampler or (sample() if opened is not None else None)
     if opened is None:
         say(log, f"{model_path}: already trained for {config.steps} steps; nothing to do", progress and main)
         return model_path
+    sampler = sampler or TrainingSampler(episode, config, synthetic, progress=progress and main)
     start, checkpoint = opened
     device = device or distributed.device()
     if main:
@@ -95,7 +95,8 @@ def train(episode: Episode, out: str | Path, config: TrainConfig, synthetic: Seq
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.encoder, num_classes,
                         encoder_weights=None if checkpoint else config.encoder_weights)
-    # channels_last: 1.6x faster steps for the Lite0 Unet on a CPU (benchmarks/train_speed.py), losses equal to 1e-4
+    # channels_last: faster steps for the Lite0 Unet on a CPU (benchmarks/train_speed.py: x1.19, losses equal to
+    # 2e-3 relative after 4 steps; benchmarks/results/train_speed.json)
     model = distributed.sync_batchnorm(model).to(device, memory_format=torch.channels_last)
     encoder = list(model.net.encoder.parameters())
     ids = {id(p) for p in encoder}
