@@ -24,6 +24,10 @@ between two candidates). One long run gives every point of its curve.
     latent-focus  latent-hint with the loss inside the inpaint mask weighted 10x (latent-hint's in-mask error at
                t = 0.3 T was above its input's: the easy cells outside the mask held the loss), a truer training
                hint (hint_jitter 0.3: re-coloured and warped at 0.3 of the default) and peak LR 1e-3
+    latent-cross  latent-focus with half its instance pairs crossed (cross_reference 0.5): reference and hint another
+               instance of the class pasted into the hidden one's box, as painting pastes an exemplar where another
+               object would belong (latent-focus at strengths 0.3/0.6 returned the paste: it had learnt to render
+               its hint)
 
 Recipes train side by side, one process and one thread each (--parallel, the default), so they get the same
 compute; a finished GEN folder is reused. Every step is a `paintseg` command (printed).
@@ -56,6 +60,7 @@ LATENT = {"space": "latent", "autoencoder": "../shared/models/taef2", "size": "s
           "snr_gamma": 5.0, "novel_share": 0.5, "max_strength": 1.0, "lr": 5e-4}
 RECIPES |= {"latent": LATENT, "latent-hint": {**LATENT, "spatial_hint": True},
             "latent-focus": {**LATENT, "spatial_hint": True, "hint_jitter": 0.3, "mask_weight": 10.0, "lr": 1e-3}}
+RECIPES["latent-cross"] = {**RECIPES["latent-focus"], "cross_reference": 0.5}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 

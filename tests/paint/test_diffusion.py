@@ -166,6 +166,30 @@ def test_novel_share_draws_that_share_of_pairs_from_the_novel_instances(texture_
         quick_config(novel_share=1.5)
 
 
+def test_cross_reference_takes_reference_and_hint_from_another_instance_of_the_class(texture_episode):
+    """cross_reference 1: every instance pair keeps its window, mask and hidden instance, but its reference and hint
+    are another instance of the same class (the texture tells the class), the hint pasted inside the hidden box."""
+    images, labels, sources = read_scenes(texture_episode)
+    config = quick_config(random_region_prob=0.0, spatial_hint=True, hint_jitter=0.0)
+    own = PairSampler(images, labels, config, sources)
+    cross = PairSampler(images, labels, config.model_copy(update={"cross_reference": 1.0}), sources)
+    changed = 0
+    for i in range(24):
+        a, b = (s.pair(np.random.default_rng([5, i])) for s in (own, cross))
+        assert torch.equal(a["target"], b["target"]) and torch.equal(a["mask"], b["mask"])
+        assert torch.equal(a["boxes"], b["boxes"]) and a["class_ids"] == b["class_ids"]
+        changed += not torch.equal(a["reference"], b["reference"])
+        x0, y0, x1, y1 = b["boxes"].tolist()
+        hint_mask = b["hint"][3] > 0
+        assert hint_mask.any() and not hint_mask[:y0].any() and not hint_mask[y1:].any()
+        assert not hint_mask[:, :x0].any() and not hint_mask[:, x1:].any()
+        red, green = (b["hint"][c][hint_mask].mean() for c in (0, 1))
+        assert (red > green) == (int(b["class_ids"]) == STRIPES)  # a donor of the hidden instance's own class
+    assert changed >= 20
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        quick_config(cross_reference=1.5)
+
+
 # ------------------------------------------------------------------------------------------------ painting
 def paint_inputs():
     """A tiny untrained generator, two random 32-px windows with a 12x14 mask, as arrays and tensors."""

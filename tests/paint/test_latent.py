@@ -241,6 +241,22 @@ def test_latent_backend_pastes_only_the_painted_region(texture_episode, tiny_ae,
         assert not np.array_equal(cands[0].image, cands[1].image)
 
 
+def test_cross_reference_pool_keeps_its_windows_and_draws_other_references(texture_episode, tiny_ae, tmp_path):
+    """The latent pool with cross_reference: the same encoded windows, other instances' references, its own cache
+    key (a pool made without it is encoded again, not reused)."""
+    ae = load_autoencoder(tiny_ae)
+    pools = {}
+    for share in (0.0, 1.0):
+        config = latent_config(tiny_ae, random_region_prob=0.0, spatial_hint=True, cross_reference=share)
+        pools[share] = LatentPairSampler(PairSampler.from_episode(texture_episode, config), ae,
+                                         tmp_path / POOL_FILE, autoencoder_id="a")
+    assert not pools[1.0].reused
+    own, cross = pools[0.0].pool, pools[1.0].pool
+    assert torch.equal(own["latents"], cross["latents"]) and torch.equal(own["classes"], cross["classes"])
+    differs = [not torch.equal(own["refs"][i], cross["refs"][i]) for i in range(len(own["refs"]))]
+    assert sum(differs) >= len(differs) - 2 and not torch.equal(own["hints"], cross["hints"])
+
+
 def test_hint_jitter_scales_how_far_a_training_hint_is_from_its_instance():
     from paintseg.paint.diffusion.data import hint_image
     from paintseg.place.masks import Box

@@ -206,6 +206,11 @@ class GeneratorConfig(BaseModel):
     hint_jitter: float = later(1.0, ge=0, le=2, description="How far a training hint differs from the hidden "
                                "instance: 1 re-colours it (strength 0.5) and warps it (±10°, scale ±10 %, shift ±4 "
                                "%); 0 gives the instance as it is (the painter learns to render the hint).")
+    cross_reference: float = later(0.0, ge=0, le=1, description="Share of the instance pairs whose reference (and "
+                                   "hint) is another instance of the same class, pasted into the hidden one's box "
+                                   "as painting pastes a reference - so the painter learns to fit an instance of "
+                                   "the class into the scene rather than to copy the exemplar (Paint-by-Example's "
+                                   "copying problem); 0: every reference is the hidden instance itself.")
     max_strength: float = later(1.0, gt=0, le=1, description="Train only on the noise levels that painting at "
                                 "strength <= this uses (timesteps below max_strength x the schedule's), when the "
                                 "generator will paint from copy-paste composites (generation strength < 1); 1: all.")

@@ -12,7 +12,10 @@ class (not background 0, not ignore 255) of at least ``min_instance_pixels`` pix
    silhouette is the instance's own mask);
 4. the reference: a square crop around the instance from the same image (+ its object mask), resized to
    ``ref_size`` and strongly augmented (flips, 90° rotations, rescale/crop, elastic warp, blur, colour jitter), so
-   that copying its pixels into the hole does not pay and the model must learn *what* the object is.
+   that copying its pixels into the hole does not pay and the model must learn *what* the object is; with
+   ``cross_reference``, that share of the instance pairs take another instance of the same class instead (its crop
+   the reference, itself pasted into the hidden instance's box the hint), as painting pastes an exemplar into a box
+   where a different object would belong.
 
 Images are tensors in [-1, 1]; masks are {0, 1} floats. Pair ``i`` of step ``s`` depends only on ``(seed, s)``, so a
 resumed run sees the pairs an uninterrupted one would; the validation pairs depend only on the seed.
@@ -165,6 +168,9 @@ class PairSampler(StepPairs):
                                  f"{list(config.box_fraction)} of a window); lower min_instance_pixels, widen "
                                  f"box_fraction or set random_region_prob > 0")
         self.novel_instances = [inst for found in self.instances for inst in found if inst.class_id in novel]
+        self.by_class: dict[int, list[Instance]] = {}
+        for inst in (i for found in self.instances for i in found):
+            self.by_class.setdefault(inst.class_id, []).append(inst)
         if config.novel_share and not self.novel_instances:
             raise GeneratorError(f"novel_share {config.novel_share} needs novel-class instances, and the support "
                                  f"scenes hold none the generator can use (components of >= "
@@ -198,9 +204,12 @@ class PairSampler(StepPairs):
 
         target = to_tensor(window)[0]
         mask = torch.from_numpy(inpaint.astype(np.float32))[None]
-        reference, ref_mask = augment_reference(*self.reference_crop(image, inst), rng)
-        hint = spatial_hint(window, object_r, box, rng, self.config.hint_jitter) if self.config.spatial_hint \
-            else torch.zeros(4, R, R)
+        crossed = self.cross(inst, window, box, rng)
+        ref_rgb, ref_obj, hint_rgb, hint_obj = crossed or (*self.reference_crop(image, inst), window, object_r)
+        reference, ref_mask = augment_reference(ref_rgb, ref_obj, rng)
+        hint_box = mask_box(hint_obj) if crossed else box
+        hint = spatial_hint(hint_rgb, hint_obj, hint_box, rng, self.config.hint_jitter) \
+            if self.config.spatial_hint else torch.zeros(4, R, R)
         return {"target": target, "masked": target * (1 - mask), "mask": mask, "reference": reference,
                 "ref_mask": ref_mask, "boxes": torch.tensor(list(box), dtype=torch.int64),
                 "class_ids": torch.tensor(inst.class_id, dtype=torch.int64), "hint": hint}
@@ -235,6 +244,37 @@ class PairSampler(StepPairs):
         if not object_r.any():
             object_r[box.y0 : box.y1, box.x0 : box.x1] = True
         return inst, window, object_r, box, image
+
+    def cross(self, inst: Instance, window: np.ndarray, box: Box,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """With ``config.cross_reference`` (that share of the instance pairs): another instance of ``inst``'s class,
+        as ``(reference rgb, its mask)`` at ref_size and ``(window with it pasted, its mask)`` at the window's size -
+        scaled to fit the hidden instance's ``box`` (aspect kept) and centred on it, as copy-paste places an exemplar.
+        None: the pair keeps its own instance (no share set - no draw from ``rng`` - a random region, or a class with
+        one instance)."""
+        share = self.config.cross_reference
+        if not share or inst.class_id < 0 or rng.random() >= share:
+            return None
+        same = self.by_class.get(inst.class_id, [])
+        if len(same) < 2:
+            return None
+        donor = same[int(rng.integers(len(same) - 1))]
+        if donor is inst:  # draw among the others: the last one stands in for the instance itself
+            donor = same[-1]
+        image = self.images[donor.scene]
+        d = donor.box
+        fit = min(box.width / d.width, box.height / d.height)
+        w, h = max(1, round(d.width * fit)), max(1, round(d.height * fit))
+        x0 = int(np.clip((box.x0 + box.x1 - w) // 2, 0, window.shape[1] - w))
+        y0 = int(np.clip((box.y0 + box.y1 - h) // 2, 0, window.shape[0] - h))
+        rgb = cv2.resize(image[d.y0 : d.y1, d.x0 : d.x1], (w, h), interpolation=cv2.INTER_AREA)
+        obj = cv2.resize(donor.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        if not obj.any():
+            obj[:] = True
+        pasted, pasted_mask = window.copy(), np.zeros(window.shape[:2], bool)
+        pasted[y0 : y0 + h, x0 : x0 + w][obj] = rgb[obj]
+        pasted_mask[y0 : y0 + h, x0 : x0 + w] = obj
+        return (*self.reference_crop(image, donor), pasted, pasted_mask)
 
     def _random_region(self, rng: np.random.Generator) -> Instance:
         """A Bézier blob in a random box of a random scene, as if it were an instance (class -1)."""

@@ -9,7 +9,8 @@ has to get a small latent right (the paper's LDM design).
 
 Encoding is the expensive part on a CPU, so the training windows are cut once - ``config.latent_pool`` of them, by
 the pixel painter's own rule (:meth:`PairSampler.draw`: an instance or random region, a window where its box covers
-``box_fraction``, resized to the model's resolution, a random flip / quarter turn) - and encoded once into
+``box_fraction``, resized to the model's resolution, a random flip / quarter turn; with ``cross_reference`` the
+reference and hint of that share from another instance of the class, :meth:`PairSampler.cross`) - and encoded once into
 ``GEN/latents.pt`` (reused on resume, removed with the checkpoint). Each step draws its pairs from that pool with a
 fresh inpaint mask (any of ``mask_kinds``, drawn at pixel resolution, a latent cell painted when any of its pixels
 is) and a fresh augmentation of the reference crop: pair ``i`` of step ``s`` depends only on ``(seed, s)``.
@@ -61,7 +62,8 @@ def encode(autoencoder, images: Tensor, batch: int = ENCODE_BATCH) -> Tensor:
 def _pool_key(config: GeneratorConfig, sources: list[str], autoencoder_id: str) -> str:
     fields = ("seed", "latent_pool", "resolution", "ref_size", "size", "box_fraction", "min_instance_pixels",
               "random_region_prob", "novel_share", "spatial_hint", "hint_jitter", "rgb_bands")
-    data = {k: getattr(config, k) for k in fields} | {"sources": sources, "autoencoder": autoencoder_id}
+    data = {k: getattr(config, k) for k in fields} | ({"cross_reference": config.cross_reference}
+                                                       if config.cross_reference else {}) | {"sources": sources, "autoencoder": autoencoder_id}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -105,17 +107,18 @@ class LatentPairSampler(StepPairs):
         windows, hints, objects, hint_masks, refs, ref_masks, classes = [], [], [], [], [], [], []
         for i in range(config.latent_pool):
             rng = np.random.default_rng([config.seed, POOL_TAG, i])
-            inst, window, obj, _, image = pixels.draw(rng)
+            inst, window, obj, box, image = pixels.draw(rng)
             k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-            window, obj = _dihedral([window, obj], k, flip)
-            ref, ref_mask = pixels.reference_crop(image, inst)
+            crossed = pixels.cross(inst, window, box, rng)  # another instance as reference and hint, or None
+            ref, ref_mask, hint_rgb, hint_obj = crossed or (*pixels.reference_crop(image, inst), window, obj)
+            window, obj, hint_rgb, hint_obj = _dihedral([window, obj, hint_rgb, hint_obj], k, flip)
             windows.append(window)
             objects.append(obj)
             refs.append(ref)
             ref_masks.append(ref_mask)
             classes.append(inst.class_id)
             if config.spatial_hint:
-                rgb, m = hint_image(window, obj, mask_box(obj), rng, config.hint_jitter)
+                rgb, m = hint_image(hint_rgb, hint_obj, mask_box(hint_obj), rng, config.hint_jitter)
                 hints.append(rgb)
                 hint_masks.append(m)
         images = to_tensor(np.stack(windows))
