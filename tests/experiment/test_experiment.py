@@ -142,7 +142,8 @@ def test_options_added_later_keep_finished_stages_valid():
     assert set(recipe(plain)) == set(plain.model_dump()) - set(added_later(TrainConfig))
     assert added_later(GeneratorConfig) == {"minutes": None, "snapshots": 0, "snr_gamma": None, "spatial_hint": False,
                                             "max_strength": 1.0, "novel_share": None, "space": "pixel",
-                                            "autoencoder": None, "latent_pool": 1024, "hint_jitter": 1.0}
+                                            "autoencoder": None, "latent_pool": 1024, "hint_jitter": 1.0,
+                                            "cross_reference": 0.0}
     # a pixel painter's recipe (its stage key) is what it was before the latent painter's fields came
     assert recipe(GeneratorConfig(size="tiny")) == {k: v for k, v in GeneratorConfig(size="tiny").model_dump(
         mode="json").items() if k not in added_later(GeneratorConfig)}
