@@ -190,6 +190,36 @@ def test_cross_reference_takes_reference_and_hint_from_another_instance_of_the_c
         quick_config(cross_reference=1.5)
 
 
+def test_a_crossed_hint_fits_its_box_for_any_window_and_share(texture_episode):
+    """Whatever the window's share of the box, the seed and the share crossed: every crossed hint (unwarped) lies
+    inside the hidden instance's box and is not empty, and a share of 0 gives the pairs of a run without the
+    option."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    images, labels, sources = read_scenes(texture_episode)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(lo=st.floats(0.05, 0.3), span=st.floats(0.05, 0.5), share=st.sampled_from([0.0, 0.5, 1.0]),
+           seed=st.integers(0, 2**31 - 1))
+    def check(lo, span, share, seed):
+        config = quick_config(random_region_prob=0.0, spatial_hint=True, hint_jitter=0.0,
+                              box_fraction=(lo, min(lo + span, 0.9)))
+        sampler = PairSampler(images, labels, config.model_copy(update={"cross_reference": share}), sources)
+        for i in range(4):
+            pair = sampler.pair(np.random.default_rng([seed, i]))
+            x0, y0, x1, y1 = pair["boxes"].tolist()
+            inside = torch.zeros_like(pair["hint"][3], dtype=torch.bool)
+            inside[y0:y1, x0:x1] = True
+            hint = pair["hint"][3] > 0
+            assert hint.any() and (share < 1 or not (hint & ~inside).any())
+            if share == 0:
+                plain = PairSampler(images, labels, config, sources).pair(np.random.default_rng([seed, i]))
+                assert all(torch.equal(pair[k], plain[k]) for k in pair)
+
+    check()
+
+
 # ------------------------------------------------------------------------------------------------ painting
 def paint_inputs():
     """A tiny untrained generator, two random 32-px windows with a 12x14 mask, as arrays and tensors."""

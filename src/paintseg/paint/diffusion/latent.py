@@ -62,8 +62,8 @@ def encode(autoencoder, images: Tensor, batch: int = ENCODE_BATCH) -> Tensor:
 def _pool_key(config: GeneratorConfig, sources: list[str], autoencoder_id: str) -> str:
     fields = ("seed", "latent_pool", "resolution", "ref_size", "size", "box_fraction", "min_instance_pixels",
               "random_region_prob", "novel_share", "spatial_hint", "hint_jitter", "rgb_bands")
-    data = {k: getattr(config, k) for k in fields} | ({"cross_reference": config.cross_reference}
-                                                       if config.cross_reference else {}) | {"sources": sources, "autoencoder": autoencoder_id}
+    crossed = {"cross_reference": config.cross_reference} if config.cross_reference else {}  # 0: the old keys
+    data = {k: getattr(config, k) for k in fields} | crossed | {"sources": sources, "autoencoder": autoencoder_id}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -190,8 +190,9 @@ def paint_windows(model: PaintModel, autoencoder, windows: Tensor, mask: Tensor,
     ``windows``: ``B×3×R×R`` in [-1, 1]; ``mask``: ``B×1×R×R`` pixel inpaint mask (a latent cell is painted when any
     of its pixels is); ``reference``/``ref_mask`` as :func:`.sample.paint` takes them; ``init`` (``B×3×R×R``, e.g.
     the copy-paste composite) is the start image at ``strength`` < 1 and, with ``hint_mask`` (its pasted object),
-    the hint of a generator trained with one (without them such a generator gets an empty hint). The decoded window differs from the input everywhere (the autoencoder
-    is lossy): the caller pastes back only the painted region. ``kwargs`` go to :func:`.sample.paint`."""
+    the hint of a generator trained with one (without them such a generator gets an empty hint). The decoded window
+    differs from the input everywhere (the autoencoder is lossy): the caller pastes back only the painted region.
+    ``kwargs`` go to :func:`.sample.paint`."""
     if not model.spec.latent:
         raise GeneratorError("paint_windows is for latent painters; paint a pixel painter with paint()")
     device = next(model.parameters()).device
