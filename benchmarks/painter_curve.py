@@ -78,12 +78,15 @@ def main() -> None:
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.3, 0.6, 1.0])
     ap.add_argument("--per-class", type=int, default=24)
     ap.add_argument("--sequential", action="store_true", help="train the recipes one after the other")
-    ap.add_argument("--scheduler", choices=["ddim", "dpm++"], default=None, help="sampler of the curve's paintings "
-                    "(default: the config's generation.scheduler)")
+    ap.add_argument("--scheduler", choices=["ddim", "dpm++", "dpm++sde"], default=None, help="sampler of the curve's "
+                    "paintings (default: the config's generation.scheduler)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance of the curve's paintings (default: the "
                     "config's generation.guidance)")
     ap.add_argument("--suffix", default="", help="measure the recipes again under their name + _SUFFIX (their own GEN "
                     "folders and rows), e.g. at a longer --minutes beside the shorter run kept")
+    ap.add_argument("--row-suffix", default="", help="write the curve under the row (and figure) name + "
+                    "_ROW_SUFFIX, keeping the row measured before: the same GEN folders painted another way (e.g. "
+                    "--evaluate-only --scheduler dpm++sde --row-suffix sde)")
     ap.add_argument("--evaluate-only", action="store_true", help="train nothing: measure the snapshots each GEN "
                     "folder holds (a run stopped early gives the part of its curve it reached)")
     args = ap.parse_args()
@@ -117,8 +120,9 @@ def main() -> None:
                "guidance": config.generation.guidance if args.guidance is None else args.guidance}
     tag = "" if sampler == {"scheduler": config.generation.scheduler, "guidance": config.generation.guidance} \
         else f"_{sampler['scheduler']}_g{sampler['guidance']:g}"
+    row = {recipe: f"{key[recipe]}_{args.row_suffix}" if args.row_suffix else key[recipe] for recipe in args.recipes}
     curves = {recipe: work / f"curve_{key[recipe]}{tag}.json" for recipe in args.recipes}
-    figures = {recipe: REPO / "benchmarks" / "results" / f"painter_curve_{name}_{key[recipe]}.png"
+    figures = {recipe: REPO / "benchmarks" / "results" / f"painter_curve_{name}_{row[recipe]}.png"
                for recipe in args.recipes}
     for recipe in args.recipes:  # the curves are measured side by side too (one thread each), unless --sequential
         gen, out, figure = work / f"gen_{key[recipe]}", curves[recipe], figures[recipe]
@@ -146,7 +150,7 @@ def main() -> None:
         curve = json.loads(out.read_text())
         curve.pop("quality", None)
         summary = gen / "train_summary.json"
-        found[key[recipe]] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes, **sampler,
+        found[row[recipe]] = {"changes": RECIPES[recipe], "date": str(date.today()), "minutes": args.minutes, **sampler,
                          "budget": json.loads((gen / "budget.json").read_text()),
                          "finished": is_generator(gen),
                          "summary": json.loads(summary.read_text()) if summary.is_file() else None, **curve,

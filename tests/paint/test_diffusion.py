@@ -17,8 +17,8 @@ from paintseg.config import (GENERATOR_MASK_KINDS, GENERATOR_SIZES, ConfigError,
                              PlaceConfig, validate)
 from paintseg.data.episode import Episode
 from paintseg.paint.diffusion import (SCHEDULERS, SIZES, GeneratorError, GeneratorTrainError, PairSampler,
-                                         build_generator, load_generator, paint, save_generator, to_tensor, to_uint8,
-                                         train_generator)
+                                         build_generator, load_generator, make_scheduler, paint, save_generator,
+                                         to_tensor, to_uint8, train_generator)
 from paintseg.paint.diffusion.data import read_scenes
 from paintseg.place.masks import MASK_KINDS
 
@@ -253,6 +253,23 @@ def test_paint_keeps_known_pixels_and_both_schedulers_run():
         paint(model, scene, mask[:, 0], reference, ref_mask, steps=1, guidance=3.0, scheduler="ddim")
     with pytest.raises(GeneratorError, match="unknown scheduler 'euler'"):
         paint(model, scene, mask, reference, ref_mask, steps=1, guidance=3.0, scheduler="euler")
+
+
+def test_the_sde_sampler_adds_noise_at_every_step_and_stays_reproducible():
+    """dpm++sde is DPM-Solver++ in its SDE form: the same seed paints the same pixels; its fresh noise at every step
+    makes it paint differently from dpm++ started from the same noise (which draws nothing after the start)."""
+    model, windows, masks, scene, mask = paint_inputs()
+    reference, ref_mask = to_tensor(windows[:, ::-1].copy()), to_tensor(np.ones((2, 32, 32), bool))
+    assert make_scheduler(model, "dpm++sde").config.algorithm_type == "sde-dpmsolver++"
+    assert make_scheduler(model, "dpm++").config.algorithm_type == "dpmsolver++"
+
+    def run(name: str, seed: int) -> torch.Tensor:
+        return paint(model, scene, mask, reference, ref_mask, steps=4, guidance=3.0, scheduler=name,
+                     generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(run("dpm++sde", 5), run("dpm++sde", 5))
+    inside = (mask > 0).expand_as(scene)
+    assert float((run("dpm++sde", 5) - run("dpm++", 5))[inside].abs().mean()) > 0.01
 
 
 def test_strength_paints_from_the_start_image():

@@ -74,6 +74,8 @@ def test_generate_with_a_pipeline_folder_writes_a_synthetic_set(pbe: Path, tiny_
                                                       device="cpu", strength=1.0))
     assert settings["pipeline"] == "paint-by-example" and settings["scheduler"] == "ddim"
     assert backend.pipe.scheduler.__class__.__name__ == "DDIMScheduler"
+    sde, _ = make_backend(pbe, PaintConfig(steps=2, scheduler="dpm++sde", window=64, device="cpu", strength=1.0))
+    assert sde.pipe.scheduler.config.algorithm_type == "sde-dpmsolver++"
     summary = generate(ep, backend, tmp_path / "syn", PlaceConfig(per_class=2),
                        PaintConfig(candidates=2, strength=1.0),
                        backend_settings=settings, progress=False)

@@ -126,9 +126,10 @@ class PaintConfig(BaseModel):
     candidates: int = Field(4, ge=1, description="Candidates painted per placement (the filter keeps the best).")
     steps: int = Field(25, ge=1, description="Sampling steps (diffusion).")
     guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale (diffusion).")
-    scheduler: Literal["ddim", "dpm++", "pndm", "default"] = Field(
-        "ddim", description="Sampler: ddim or dpm++ (any generator); pndm (PLMS, RS-Paint's) or default (the one saved "
-        "with it): pretrained pipelines only.")
+    scheduler: Literal["ddim", "dpm++", "dpm++sde", "pndm", "default"] = Field(
+        "ddim", description="Sampler: ddim, dpm++ or dpm++sde (DPM-Solver++ with fresh noise at every step: "
+        "candidates vary more) for any generator; pndm (PLMS, RS-Paint's) or default (the one saved with it): "
+        "pretrained pipelines only.")
     strength: float = Field(0.3, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
                             "strength (SDEdit; paintseg generators): 0 = the composite as it is, 1 = from pure noise "
                             "(the paper's way, and the only one of pretrained pipelines; the worst measured with "

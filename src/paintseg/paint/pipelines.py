@@ -41,7 +41,7 @@ INDEX = "model_index.json"
 PIPELINES = {"PaintByExamplePipeline": "paint-by-example", "StableDiffusionInpaintPipeline": "sd-inpaint"}
 DEFAULT_PROMPT = "a top-down satellite image of a {class}"
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-SCHEDULERS = ("default", "ddim", "pndm", "dpm++")  # default: the scheduler saved with the pipeline
+SCHEDULERS = ("default", "ddim", "pndm", "dpm++", "dpm++sde")  # default: the scheduler saved with the pipeline
 
 
 def read_index(source: str | Path) -> dict | None:
@@ -140,8 +140,10 @@ def load_pipeline(source: str | Path, device: str = "cpu", dtype: torch.dtype = 
                              ) from None
     if scheduler != "default":
         cls = {"ddim": diffusers.DDIMScheduler, "pndm": diffusers.PNDMScheduler,
-               "dpm++": diffusers.DPMSolverMultistepScheduler}[scheduler]
-        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+               "dpm++": diffusers.DPMSolverMultistepScheduler, "dpm++sde": diffusers.DPMSolverMultistepScheduler
+               }[scheduler]
+        extra = {"algorithm_type": "sde-dpmsolver++"} if scheduler == "dpm++sde" else {}
+        pipe.scheduler = cls.from_config(pipe.scheduler.config, **extra)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -26,19 +26,22 @@ from torch import Tensor
 
 from .model import GeneratorError, PaintModel
 
-SCHEDULERS = ("ddim", "dpm++")
+SCHEDULERS = ("ddim", "dpm++", "dpm++sde")
 
 
 def make_scheduler(model: PaintModel, name: str = "ddim") -> SchedulerMixin:
-    """A sampler (``"ddim"`` or ``"dpm++"``) over the model's training noise schedule."""
+    """A sampler over the model's training noise schedule: ``"ddim"`` and ``"dpm++"`` (DPM-Solver++ 2M) are
+    deterministic given the start noise; ``"dpm++sde"`` (its SDE form) adds fresh noise at every step, so the same
+    start noise gives different paintings - variation on purpose, where a deterministic sampler returns the mean."""
     config = model.noise_scheduler().config
     # "trailing" spacing starts sampling at the last training timestep (pure noise), as few-step samplers should
     if name == "ddim":
         return DDIMScheduler.from_config(config, timestep_spacing="trailing")
-    if name == "dpm++":
+    if name in ("dpm++", "dpm++sde"):
         # lambda_min_clipped keeps the cosine schedule's last, nearly noise-only steps numerically stable
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2,
-                                                       timestep_spacing="trailing", lambda_min_clipped=-5.1)
+        return DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="sde-dpmsolver++" if name == "dpm++sde" else "dpmsolver++", solver_order=2,
+            timestep_spacing="trailing", lambda_min_clipped=-5.1)
     raise GeneratorError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
 
 
