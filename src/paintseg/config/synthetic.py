@@ -127,8 +127,8 @@ class PaintConfig(BaseModel):
     steps: int = Field(25, ge=1, description="Sampling steps (diffusion).")
     guidance: float = Field(3.0, ge=0, description="Classifier-free guidance scale (diffusion).")
     scheduler: Literal["ddim", "dpm++", "dpm++sde", "pndm", "default"] = Field(
-        "ddim", description="Sampler: ddim, dpm++ or dpm++sde (DPM-Solver++ with fresh noise at every step: "
-        "candidates vary more) for any generator; pndm (PLMS, RS-Paint's) or default (the one saved with it): "
+        "ddim", description="Sampler: ddim, dpm++ or dpm++sde (DPM-Solver++ with fresh noise at every "
+        "step) for any generator; pndm (PLMS, RS-Paint's) or default (the one saved with it): "
         "pretrained pipelines only.")
     strength: float = Field(0.3, ge=0, le=1, description="Paint from the copy-paste composite noised to this "
                             "strength (SDEdit; paintseg generators): 0 = the composite as it is, 1 = from pure noise "

@@ -32,7 +32,7 @@ SCHEDULERS = ("ddim", "dpm++", "dpm++sde")
 def make_scheduler(model: PaintModel, name: str = "ddim") -> SchedulerMixin:
     """A sampler over the model's training noise schedule: ``"ddim"`` and ``"dpm++"`` (DPM-Solver++ 2M) are
     deterministic given the start noise; ``"dpm++sde"`` (its SDE form) adds fresh noise at every step, so the same
-    start noise gives different paintings - variation on purpose, where a deterministic sampler returns the mean."""
+    start noise gives different paintings (on the demo's CPU painters no more varied than dpm++'s: docs/results.md)."""
     config = model.noise_scheduler().config
     # "trailing" spacing starts sampling at the last training timestep (pure noise), as few-step samplers should
     if name == "ddim":
