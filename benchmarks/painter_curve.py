@@ -28,6 +28,10 @@ between two candidates). One long run gives every point of its curve.
                instance of the class pasted into the hidden one's box, as painting pastes an exemplar where another
                object would belong (latent-focus at strengths 0.3/0.6 returned the paste: it had learnt to render
                its hint)
+    latent-jitter  latent-focus with training hints twice as far from the hidden instance as the default
+               (hint_jitter 2: re-coloured at strength 1, warped by up to 20 degrees, 20 % scale, 8 % shift), so
+               that the hint stops showing the answer and the painter must fit it into the scene (latent-focus's
+               0.3 taught it to render the hint as given)
 
 Recipes train side by side, one process and one thread each (--parallel, the default), so they get the same
 compute; a finished GEN folder is reused. Every step is a `paintseg` command (printed).
@@ -61,6 +65,7 @@ LATENT = {"space": "latent", "autoencoder": "../shared/models/taef2", "size": "s
 RECIPES |= {"latent": LATENT, "latent-hint": {**LATENT, "spatial_hint": True},
             "latent-focus": {**LATENT, "spatial_hint": True, "hint_jitter": 0.3, "mask_weight": 10.0, "lr": 1e-3}}
 RECIPES["latent-cross"] = {**RECIPES["latent-focus"], "cross_reference": 0.5}
+RECIPES["latent-jitter"] = {**RECIPES["latent-focus"], "hint_jitter": 2.0}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PAINTSEG_THREADS": "1"}
 
 
