@@ -73,6 +73,7 @@ def main() -> None:
     from paintseg.experiment.spec import load_experiment
     from paintseg.experiment.graph import _episode
     from paintseg.experiment.stages import Stages
+    from paintseg.paint.diffusion import SCHEDULERS
     from paintseg.paint.diffusion.model import is_generator
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,8 +84,8 @@ def main() -> None:
     ap.add_argument("--strengths", nargs="+", type=float, default=[0.3, 0.6, 1.0])
     ap.add_argument("--per-class", type=int, default=24)
     ap.add_argument("--sequential", action="store_true", help="train the recipes one after the other")
-    ap.add_argument("--scheduler", choices=["ddim", "dpm++", "dpm++sde"], default=None, help="sampler of the curve's "
-                    "paintings (default: the config's generation.scheduler)")
+    ap.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="sampler of the curve's paintings "
+                    "(default: the config's generation.scheduler)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance of the curve's paintings (default: the "
                     "config's generation.guidance)")
     ap.add_argument("--suffix", default="", help="measure the recipes again under their name + _SUFFIX (their own GEN "

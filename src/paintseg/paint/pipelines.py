@@ -139,11 +139,11 @@ def load_pipeline(source: str | Path, device: str = "cpu", dtype: torch.dtype = 
                              f"{str(e).splitlines()[0][:300]}); check that every sub-folder of {INDEX} is complete"
                              ) from None
     if scheduler != "default":
-        cls = {"ddim": diffusers.DDIMScheduler, "pndm": diffusers.PNDMScheduler,
-               "dpm++": diffusers.DPMSolverMultistepScheduler, "dpm++sde": diffusers.DPMSolverMultistepScheduler
-               }[scheduler]
-        extra = {"algorithm_type": "sde-dpmsolver++"} if scheduler == "dpm++sde" else {}
-        pipe.scheduler = cls.from_config(pipe.scheduler.config, **extra)
+        cls, kwargs = {"ddim": (diffusers.DDIMScheduler, {}), "pndm": (diffusers.PNDMScheduler, {}),
+                       "dpm++": (diffusers.DPMSolverMultistepScheduler, {}),
+                       "dpm++sde": (diffusers.DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++"}),
+                       }[scheduler]
+        pipe.scheduler = cls.from_config(pipe.scheduler.config, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
